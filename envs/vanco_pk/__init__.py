@@ -1,0 +1,55 @@
+"""vanco_pk: a population-pharmacokinetic Gymnasium environment for vancomycin dosing.
+
+Depends on numpy, scipy and gymnasium only. Importing the package registers
+``VancoPK-v0`` (continuous dose in mg) and ``VancoPKDiscrete-v0`` (dose grid), so
+``gymnasium.make("vanco_pk:VancoPK-v0")`` works without a prior import.
+"""
+
+from __future__ import annotations
+
+import gymnasium
+
+from vanco_pk.targets import (
+    AUC24_TARGET,
+    COVARIATES,
+    DOSE_GRID_MG,
+    DOSE_MAX_MG,
+    FEATURES,
+    TROUGH_TARGET,
+    get_reward_function,
+    reward,
+    seed_reward,
+)
+
+__all__ = [
+    "AUC24_TARGET",
+    "COVARIATES",
+    "DOSE_GRID_MG",
+    "DOSE_MAX_MG",
+    "FEATURES",
+    "TROUGH_TARGET",
+    "get_reward_function",
+    "reward",
+    "seed_reward",
+]
+
+ENV_IDS = ("VancoPK-v0", "VancoPKDiscrete-v0")
+
+
+def _register() -> None:
+    if "VancoPK-v0" in gymnasium.registry:
+        return
+    # Episode length is set by the env's own `episode_days`, so no TimeLimit wrapper here.
+    gymnasium.register(
+        id="VancoPK-v0",
+        entry_point="vanco_pk.env:VancoPKEnv",
+        vector_entry_point="vanco_pk.vector:VancoPKVectorEnv",
+    )
+    gymnasium.register(
+        id="VancoPKDiscrete-v0",
+        entry_point="vanco_pk.env:VancoPKDiscreteEnv",
+        vector_entry_point="vanco_pk.vector:VancoPKDiscreteVectorEnv",
+    )
+
+
+_register()

@@ -1,0 +1,190 @@
+"""Clinical targets, the dose grid and the reward: defined once, shared by simulator and data.
+
+Everything here is a plain function of numpy arrays so that the same reward can be
+computed inside the simulator and from a logged table of dosing steps.
+
+References
+----------
+Rybak MJ et al. Therapeutic monitoring of vancomycin for serious MRSA infections: a revised
+consensus guideline (ASHP/IDSA/PIDS/SIDP). Am J Health Syst Pharm 2020;77:835-864.
+KDIGO Clinical Practice Guideline for Acute Kidney Injury. Kidney Int Suppl 2012;2:1-138.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: The seven state features of the data schema, in observation order.
+FEATURES: tuple[str, ...] = (
+    "vanco_level",  # mg/L, last measured trough
+    "creatinine",  # mg/dL
+    "wbc",  # 10^9/L
+    "bun",  # mg/dL
+    "temperature",  # degrees C
+    "sbp",  # mmHg
+    "heart_rate",  # bpm
+)
+FEATURE_UNITS: dict[str, str] = {
+    "vanco_level": "mg/L",
+    "creatinine": "mg/dL",
+    "wbc": "10^9/L",
+    "bun": "mg/dL",
+    "temperature": "degC",
+    "sbp": "mmHg",
+    "heart_rate": "bpm",
+}
+#: Optional patient covariates that extend the observation, in this order.
+#: ``sex`` is 0 for male, 1 for female; ``dialysis`` is 0/1.
+COVARIATES: tuple[str, ...] = ("weight_kg", "age", "sex", "height_cm", "dialysis")
+
+LEVEL, CREATININE, WBC, BUN, TEMPERATURE, SBP, HEART_RATE = range(7)
+
+# Dosing limits and grid.
+DOSE_MAX_MG = 3000.0
+DOSE_STEP_MG = 250.0
+DOSE_GRID_MG: np.ndarray = np.arange(0.0, DOSE_MAX_MG + DOSE_STEP_MG / 2, DOSE_STEP_MG)
+MAX_INFUSION_RATE_MG_PER_MIN = 10.0
+LOADING_DOSE_MG_PER_KG = (20.0, 35.0)
+
+# Exposure targets (MIC 1 mg/L, so AUC24/MIC equals AUC24 in mg*h/L).
+MIC_MG_PER_L = 1.0
+AUC24_TARGET = (400.0, 600.0)
+AUC24_GOAL = 500.0
+TROUGH_TARGET = (10.0, 20.0)
+TROUGH_TARGET_SERIOUS = (15.0, 20.0)
+WBC_NORMAL = (4.0, 11.0)
+TEMPERATURE_NORMAL = (36.0, 38.0)
+
+# KDIGO acute kidney injury: +0.3 mg/dL within 48 h, or >= 1.5 x baseline.
+AKI_ABSOLUTE_RISE_MG_DL = 0.3
+AKI_ABSOLUTE_WINDOW_H = 48.0
+AKI_RELATIVE_RISE = 1.5
+
+# Reward weights (DESIGN.md, Reward); change only with a measured reason.
+REWARD_IN_RANGE = 1.0
+REWARD_BELOW_SCALE = 10.0  # -(10 - L) / 10 below the range
+REWARD_ABOVE_SCALE = 5.0  # -(L - 20) / 5 above the range
+REWARD_ABOVE_CAP = -3.0
+REWARD_CREATININE_JUMP = -5.0
+REWARD_CREATININE_PER_0_1 = -1.0
+REWARD_INFECTION_BONUS = 0.25
+
+
+def dose_to_grid_index(dose_mg: np.ndarray | float) -> np.ndarray:
+    """Index of the nearest dose-grid level (0 mg, 250 mg, ..., 3000 mg) for each dose."""
+    dose = np.asarray(dose_mg, dtype=np.float64)
+    return np.clip(np.rint(dose / DOSE_STEP_MG), 0, len(DOSE_GRID_MG) - 1).astype(np.int64)
+
+
+def _distance_to_range(value: np.ndarray, low: float, high: float) -> np.ndarray:
+    return np.maximum(low - value, 0.0) + np.maximum(value - high, 0.0)
+
+
+def exposure_reward(level: np.ndarray) -> np.ndarray:
+    """Reward for a measured trough level in mg/L; 0 where the level is NaN (never measured)."""
+    level = np.asarray(level, dtype=np.float64)
+    low, high = TROUGH_TARGET
+    below = -(low - level) / REWARD_BELOW_SCALE
+    above = np.maximum(-(level - high) / REWARD_ABOVE_SCALE, REWARD_ABOVE_CAP)
+    value = np.where(level < low, below, np.where(level > high, above, REWARD_IN_RANGE))
+    return np.where(np.isnan(level), 0.0, value)
+
+
+def kidney_reward(creatinine: np.ndarray, next_creatinine: np.ndarray) -> np.ndarray:
+    """Penalty for a creatinine rise: -5 for a KDIGO-sized jump, else -1 per 0.1 mg/dL."""
+    rise = np.asarray(next_creatinine, dtype=np.float64) - np.asarray(creatinine, np.float64)
+    small = REWARD_CREATININE_PER_0_1 * np.maximum(rise, 0.0) / 0.1
+    # The small tolerance keeps a rise of exactly 0.3 mg/dL (0.1 + 0.2 in floats) a jump.
+    return np.where(rise >= AKI_ABSOLUTE_RISE_MG_DL - 1e-9, REWARD_CREATININE_JUMP, small)
+
+
+def infection_reward(
+    wbc: np.ndarray, next_wbc: np.ndarray, temperature: np.ndarray, next_temperature: np.ndarray
+) -> np.ndarray:
+    """+0.125 for each of WBC and temperature that is in its normal range or moved toward it.
+
+    DESIGN.md gives +0.25 when both move toward normal; splitting it keeps the bonus earnable
+    when one sign is already normal and cannot move "toward" it.
+    """
+    half = REWARD_INFECTION_BONUS / 2.0
+    total = np.zeros(np.broadcast(wbc, next_wbc).shape)
+    for now, nxt, (low, high) in (
+        (wbc, next_wbc, WBC_NORMAL),
+        (temperature, next_temperature, TEMPERATURE_NORMAL),
+    ):
+        d_now = _distance_to_range(np.asarray(now, np.float64), low, high)
+        d_next = _distance_to_range(np.asarray(nxt, np.float64), low, high)
+        total = total + np.where((d_next == 0.0) | (d_next < d_now), half, 0.0)
+    return total
+
+
+def reward(observation: np.ndarray, dose_mg: np.ndarray, next_observation: np.ndarray) -> np.ndarray:
+    """The project's reward for one or many decision steps.
+
+    Parameters
+    ----------
+    observation, next_observation : array of shape (..., >= 7)
+        Observations whose first seven columns are :data:`FEATURES` in schema units. The
+        vancomycin level of ``next_observation`` may be NaN (never measured): that step has
+        no exposure term.
+    dose_mg : array of shape (...)
+        Dose given in the interval. Unused by the default reward (exposure is judged by the
+        level it produced) but part of the signature so that alternative rewards can use it.
+
+    Returns
+    -------
+    numpy.ndarray of shape (...)
+        About +1 for a well-dosed step; down to -3 for a toxic level, -5 for an AKI-sized
+        creatinine jump.
+    """
+    obs = np.asarray(observation, dtype=np.float64)
+    nxt = np.asarray(next_observation, dtype=np.float64)
+    _check_observation_pair(obs, nxt)
+    return (
+        exposure_reward(nxt[..., LEVEL])
+        + kidney_reward(obs[..., CREATININE], nxt[..., CREATININE])
+        + infection_reward(obs[..., WBC], nxt[..., WBC], obs[..., TEMPERATURE], nxt[..., TEMPERATURE])
+    )
+
+
+SEED_TROUGH_GOAL = 15.0
+SEED_CREATININE_GOAL = 1.0
+
+
+def seed_reward(observation: np.ndarray, dose_mg: np.ndarray, next_observation: np.ndarray) -> np.ndarray:
+    """The seed project's error-based reward, kept to reproduce its failure.
+
+    ``-(|L' - 15| / 15 + |SCr' - 1.0|)``: the negative distance of the next trough from 15 mg/L
+    and of the next creatinine from 1 mg/dL. It is never positive, so every step looks bad
+    and a value-based learner finds no dose that earns anything; combined with a learned Q
+    that extrapolates upward in dose this drove the seed's greedy policy to the maximum dose.
+    A never-measured level counts as 0 mg/L (the seed filled missing levels with zeros).
+    """
+    obs = np.asarray(observation, dtype=np.float64)
+    nxt = np.asarray(next_observation, dtype=np.float64)
+    _check_observation_pair(obs, nxt)
+    level = np.nan_to_num(nxt[..., LEVEL], nan=0.0)
+    return -(
+        np.abs(level - SEED_TROUGH_GOAL) / SEED_TROUGH_GOAL
+        + np.abs(nxt[..., CREATININE] - SEED_CREATININE_GOAL)
+    )
+
+
+REWARDS = {"default": reward, "seed": seed_reward}
+
+
+def get_reward_function(name: str):
+    """The reward function registered under ``name`` (``"default"`` or ``"seed"``)."""
+    try:
+        return REWARDS[name]
+    except KeyError:
+        raise ValueError(f"unknown reward {name!r}; choose one of {sorted(REWARDS)}") from None
+
+
+def _check_observation_pair(obs: np.ndarray, nxt: np.ndarray) -> None:
+    for name, arr in (("observation", obs), ("next_observation", nxt)):
+        if arr.shape[-1] < len(FEATURES):
+            raise ValueError(
+                f"{name} has {arr.shape[-1]} columns; the reward needs the {len(FEATURES)} "
+                f"features {FEATURES} first"
+            )

@@ -1,0 +1,1 @@
+"""Algorithms: VancoIQL (continuous dose) and DiscreteVancoIQL (dose grid)."""

@@ -1,0 +1,1 @@
+"""Packaged YAML presets (read with importlib.resources)."""

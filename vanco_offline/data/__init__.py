@@ -1,0 +1,1 @@
+"""Data layer: schema, validation, reward, conversion to MDPDataset, synthetic cohorts."""
