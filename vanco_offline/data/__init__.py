@@ -1,1 +1,47 @@
-"""Data layer: schema, validation, reward, conversion to MDPDataset, synthetic cohorts."""
+"""Data layer: schema, validation, reward, conversion to MDPDataset, synthetic cohorts.
+
+Typical use::
+
+    from vanco_offline.data import CarryForward, convert, fit_scalers, load_table, split_table
+
+    train, valid, test = split_table(load_table("stays.csv"), seed=0)
+    result = convert(train, "continuous", impute=CarryForward(max_age_h=24), fill_unmeasured_level=True)
+    print(result.report)
+    scalers = fit_scalers(result)   # observation_scaler / action_scaler for a d3rlpy config
+
+The table schema (columns, units, MIMIC-IV mapping) is documented in ``data/README.md``.
+"""
+
+from vanco_offline.data.convert import convert, to_mdp_dataset
+from vanco_offline.data.episodes import ConversionResult, make_dataset
+from vanco_offline.data.io import load_dataset, load_table, save_dataset, save_table
+from vanco_offline.data.minari_format import export_minari, import_minari
+from vanco_offline.data.options import CarryForward, ConversionOptions
+from vanco_offline.data.report import ConversionReport, Exclusion
+from vanco_offline.data.split import Scalers, fit_scalers, split_dataset, split_stays, split_table
+from vanco_offline.data.validation import validate
+
+# Synthetic cohorts (vanco_offline.data.cohort, issue 4) are exported here once they exist.
+
+__all__ = [
+    "CarryForward",
+    "ConversionOptions",
+    "ConversionReport",
+    "ConversionResult",
+    "Exclusion",
+    "Scalers",
+    "convert",
+    "export_minari",
+    "fit_scalers",
+    "import_minari",
+    "load_dataset",
+    "load_table",
+    "make_dataset",
+    "save_dataset",
+    "save_table",
+    "split_dataset",
+    "split_stays",
+    "split_table",
+    "to_mdp_dataset",
+    "validate",
+]

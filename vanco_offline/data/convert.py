@@ -1,0 +1,258 @@
+"""Dosing table -> d3rlpy ``MDPDataset``, with a report of everything that happened.
+
+Row ``t`` of a stay holds the state ``s_t`` and the dose ``a_t`` decided for the following
+interval; the next row holds ``s_{t+1}``. So a stay of ``n`` rows gives ``n - 1``
+transitions, its last row being the final observation:
+
+* timeout stay (no ``done``, or ``done`` False on the last row): a d3rlpy episode with all
+  ``n`` observations and ``terminated=False``; d3rlpy counts ``n - 1`` transitions and the
+  last action/reward slot is unused (it keeps the last row's logged dose; reward 0);
+* terminal stay (``done`` True on the last row): a d3rlpy episode of the first ``n - 1``
+  rows with ``terminated=True``; its last reward was computed with the last row's state;
+* terminal stay whose last row has a ``reward``: that reward is a step into the absorbing
+  state, so the episode keeps all ``n`` rows (``n`` transitions).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from d3rlpy.dataset import Episode, MDPDataset
+from vanco_pk.targets import DOSE_STEP_MG, dose_to_grid_index, get_reward_function
+
+from vanco_offline.data._messages import offenders, raise_problems
+from vanco_offline.data.episodes import ConversionResult, make_dataset
+from vanco_offline.data.observations import build_observations
+from vanco_offline.data.options import ActionKind, CarryForward, ConversionOptions
+from vanco_offline.data.report import ConversionReport, Exclusion
+from vanco_offline.data.schema import BEHAVIOR_PROB, DONE, DOSE, DOSE_GRID_MG, REWARD
+from vanco_offline.data.validation import CheckedTable, check_table
+
+__all__ = ["convert", "to_mdp_dataset"]
+
+# Doses within this distance of a grid level count as on the grid (float noise in CSVs).
+_GRID_TOLERANCE_MG = 1e-6
+
+
+def convert(
+    table: pd.DataFrame,
+    action: ActionKind = "continuous",
+    *,
+    reward: str = "default",
+    impute: CarryForward | None = None,
+    fill_unmeasured_level: bool = False,
+    level_indicator: bool = False,
+    covariates: bool | tuple[str, ...] = False,
+    clip_doses: bool = False,
+    round_doses: bool = False,
+) -> ConversionResult:
+    """Validate a dosing table and convert it to a d3rlpy dataset with a conversion report.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        One row per decision step; schema in ``data/README.md``.
+    action : {"continuous", "discrete"}
+        Dose in mg (float32, shape (N, 1)) or the index of the 250 mg dose-grid level
+        (``action_size=13``).
+    reward : {"default", "seed"}
+        Reward of ``vanco_pk.targets`` computed from consecutive rows when the table has no
+        ``reward`` column (ignored otherwise); computed with the vancomycin level as measured
+        (a never-measured level has no exposure term), never with an imputed one.
+    impute : CarryForward, optional
+        Carry the last value forward within a stay, up to a maximum age. Without it, a NaN
+        in an observation column is an error.
+    fill_unmeasured_level : bool
+        Fill a vancomycin level never measured in the stay with 0.0 mg/L (drug-naive; the
+        simulator shows it the same way).
+    level_indicator : bool
+        Append a ``vanco_level_measured`` feature (0 where the level was filled).
+    covariates : bool or tuple of str
+        Append the covariate columns (all present ones for True) to the observation.
+    clip_doses : bool
+        Clip doses above 3000 mg to 3000 mg instead of raising (counted in the report).
+    round_doses : bool
+        For ``action="discrete"``, round doses off the 250 mg grid to the nearest level
+        instead of raising (counted, with the largest rounding error, in the report).
+
+    Returns
+    -------
+    ConversionResult
+        ``.dataset`` (an ``MDPDataset``), ``.report``, the stay id of each episode and the
+        per-transition behaviour probabilities when the table has them.
+
+    Raises
+    ------
+    ValueError
+        For any schema problem, naming the column, stays and rows and how to fix it.
+    """
+    options = ConversionOptions(
+        action=action,
+        reward=reward,
+        impute=impute,
+        fill_unmeasured_level=fill_unmeasured_level,
+        level_indicator=level_indicator,
+        covariates=covariates,
+        clip_doses=clip_doses,
+        round_doses=round_doses,
+    )
+    checked = check_table(table, options)
+    obs = build_observations(checked, options)
+    notes = list(checked.notes)
+    actions = _actions(checked, options, notes)
+
+    starts, ends, last = checked.starts, checked.ends, checked.last
+    n_rows = ends - starts
+    has_reward = REWARD in checked.columns
+    terminal = checked.columns[DONE][ends - 1] > 0 if DONE in checked.columns else np.zeros(len(starts), bool)
+    if has_reward:
+        rewards = np.nan_to_num(checked.columns[REWARD], nan=0.0)
+        final_reward = terminal & ~np.isnan(checked.columns[REWARD][ends - 1])
+        unused = ~terminal & ~np.isnan(checked.columns[REWARD][ends - 1])
+        if unused.any():
+            notes.append(
+                f"{REWARD}: {int(unused.sum())} timeout stay(s) have a reward on their last row, which is "
+                "the final observation with no next state, so it is not used (leave it empty, or set "
+                "done=True if the stay ended in death or discharge)"
+            )
+        source = "from the table's reward column"
+    else:
+        rewards = _computed_rewards(obs.features, checked.columns[DOSE], last, options.reward)
+        final_reward = np.zeros(len(starts), dtype=bool)
+        source = f"computed ({options.reward!r} reward of vanco_pk.targets)"
+    episode_end = ends - (terminal & ~final_reward)
+    transitions = np.where(terminal, episode_end - starts, n_rows - 1)
+    kept = transitions > 0
+
+    observations = obs.values
+    reward_column = rewards.astype(np.float32).reshape(-1, 1)
+    episodes = [
+        Episode(
+            observations=observations[s:e],
+            actions=actions[s:e],
+            rewards=reward_column[s:e],
+            terminated=bool(t),
+        )
+        for s, e, t in zip(
+            starts[kept].tolist(), episode_end[kept].tolist(), terminal[kept].tolist(), strict=True
+        )
+    ]
+    exclusions = tuple(
+        Exclusion(
+            stay_id=checked.stay_ids[k],
+            rows=int(n_rows[k]),
+            transitions=int(n_rows[k] - 1 + final_reward[k]),
+            reason=(
+                "a single terminal row without a reward: no transition (a terminal stay needs a "
+                "state before the terminal one, or a reward on its row)"
+                if terminal[k]
+                else "a single row: no transition (a stay needs at least two decision steps)"
+            ),
+        )
+        for k in np.flatnonzero(~kept).tolist()
+    )
+    if not episodes:
+        raise ValueError(
+            f"no transitions: all {len(starts)} stays have a single row; a stay needs at least two "
+            "decision steps (state, dose, next state)"
+        )
+    dataset = make_dataset(episodes, options.action)
+
+    step = np.arange(checked.rows) - starts[checked.codes]
+    in_transition = step < transitions[checked.codes]
+    transitions_in = int(checked.rows - len(starts) + final_reward.sum())
+    if dataset.transition_count != int(in_transition.sum()) or transitions_in != dataset.transition_count:
+        raise RuntimeError(
+            f"internal error: d3rlpy counts {dataset.transition_count} transitions, the table implies "
+            f"{transitions_in}; please report this with the table"
+        )
+    behavior_probs = None
+    if BEHAVIOR_PROB in checked.columns:
+        prob = checked.columns[BEHAVIOR_PROB]
+        behavior_probs = [
+            prob[s : s + n] for s, n in zip(starts[kept].tolist(), transitions[kept].tolist(), strict=True)
+        ]
+    report = ConversionReport(
+        rows=checked.rows,
+        stays=len(starts),
+        time_column=checked.time_column,
+        transitions_in=transitions_in,
+        transitions_out=dataset.transition_count,
+        episodes=len(episodes),
+        terminal_stays=int(terminal.sum()),
+        timeout_stays=int((~terminal).sum()),
+        observation_names=obs.names,
+        action=options.action,
+        action_min=float(actions[in_transition].min()),
+        action_max=float(actions[in_transition].max()),
+        action_unit="mg" if options.action == "continuous" else "dose-grid index (x 250 mg)",
+        reward_source=source,
+        reward_summary=_summary(rewards[in_transition]),
+        imputation=options.impute.describe() if options.impute is not None else "none",
+        imputed=obs.imputed,
+        level_filled=obs.level_filled,
+        exclusions=exclusions,
+        notes=tuple(notes),
+        ignored_columns=tuple(map(str, checked.ignored_columns)),
+    )
+    return ConversionResult(
+        dataset=dataset,
+        report=report,
+        stay_ids=checked.stay_ids[kept].tolist(),
+        behavior_probs=behavior_probs,
+        observation_names=obs.names,
+        action=options.action,
+    )
+
+
+def to_mdp_dataset(table: pd.DataFrame, action: ActionKind = "continuous", **options: object) -> MDPDataset:
+    """Validate ``table`` and return only the ``MDPDataset``; see :func:`convert` for options."""
+    return convert(table, action, **options).dataset  # type: ignore[arg-type]
+
+
+def _actions(checked: CheckedTable, options: ConversionOptions, notes: list[str]) -> np.ndarray:
+    # The last row's dose may be empty (final observation); its slot is never a transition.
+    dose = np.nan_to_num(checked.columns[DOSE], nan=0.0)
+    if options.action == "continuous":
+        return dose.astype(np.float32).reshape(-1, 1)
+    index = dose_to_grid_index(dose)
+    error = np.abs(dose - DOSE_GRID_MG[index])
+    off = error > _GRID_TOLERANCE_MG
+    if off.any():
+        if not options.round_doses:
+            raise_problems(
+                [
+                    f"column '{DOSE}' has doses off the {DOSE_STEP_MG:g} mg grid in "
+                    f"{offenders(off, checked.stay, dose)}: discrete actions are grid levels "
+                    f"0, 250, ..., 3000 mg; use action='continuous', or pass round_doses=True "
+                    "(--round-doses) to round to the nearest level (reported)"
+                ]
+            )
+        notes.append(
+            f"{DOSE}: rounded {int(off.sum())} dose(s) to the {DOSE_STEP_MG:g} mg grid "
+            f"(largest rounding error {float(error.max()):g} mg)"
+        )
+    return index.astype(np.int64).reshape(-1, 1)
+
+
+def _computed_rewards(features: np.ndarray, dose: np.ndarray, last: np.ndarray, name: str) -> np.ndarray:
+    """``r_t = f(s_t, a_t, s_{t+1})`` from consecutive rows; 0 on each stay's last row (unused)."""
+    function = get_reward_function(name)
+    rewards = np.zeros(len(features))
+    if len(features) > 1:
+        rewards[:-1] = function(features[:-1], dose[:-1], features[1:])
+    rewards[last] = 0.0  # a stay's last row has no next row of the same stay
+    return rewards
+
+
+def _summary(rewards: np.ndarray) -> dict[str, float]:
+    if len(rewards) == 0:
+        return {"count": 0.0}
+    return {
+        "count": float(len(rewards)),
+        "mean": float(np.mean(rewards)),
+        "std": float(np.std(rewards)),
+        "min": float(np.min(rewards)),
+        "max": float(np.max(rewards)),
+        "positive": float(np.mean(rewards > 0)),
+    }

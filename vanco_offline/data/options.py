@@ -1,0 +1,132 @@
+"""Conversion options: how to build observations and actions, and which repairs are allowed.
+
+Every repair (carrying values forward, filling a never-measured level, clipping or rounding
+doses) is off by default; turning it on is explicit and its effect is counted in the
+:class:`~vanco_offline.data.report.ConversionReport`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+from vanco_pk.targets import REWARDS
+
+from vanco_offline.data.schema import COVARIATES, FEATURES
+
+__all__ = ["ActionKind", "CarryForward", "ConversionOptions"]
+
+ActionKind = Literal["continuous", "discrete"]
+
+
+@dataclasses.dataclass(frozen=True)
+class CarryForward:
+    """Impute a missing value with the last observed value of the same stay.
+
+    Values are carried forward only within a stay, never across stays and never backward
+    from the future, and only while the last observation is at most ``max_age`` old. Give
+    exactly one of ``max_age_h`` and ``max_age_steps`` (``math.inf`` for no limit).
+
+    Parameters
+    ----------
+    max_age_h : float, optional
+        Maximum age in hours of the carried value; needs a ``time_h`` column.
+    max_age_steps : int, optional
+        Maximum age in decision steps: differences of the ``step`` column when the table
+        has one, else of the row position within the stay.
+    columns : sequence of str, optional
+        Columns that may be carried forward; default every observation column.
+    """
+
+    max_age_h: float | None = None
+    max_age_steps: float | None = None
+    columns: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        given = [name for name in ("max_age_h", "max_age_steps") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "CarryForward needs exactly one of max_age_h and max_age_steps "
+                f"(got {given or 'neither'}); use math.inf for no age limit"
+            )
+        age = getattr(self, given[0])
+        if not (isinstance(age, int | float) and age > 0 and not math.isnan(age)):
+            raise ValueError(f"CarryForward {given[0]} must be a positive number of hours/steps, got {age!r}")
+        if self.columns is not None:
+            columns = (self.columns,) if isinstance(self.columns, str) else tuple(self.columns)
+            unknown = [c for c in columns if c not in FEATURES + COVARIATES]
+            if unknown:
+                raise ValueError(
+                    f"CarryForward columns {unknown} are not observation columns; "
+                    f"choose from {FEATURES + COVARIATES}"
+                )
+            object.__setattr__(self, "columns", columns)
+
+    @property
+    def max_age(self) -> float:
+        return float(self.max_age_h if self.max_age_h is not None else self.max_age_steps)  # type: ignore[arg-type]
+
+    @property
+    def unit(self) -> str:
+        return "h" if self.max_age_h is not None else "steps"
+
+    def describe(self) -> str:
+        return f"carried forward within the stay, max age {self.max_age:g} {self.unit}"
+
+
+@dataclasses.dataclass(frozen=True)
+class ConversionOptions:
+    """All the choices of a table -> dataset conversion (see :func:`~vanco_offline.data.convert`)."""
+
+    action: ActionKind = "continuous"
+    reward: str = "default"
+    impute: CarryForward | None = None
+    fill_unmeasured_level: bool = False
+    level_indicator: bool = False
+    covariates: bool | tuple[str, ...] = False
+    clip_doses: bool = False
+    round_doses: bool = False
+
+    def __post_init__(self) -> None:
+        if self.action not in ("continuous", "discrete"):
+            raise ValueError(f"action must be 'continuous' or 'discrete', got {self.action!r}")
+        if self.reward not in REWARDS:
+            raise ValueError(f"unknown reward {self.reward!r}; choose one of {sorted(REWARDS)}")
+        if self.impute is not None and not isinstance(self.impute, CarryForward):
+            raise ValueError(
+                f"impute must be None or a CarryForward rule, got {type(self.impute).__name__}; "
+                "e.g. impute=CarryForward(max_age_h=24)"
+            )
+        if self.level_indicator and not self.fill_unmeasured_level:
+            raise ValueError(
+                "level_indicator=True marks levels filled because they were never measured; "
+                "it needs fill_unmeasured_level=True"
+            )
+        if self.round_doses and self.action != "discrete":
+            raise ValueError("round_doses=True rounds doses to the 250 mg grid; it needs action='discrete'")
+        if not isinstance(self.covariates, bool):
+            names = (self.covariates,) if isinstance(self.covariates, str) else tuple(self.covariates)
+            unknown = [c for c in names if c not in COVARIATES]
+            if unknown or not names:
+                raise ValueError(
+                    f"covariates must be True, False or a subset of {COVARIATES}; got {list(names)}"
+                )
+            object.__setattr__(self, "covariates", tuple(c for c in COVARIATES if c in names))
+
+    def covariate_columns(self, present: Sequence[str]) -> tuple[str, ...]:
+        """The covariates to append to the observation, given the table's columns."""
+        if self.covariates is False:
+            return ()
+        if self.covariates is True:
+            chosen = tuple(c for c in COVARIATES if c in present)
+            if not chosen:
+                raise ValueError(
+                    f"covariates=True but the table has none of the covariate columns {COVARIATES}"
+                )
+            return chosen
+        missing = [c for c in self.covariates if c not in present]
+        if missing:
+            raise ValueError(f"covariates {missing} were requested but the table has no such columns")
+        return tuple(self.covariates)
