@@ -142,3 +142,24 @@ def test_bad_parameters_raise_clear_errors():
         pk.cockcroft_gault(50, 70, 0, 0.0)
     with pytest.raises(ValueError, match=r"GotiModel\.cl"):
         pk.GotiModel(cl=-1.0)
+
+
+def test_steady_state_concentrations_equal_a_long_regimen():
+    rng = np.random.default_rng(8)
+    params = pk.PKParams(rng.uniform(0.8, 8, 5), rng.uniform(15, 200, 5), rng.uniform(15, 100, 5), 6.5)
+    beta = params.modes()[3]
+    days = int(np.ceil(40.0 / beta.min() / 24.0))
+    doses = np.array([500.0, 1000.0, 1500.0, 2000.0, 3000.0])
+    tau = np.array([8.0, 12.0, 24.0, 12.0, 48.0])
+    t_inf = pk.infusion_duration_h(doses)
+    t_after = np.array([0.0, 0.5, 2.0, 4.0, 8.0])  # within every tau, inside and after infusions
+    got = pk.steady_state_concentrations(params, doses, t_inf, tau, t_after)
+    for i in range(5):
+        times = np.arange(0.0, days * 24.0, tau[i])
+        regimen = np.full(times.shape, doses[i])
+        ref = pk.concentrations(params[i], times, regimen, t_inf[i], times[-1] + t_after)
+        np.testing.assert_allclose(got[i], ref, rtol=1e-9)
+    trough = pk.steady_state_concentrations(params[1], 1000.0, 1.0, 12.0, [12.0])
+    assert trough == pytest.approx(pk.steady_state_concentrations(params[1], 1000.0, 1.0, 12.0, [0.0]))
+    with pytest.raises(ValueError, match="infusion_h <= tau_h"):
+        pk.steady_state_concentrations(params, 1000.0, 13.0, 12.0, [0.0])

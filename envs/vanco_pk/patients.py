@@ -41,7 +41,7 @@ COVARIATE_LIMITS: dict[str, tuple[float, float, str]] = {
     "sex": (0.0, 1.0, "0 = male, 1 = female"),
     "height_cm": (120.0, 220.0, "cm"),
     "dialysis": (0.0, 1.0, "0 = no, 1 = on dialysis"),
-    "creatinine": (0.2, 15.0, "mg/dL, baseline serum creatinine"),
+    "creatinine": (0.2, 10.0, "mg/dL, baseline serum creatinine"),
 }
 _BINARY = ("sex", "dialysis")
 
