@@ -137,9 +137,10 @@ def convert(
             starts[kept].tolist(), episode_end[kept].tolist(), terminal[kept].tolist(), strict=True
         )
     ]
+    stay_ids = checked.stay_ids.tolist()
     exclusions = tuple(
         Exclusion(
-            stay_id=checked.stay_ids[k],
+            stay_id=stay_ids[k],
             rows=int(n_rows[k]),
             transitions=int(n_rows[k] - 1 + final_reward[k]),
             reason=(
@@ -198,7 +199,7 @@ def convert(
     return ConversionResult(
         dataset=dataset,
         report=report,
-        stay_ids=checked.stay_ids[kept].tolist(),
+        stay_ids=[stay_ids[k] for k in np.flatnonzero(kept).tolist()],
         behavior_probs=behavior_probs,
         observation_names=obs.names,
         action=options.action,

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,8 @@ def export_minari(
     *,
     root: str | Path | None = None,
     author: str | None = None,
+    author_email: str | None = None,
+    code_permalink: str | None = None,
     description: str | None = None,
 ) -> Any:
     """Write a converted dataset as a Minari dataset and return the ``MinariDataset``.
@@ -86,6 +89,8 @@ def export_minari(
     root : path, optional
         Minari datasets directory; default Minari's own (``$MINARI_DATASETS_PATH`` or
         ``~/.minari/datasets``).
+    author, author_email, code_permalink, description : str, optional
+        Minari metadata (Minari warns when the first three are missing).
     """
     minari = _minari()
     from minari.data_collector import EpisodeBuffer
@@ -130,7 +135,11 @@ def export_minari(
             )
         )
     meta = {"action": result.action, "observation_names": list(result.observation_names)}
-    with _datasets_root(root):
+    with _datasets_root(root), warnings.catch_warnings():
+        # Logged hospital data has no environment; Minari warns about that for every export.
+        warnings.filterwarnings(
+            "ignore", message=r".*(eval_env|env_spec) is (set to )?None", category=UserWarning
+        )
         dataset = minari.create_dataset_from_buffers(
             dataset_id,
             buffers,
@@ -138,6 +147,8 @@ def export_minari(
             action_space=action_space,
             algorithm_name="logged ICU dosing (behaviour policy)",
             author=author,
+            author_email=author_email,
+            code_permalink=code_permalink,
             description=description or "vancomycin dosing table converted by vanco-offline",
         )
     dataset.storage.update_metadata({_META: json.dumps(meta)})

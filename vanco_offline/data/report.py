@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from vanco_offline.data._messages import fmt_stay
+
 __all__ = ["ConversionReport", "Exclusion"]
 
 
@@ -106,9 +108,8 @@ class ConversionReport:
         text += [f"  note: {n}" for n in self.notes]
         shown = 20
         for e in self.exclusions[:shown]:
-            text.append(
-                f"  excluded stay {e.stay_id!r}: {e.rows} row(s), {e.transitions} transition(s): {e.reason}"
-            )
+            counts = f"{e.rows} row(s), {e.transitions} transition(s)"
+            text.append(f"  excluded stay {fmt_stay(e.stay_id)}: {counts}: {e.reason}")
         if len(self.exclusions) > shown:
             text.append(f"  ... and {len(self.exclusions) - shown} more exclusions (see to_dict())")
         return "\n".join(text)

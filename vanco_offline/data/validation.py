@@ -186,9 +186,8 @@ def check_table(table: pd.DataFrame, options: ConversionOptions) -> CheckedTable
 
 def _check_columns(table: pd.DataFrame) -> None:
     present = set(table.columns)
-    missing = [c for c in (STAY, *FEATURES, DOSE) if c not in present]
-    if not any(c in present for c in TIME_COLUMNS):
-        missing.insert(1, " or ".join(TIME_COLUMNS))
+    time = () if any(c in present for c in TIME_COLUMNS) else (" or ".join(TIME_COLUMNS),)
+    missing = [c for c in (STAY, *time, *FEATURES, DOSE) if c not in present]
     if not missing:
         return
     lower = {str(c).strip().lower(): c for c in table.columns}
