@@ -138,7 +138,7 @@ def export_minari(
     with _datasets_root(root), warnings.catch_warnings():
         # Logged hospital data has no environment; Minari warns about that for every export.
         warnings.filterwarnings(
-            "ignore", message=r".*(eval_env|env_spec) is (set to )?None", category=UserWarning
+            "ignore", message=r".*(eval_env|env_spec)`? is (set to )?None", category=UserWarning
         )
         dataset = minari.create_dataset_from_buffers(
             dataset_id,
