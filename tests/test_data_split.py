@@ -75,3 +75,26 @@ def test_scalers_match_d3rlpys_own_fit_and_use_clinical_action_bounds():
 def test_discrete_datasets_get_no_action_scaler():
     result = convert(make_table(n_stays=4, seed=4, grid_doses=True), "discrete")
     assert fit_scalers(result).action_scaler is None
+
+
+def test_converted_dataset_and_scalers_train_a_d3rlpy_algorithm():
+    import d3rlpy
+
+    train = convert(make_table(n_stays=10, seed=5, terminal_fraction=0.3))
+    scalers = fit_scalers(train, reward=True)
+    iql = d3rlpy.algos.IQLConfig(
+        batch_size=8,
+        observation_scaler=scalers.observation_scaler,
+        action_scaler=scalers.action_scaler,
+        reward_scaler=scalers.reward_scaler,
+    ).create(device="cpu:0")
+    iql.fit(
+        train.dataset,
+        n_steps=4,
+        n_steps_per_epoch=4,
+        show_progress=False,
+        save_interval=10,
+        logger_adapter=d3rlpy.logging.NoopAdapterFactory(),
+    )
+    doses = iql.predict(np.concatenate([e.observations for e in train.dataset.episodes]))
+    assert doses.shape[1] == 1 and np.all((doses >= 0) & (doses <= 3000))
