@@ -208,3 +208,23 @@ def test_same_table_same_dataset():
         np.testing.assert_array_equal(a.observations, b.observations)
         np.testing.assert_array_equal(a.rewards, b.rewards)
     assert first.report == second.report
+
+
+def test_compact_buffer_indexes_transitions_like_d3rlpys_infinite_buffer():
+    from d3rlpy.dataset import InfiniteBuffer
+
+    from vanco_offline.data.episodes import CompactBuffer
+
+    episodes = convert(make_table(n_stays=5, seed=12, terminal_fraction=0.5)).dataset.episodes
+    compact, reference = CompactBuffer(), InfiniteBuffer()
+    for episode in episodes:
+        for i in range(episode.transition_count):
+            compact.append(episode, i)
+            reference.append(episode, i)
+    assert compact.transition_count == len(compact) == reference.transition_count
+    assert list(compact.episodes) == list(reference.episodes)
+    for index in range(-1, reference.transition_count):
+        (a, i), (b, j) = compact[index], reference[index]
+        assert a is b and i == j
+    with pytest.raises(ValueError, match="transitions in order: got index 0, expected"):
+        compact.append(episodes[-1], 0)
