@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     warnings.filterwarnings("ignore", module="d3rlpy")
     header = (
         f"{'rows':>10} {'stays':>8} {'total s':>8} {'rows/s':>11} {'growth':>7} "
-        f"{'validate':>9} {'observ.':>8} {'episodes':>9} {'d3rlpy MDPDataset() s':>22}"
+        f"{'validate':>9} {'observ.':>8} {'rest':>9} {'d3rlpy MDPDataset() s':>22}"
     )
     print("table -> MDPDataset conversion (continuous doses, carry-forward imputation)")
     print(header)
@@ -132,7 +132,9 @@ def run(args: argparse.Namespace) -> int:
         previous = (size, total)
         worst_million = max(worst_million, total * 1_000_000 / size)
     print(
-        f"\ngrowth = (time ratio) / (rows ratio) against the previous size; 1.00 is linear. "
+        "\nvalidate / observ. / rest: share of the total in schema checks, observation assembly and "
+        "imputation, and rewards + d3rlpy episodes + buffer.\n"
+        f"growth = (time ratio) / (rows ratio) against the previous size; 1.00 is linear. "
         f"Extrapolated time per 1M rows: {worst_million:.1f} s (target < {TARGET_S_PER_MILLION:g} s)."
     )
     return 0
