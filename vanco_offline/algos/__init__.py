@@ -1,1 +1,32 @@
-"""Algorithms: VancoIQL (continuous dose) and DiscreteVancoIQL (dose grid)."""
+"""Algorithms: VancoIQL (continuous dose) and DiscreteVancoIQL (dose grid), registered with d3rlpy.
+
+Importing this package (``import vanco_offline`` does) registers both configs with
+``d3rlpy.base.register_learnable`` (d3rlpy 2.8 exports it there, not from ``d3rlpy.algos``)
+and :class:`FusedAdamFactory` with d3rlpy's optimizer registry, so that
+``d3rlpy.load_learnable`` can rebuild saved models. Python runs a module's body once per
+process, so the registration happens exactly once.
+"""
+
+from __future__ import annotations
+
+from d3rlpy.base import register_learnable
+from d3rlpy.optimizers import register_optimizer_factory
+
+from vanco_offline.algos.discrete_vanco_iql import DiscreteVancoIQL, DiscreteVancoIQLConfig
+from vanco_offline.algos.optimizers import FusedAdamFactory
+from vanco_offline.algos.sampler import FastReplayBuffer, FlatTransitions
+from vanco_offline.algos.vanco_iql import VancoIQL, VancoIQLConfig
+
+__all__ = [
+    "DiscreteVancoIQL",
+    "DiscreteVancoIQLConfig",
+    "FastReplayBuffer",
+    "FlatTransitions",
+    "FusedAdamFactory",
+    "VancoIQL",
+    "VancoIQLConfig",
+]
+
+register_optimizer_factory(FusedAdamFactory)
+register_learnable(VancoIQLConfig)
+register_learnable(DiscreteVancoIQLConfig)

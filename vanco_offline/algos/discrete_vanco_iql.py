@@ -1,0 +1,178 @@
+"""DiscreteVancoIQL: implicit Q-learning over the dose grid, as a registered d3rlpy algorithm."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+from d3rlpy.algos.qlearning.base import QLearningAlgoBase
+from d3rlpy.base import DeviceArg, LearnableConfig
+from d3rlpy.constants import ActionSpace
+from d3rlpy.dataset import ReplayBufferBase
+from d3rlpy.models.builders import (
+    create_categorical_policy,
+    create_discrete_q_function,
+    create_value_function,
+)
+from d3rlpy.models.encoders import EncoderFactory, make_encoder_field
+from d3rlpy.models.q_functions import MeanQFunctionFactory
+from d3rlpy.optimizers import OptimizerFactory
+from d3rlpy.torch_utility import convert_to_torch_recursively
+from d3rlpy.types import NDArray, Observation, Shape
+
+from vanco_offline.algos._validation import check_iql_options
+from vanco_offline.algos.fitting import FastFitMixin, check_finite
+from vanco_offline.algos.optimizers import fused_adam_field
+from vanco_offline.algos.sampler import FlatTransitions
+from vanco_offline.algos.torch.common import AdvantageWeighting
+from vanco_offline.algos.torch.discrete_vanco_iql_impl import DiscreteVancoIQLImpl, DiscreteVancoIQLModules
+from vanco_offline.algos.vanco_iql import predict_state_value
+
+__all__ = ["DiscreteVancoIQL", "DiscreteVancoIQLConfig"]
+
+
+@dataclasses.dataclass()
+class DiscreteVancoIQLConfig(LearnableConfig):
+    r"""Implicit Q-learning over a discrete dose grid (d3rlpy has no discrete IQL).
+
+    Twin Q over the dose levels, each regressed on :math:`r + \gamma V(s')` at the logged
+    level; V by expectile regression on the minimum target Q of the logged level; a
+    categorical policy trained by advantage-weighted cross-entropy with the logged level,
+    weights :math:`\min(e^{\beta (Q - V)}, w_{max})`. ``predict`` returns the policy's most
+    probable level (an index into ``vanco_pk.targets.DOSE_GRID_MG`` for the project's data).
+
+    Parameters are those of :class:`~vanco_offline.algos.VancoIQLConfig` that apply to a
+    categorical policy (no action scaler, policy head or log-std bounds).
+    """
+
+    actor_learning_rate: float = 3e-4
+    critic_learning_rate: float = 3e-4
+    actor_optim_factory: OptimizerFactory = fused_adam_field()  # noqa: RUF009  (d3rlpy field factory)
+    critic_optim_factory: OptimizerFactory = fused_adam_field()  # noqa: RUF009  (d3rlpy field factory)
+    actor_encoder_factory: EncoderFactory = make_encoder_field()  # noqa: RUF009  (d3rlpy field factory)
+    critic_encoder_factory: EncoderFactory = make_encoder_field()  # noqa: RUF009  (d3rlpy field factory)
+    value_encoder_factory: EncoderFactory = make_encoder_field()  # noqa: RUF009  (d3rlpy field factory)
+    batch_size: int = 256
+    gamma: float = 0.99
+    tau: float = 0.005
+    n_critics: int = 2
+    expectile: float = 0.7
+    weight_temp: float = 3.0
+    max_weight: float = 100.0
+    normalize_advantage: bool = False
+    self_normalize_weights: bool = False
+
+    def __post_init__(self) -> None:
+        check_iql_options(self, "DiscreteVancoIQLConfig")
+        if self.action_scaler is not None:
+            raise ValueError(
+                "DiscreteVancoIQLConfig: action_scaler must be None; discrete actions are dose-grid "
+                "indices, not doses"
+            )
+
+    def create(self, device: DeviceArg = False, enable_ddp: bool = False) -> DiscreteVancoIQL:
+        return DiscreteVancoIQL(self, device, enable_ddp)
+
+    @staticmethod
+    def get_type() -> str:
+        return "discrete_vanco_iql"
+
+
+class DiscreteVancoIQL(FastFitMixin, QLearningAlgoBase[DiscreteVancoIQLImpl, DiscreteVancoIQLConfig]):
+    def inner_create_impl(self, observation_shape: Shape, action_size: int) -> None:
+        cfg = self._config
+        if self.compiled:
+            raise ValueError("DiscreteVancoIQLConfig: compile_graph=True is not supported; leave it False")
+        policy = create_categorical_policy(
+            observation_shape,
+            action_size,
+            cfg.actor_encoder_factory,
+            device=self._device,
+            enable_ddp=self._enable_ddp,
+        )
+        q_funcs, q_func_forwarder = create_discrete_q_function(
+            observation_shape,
+            action_size,
+            cfg.critic_encoder_factory,
+            MeanQFunctionFactory(),
+            n_ensembles=cfg.n_critics,
+            device=self._device,
+            enable_ddp=self._enable_ddp,
+        )
+        targ_q_funcs, targ_q_func_forwarder = create_discrete_q_function(
+            observation_shape,
+            action_size,
+            cfg.critic_encoder_factory,
+            MeanQFunctionFactory(),
+            n_ensembles=cfg.n_critics,
+            device=self._device,
+            enable_ddp=self._enable_ddp,
+        )
+        value_func = create_value_function(
+            observation_shape, cfg.value_encoder_factory, device=self._device, enable_ddp=self._enable_ddp
+        )
+        actor_optim = cfg.actor_optim_factory.create(
+            policy.named_modules(), lr=cfg.actor_learning_rate, compiled=False
+        )
+        critic_optim = cfg.critic_optim_factory.create(
+            list(q_funcs.named_modules()) + list(value_func.named_modules()),
+            lr=cfg.critic_learning_rate,
+            compiled=False,
+        )
+        self._impl = DiscreteVancoIQLImpl(
+            observation_shape=observation_shape,
+            action_size=action_size,
+            modules=DiscreteVancoIQLModules(
+                policy=policy,
+                q_funcs=q_funcs,
+                targ_q_funcs=targ_q_funcs,
+                value_func=value_func,
+                actor_optim=actor_optim,
+                critic_optim=critic_optim,
+            ),
+            q_func_forwarder=q_func_forwarder,
+            targ_q_func_forwarder=targ_q_func_forwarder,
+            gamma=cfg.gamma,
+            tau=cfg.tau,
+            expectile=cfg.expectile,
+            weighting=AdvantageWeighting(
+                weight_temp=cfg.weight_temp,
+                max_weight=cfg.max_weight,
+                normalize_advantage=cfg.normalize_advantage,
+                self_normalize=cfg.self_normalize_weights,
+            ),
+            device=self._device,
+        )
+
+    def get_action_type(self) -> ActionSpace:
+        return ActionSpace.DISCRETE
+
+    def predict_state_value(self, x: Observation) -> NDArray:
+        """V(s) of the expectile value network for a batch of observations, shape (batch,)."""
+        return predict_state_value(self, x)
+
+    def predict_action_probabilities(self, x: Observation) -> NDArray:
+        """The policy's probability of each dose level for a batch of observations, (batch, levels)."""
+        if self._impl is None:
+            raise ValueError("DiscreteVancoIQL has no networks yet: call build_with_dataset or fit first")
+        torch_x = convert_to_torch_recursively(np.asarray(x, dtype=np.float32), self._device)
+        with torch.no_grad():
+            if self.observation_scaler:
+                torch_x = self.observation_scaler.transform(torch_x)
+            return self._impl.predict_action_probabilities(torch_x).cpu().numpy()
+
+    def _check_training_data(self, flat: FlatTransitions, dataset: ReplayBufferBase) -> None:
+        check_finite(flat, "DiscreteVancoIQL")
+        n_levels = dataset.dataset_info.action_size
+        actions = flat.actions.reshape(-1)
+        bad = (actions != np.rint(actions)) | (actions < 0) | (actions >= n_levels)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"DiscreteVancoIQL: {int(bad.sum())} logged action(s) are not dose-level indices in "
+                f"0..{n_levels - 1}; the first is {actions[row]:g} in episode "
+                f"{int(flat.episode_index[row])}, step {int(flat.step_index[row])}. Convert doses with "
+                "vanco_pk.targets.dose_to_grid_index and build the dataset with "
+                "action_space=ActionSpace.DISCRETE"
+            )

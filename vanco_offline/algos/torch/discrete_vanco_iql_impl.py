@@ -1,0 +1,148 @@
+"""Torch side of DiscreteVancoIQL: IQL over the dose grid, the whole update in ``inner_update``."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+from d3rlpy.algos.qlearning.base import QLearningAlgoImplBase
+from d3rlpy.algos.qlearning.torch.utility import DiscreteQFunctionMixin
+from d3rlpy.models.torch import CategoricalPolicy, DiscreteEnsembleQFunctionForwarder, ValueFunction
+from d3rlpy.optimizers import OptimizerWrapper
+from d3rlpy.torch_utility import Modules, TorchMiniBatch, hard_sync
+from d3rlpy.types import Shape, TorchObservation
+from torch import nn
+
+from vanco_offline.algos.torch.common import AdvantageWeighting, expectile_loss, soft_update
+
+__all__ = ["DiscreteVancoIQLImpl", "DiscreteVancoIQLModules"]
+
+
+@dataclasses.dataclass(frozen=True)
+class DiscreteVancoIQLModules(Modules):
+    policy: CategoricalPolicy
+    q_funcs: nn.ModuleList
+    targ_q_funcs: nn.ModuleList
+    value_func: ValueFunction
+    actor_optim: OptimizerWrapper
+    critic_optim: OptimizerWrapper
+
+
+class DiscreteVancoIQLImpl(DiscreteQFunctionMixin, QLearningAlgoImplBase):
+    _modules: DiscreteVancoIQLModules
+    _q_func_forwarder: DiscreteEnsembleQFunctionForwarder
+    _targ_q_func_forwarder: DiscreteEnsembleQFunctionForwarder
+
+    def __init__(
+        self,
+        observation_shape: Shape,
+        action_size: int,
+        modules: DiscreteVancoIQLModules,
+        q_func_forwarder: DiscreteEnsembleQFunctionForwarder,
+        targ_q_func_forwarder: DiscreteEnsembleQFunctionForwarder,
+        gamma: float,
+        tau: float,
+        expectile: float,
+        weighting: AdvantageWeighting,
+        device: str,
+    ):
+        super().__init__(
+            observation_shape=observation_shape,
+            action_size=action_size,
+            modules=modules,
+            device=device,
+        )
+        self._q_func_forwarder = q_func_forwarder
+        self._targ_q_func_forwarder = targ_q_func_forwarder
+        self._gamma = gamma
+        self._tau = tau
+        self._expectile = expectile
+        self._weighting = weighting
+        hard_sync(modules.targ_q_funcs, modules.q_funcs)
+        self._q_params = list(modules.q_funcs.parameters())
+        self._targ_q_params = list(modules.targ_q_funcs.parameters())
+
+    def inner_update(self, batch: TorchMiniBatch, grad_step: int) -> dict[str, float]:
+        m = self._modules
+        obs = batch.observations
+        # d3rlpy keeps discrete actions as float (N, 1) in mini-batches.
+        actions = batch.actions.long().view(-1, 1)
+
+        # Critic: each Q head regresses Q(s, a_logged) on r + gamma * V(s'); V regresses
+        # on the minimum target Q of the logged dose level by the expectile loss.
+        with torch.no_grad():
+            v_next = m.value_func(batch.next_observations)
+            y = batch.rewards + self._gamma**batch.intervals * v_next * (1 - batch.terminals)
+            q_target = self._min_target_q(obs).gather(1, actions)
+        m.critic_optim.optim.zero_grad(set_to_none=True)
+        q_loss = torch.tensor(0.0, dtype=torch.float32, device=y.device)
+        for q_func in m.q_funcs:
+            q_taken = q_func(obs).q_value.gather(1, actions)
+            q_loss += ((q_taken - y) ** 2).mean()
+        v_loss = expectile_loss(q_target - m.value_func(obs), self._expectile)
+        critic_loss = q_loss + v_loss
+        critic_loss.backward()
+        m.critic_optim.step()
+
+        # Actor: a categorical policy over the dose levels by advantage-weighted
+        # cross-entropy with the logged level (discrete advantage-weighted regression).
+        with torch.no_grad():
+            weights = self._weighting.weights(q_target - m.value_func(obs))
+        m.actor_optim.optim.zero_grad(set_to_none=True)
+        logits = m.policy(obs).logits
+        log_probs = F.log_softmax(logits, dim=1).gather(1, actions)
+        actor_loss = self._weighting.loss(weights, log_probs)
+        actor_loss.backward()
+        m.actor_optim.step()
+
+        soft_update(self._targ_q_params, self._q_params, self._tau)
+        return {
+            "critic_loss": float(critic_loss.detach()),
+            "q_loss": float(q_loss.detach()),
+            "v_loss": float(v_loss.detach()),
+            "actor_loss": float(actor_loss.detach()),
+            "weight_mean": float(weights.mean()),
+            "weight_clip_rate": float((weights >= self._weighting.max_weight).float().mean()),
+        }
+
+    def _min_target_q(self, obs: TorchObservation) -> torch.Tensor:
+        q_funcs = self._modules.targ_q_funcs
+        value = q_funcs[0](obs).q_value
+        for q_func in q_funcs[1:]:
+            value = torch.minimum(value, q_func(obs).q_value)
+        return value
+
+    def inner_predict_best_action(self, x: TorchObservation) -> torch.Tensor:
+        return self._modules.policy(x).logits.argmax(dim=1)
+
+    def inner_sample_action(self, x: TorchObservation) -> torch.Tensor:
+        return self._modules.policy(x).sample()
+
+    def predict_state_value(self, x: TorchObservation) -> torch.Tensor:
+        """V(s) from the expectile value network, shape (batch,)."""
+        with torch.no_grad():
+            self._modules.set_eval()
+            return self._modules.value_func(x).reshape(-1)
+
+    def predict_action_probabilities(self, x: TorchObservation) -> torch.Tensor:
+        """The policy's probability of each dose level, shape (batch, levels)."""
+        with torch.no_grad():
+            self._modules.set_eval()
+            return self._modules.policy(x).probs
+
+    @property
+    def policy(self) -> CategoricalPolicy:
+        return self._modules.policy
+
+    @property
+    def policy_optim(self) -> torch.optim.Optimizer:
+        return self._modules.actor_optim.optim
+
+    @property
+    def q_function(self) -> nn.ModuleList:
+        return self._modules.q_funcs
+
+    @property
+    def q_function_optim(self) -> torch.optim.Optimizer:
+        return self._modules.critic_optim.optim

@@ -1,0 +1,183 @@
+"""Torch side of VancoIQL: the whole IQL update, readable top to bottom in ``inner_update``."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from d3rlpy.algos.qlearning.base import QLearningAlgoImplBase
+from d3rlpy.algos.qlearning.torch.utility import ContinuousQFunctionMixin
+from d3rlpy.models.torch import ContinuousEnsembleQFunctionForwarder, Policy, ValueFunction
+from d3rlpy.optimizers import OptimizerWrapper
+from d3rlpy.torch_utility import Modules, TorchMiniBatch, hard_sync
+from d3rlpy.types import Shape, TorchObservation
+from torch import nn
+
+from vanco_offline.algos.torch.common import (
+    AdvantageWeighting,
+    expectile_loss,
+    normal_log_prob,
+    soft_update,
+)
+
+__all__ = ["POLICY_HEADS", "VancoIQLImpl", "VancoIQLModules"]
+
+#: Policy heads, see ``VancoIQLConfig.policy_head``.
+POLICY_HEADS = ("tanh_mean", "tanh_squashed", "plain", "deterministic")
+
+# d3rlpy's SquashedGaussianDistribution clamps to the same bound before atanh.
+_SQUASH_BOUND = 0.999999
+
+
+@dataclasses.dataclass(frozen=True)
+class VancoIQLModules(Modules):
+    policy: Policy
+    q_funcs: nn.ModuleList
+    targ_q_funcs: nn.ModuleList
+    value_func: ValueFunction
+    actor_optim: OptimizerWrapper
+    critic_optim: OptimizerWrapper
+
+
+class VancoIQLImpl(ContinuousQFunctionMixin, QLearningAlgoImplBase):
+    _modules: VancoIQLModules
+    _q_func_forwarder: ContinuousEnsembleQFunctionForwarder
+    _targ_q_func_forwarder: ContinuousEnsembleQFunctionForwarder
+
+    def __init__(
+        self,
+        observation_shape: Shape,
+        action_size: int,
+        modules: VancoIQLModules,
+        q_func_forwarder: ContinuousEnsembleQFunctionForwarder,
+        targ_q_func_forwarder: ContinuousEnsembleQFunctionForwarder,
+        gamma: float,
+        tau: float,
+        expectile: float,
+        weighting: AdvantageWeighting,
+        policy_head: str,
+        device: str,
+    ):
+        super().__init__(
+            observation_shape=observation_shape,
+            action_size=action_size,
+            modules=modules,
+            device=device,
+        )
+        if policy_head not in POLICY_HEADS:
+            raise ValueError(f"policy_head={policy_head!r} is not one of {POLICY_HEADS}")
+        self._q_func_forwarder = q_func_forwarder
+        self._targ_q_func_forwarder = targ_q_func_forwarder
+        self._gamma = gamma
+        self._tau = tau
+        self._expectile = expectile
+        self._weighting = weighting
+        self._policy_head = policy_head
+        hard_sync(modules.targ_q_funcs, modules.q_funcs)
+        self._q_params = list(modules.q_funcs.parameters())
+        self._targ_q_params = list(modules.targ_q_funcs.parameters())
+
+    def inner_update(self, batch: TorchMiniBatch, grad_step: int) -> dict[str, float]:
+        m = self._modules
+        obs, actions = batch.observations, batch.actions
+
+        # Critic: Q by TD regression to r + gamma * V(s'); V by expectile regression on
+        # the minimum target Q of the logged action. Q and V share one optimizer step.
+        with torch.no_grad():
+            v_next = m.value_func(batch.next_observations)
+            y = batch.rewards + self._gamma**batch.intervals * v_next * (1 - batch.terminals)
+            # The target networks do not move until the end of this update, so this one
+            # forward serves both the V loss and the actor's advantage (d3rlpy runs it twice).
+            q_target = self._min_target_q(obs, actions)
+        # set_to_none skips zero-filling every gradient; backward then writes them fresh.
+        m.critic_optim.optim.zero_grad(set_to_none=True)
+        q_loss = torch.tensor(0.0, dtype=torch.float32, device=y.device)
+        for q_func in m.q_funcs:
+            q_loss += ((q_func(obs, actions).q_value - y) ** 2).mean()
+        v_loss = expectile_loss(q_target - m.value_func(obs), self._expectile)
+        critic_loss = q_loss + v_loss
+        critic_loss.backward()
+        m.critic_optim.step()
+
+        # Actor: advantage-weighted log-likelihood of the logged action, with V already
+        # updated (as in d3rlpy and the IQL paper's implementation).
+        with torch.no_grad():
+            weights = self._weighting.weights(q_target - m.value_func(obs))
+        m.actor_optim.optim.zero_grad(set_to_none=True)
+        actor_loss = self._weighting.loss(weights, self._log_prob(obs, actions))
+        actor_loss.backward()
+        m.actor_optim.step()
+
+        soft_update(self._targ_q_params, self._q_params, self._tau)
+        return {
+            "critic_loss": float(critic_loss.detach()),
+            "q_loss": float(q_loss.detach()),
+            "v_loss": float(v_loss.detach()),
+            "actor_loss": float(actor_loss.detach()),
+            "weight_mean": float(weights.mean()),
+            "weight_clip_rate": float((weights >= self._weighting.max_weight).float().mean()),
+        }
+
+    def _min_target_q(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        q_funcs = self._modules.targ_q_funcs
+        value = q_funcs[0](obs, actions).q_value
+        for q_func in q_funcs[1:]:
+            value = torch.minimum(value, q_func(obs, actions).q_value)
+        return value
+
+    def _log_prob(self, obs: TorchObservation, actions: torch.Tensor) -> torch.Tensor:
+        """Log-likelihood of the logged actions (minus squared error for the deterministic head)."""
+        out = self._modules.policy(obs)
+        head = self._policy_head
+        if head == "deterministic":
+            return -((out.squashed_mu - actions) ** 2).sum(dim=-1, keepdim=True)
+        assert out.logstd is not None
+        std = out.logstd.exp()
+        if head == "tanh_mean":
+            # d3rlpy's IQL (and the IQL paper's code): a Gaussian whose mean is tanh(mu).
+            return normal_log_prob(actions, out.squashed_mu, std)
+        if head == "plain":
+            return normal_log_prob(actions, out.mu, std)
+        # tanh_squashed: density of tanh(u), u ~ N(mu, std), at the logged action.
+        clipped = actions.clamp(-_SQUASH_BOUND, _SQUASH_BOUND)
+        log_det = torch.log1p(-(clipped**2)).sum(dim=-1, keepdim=True)
+        return normal_log_prob(torch.atanh(clipped), out.mu, std) - log_det
+
+    def inner_predict_best_action(self, x: TorchObservation) -> torch.Tensor:
+        out = self._modules.policy(x)
+        if self._policy_head == "plain":
+            return out.mu.clamp(-1.0, 1.0)
+        return out.squashed_mu
+
+    def inner_sample_action(self, x: TorchObservation) -> torch.Tensor:
+        out = self._modules.policy(x)
+        if self._policy_head == "deterministic":
+            return out.squashed_mu
+        assert out.logstd is not None
+        std = out.logstd.exp()
+        if self._policy_head == "tanh_squashed":
+            return torch.tanh(out.mu + std * torch.randn_like(out.mu))
+        loc = out.squashed_mu if self._policy_head == "tanh_mean" else out.mu
+        return (loc + std * torch.randn_like(loc)).clamp(-1.0, 1.0)
+
+    def predict_state_value(self, x: TorchObservation) -> torch.Tensor:
+        """V(s) from the expectile value network, shape (batch,)."""
+        with torch.no_grad():
+            self._modules.set_eval()
+            return self._modules.value_func(x).reshape(-1)
+
+    @property
+    def policy(self) -> Policy:
+        return self._modules.policy
+
+    @property
+    def policy_optim(self) -> torch.optim.Optimizer:
+        return self._modules.actor_optim.optim
+
+    @property
+    def q_function(self) -> nn.ModuleList:
+        return self._modules.q_funcs
+
+    @property
+    def q_function_optim(self) -> torch.optim.Optimizer:
+        return self._modules.critic_optim.optim
