@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import gymnasium
 
+from vanco_pk.env import VancoPKDiscreteEnv, VancoPKEnv
+from vanco_pk.patients import Covariates, Misspecification, Patients, sample_patients
+from vanco_pk.simulator import EXTENDED_FEATURES
 from vanco_pk.targets import (
     AUC24_TARGET,
     COVARIATES,
@@ -20,16 +23,26 @@ from vanco_pk.targets import (
     reward,
     seed_reward,
 )
+from vanco_pk.vector import VancoPKDiscreteVectorEnv, VancoPKVectorEnv
 
 __all__ = [
     "AUC24_TARGET",
     "COVARIATES",
     "DOSE_GRID_MG",
     "DOSE_MAX_MG",
+    "EXTENDED_FEATURES",
     "FEATURES",
     "TROUGH_TARGET",
+    "Covariates",
+    "Misspecification",
+    "Patients",
+    "VancoPKDiscreteEnv",
+    "VancoPKDiscreteVectorEnv",
+    "VancoPKEnv",
+    "VancoPKVectorEnv",
     "get_reward_function",
     "reward",
+    "sample_patients",
     "seed_reward",
 ]
 

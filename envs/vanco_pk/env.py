@@ -1,0 +1,282 @@
+"""Gymnasium environments: vancomycin dosing of one simulated ICU patient.
+
+``VancoPK-v0`` (:class:`VancoPKEnv`, continuous dose) and ``VancoPKDiscrete-v0``
+(:class:`VancoPKDiscreteEnv`, dose grid). The batched version is :mod:`vanco_pk.vector`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from gymnasium.error import ResetNeeded
+
+from vanco_pk.infection import DEFAULT_INFECTION, InfectionParams
+from vanco_pk.kidney import DEFAULT_KIDNEY, KidneyParams
+from vanco_pk.patients import (
+    ICU_POPULATION,
+    Covariates,
+    ICUPopulation,
+    Misspecification,
+    Patients,
+    get_misspecification,
+)
+from vanco_pk.simulator import EXTENDED_FEATURES, LEVEL_REPORT_MAX, BatchSimulator, SimulatorConfig
+from vanco_pk.targets import DOSE_GRID_MG, DOSE_MAX_MG, FEATURES, get_reward_function
+
+__all__ = ["VancoPKDiscreteEnv", "VancoPKEnv", "observation_space", "parse_dose"]
+
+# Bounds the simulator cannot leave (not typical ranges): the level is capped at the assay's
+# report limit, the signs at physiological limits, creatinine/BUN by the largest injury.
+_FEATURE_LOW = [0.0, 0.0, 0.0, 0.0, 30.0, 0.0, 0.0]
+_FEATURE_HIGH = [LEVEL_REPORT_MAX, 100.0, 100.0, 2500.0, 45.0, 300.0, 300.0]
+_COVARIATE_LOW = [30.0, 18.0, 0.0, 120.0, 0.0]
+_COVARIATE_HIGH = [250.0, 100.0, 1.0, 220.0, 1.0]
+
+
+def observation_space(extended: bool, episode_days: float) -> spaces.Box:
+    """The observation Box of one patient (float32)."""
+    low, high = list(_FEATURE_LOW), list(_FEATURE_HIGH)
+    if extended:
+        low += [*_COVARIATE_LOW, 0.0, 0.0]
+        high += [*_COVARIATE_HIGH, episode_days * 24.0, DOSE_MAX_MG]
+    return spaces.Box(np.array(low, np.float32), np.array(high, np.float32), dtype=np.float32)
+
+
+def parse_dose(action: Any, discrete: bool, n: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Dose (mg) of ``n`` actions, and whether each was clipped into [0, 3000] mg.
+
+    Continuous actions are doses in mg (clipped into range, NaN rejected); discrete
+    actions index :data:`vanco_pk.targets.DOSE_GRID_MG`.
+    """
+    if discrete:
+        arr = np.asarray(action)
+        if arr.size != n or not np.issubdtype(arr.dtype, np.number):
+            raise ValueError(f"action must be {n} integer index(es) into the dose grid; got {action!r}")
+        arr = arr.reshape(n)
+        bad = ~np.isfinite(arr) | (arr != np.round(arr)) | (arr < 0) | (arr >= len(DOSE_GRID_MG))
+        if np.any(bad):
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"action[{i}] = {arr[i]!r} is not a dose-grid index; "
+                f"use an integer in 0..{len(DOSE_GRID_MG) - 1}"
+            )
+        return DOSE_GRID_MG[arr.astype(np.int64)], np.zeros(n, dtype=bool)
+    try:
+        arr = np.asarray(action, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"action must be a dose in mg (a number); got {action!r}") from None
+    if arr.size != n:
+        raise ValueError(f"action must hold {n} dose(s) in mg; got shape {arr.shape}")
+    arr = arr.reshape(n)
+    if np.any(np.isnan(arr)):
+        i = int(np.flatnonzero(np.isnan(arr))[0])
+        raise ValueError(f"action[{i}] is NaN; give a dose in mg between 0 and {DOSE_MAX_MG:g}")
+    dose = np.clip(arr, 0.0, DOSE_MAX_MG)
+    return dose, dose != arr
+
+
+class VancoPKEnv(gym.Env[np.ndarray, np.ndarray]):
+    """Vancomycin dosing of one simulated ICU patient (Goti 2018 PK, kidney, infection).
+
+    Each step is one decision interval: the action is the dose given as an IV infusion at
+    its start (<= 10 mg/min, at least 1 h), the patient is simulated to its end, a trough
+    is drawn just before the next decision, and the next observation is what a clinician
+    would see then.
+
+    ## Observation space
+    ``Box(float32, (7,))``: :data:`vanco_pk.targets.FEATURES` in order and schema units --
+    ``vanco_level`` (mg/L, last *measured* trough), ``creatinine`` (mg/dL), ``wbc``
+    (10^9/L), ``bun`` (mg/dL), ``temperature`` (C), ``sbp`` (mmHg), ``heart_rate`` (bpm).
+    The level carries the Goti residual error (22.7 % proportional + 3.4 mg/L additive,
+    times ``measurement_noise``, clipped at 0, reported up to 1000 mg/L), is drawn at the
+    end of every interval unless missing (``level_missing_prob``; then carried forward),
+    and is 0.0 while never measured (at reset the patient is vancomycin-naive). A sample
+    from a patient who has had no drug yet reads exactly 0 (below the assay's limit).
+    With ``extended_obs=True``: ``Box(float32, (14,))`` named by
+    :data:`vanco_pk.EXTENDED_FEATURES` -- the seven features, the covariates ``weight_kg``,
+    ``age``, ``sex`` (0 male, 1 female), ``height_cm``, ``dialysis`` (0/1), then
+    ``hours_since_level`` (since the last measured level, or since the episode start while
+    none has been measured) and ``last_dose_mg``. ``env.observation_names`` holds the names.
+
+    ## Action space
+    ``Box(0, 3000, (1,), float32)``: the dose in mg for the next interval. Out-of-range
+    doses are clipped (``info["action_clipped"]``); a NaN dose raises ``ValueError``.
+    :class:`VancoPKDiscreteEnv` uses ``Discrete(13)``, an index into
+    :data:`vanco_pk.targets.DOSE_GRID_MG` (0, 250, ..., 3000 mg).
+
+    ## Reward
+    ``targets.reward(raw_obs, dose, raw_next_obs)`` (or the seed's reward with
+    ``reward="seed"``), computed on the raw observations whose level is NaN while never
+    measured (no exposure term then): about +1 for a level in 10-20 mg/L, penalties for low
+    and toxic levels and for creatinine rises, +0.25 for WBC and temperature improving.
+
+    ## Episode start and end
+    A patient drawn from the ICU generator (or a fixed one) with an infection, before the
+    first dose. The episode truncates after ``episode_days * 24 / decision_interval_h``
+    decisions; it never terminates early (death and discharge are not modelled).
+
+    ## Info (reset and step)
+    True state at ``time_h`` (hours since the start): ``auc24`` (AUC over the last 24 h,
+    mg*h/L), ``trough`` (concentration at the end of the interval just simulated), ``peak``
+    (at the end of its infusion), ``interval_auc``; ``cl``, ``v1``, ``v2``, ``q`` (true
+    individual parameters now, which govern the next interval; CL follows kidney
+    function), ``central_mg``, ``peripheral_mg`` (drug amounts now); ``gfr`` (native GFR,
+    mL/min), ``crcl`` (GFR plus dialysis clearance), ``creatinine_true``, ``bun_true``,
+    ``kidney_injury`` (fraction of native GFR lost); ``aki`` (KDIGO criteria met at
+    ``time_h``: creatinine >= 1.5 x baseline or >= 0.3 mg/dL above its lowest value in the
+    last 48 h), ``aki_stage`` (0-3), ``aki_so_far`` (``aki`` at any decision of the
+    episode); ``burden`` (infection, 0-1) and ``infection_resolved``; ``dose_mg`` (dose
+    actually given), ``infusion_h``, ``action_clipped``, ``level_measured`` (a new level
+    was drawn at this step's end), ``raw_level`` (the observation's level, NaN while never
+    measured); ``covariates`` (``weight_kg``, ``age``, ``sex``, ``height_cm``, ``dialysis``,
+    ``baseline_creatinine``: a clinician knows them, so policies may read them). At reset
+    the exposure keys are 0.
+
+    ## Arguments
+    decision_interval_h : hours between decisions, 6-72 (default 12).
+    episode_days : episode length in days (default 7); must hold a whole number of intervals.
+    measurement_noise : multiplier on the residual error of measured levels (0 = exact).
+    level_missing_prob : probability that a trough is not measured (level carried forward).
+    misspecification : ``None``, ``"mild"``, ``"severe"``, a dict of
+        :class:`vanco_pk.patients.Misspecification` fields, or an instance: true patients
+        come from a model that differs from Goti 2018, which policies assume.
+    extended_obs : add covariates, hours since the last level and the last dose.
+    reward : ``"default"`` or ``"seed"``.
+    patients : fixed patients instead of drawn ones: :class:`vanco_pk.patients.Patients`
+        (everything fixed; only the measurement and sign noise vary with the seed) or
+        :class:`vanco_pk.patients.Covariates` (covariates fixed, PK deviations and the rest
+        drawn from the seed). With several, ``reset(options={"patient_index": i})`` picks
+        one; otherwise one is picked from the seeded stream.
+    population, kidney_params, infection_params : model parameters (advanced).
+
+    ## Seeding
+    ``reset(seed=s)`` makes the episode a function of ``s`` alone: the patient, the noise
+    of every observation and all missing levels are drawn at reset from one stream, so the
+    same seed and actions give the same episode, and the vector env's patient ``i`` with
+    seed ``s`` equals this env with seed ``s + i``.
+    """
+
+    metadata = {"render_modes": []}  # noqa: RUF012 - the Gymnasium convention
+    _discrete = False
+
+    def __init__(
+        self,
+        decision_interval_h: float = 12.0,
+        episode_days: float = 7.0,
+        measurement_noise: float = 1.0,
+        level_missing_prob: float = 0.0,
+        misspecification: Misspecification | str | dict | None = None,
+        extended_obs: bool = False,
+        reward: str = "default",
+        patients: Patients | Covariates | None = None,
+        population: ICUPopulation = ICU_POPULATION,
+        kidney_params: KidneyParams = DEFAULT_KIDNEY,
+        infection_params: InfectionParams = DEFAULT_INFECTION,
+        render_mode: str | None = None,
+    ):
+        if render_mode is not None:
+            raise ValueError(f"render_mode = {render_mode!r}: this environment does not render; use None")
+        self.config = SimulatorConfig(
+            decision_interval_h=float(decision_interval_h),
+            episode_days=float(episode_days),
+            measurement_noise=float(measurement_noise),
+            level_missing_prob=float(level_missing_prob),
+            misspecification=get_misspecification(misspecification),
+            population=population,
+            kidney=kidney_params,
+            infection=infection_params,
+        )
+        self.extended_obs = bool(extended_obs)
+        self.reward_name = reward
+        self._reward = get_reward_function(reward)
+        self.fixed_patients = _check_patients(patients)
+        self.observation_names = EXTENDED_FEATURES if self.extended_obs else FEATURES
+        self.observation_space = observation_space(self.extended_obs, self.config.episode_days)
+        self.action_space = self._make_action_space()
+        self.render_mode = None
+        self._sim = BatchSimulator(1, self.config)
+        self._started = False
+
+    def _make_action_space(self) -> spaces.Space:
+        return spaces.Box(0.0, DOSE_MAX_MG, shape=(1,), dtype=np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        options = dict(options or {})
+        index = options.pop("patient_index", None)
+        if options:
+            raise ValueError(f"unknown reset option(s) {sorted(options)}; the only option is 'patient_index'")
+        normals = self.np_random.standard_normal(self.config.draws_per_episode)
+        fixed = None
+        if self.fixed_patients is not None:
+            m = len(self.fixed_patients)
+            if index is None:
+                index = 0 if m == 1 else int(self.np_random.integers(m))
+            if not (isinstance(index, int | np.integer) and 0 <= index < m):
+                raise ValueError(f"patient_index = {index!r} must be an integer in 0..{m - 1}")
+            fixed = self.fixed_patients[int(index)]
+        elif index is not None:
+            raise ValueError("patient_index needs fixed patients (the `patients` argument)")
+        self._sim.reset(np.array([0]), normals[None], fixed)
+        self._started = True
+        info = self._info(np.zeros(1, dtype=bool))
+        return self._sim.observation(self.extended_obs)[0], info
+
+    def step(self, action):
+        if not self._started:
+            raise ResetNeeded("call reset() before step()")
+        if self._sim.truncated[0]:
+            raise ResetNeeded(
+                f"the episode ended after {self.config.n_steps} decisions (truncated); call reset()"
+            )
+        dose, clipped = parse_dose(action, self._discrete)
+        before = self._sim.raw_observation()
+        self._sim.step(dose)
+        after = self._sim.raw_observation()
+        reward = float(self._reward(before, dose, after)[0])
+        truncated = bool(self._sim.truncated[0])
+        return self._sim.observation(self.extended_obs)[0], reward, False, truncated, self._info(clipped)
+
+    def _info(self, clipped: np.ndarray) -> dict[str, Any]:
+        info = _scalars(self._sim.info())
+        info["action_clipped"] = bool(clipped[0])
+        return info
+
+    @property
+    def simulator(self) -> BatchSimulator:
+        """The underlying one-patient :class:`vanco_pk.simulator.BatchSimulator` (read-only use)."""
+        return self._sim
+
+
+class VancoPKDiscreteEnv(VancoPKEnv):
+    """:class:`VancoPKEnv` with ``Discrete(13)`` actions indexing ``DOSE_GRID_MG`` (0-3000 mg)."""
+
+    _discrete = True
+
+    def _make_action_space(self) -> spaces.Space:
+        return spaces.Discrete(len(DOSE_GRID_MG))
+
+
+def _scalars(info: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in info.items():
+        if isinstance(value, dict):
+            out[key] = _scalars(value)
+        elif value.dtype == bool:
+            out[key] = bool(value[0])
+        elif np.issubdtype(value.dtype, np.integer):
+            out[key] = int(value[0])
+        else:
+            out[key] = float(value[0])
+    return out
+
+
+def _check_patients(patients: Patients | Covariates | None) -> Patients | Covariates | None:
+    if patients is None or isinstance(patients, Patients | Covariates):
+        return patients
+    raise ValueError(
+        f"patients must be None, a vanco_pk.patients.Patients or a Covariates; got {type(patients).__name__}"
+    )

@@ -1,0 +1,387 @@
+"""The batched patient simulator behind both Gymnasium environments.
+
+:class:`BatchSimulator` holds ``P`` patients as numpy arrays and advances them one decision
+interval at a time: PK (closed form, :mod:`vanco_pk.pk`), kidney (:mod:`vanco_pk.kidney`),
+infection (:mod:`vanco_pk.infection`), then the observation a clinician would see. It
+draws no random numbers itself: each patient's episode is a pure function of one row of
+standard normals (``config.draws_per_episode`` of them) that the environment draws from
+that patient's own generator, so a patient simulated alone or among 1000 others gives the
+same numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.special import ndtr
+
+from vanco_pk import kidney as kd
+from vanco_pk.infection import DEFAULT_INFECTION, InfectionParams, burden_step, vital_signs
+from vanco_pk.kidney import DEFAULT_KIDNEY, KidneyParams
+from vanco_pk.patients import (
+    ICU_POPULATION,
+    N_PATIENT_DRAWS,
+    Covariates,
+    ICUPopulation,
+    Misspecification,
+    Patients,
+)
+from vanco_pk.pk import GOTI_2018, GotiModel, PKParams, infusion_duration_h, interval_auc, propagate
+from vanco_pk.targets import AKI_ABSOLUTE_WINDOW_H, COVARIATES, FEATURES
+
+__all__ = ["EXTENDED_FEATURES", "N_STEP_DRAWS", "BatchSimulator", "SimulatorConfig"]
+
+#: Observation names with ``extended_obs=True``: the seven features, the covariates, then
+#: hours since the last measured level and the last dose (mg).
+EXTENDED_FEATURES: tuple[str, ...] = (*FEATURES, *COVARIATES, "hours_since_level", "last_dose_mg")
+#: Standard normals per patient and observation: level error (2), missing draw, 4 signs.
+N_STEP_DRAWS = 7
+_TRAITS = (
+    "kidney_sensitivity",
+    "growth_scale",
+    "wbc_base",
+    "temperature_base",
+    "heart_rate_base",
+    "sbp_base",
+)
+#: Highest level the assay reports (mg/L); true concentrations above it are in ``info``.
+LEVEL_REPORT_MAX = 1000.0
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    """Options shared by the single and the vector environment (see :class:`vanco_pk.env.VancoPKEnv`)."""
+
+    decision_interval_h: float = 12.0
+    episode_days: float = 7.0
+    measurement_noise: float = 1.0
+    level_missing_prob: float = 0.0
+    misspecification: Misspecification = field(default_factory=Misspecification)
+    population: ICUPopulation = ICU_POPULATION
+    kidney: KidneyParams = DEFAULT_KIDNEY
+    infection: InfectionParams = DEFAULT_INFECTION
+    model: GotiModel = GOTI_2018
+
+    def __post_init__(self) -> None:
+        h = self.decision_interval_h
+        if not (np.isfinite(h) and 6.0 <= h <= 72.0):
+            raise ValueError(
+                f"decision_interval_h = {h!r} must be between 6 and 72 h (a 3 g dose needs 5 h at 10 mg/min)"
+            )
+        steps = self.episode_days * 24.0 / h
+        if not (np.isfinite(steps) and steps >= 1 and abs(steps - round(steps)) < 1e-9):
+            raise ValueError(
+                f"episode_days = {self.episode_days!r} must hold a whole number (>= 1) of "
+                f"{h:g}-h decision intervals (episode_days * 24 / decision_interval_h)"
+            )
+        if not (np.isfinite(self.measurement_noise) and self.measurement_noise >= 0):
+            raise ValueError(
+                f"measurement_noise = {self.measurement_noise!r} must be >= 0 (1 = Goti 2018 error)"
+            )
+        if not (0.0 <= self.level_missing_prob < 1.0):
+            raise ValueError(f"level_missing_prob = {self.level_missing_prob!r} must be in [0, 1)")
+
+    @property
+    def n_steps(self) -> int:
+        """Decisions per episode."""
+        return round(self.episode_days * 24.0 / self.decision_interval_h)
+
+    @property
+    def draws_per_episode(self) -> int:
+        """Standard normals one patient's episode consumes (patient traits, then observations)."""
+        return N_PATIENT_DRAWS + (self.n_steps + 1) * N_STEP_DRAWS
+
+
+class BatchSimulator:
+    """``P`` simulated ICU patients on vancomycin, advanced together (numpy over patients)."""
+
+    def __init__(self, n: int, config: SimulatorConfig):
+        self.n = int(n)
+        self.config = config
+        self.truth = config.misspecification.true_model(config.model)
+        h = config.decision_interval_h
+        # Trailing AUC24 = the last `n_full` whole intervals + part of one straddling t - 24 h.
+        self._window = int(np.ceil(24.0 / h - 1e-9))
+        self._n_full = int(np.floor(24.0 / h + 1e-9))
+        self._straddle_from = self._window * h - 24.0  # local start of the part inside the window
+        self._kdigo_lags = int(np.floor(AKI_ABSOLUTE_WINDOW_H / h + 1e-9))
+
+    # --- episode start ---------------------------------------------------------------------
+
+    def reset(
+        self,
+        index: np.ndarray,
+        normals: np.ndarray,
+        fixed: Patients | Covariates | None = None,
+    ) -> None:
+        """Start new episodes for the patients at ``index`` from their rows of ``normals``.
+
+        ``fixed`` (one entry per index) replaces the drawn patients: a :class:`Patients`
+        fixes everything, :class:`Covariates` only the covariates.
+        """
+        cfg = self.config
+        index = np.asarray(index, dtype=np.intp)
+        normals = np.asarray(normals, dtype=np.float64)
+        if normals.shape != (len(index), cfg.draws_per_episode):
+            raise ValueError(
+                f"normals must have shape ({len(index)}, {cfg.draws_per_episode}); got {normals.shape}"
+            )
+        if isinstance(fixed, Patients):
+            new = fixed
+        else:
+            new = Patients.from_normals(normals[:, :N_PATIENT_DRAWS], cfg.population, covariates=fixed)
+        if len(new) != len(index):
+            raise ValueError(f"fixed patients: {len(new)} given for {len(index)} episodes")
+        if not hasattr(self, "traits"):
+            self._allocate()
+        self._set_patients(index, new)
+        self._start(
+            index, new, normals[:, N_PATIENT_DRAWS:].reshape(len(index), cfg.n_steps + 1, N_STEP_DRAWS)
+        )
+
+    def _allocate(self) -> None:
+        n = self.n
+        z = np.zeros
+        self.traits = {name: z(n) for name in _TRAITS}
+        self.covariates = {name: z(n) for name in (*COVARIATES, "creatinine")}
+        self.noise = z((n, self.config.n_steps + 1, N_STEP_DRAWS))
+        self.step_count = z(n, dtype=np.int64)
+        for name in (
+            "cl_coef",
+            "cl",
+            "v1",
+            "v2",
+            "q",
+            "a1",
+            "a2",
+            "burden",
+            "time_h",
+            "level",
+            "hours_since_level",
+            "last_dose",
+            "auc24",
+            "trough",
+            "peak",
+            "interval_auc",
+            "infusion_h",
+        ):
+            setattr(self, name, z(n))
+        for name in ("ever_dosed", "level_measured", "aki", "aki_so_far"):
+            setattr(self, name, z(n, dtype=bool))
+        self.aki_stage = z(n, dtype=np.int64)
+        self.obs = z((n, len(FEATURES)))
+        ones = np.ones(n)
+        self.kidney = kd.baseline_kidney(ones, ones, ones, ones, z(n), self.config.kidney)
+        self.scr_history = z((n, self._kdigo_lags))
+        # Per interval in the AUC window: AUC, start amounts, dose, infusion time, clearance.
+        self.history = z((6, n, self._window))
+
+    def _set_patients(self, index: np.ndarray, new: Patients) -> None:
+        for name in _TRAITS:
+            self.traits[name][index] = getattr(new, name)
+        for name, arr in self.covariates.items():
+            arr[index] = getattr(new.covariates, name)
+
+    def _start(self, index: np.ndarray, new: Patients, noise: np.ndarray) -> None:
+        truth, cfg = self.truth, self.config
+        cov = new.covariates
+        crcl = cov.crcl(truth.crcl_cap)
+        eta = new.eta(truth)
+        self.cl_coef[index] = (
+            truth.cl
+            * np.exp(eta[:, 0])
+            * truth.dialysis_cl_factor**cov.dialysis
+            / truth.crcl_ref**truth.crcl_exponent
+        )
+        self.v1[index] = truth.v1 * cov.weight_kg / truth.weight_ref * truth.dialysis_v1_factor**cov.dialysis
+        self.v1[index] *= np.exp(eta[:, 1])
+        self.v2[index] = truth.v2 * np.exp(eta[:, 2])
+        self.q[index] = truth.q
+        base = kd.baseline_kidney(
+            crcl, cov.creatinine, new.bun_ratio, cov.weight_kg, cov.dialysis, cfg.kidney
+        )
+        for name in (
+            "injury",
+            "creatinine",
+            "bun",
+            "native_gfr0",
+            "rrt_clearance",
+            "creatinine0",
+            "bun0",
+            "volume_l",
+        ):
+            getattr(self.kidney, name)[index] = getattr(base, name)
+        self.scr_history[index] = cov.creatinine[:, None]
+        self.noise[index] = noise
+        self.step_count[index] = 0
+        self.burden[index] = new.burden0
+        for name in (
+            "a1",
+            "a2",
+            "time_h",
+            "hours_since_level",
+            "last_dose",
+            "auc24",
+            "trough",
+            "peak",
+            "interval_auc",
+            "infusion_h",
+        ):
+            getattr(self, name)[index] = 0.0
+        self.level[index] = np.nan
+        for name in ("ever_dosed", "level_measured", "aki", "aki_so_far"):
+            getattr(self, name)[index] = False
+        self.aki_stage[index] = 0
+        self.history[:, index] = 0.0
+        self.history[4, index] = 1.0  # infusion time of the drug-free past; keeps rates finite
+        self.cl[index] = self._clearance()[index]
+        self.history[5, index] = self.cl[index, None]
+        self._observe(index)
+
+    # --- one decision interval ---------------------------------------------------------------
+
+    def _clearance(self) -> np.ndarray:
+        # Drug CL follows the creatinine clearance now (native GFR + dialysis), as in Goti 2018.
+        crcl = np.minimum(self.kidney.clearance, self.truth.crcl_cap)
+        return self.cl_coef * crcl**self.truth.crcl_exponent
+
+    def pk_params(self) -> PKParams:
+        """True individual parameters now; they govern the next interval."""
+        return PKParams(self.cl, self.v1, self.v2, self.q)
+
+    def step(self, dose_mg: np.ndarray) -> None:
+        """Give ``dose_mg`` (shape (P,), in [0, 3000]) and advance every patient one interval."""
+        cfg = self.config
+        h = cfg.decision_interval_h
+        dose = np.asarray(dose_mg, dtype=np.float64)
+        t_inf = infusion_duration_h(dose)
+        params = self.pk_params()
+        start_a1, start_a2 = self.a1, self.a2
+        out = propagate(params, start_a1, start_a2, dose, t_inf, h)
+        hist = self.history
+        hist[:, :, 1:] = hist[:, :, :-1]
+        for row, value in enumerate((out.auc, start_a1, start_a2, dose, t_inf, params.cl)):
+            hist[row, :, 0] = value
+        auc24 = hist[0, :, : self._n_full].sum(axis=1)
+        if self._n_full < self._window:
+            k = self._window - 1
+            old = PKParams(hist[5, :, k], self.v1, self.v2, self.q)
+            before = interval_auc(
+                old, hist[1, :, k], hist[2, :, k], hist[3, :, k], hist[4, :, k], self._straddle_from
+            )
+            auc24 = auc24 + hist[0, :, k] - before
+        traits = self.traits
+        self.kidney = kd.kidney_step(
+            self.kidney, auc24, out.trough, traits["kidney_sensitivity"], h, cfg.kidney
+        )
+        self.cl = self._clearance()
+        self.burden = burden_step(self.burden, out.auc * (24.0 / h), traits["growth_scale"], h, cfg.infection)
+        self.a1, self.a2 = out.central_mg, out.peripheral_mg
+        self.auc24, self.trough, self.peak, self.interval_auc = auc24, out.trough, out.peak, out.auc
+        self.infusion_h = t_inf
+        self.time_h = self.time_h + h
+        self.hours_since_level = self.hours_since_level + h
+        self.last_dose = dose
+        self.ever_dosed = self.ever_dosed | (dose > 0)
+        self.step_count = self.step_count + 1
+        self._measure()
+        self._observe(np.arange(self.n))
+
+    def _measure(self) -> None:
+        cfg, truth = self.config, self.truth
+        z = self.noise[np.arange(self.n), np.minimum(self.step_count, cfg.n_steps)]
+        measured = ndtr(z[:, 2]) >= cfg.level_missing_prob
+        noisy = self.trough * (1.0 + cfg.measurement_noise * truth.prop_error * z[:, 0])
+        noisy = np.clip(noisy + cfg.measurement_noise * truth.add_error_mg_l * z[:, 1], 0.0, LEVEL_REPORT_MAX)
+        # A drug-free sample reads 0 (below the assay's limit), not additive noise.
+        noisy = np.where(self.ever_dosed, noisy, 0.0)
+        self.level = np.where(measured, noisy, self.level)
+        self.hours_since_level = np.where(measured, 0.0, self.hours_since_level)
+        self.level_measured = measured
+        # KDIGO: rise >= 0.3 mg/dL over the lowest value of the last 48 h, or >= 1.5 x baseline.
+        scr = self.kidney.creatinine
+        recent = np.minimum(self.scr_history.min(axis=1, initial=np.inf), scr)
+        self.aki_stage = kd.kdigo_stage(scr, self.kidney.creatinine0, recent)
+        self.aki = self.aki_stage > 0
+        self.aki_so_far = self.aki_so_far | self.aki
+        if self._kdigo_lags:
+            self.scr_history[:, 1:] = self.scr_history[:, :-1]
+            self.scr_history[:, 0] = scr
+
+    def _observe(self, index: np.ndarray) -> None:
+        z = self.noise[index, np.minimum(self.step_count[index], self.config.n_steps), 3:]
+        t = self.traits
+        wbc, temp, hr, sbp = vital_signs(
+            self.burden[index],
+            t["wbc_base"][index],
+            t["temperature_base"][index],
+            t["heart_rate_base"][index],
+            t["sbp_base"][index],
+            z,
+            self.config.infection,
+        )
+        obs = self.obs
+        obs[index, 0] = self.level[index]
+        obs[index, 1] = self.kidney.creatinine[index]
+        obs[index, 2] = wbc
+        obs[index, 3] = self.kidney.bun[index]
+        obs[index, 4] = temp
+        obs[index, 5] = sbp
+        obs[index, 6] = hr
+
+    # --- what the environments read -----------------------------------------------------------
+
+    @property
+    def truncated(self) -> np.ndarray:
+        return self.step_count >= self.config.n_steps
+
+    def raw_observation(self) -> np.ndarray:
+        """The seven features (float64); the level is NaN while never measured."""
+        return self.obs.copy()
+
+    def observation(self, extended: bool) -> np.ndarray:
+        """The observation as the env returns it (float32, never-measured level shown as 0)."""
+        obs = np.nan_to_num(self.obs, nan=0.0)
+        if extended:
+            obs = np.column_stack(
+                [obs, *(self.covariates[name] for name in COVARIATES), self.hours_since_level, self.last_dose]
+            )
+        return obs.astype(np.float32)
+
+    def info(self) -> dict[str, np.ndarray | dict[str, np.ndarray]]:
+        """True state per patient (arrays of shape (P,)); see :class:`vanco_pk.env.VancoPKEnv`."""
+        params = self.pk_params()
+        k = self.kidney
+        cov = self.covariates
+        return {
+            "auc24": self.auc24,
+            "trough": self.trough,
+            "peak": self.peak,
+            "interval_auc": self.interval_auc,
+            "cl": params.cl,
+            "v1": params.v1,
+            "v2": params.v2,
+            "q": params.q,
+            "central_mg": self.a1,
+            "peripheral_mg": self.a2,
+            "gfr": k.gfr,
+            "crcl": k.clearance,
+            "creatinine_true": k.creatinine,
+            "bun_true": k.bun,
+            "kidney_injury": k.injury,
+            "aki": self.aki,
+            "aki_stage": self.aki_stage,
+            "aki_so_far": self.aki_so_far,
+            "burden": self.burden,
+            "infection_resolved": self.burden < self.config.infection.resolved_burden,
+            "dose_mg": self.last_dose,
+            "infusion_h": self.infusion_h,
+            "level_measured": self.level_measured,
+            "raw_level": self.obs[:, 0].copy(),
+            "time_h": self.time_h,
+            "covariates": {
+                **{name: cov[name].copy() for name in COVARIATES},
+                "baseline_creatinine": cov["creatinine"].copy(),
+            },
+        }
