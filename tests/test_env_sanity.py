@@ -37,6 +37,10 @@ def test_outcomes_order_with_exposure():
     assert none.aki <= half.aki < full.aki < double.aki
     assert half.resolved < full.resolved <= double.resolved
     assert double.aki > 0.5 and full.resolved > 0.8
+    # Dosing each patient to AUC 500 on the true CL: no AKI, and the reward ranks it first.
+    rule = rows["AUC-500 rule on the true CL"]
+    assert rule.aki == 0.0 and rule.auc_day3_in_target > 0.5
+    assert rule.mean_reward == max(r.mean_reward for r in rows.values())
     table = sanity.format_outcome_table(list(rows.values()))
     assert table.count("\n") == len(rows) + 1 and "| no vancomycin | 300 | 0 |" in table
 

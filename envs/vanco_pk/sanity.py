@@ -143,8 +143,28 @@ def _weight_based(per_kg_first: float, per_kg: float) -> Callable[[int, dict], n
     return policy
 
 
+def _true_clearance_rule(auc_target: float) -> Callable[[int, dict], np.ndarray]:
+    """The dose giving a steady-state AUC24 of ``auc_target`` with the patient's true CL now.
+
+    Not a reference policy (those are in :mod:`vanco_pk.policies`): it reads the truth in
+    ``info`` and shows what exposure control alone achieves. The first dose is doubled
+    as a loading dose.
+    """
+
+    def policy(step: int, info: dict) -> np.ndarray:
+        dose = auc_target * info["cl"] / 2.0 * (2.0 if step == 0 else 1.0)
+        return np.clip(np.round(dose / 250.0) * 250.0, 0.0, 3000.0)
+
+    return policy
+
+
 def outcome_table(n: int = 1000, seed: int = 0) -> list[OutcomeRow]:
-    """Fixed regimens for 7 days in ``n`` generated ICU patients (no level-guided adjustment)."""
+    """Regimens for 7 days in ``n`` generated ICU patients (the same patients for each).
+
+    Fixed regimens (no level-guided adjustment), and a rule that doses each patient to an
+    AUC24 of 500 from the true clearance, as a check that the reward ranks target exposure
+    above both under- and over-dosing.
+    """
     from vanco_pk.vector import VancoPKVectorEnv  # gymnasium is only needed here
 
     regimens: dict[str, Callable[[int, dict], np.ndarray]] = {
@@ -154,6 +174,7 @@ def outcome_table(n: int = 1000, seed: int = 0) -> list[OutcomeRow]:
         "15 mg/kg q12h": _weight_based(15.0, 15.0),
         "25 mg/kg load, 15 mg/kg q12h": _weight_based(25.0, 15.0),
         "30 mg/kg q12h (double dose)": _weight_based(30.0, 30.0),
+        "AUC-500 rule on the true CL": _true_clearance_rule(500.0),
     }
     low, high = AUC24_TARGET
     rows = []
