@@ -108,3 +108,19 @@ def test_vector_actions_are_checked_and_clipped_per_patient():
     np.testing.assert_array_equal(info["dose_mg"], [0.0, 1000.0, 3000.0])
     with pytest.raises(ValueError, match="num_envs"):
         VancoPKVectorEnv(0)
+
+
+@pytest.mark.parametrize("misspecification", [None, "severe"])
+def test_observations_stay_in_the_space_under_extreme_dosing(misspecification):
+    envs = VancoPKVectorEnv(256, extended_obs=True, decision_interval_h=6, misspecification=misspecification)
+    obs, _ = envs.reset(seed=3)
+    rng = np.random.default_rng(3)
+    aki_share = 0.0
+    for _ in range(2 * envs.config.n_steps + 2):
+        # Mostly the maximum dose every 6 h: the worst overdose the action space allows.
+        actions = np.where(rng.random((256, 1)) < 0.8, 3000.0, rng.uniform(0.0, 3000.0, (256, 1)))
+        obs, reward, _, _, info = envs.step(actions)
+        assert envs.observation_space.contains(obs)
+        assert np.all(np.isfinite(reward)) and np.all(np.isfinite(info["auc24"]))
+        aki_share = max(aki_share, info["aki_so_far"].mean())
+    assert aki_share > 0.9

@@ -106,6 +106,7 @@ class BatchSimulator:
         self._n_full = int(np.floor(24.0 / h + 1e-9))
         self._straddle_from = self._window * h - 24.0  # local start of the part inside the window
         self._kdigo_lags = int(np.floor(AKI_ABSOLUTE_WINDOW_H / h + 1e-9))
+        self._allocate()
 
     # --- episode start ---------------------------------------------------------------------
 
@@ -133,8 +134,6 @@ class BatchSimulator:
             new = Patients.from_normals(normals[:, :N_PATIENT_DRAWS], cfg.population, covariates=fixed)
         if len(new) != len(index):
             raise ValueError(f"fixed patients: {len(new)} given for {len(index)} episodes")
-        if not hasattr(self, "traits"):
-            self._allocate()
         self._set_patients(index, new)
         self._start(
             index, new, normals[:, N_PATIENT_DRAWS:].reshape(len(index), cfg.n_steps + 1, N_STEP_DRAWS)
