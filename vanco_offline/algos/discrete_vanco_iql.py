@@ -22,6 +22,7 @@ from d3rlpy.torch_utility import convert_to_torch_recursively
 from d3rlpy.types import NDArray, Observation, Shape
 
 from vanco_offline.algos._validation import check_iql_options
+from vanco_offline.algos.export import PolicyExportMixin
 from vanco_offline.algos.fitting import FastFitMixin, check_finite
 from vanco_offline.algos.optimizers import fused_adam_field
 from vanco_offline.algos.sampler import FlatTransitions
@@ -79,7 +80,9 @@ class DiscreteVancoIQLConfig(LearnableConfig):
         return "discrete_vanco_iql"
 
 
-class DiscreteVancoIQL(FastFitMixin, QLearningAlgoBase[DiscreteVancoIQLImpl, DiscreteVancoIQLConfig]):
+class DiscreteVancoIQL(
+    PolicyExportMixin, FastFitMixin, QLearningAlgoBase[DiscreteVancoIQLImpl, DiscreteVancoIQLConfig]
+):
     def inner_create_impl(self, observation_shape: Shape, action_size: int) -> None:
         cfg = self._config
         if self.compiled:

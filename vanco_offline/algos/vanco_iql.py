@@ -24,6 +24,7 @@ from d3rlpy.torch_utility import convert_to_torch_recursively
 from d3rlpy.types import NDArray, Observation, Shape
 
 from vanco_offline.algos._validation import check_iql_options
+from vanco_offline.algos.export import PolicyExportMixin
 from vanco_offline.algos.fitting import FastFitMixin, check_finite
 from vanco_offline.algos.optimizers import fused_adam_field
 from vanco_offline.algos.sampler import FlatTransitions
@@ -130,7 +131,7 @@ class VancoIQLConfig(LearnableConfig):
         return "vanco_iql"
 
 
-class VancoIQL(FastFitMixin, QLearningAlgoBase[VancoIQLImpl, VancoIQLConfig]):
+class VancoIQL(PolicyExportMixin, FastFitMixin, QLearningAlgoBase[VancoIQLImpl, VancoIQLConfig]):
     def inner_create_impl(self, observation_shape: Shape, action_size: int) -> None:
         cfg = self._config
         if self.compiled:
