@@ -1,1 +1,29 @@
-"""Packaged YAML presets (read with importlib.resources)."""
+"""Packaged YAML presets (read with importlib.resources) and the loader that validates them.
+
+``load_preset("default")`` returns a typed :class:`Preset`; ``build_algo(preset, dataset)``
+turns it into a VancoIQL / DiscreteVancoIQL with its scalers. ``available_presets()``
+lists the packaged names.
+"""
+
+from __future__ import annotations
+
+from vanco_offline.configs.build import build_algo, make_config
+from vanco_offline.configs.presets import (
+    DataSpec,
+    NetworkSpec,
+    Preset,
+    TrainingSpec,
+    available_presets,
+    load_preset,
+)
+
+__all__ = [
+    "DataSpec",
+    "NetworkSpec",
+    "Preset",
+    "TrainingSpec",
+    "available_presets",
+    "build_algo",
+    "load_preset",
+    "make_config",
+]
