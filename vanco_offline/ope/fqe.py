@@ -1,0 +1,289 @@
+"""Fitted Q Evaluation with d3rlpy's own ``FQE`` / ``DiscreteFQE``, for any dosing policy.
+
+d3rlpy's FQE update asks the evaluated algorithm for the next action *inside* the update:
+``next_actions = algo.impl.predict_best_action(batch.next_observations)`` on tensors that
+FQE's own observation scaler has already transformed (``d3rlpy/ope/torch/fqe_impl.py``).
+That cannot serve a history-dependent reference policy (the clinician adjusts its last
+dose; MIPD fits every level so far): its action at a logged state depends on the stay's
+history, which a state tensor does not carry.
+
+The feed used here keeps d3rlpy's ``FQE`` and its update untouched and replaces only the
+object it asks. Before each ``fqe.update(batch)`` this module draws the mini-batch itself,
+looks up the evaluated policy's action distribution at each transition's next step
+(precomputed by replaying the logged stay: :mod:`vanco_offline.ope.policy`), samples one
+action per transition, and hands the batch's actions to a :class:`TargetActionFeed`, the
+``algo`` that FQE was built with. The feed answers the single ``predict_best_action`` call
+of that update with exactly those actions, after checking that the tensor it was given is
+the batch's next observations; a call it does not expect is an error, never a silent
+wrong answer. Sampling the next action from the policy's distribution gives an unbiased
+regression target for the expected next value, so stochastic policies are evaluated as
+they are, not by their most likely dose.
+
+This also removes the scaler pitfall of DESIGN.md by construction: a d3rlpy algorithm's
+actions are computed once by ``algo.predict`` on raw observations (which applies the
+algorithm's own scalers), never on FQE-scaled tensors. FQE's action scaler is the
+algorithm's (so Q sees doses as the algorithm did) and its observation scaler is the
+algorithm's, extended by the step feature below (:func:`fqe_config`).
+
+The estimand is the discounted return over the stay as recorded (see
+:mod:`vanco_offline.ope.trajectories`), so FQE does not bootstrap past a stay's last
+transition, and the observation is extended by the decision step (``time_feature``): the
+same patient state is worth less with fewer steps left, which a time-free Q cannot say.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import torch
+from d3rlpy.models.encoders import VectorEncoderFactory
+from d3rlpy.ope import FQE, DiscreteFQE, FQEConfig
+from d3rlpy.optimizers import AdamFactory
+from d3rlpy.preprocessing import (
+    MinMaxActionScaler,
+    MinMaxObservationScaler,
+    MultiplyRewardScaler,
+    ObservationScaler,
+    StandardObservationScaler,
+)
+
+from vanco_offline.ope._threads import single_thread
+from vanco_offline.ope.feed import TargetActionFeed, TransitionTable, scaled_next, step_inputs
+from vanco_offline.ope.trajectories import Trajectories
+
+__all__ = ["FQESettings", "FittedQ", "TargetActionFeed", "fit_fqe", "fqe_config"]
+
+
+@dataclasses.dataclass(frozen=True)
+class FQESettings:
+    """Hyperparameters of FQE training.
+
+    Attributes
+    ----------
+    n_steps : int
+        Gradient steps. The Q-function must propagate rewards over the whole horizon, one
+        target-network period per step back, so ``n_steps`` should exceed
+        ``horizon * target_update_interval`` several times.
+    batch_size, learning_rate, target_update_interval : int, float, int
+        As in d3rlpy's ``FQEConfig``.
+    hidden_units : tuple of int
+        Sizes of the Q-network's hidden layers.
+    time_feature : bool
+        Append the decision step to the observation (recommended; see module docstring).
+    reward_scale : float, optional
+        Rewards are multiplied by this inside FQE (d3rlpy's ``MultiplyRewardScaler``) and
+        the Q-values divided by it again. d3rlpy's Q-function loss is a Huber loss with
+        threshold 1: on TD errors larger than 1 it fits something between the mean and the
+        median, and our rewards have rare large penalties (-5 for a creatinine jump), so
+        unscaled FQE overestimates. Default: ``0.5 / max |reward|``, which keeps TD errors
+        in the loss's quadratic (mean-fitting) zone.
+    seed : int
+        Seeds the network initialisation, the mini-batches and the sampled next actions.
+    """
+
+    n_steps: int = 6000
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    target_update_interval: int = 200
+    hidden_units: tuple[int, ...] = (128, 128)
+    time_feature: bool = True
+    reward_scale: float | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("n_steps", "batch_size", "target_update_interval"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(
+                    f"FQESettings.{name} must be a positive integer, got {getattr(self, name)!r}"
+                )
+        if not self.learning_rate > 0:
+            raise ValueError(f"FQESettings.learning_rate must be positive, got {self.learning_rate!r}")
+        if self.reward_scale is not None and not self.reward_scale > 0:
+            raise ValueError(f"FQESettings.reward_scale must be positive or None, got {self.reward_scale!r}")
+        if not self.hidden_units or min(self.hidden_units) < 1:
+            raise ValueError(f"FQESettings.hidden_units must be positive sizes, got {self.hidden_units!r}")
+
+
+def fqe_config(
+    algo: Any = None,
+    *,
+    continuous: bool,
+    gamma: float,
+    settings: FQESettings = FQESettings(),
+    observation_scaler: ObservationScaler | None = None,
+    action_grid: np.ndarray | None = None,
+    reward_scale: float = 1.0,
+) -> FQEConfig:
+    """d3rlpy ``FQEConfig`` that carries the evaluated algorithm's scalers.
+
+    Parameters
+    ----------
+    algo : d3rlpy algorithm, optional
+        Its ``observation_scaler`` and ``action_scaler`` are used unless overridden.
+    continuous : bool
+        Whether actions are continuous doses (then an action scaler is always set: the
+        algorithm's, else min-max over ``action_grid``).
+    observation_scaler : ObservationScaler, optional
+        Overrides the algorithm's (fit_fqe passes the one extended by the step feature).
+    reward_scale : float
+        Multiplier of the rewards (see :class:`FQESettings`); 1 sets no reward scaler.
+    """
+    config = getattr(algo, "config", None)
+    if observation_scaler is None and config is not None:
+        observation_scaler = config.observation_scaler
+    action_scaler = config.action_scaler if config is not None and continuous else None
+    if continuous and action_scaler is None:
+        grid = np.asarray(action_grid, dtype=np.float64)
+        action_scaler = MinMaxActionScaler(minimum=grid[:1], maximum=grid[-1:])
+    return FQEConfig(
+        learning_rate=settings.learning_rate,
+        optim_factory=AdamFactory(),
+        encoder_factory=VectorEncoderFactory(hidden_units=list(settings.hidden_units)),
+        batch_size=settings.batch_size,
+        gamma=gamma,
+        n_critics=1,
+        target_update_interval=settings.target_update_interval,
+        observation_scaler=observation_scaler,
+        action_scaler=action_scaler,
+        reward_scaler=None if reward_scale == 1.0 else MultiplyRewardScaler(multiplier=reward_scale),
+    )
+
+
+@dataclasses.dataclass
+class FittedQ:
+    """A trained FQE model of ``Q^pi(s, t, a)`` for one evaluated policy.
+
+    Attributes
+    ----------
+    fqe : d3rlpy.ope.FQE or d3rlpy.ope.DiscreteFQE
+    action_values : ndarray of shape (K,)
+        The action (dose in mg, or index) of each grid level, as FQE's Q takes it.
+    step_scale : float or None
+        The step feature is ``t / step_scale``; None without a step feature.
+    reward_scale : float
+        FQE learned ``reward_scale * Q``; :meth:`q_values` undoes it.
+    losses : ndarray
+        Mean TD loss over each window of 200 updates (a convergence trace).
+    """
+
+    fqe: FQE | DiscreteFQE
+    action_values: np.ndarray
+    step_scale: float | None
+    reward_scale: float
+    losses: np.ndarray
+
+    def inputs(self, observations: np.ndarray, steps: np.ndarray) -> np.ndarray:
+        return step_inputs(observations, steps, self.step_scale)
+
+    def q_values(self, observations: np.ndarray, steps: np.ndarray, chunk: int = 65536) -> np.ndarray:
+        """``Q(s, t, a)`` for every grid action, shape (m, K)."""
+        x = self.inputs(observations, steps)
+        m, k = len(x), len(self.action_values)
+        continuous = isinstance(self.fqe, FQE)
+        out = np.empty(m * k)
+        xs = np.repeat(x, k, axis=0)
+        actions = np.tile(self.action_values, m)
+        with single_thread():
+            for start in range(0, m * k, chunk):
+                part = slice(start, start + chunk)
+                action = actions[part].astype(np.float32).reshape(-1, 1) if continuous else actions[part]
+                out[part] = self.fqe.predict_value(
+                    xs[part], action.astype(np.float32) if continuous else action
+                )
+        return out.reshape(m, k) / self.reward_scale
+
+
+def _step_scaler(base: ObservationScaler | None, inputs: np.ndarray, time_feature: bool) -> ObservationScaler:
+    """The algorithm's scaler extended by the step column, or a standard one fitted here."""
+    if isinstance(base, StandardObservationScaler) and base.mean is not None and base.std is not None:
+        if not time_feature:
+            return base
+        column = inputs[:, -1]
+        return StandardObservationScaler(
+            mean=np.append(base.mean, column.mean()), std=np.append(base.std, column.std()), eps=base.eps
+        )
+    if isinstance(base, MinMaxObservationScaler) and base.minimum is not None and base.maximum is not None:
+        if not time_feature:
+            return base
+        column = inputs[:, -1]
+        return MinMaxObservationScaler(
+            minimum=np.append(base.minimum, column.min()), maximum=np.append(base.maximum, column.max())
+        )
+    # No (or an unknown) scaler: standardise on the logged states, which is what the data
+    # layer's fit_scalers gives the algorithms.
+    return StandardObservationScaler(mean=inputs.mean(axis=0), std=inputs.std(axis=0))
+
+
+def fit_fqe(
+    trajectories: Trajectories,
+    target_pmf: np.ndarray,
+    gamma: float,
+    settings: FQESettings = FQESettings(),
+    *,
+    algo: Any = None,
+) -> FittedQ:
+    """Train d3rlpy's FQE for the policy whose action distribution at each logged step is given.
+
+    Parameters
+    ----------
+    trajectories : Trajectories
+    target_pmf : ndarray of shape (n, H, K)
+        The evaluated policy's probability of each grid action at each logged step (rows
+        of padded steps are ignored).
+    gamma : float
+    settings : FQESettings
+    algo : d3rlpy algorithm, optional
+        The evaluated algorithm, for its scalers (:func:`fqe_config`).
+
+    Returns
+    -------
+    FittedQ
+    """
+    traj = trajectories
+    n, horizon, k = target_pmf.shape
+    if (n, horizon) != traj.mask.shape or k != traj.n_actions:
+        raise ValueError(
+            f"target_pmf has shape {target_pmf.shape}; expected "
+            f"({traj.n_stays}, {traj.horizon}, {traj.n_actions}) (stays, steps, actions)"
+        )
+    step_scale = float(max(horizon - 1, 1)) if settings.time_feature else None
+    table = TransitionTable(traj, target_pmf, step_scale)
+    largest = float(np.abs(table.rewards).max())
+    scale = settings.reward_scale or (0.5 / largest if largest > 0 else 1.0)
+    base = getattr(getattr(algo, "config", None), "observation_scaler", None)
+    scaler = _step_scaler(base, table.observations, settings.time_feature)
+    config = fqe_config(
+        algo,
+        continuous=traj.continuous,
+        gamma=gamma,
+        settings=settings,
+        observation_scaler=scaler,
+        action_grid=traj.action_values,
+        reward_scale=scale,
+    )
+    feed = TargetActionFeed()
+    torch.manual_seed(settings.seed)
+    fqe: FQE | DiscreteFQE = (FQE if traj.continuous else DiscreteFQE)(algo=feed, config=config)  # type: ignore[arg-type]
+    fqe.create_impl((table.observations.shape[1],), 1 if traj.continuous else k)
+    rng = np.random.default_rng(settings.seed)
+    losses: list[float] = []
+    window: list[float] = []
+    with single_thread():
+        for _ in range(settings.n_steps):
+            batch = table.sample(rng, settings.batch_size)
+            feed.expect(*scaled_next(batch, config))
+            window.append(fqe.update(batch)["loss"])
+            if len(window) == 200:
+                losses.append(float(np.mean(window)))
+                window = []
+    if window:
+        losses.append(float(np.mean(window)))
+    return FittedQ(
+        fqe=fqe,
+        action_values=traj.action_values.copy(),
+        step_scale=step_scale,
+        reward_scale=scale,
+        losses=np.array(losses),
+    )
