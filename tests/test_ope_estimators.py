@@ -28,7 +28,10 @@ def _parts(traj: Trajectories, model_bias: float = 0.0):
     pmf = MDP.policy_pmf(PI, traj)
     target = np.take_along_axis(pmf, traj.actions[..., None], axis=2)[..., 0]
     weights = importance_weights(target, traj.behavior_prob, traj.mask)
-    q = MDP.q_values(PI, GAMMA)[np.arange(traj.horizon)[None, :], traj.observations.argmax(axis=2)] + model_bias
+    q = (
+        MDP.q_values(PI, GAMMA)[np.arange(traj.horizon)[None, :], traj.observations.argmax(axis=2)]
+        + model_bias
+    )
     q_logged = np.take_along_axis(q, traj.actions[..., None], axis=2)[..., 0]
     return weights, {"q_logged": q_logged, "v_states": (q * pmf).sum(axis=2)}
 

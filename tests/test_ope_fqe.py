@@ -84,7 +84,9 @@ def test_action_feed_reproduces_d3rlpys_own_fqe_for_a_markov_algorithm():
     x = np.eye(MDP.n_states, dtype=np.float32)
     for a in range(MDP.n_actions):
         action = np.full(MDP.n_states, a)
-        np.testing.assert_allclose(ours.fqe.predict_value(x, action), stock.predict_value(x, action), rtol=1e-6)
+        np.testing.assert_allclose(
+            ours.fqe.predict_value(x, action), stock.predict_value(x, action), rtol=1e-6
+        )
 
 
 def test_action_feed_refuses_calls_it_was_not_set_up_for():
