@@ -34,6 +34,8 @@ from vanco_offline.ope.trajectories import Trajectories
 __all__ = ["BehaviorModel", "Calibration", "behavior_features", "fit_behavior_model"]
 
 CLASSIFIERS = ("boosting", "logistic")
+# Fewest examples of a dose for the classifier to model it (the calibrator's inner folds).
+_MIN_CLASS_COUNT = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,15 +174,23 @@ def fit_behavior_model(
     x = behavior_features(traj)[stay, step]
     y = traj.actions[stay, step]
     out = np.zeros((len(y), k))
-    # A fold's training stays may lack a rare dose; its calibrator then has no column for it.
+    # A fold's training stays may lack a dose or hold it too rarely for the calibrator's own
+    # folds; such doses back off to their smoothed frequency in the fold, and the classifier
+    # shares the remaining mass among the others.
     with single_thread():
         for train, test in GroupKFold(n_splits=n_folds).split(x, y, groups=stay):
-            classes = np.unique(y[train])
-            if len(classes) == 1:
-                out[np.ix_(test, classes)] = 1.0
-                continue
-            model = _classifier(classifier, seed).fit(x[train], y[train])
-            out[np.ix_(test, model.classes_)] = model.predict_proba(x[test])
+            counts = np.bincount(y[train], minlength=k)
+            rare = counts < _MIN_CLASS_COUNT
+            rare_prob = (counts + 0.5) / (len(train) + 0.5 * k)
+            out[np.ix_(test, np.flatnonzero(rare))] = rare_prob[rare]
+            left = 1.0 - rare_prob[rare].sum()
+            common = np.flatnonzero(~rare)
+            fit = np.isin(y[train], common)
+            if len(common) == 1:
+                out[np.ix_(test, common)] = left
+            elif len(common) > 1:
+                model = _classifier(classifier, seed).fit(x[train][fit], y[train][fit])
+                out[np.ix_(test, model.classes_)] = left * model.predict_proba(x[test])
     out = np.maximum(out, floor)
     out /= out.sum(axis=1, keepdims=True)
     logged = out[np.arange(len(y)), y]
