@@ -177,6 +177,7 @@ def map_estimate(
     eta0: np.ndarray | None = None,
     max_iter: int = 50,
     tol: float = 1e-7,
+    grid: int = 7,
 ) -> MAPResult:
     """MAP estimate of each patient's CL and V1 given the doses and measured troughs.
 
@@ -190,6 +191,10 @@ def map_estimate(
     eta0 : array (P, 2), optional
         Starting point (the previous estimate, when refitting after a new level).
     max_iter, tol : Newton iterations and the step size (log units) that counts as converged.
+    grid : int
+        Newton starts from the best of ``eta0`` and a ``grid x grid`` lattice over +-2.5 SD
+        (0: from ``eta0`` only). Troughs can be explained by a small or a large V1, so the
+        posterior may have two modes; the lattice keeps Newton out of the wrong one.
     """
     n = history.n_patients
     limit = _ETA_LIMIT_SD * np.sqrt([model.omega2_cl, model.omega2_v1])
@@ -198,6 +203,16 @@ def map_estimate(
     # Without a level the posterior is the prior, whose mode is eta = 0.
     done = ~np.any(np.isfinite(history.level[:, 1:]), axis=1)
     eta[done] = 0.0
+    active = np.flatnonzero(~done)
+    if grid > 0 and active.size:
+        axis = np.linspace(-2.5, 2.5, grid)
+        lattice = np.stack(np.meshgrid(axis, axis, indexing="ij"), axis=-1).reshape(-1, 2)
+        lattice = lattice * np.sqrt([model.omega2_cl, model.omega2_v1])
+        starts = np.concatenate(
+            [eta[active, None, :], np.broadcast_to(lattice, (active.size, *lattice.shape))], 1
+        )
+        f = map_objective(_take(history, active), starts, model)
+        eta[active] = starts[np.arange(active.size), np.argmin(f, axis=1)]
     h = _H
     stencil = np.array([[0, 0], [h, 0], [-h, 0], [0, h], [0, -h], [h, h], [-h, -h]])
     for _ in range(max_iter):

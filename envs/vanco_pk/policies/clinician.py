@@ -235,24 +235,23 @@ class ClinicianPolicy(DosingPolicy):
             fresh & ((level < low) | (level > high)) & (self.doses_in_regimen >= cfg.review_after_doses)
         )
 
-        kind = np.full(self.n_patients, CONTINUE)
-        intended = np.zeros(self.n_patients)
         regimen = np.where(on_regimen, self.regimen_dose, 0.0)
         # Order matters: the first rule that applies wins (np.select semantics).
+        due = np.where(on_regimen, due, due_first)
         conditions = [
             ~self.loaded,
-            self.loaded & ~on_regimen & due_first,
-            on_regimen & due & too_high,
+            self.loaded & due & too_high,
+            self.loaded & ~on_regimen & due,
             on_regimen & due & np.isfinite(self.resume_dose),
             on_regimen & due & renal,
             on_regimen & due & off_target,
             on_regimen & due,
         ]
-        kinds = [LOAD, PRESCRIBE, HOLD, RESUME, PRESCRIBE, ADJUST, CONTINUE]
+        kinds = [LOAD, HOLD, PRESCRIBE, RESUME, PRESCRIBE, ADJUST, CONTINUE]
         values = [
             np.minimum(cfg.loading_mg_per_kg * cov["weight_kg"], cfg.loading_max_mg),
-            nom_dose,
             np.zeros(self.n_patients),
+            nom_dose,
             self.resume_dose,
             nom_dose,
             np.minimum(regimen * factor, cfg.maintenance_max_mg),
@@ -290,7 +289,7 @@ class ClinicianPolicy(DosingPolicy):
         )
         self.regimen_scr = np.where(new_regimen, plan["scr"], self.regimen_scr)
         self.resume_dose = np.where(new_regimen, np.nan, self.resume_dose)
-        held = (kind == HOLD) & ~gave
+        held = (kind == HOLD) & ~gave & (self.regimen_dose > 0)
         self.resume_dose = np.where(
             held,
             np.minimum(self.regimen_dose * plan["factor"], self.config.maintenance_max_mg),
