@@ -45,3 +45,8 @@ __all__ = [
     "to_mdp_dataset",
     "validate",
 ]
+
+# Synthetic cohorts (issue 4), appended to the exports above.
+from vanco_offline.data.cohort import generate_cohort, score_table
+
+__all__ += ["generate_cohort", "score_table"]
