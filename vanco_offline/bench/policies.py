@@ -31,6 +31,8 @@ from vanco_pk.policies import POLICIES, TRUTH_KEYS, make_policy
 from vanco_pk.targets import AUC24_TARGET, COVARIATES, DOSE_MAX_MG
 from vanco_pk.vector import VancoPKVectorEnv
 
+from vanco_offline.data.cohort import cohort_seeds
+
 __all__ = ["evaluate_policy", "run_policies"]
 
 ORDER = ("oracle", "mipd", "clinician", "fixed", "random")
@@ -63,7 +65,9 @@ def evaluate_policy(
 ) -> dict[str, float]:
     """Run one policy on ``n_patients`` simulated patients and score the clinical outcomes.
 
-    The same ``seed`` gives the same patients (and noise) whatever the policy. Returns the
+    The same ``seed`` gives the same patients (and noise) whatever the policy -- the patients
+    of ``generate_cohort(n_patients, name, seed)`` -- and seeds give unrelated patients
+    (:func:`vanco_offline.data.cohort.cohort_seeds`). Returns the
     metrics of the module docstring as a dict (``attainment``, ``attainment_all``,
     ``below``, ``above``, ``reached_48h``, ``aki``, ``mean_return``, ``doses_over_3g``,
     ``seconds``).
@@ -72,11 +76,9 @@ def evaluate_policy(
         raise ValueError(f"n_patients = {n_patients!r} must be a positive integer")
     env = VancoPKVectorEnv(num_envs=n_patients, **env_options)
     policy = make_policy(name, interval_h=env.config.decision_interval_h, **dict(policy_options or {}))
-    obs, info = env.reset(seed=seed)
-    policy.reset(
-        {c: info["covariates"][c] for c in COVARIATES},
-        seed=[np.random.SeedSequence([seed, i]) for i in range(n_patients)],
-    )
+    env_seeds, policy_seeds, _ = cohort_seeds(seed, n_patients)
+    obs, info = env.reset(seed=env_seeds)
+    policy.reset({c: info["covariates"][c] for c in COVARIATES}, seed=policy_seeds)
     steps = env.config.n_steps
     auc = np.zeros((steps, n_patients))
     times = np.zeros(steps)

@@ -28,7 +28,15 @@ from vanco_pk.policies import POLICIES, TRUTH_KEYS, DosingPolicy, grid_index, ma
 from vanco_pk.targets import COVARIATES, DOSE_GRID_MG, FEATURES, dose_to_grid_index
 from vanco_pk.vector import VancoPKVectorEnv
 
-__all__ = ["DECIMALS", "TRUE_COLUMNS", "PolicyScores", "generate_cohort", "parse_mixture", "score_table"]
+__all__ = [
+    "DECIMALS",
+    "TRUE_COLUMNS",
+    "PolicyScores",
+    "cohort_seeds",
+    "generate_cohort",
+    "parse_mixture",
+    "score_table",
+]
 
 #: Decimals kept for each written value (what labs, monitors and charts report).
 DECIMALS: dict[str, int] = {
@@ -73,6 +81,17 @@ def parse_mixture(policy: str | Mapping[str, float]) -> dict[str, float]:
         raise ValueError(f"policy mixture weights must be > 0; got {bad}")
     total = float(sum(weights.values()))
     return {k: float(w) / total for k, w in weights.items()}
+
+
+def cohort_seeds(seed: int, n: int) -> tuple[list[int], list[np.random.SeedSequence], np.random.SeedSequence]:
+    """Per-patient environment seeds, per-patient policy seed sequences and the mixture's seed.
+
+    All derive from one ``SeedSequence(seed)``, so different seeds give unrelated patients
+    (the vector env's own ``seed + i`` convention would make seeds 0 and 1 share all but one
+    patient) and patient ``i`` is the same in a cohort of any size.
+    """
+    env_seq, policy_seq, mix_seq = np.random.SeedSequence(seed).spawn(3)
+    return [int(s) for s in env_seq.generate_state(n, np.uint64)], policy_seq.spawn(n), mix_seq
 
 
 def _assign(weights: dict[str, float], n: int, rng: np.random.Generator) -> np.ndarray:
@@ -142,10 +161,7 @@ def generate_cohort(
     if "patients" in env_options and env_options["patients"] is not None and n_patients > _BATCH:
         raise ValueError(f"fixed patients are supported for cohorts of at most {_BATCH} stays")
     n = int(n_patients)
-    root = np.random.SeedSequence(int(seed))
-    env_seq, policy_seq, mix_seq = root.spawn(3)
-    env_seeds = [int(s) for s in env_seq.generate_state(n, np.uint64)]
-    policy_seeds = policy_seq.spawn(n)
+    env_seeds, policy_seeds, mix_seq = cohort_seeds(int(seed), n)
     labels = _assign(weights, n, np.random.default_rng(mix_seq))
     frames = []
     for start in range(0, n, _BATCH):
