@@ -153,17 +153,8 @@ class DosingPolicy:
                     "one is unknown; call record(dose_mg) after each decision, or pass info['dose_mg']"
                 )
             self.record(given)
-        elif self.steps and "dose_mg" in info and time is not None:
-            # The env's info reports the dose actually given (it may have been clipped).
-            given = self._info_array(info, "dose_mg")
-            if given is not None and not np.allclose(time, self._time[:, self.steps - 1]):
-                self._dose[:, self.steps - 1] = given
         if time is None:
-            time = (
-                np.full(self._n, self.steps * self.interval_h)
-                if self.steps == 0
-                else (self._time[:, self.steps - 1] + self.interval_h)
-            )
+            time = self._time[:, self.steps - 1] + self.interval_h if self.steps else np.zeros(self._n)
         self._append(obs, time, self._level_flags(obs, info))
         self._cached = np.asarray(self._pmf(info), dtype=np.float64)
         self._open = True
