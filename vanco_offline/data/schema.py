@@ -89,7 +89,8 @@ class ValueRange:
 RANGES: dict[str, ValueRange] = {
     "vanco_level": ValueRange(
         0.0,
-        150.0,
+        # Overdoses in renal failure reach a few hundred mg/L; a µg/L mix-up gives thousands.
+        500.0,
         "mg/L",
         above="these look like µg/L (mg/L × 1000): divide by 1000 to get mg/L",
         below="a concentration cannot be negative",
