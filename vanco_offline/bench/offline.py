@@ -1,0 +1,222 @@
+"""``vanco-offline bench offline``: VancoIQL against d3rlpy's CQL/BCQ/IQL/BC and clinical dosing.
+
+The grid is dataset x algorithm x seed (:mod:`vanco_offline.bench.offline_grid`): every
+algorithm trains on the same simulated cohort with the same budget and scalers, and every
+policy -- learned or reference -- is rolled out on the same held-out simulated patients
+(:mod:`vanco_offline.bench.offline_rollout`). Cells run in parallel on local processes or on
+Ray (:mod:`vanco_offline.bench.offline_runner`); the report gives the interquartile mean
+over seeds with stratified-bootstrap 95 % CIs, OPE estimates beside the simulator's truth,
+and the issue's verdicts (:mod:`vanco_offline.bench.offline_report`). ``--tune`` runs the
+seed's tuning guide (expectile, temperature, learning rate) through Ray Tune instead.
+
+Sizes: ``--quick`` (the medium datasets, 1,000 steps, 200 patients; < 10 min on 2 cores)
+and the default, documented with measured wall times in ``docs/benchmark.md``.
+Results go to ``--out`` (default ``d3rlpy_logs/bench/offline``): ``results.json`` (every
+cell), ``table.md`` and ``attainment.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from vanco_offline.bench.offline_grid import (
+    ALGORITHMS,
+    DATASETS,
+    REFERENCE_POLICIES,
+    SIZES,
+    CellTask,
+    DatasetSpec,
+)
+
+DEFAULT_OUT = Path("d3rlpy_logs") / "bench" / "offline"
+#: Validation patients for --tune: not the test patients of the benchmark table.
+TUNE_EVAL_SEED = 2 * 10**9
+QUICK = {
+    "datasets": ["medium"],
+    "sizes": ["small", "large"],
+    "steps": 1000,
+    "eval_patients": 200,
+    "ope_steps": 1000,
+}
+FULL = {
+    "datasets": list(DATASETS),
+    "sizes": list(SIZES),
+    "steps": 5000,
+    "eval_patients": 500,
+    "ope_steps": 3000,
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--quick", action="store_true", help="small grid: medium datasets, 1,000 steps (< 10 min)"
+    )
+    parser.add_argument("--datasets", nargs="+", choices=list(DATASETS), help="datasets (default all)")
+    parser.add_argument("--sizes", nargs="+", choices=list(SIZES), help="dataset sizes (default small large)")
+    parser.add_argument(
+        "--algos",
+        nargs="+",
+        choices=[*ALGORITHMS, *REFERENCE_POLICIES],
+        help="learned algorithms and reference policies (default all)",
+    )
+    parser.add_argument("--seeds", type=int, default=5, help="seeds per cell (default 5)")
+    parser.add_argument("--steps", type=int, help="gradient steps per algorithm (default 5000, quick 1000)")
+    parser.add_argument("--batch-size", type=int, default=256, help="mini-batch size of every algorithm")
+    parser.add_argument("--hidden", default="32,32", help="hidden layers of every network (default 32,32)")
+    parser.add_argument("--eval-patients", type=int, help="held-out patients (default 500, quick 200)")
+    parser.add_argument(
+        "--covariates", action="store_true", help="append the covariates to every observation"
+    )
+    parser.add_argument(
+        "--ope-seeds", type=int, default=1, help="seeds per cell that also get FQE/WIS/WDR (0 = none)"
+    )
+    parser.add_argument("--ope-steps", type=int, help="FQE gradient steps (default 3000, quick 1000)")
+    parser.add_argument("--data-seed", type=int, default=0, help="seed of the simulated cohorts (default 0)")
+    parser.add_argument("--backend", choices=["local", "ray"], default="local", help="local processes or Ray")
+    parser.add_argument("--workers", type=int, help="parallel workers (default: the machine's CPUs)")
+    parser.add_argument("--ray-address", help="a running Ray cluster (default: start a local one)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder ({DEFAULT_OUT})")
+    parser.add_argument(
+        "--tune",
+        action="store_true",
+        help="run the seed's tuning guide (expectile x temperature x lr) for VancoIQL in Ray Tune instead",
+    )
+
+
+def _hidden(text: str) -> tuple[int, ...]:
+    try:
+        units = tuple(int(u) for u in text.split(","))
+    except ValueError:
+        raise ValueError(f"--hidden {text!r}: give layer sizes separated by commas, e.g. 32,32") from None
+    if not units or min(units) < 1:
+        raise ValueError(f"--hidden {text!r}: layer sizes must be positive integers")
+    return units
+
+
+def build_tasks(args: argparse.Namespace) -> list[CellTask]:
+    """The grid's cells, in report order: dataset by dataset, algorithm by algorithm, seed by seed."""
+    size = QUICK if args.quick else FULL
+    if args.seeds < 1:
+        raise ValueError(f"--seeds {args.seeds}: give at least 1 (the issue asks for >= 5)")
+    if args.ope_seeds < 0:
+        raise ValueError(f"--ope-seeds {args.ope_seeds} must be >= 0")
+    datasets = args.datasets or size["datasets"]
+    sizes = args.sizes or size["sizes"]
+    algos = args.algos or [*ALGORITHMS, *REFERENCE_POLICIES]
+    common = {
+        "n_steps": args.steps or size["steps"],
+        "batch_size": args.batch_size,
+        "hidden_units": _hidden(args.hidden),
+        "eval_patients": args.eval_patients or size["eval_patients"],
+        "ope_steps": args.ope_steps or size["ope_steps"],
+        "covariates": args.covariates,
+    }
+    tasks = []
+    for name in datasets:
+        for size_name in sizes:
+            spec = DatasetSpec.make(name, size_name, seed=args.data_seed)
+            for algo in algos:
+                for seed in range(args.seeds):
+                    tasks.append(CellTask(spec, algo, seed, ope=seed < args.ope_seeds, **common))
+    return tasks
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.tune:
+        return _run_tune(args)
+    from vanco_offline.bench.offline_report import aggregate, format_table, plot, results_to_json, verdicts
+    from vanco_offline.bench.offline_runner import run_grid
+
+    tasks = build_tasks(args)
+    start = time.perf_counter()
+    print(f"offline benchmark: {len(tasks)} cells on the {args.backend} backend", file=sys.stderr)
+
+    def progress(result, done: int, total: int) -> None:
+        print(
+            f"  [{done}/{total}] {result.dataset} {result.algo} seed {result.seed}: "
+            f"attainment {result.scores['attainment']:.1%} ({time.perf_counter() - start:.0f} s)",
+            file=sys.stderr,
+        )
+
+    results = run_grid(tasks, backend=args.backend, workers=args.workers, ray_address=args.ray_address,
+                       progress=progress)
+    wall = time.perf_counter() - start
+    rows = aggregate(results)
+    table = format_table(rows)
+    lines = verdicts(rows)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(results_to_json(results), indent=1))
+    t0 = tasks[0]
+    header = (
+        f"{len(tasks)} cells, {t0.n_steps} steps, batch {t0.batch_size}, hidden {list(t0.hidden_units)}, "
+        f"{t0.eval_patients} held-out patients, covariates {'on' if t0.covariates else 'off'}, "
+        f"backend {args.backend}, wall time {wall:.0f} s"
+    )
+    text = f"{header}\n\n{table}\n\n" + "\n".join(f"- {line}" for line in lines) + "\n"
+    (args.out / "table.md").write_text(text)
+    figure = plot(rows, args.out / "attainment.png")
+    print(text)
+    print(f"wrote {args.out / 'results.json'}, {args.out / 'table.md'}, {figure}")
+    return 0
+
+
+def _run_tune(args: argparse.Namespace) -> int:
+    from vanco_offline.bench.offline_runner import TUNE_SPACE, tune_sweep
+
+    size = QUICK if args.quick else FULL
+    algos = args.algos or ["VancoIQL"]
+    if len(algos) != 1:
+        raise ValueError(f"--tune sweeps one VancoIQL algorithm; got --algos {algos}")
+    dataset = (args.datasets or ["medium"])[0]
+    size_name = (args.sizes or ["small"])[0]
+    task = CellTask(
+        DatasetSpec.make(dataset, size_name, seed=args.data_seed),
+        algos[0],
+        0,
+        n_steps=args.steps or size["steps"],
+        batch_size=args.batch_size,
+        hidden_units=_hidden(args.hidden),
+        eval_patients=args.eval_patients or size["eval_patients"],
+        eval_seed=TUNE_EVAL_SEED,
+        covariates=args.covariates,
+    )
+    start = time.perf_counter()
+    storage = (args.out / "tune").resolve()
+    rows = tune_sweep(task, TUNE_SPACE, seeds=range(args.seeds), workers=args.workers,
+                      ray_address=args.ray_address, storage_path=str(storage))
+    wall = time.perf_counter() - start
+    from vanco_offline.bench.offline_report import iqm_interval
+
+    groups: dict[tuple[float, float, float], list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["expectile"], row["weight_temp"], row["learning_rate"]), []).append(row)
+    lines = [
+        f"Ray Tune sweep of {algos[0]} on {dataset}-{size_name}: {len(rows)} trials, {task.n_steps} steps, "
+        f"{task.eval_patients} validation patients, wall time {wall:.0f} s",
+        "",
+        "| expectile | beta | lr | seeds | attainment IQM [95% CI] | AKI rate | return |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for (tau, beta, lr), trials in sorted(groups.items(), key=lambda kv: -_iqm(kv[1], "attainment")):
+        att = iqm_interval([t["attainment"] for t in trials])
+        lines.append(
+            f"| {tau:g} | {beta:g} | {lr:g} | {len(trials)} | {att[0]:.1%} [{att[1]:.1%}, {att[2]:.1%}] | "
+            f"{_iqm(trials, 'aki_rate'):.1%} | {_iqm(trials, 'return_'):.2f} |"
+        )
+    text = "\n".join(lines) + "\n"
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "tune.md").write_text(text)
+    (args.out / "tune.json").write_text(json.dumps(rows, indent=1))
+    print(text)
+    print(f"wrote {args.out / 'tune.md'}, {args.out / 'tune.json'}")
+    return 0
+
+
+def _iqm(trials: list[dict], key: str) -> float:
+    from vanco_offline.bench.offline_report import iqm_interval
+
+    return iqm_interval([t[key] for t in trials], reps=1)[0]

@@ -1,0 +1,165 @@
+"""One cell of the offline benchmark: train (or take a reference policy), roll out, score, OPE.
+
+:func:`run_cell` is a plain function of a picklable :class:`~vanco_offline.bench.offline_grid.CellTask`
+returning a plain :class:`CellResult`, so that the local process pool, Ray and Ray Tune all
+run the same code. Everything is seeded from the task: the dataset from its spec,
+``d3rlpy.seed(task.seed)`` for the networks and mini-batches, the held-out patients from
+``task.eval_seed``; on one torch thread a cell gives the same numbers every time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import numpy as np
+
+from vanco_offline.bench.offline_grid import ALGORITHMS, CellTask, build_config, load_dataset
+from vanco_offline.bench.offline_rollout import EvalPatients, algo_actor, reference_actor, rollout
+
+__all__ = ["OPE_ESTIMATORS", "CellResult", "run_cell", "seed_action_map", "train"]
+
+#: OPE estimators reported beside the simulator's truth.
+OPE_ESTIMATORS: tuple[str, ...] = ("fqe", "wis", "wdr")
+_GAMMA = 0.99
+
+
+@dataclasses.dataclass(frozen=True)
+class CellResult:
+    """Scores of one cell.
+
+    Attributes
+    ----------
+    dataset, algo, seed : str, str, int
+        The cell.
+    scores : dict
+        :class:`~vanco_offline.bench.offline_rollout.RolloutScores` as a dict.
+    ope : dict
+        ``{estimator: value}`` and ``truth`` / ``truth_se`` (the simulator's value of the
+        same, possibly softened, policy); empty when OPE was not asked for.
+    ope_note : str
+        Why OPE was skipped, or what policy the estimates are for.
+    train_seconds : float
+        Wall time of ``fit`` (0 for reference policies).
+    """
+
+    dataset: str
+    algo: str
+    seed: int
+    scores: dict[str, float]
+    ope: dict[str, float]
+    ope_note: str
+    train_seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def seed_action_map(action: np.ndarray) -> np.ndarray:
+    """The seed's reading of its unscaled policy output: [-1, 1] linearly onto 0..3000 mg."""
+    return (np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0) + 1.0) * 1500.0
+
+
+def train(task: CellTask) -> tuple[Any, Any, Any]:
+    """Train the task's algorithm on its dataset; returns ``(algo, table, conversion result)``."""
+    import d3rlpy
+    import torch
+
+    spec = ALGORITHMS[task.algo]
+    table, result = load_dataset(task.dataset, spec.action, spec.reward, task.covariates)
+    config = build_config(spec, task, result)
+    d3rlpy.seed(task.seed)
+    torch.manual_seed(task.seed)
+    algo = config.create(device=False)
+    algo.fit(
+        result.dataset,
+        n_steps=task.n_steps,
+        n_steps_per_epoch=task.n_steps,
+        show_progress=False,
+        save_interval=task.n_steps + 1,
+        logger_adapter=d3rlpy.logging.NoopAdapterFactory(),
+    )
+    return algo, table, result
+
+
+def run_cell(task: CellTask) -> CellResult:
+    """Run one cell: train or build the policy, score it on the held-out patients, OPE if asked."""
+    patients = EvalPatients(
+        n_patients=task.eval_patients, seed=task.eval_seed, env_options=task.dataset.env_options, gamma=_GAMMA
+    )
+    if not task.learned:
+        actor, reset = reference_actor(task.algo, seed=task.seed)
+        scores = rollout(actor, patients, reset)
+        ope, note = _reference_ope(task) if task.ope else ({}, "")
+        return CellResult(task.dataset.label, task.algo, task.seed, scores.as_dict(), ope, note, 0.0)
+    start = time.perf_counter()
+    algo, _, result = train(task)
+    seconds = time.perf_counter() - start
+    seed_reading = ALGORITHMS[task.algo].preset == "seed"
+    actor, reset = algo_actor(algo, result.observation_names, seed_action_map if seed_reading else None)
+    scores = rollout(actor, patients, reset)
+    ope: dict[str, float] = {}
+    note = ""
+    if task.ope:
+        if seed_reading:
+            note = "no OPE: the seed's raw output is not a dose in mg (read as one only for the rollout)"
+        else:
+            ope, note = _learned_ope(task, algo, result)
+    return CellResult(task.dataset.label, task.algo, task.seed, scores.as_dict(), ope, note, seconds)
+
+
+def _truth(task: CellTask, reward: str):
+    from vanco_offline.ope import SimulatorTruth
+
+    return SimulatorTruth(
+        n_patients=task.eval_patients,
+        seed=task.eval_seed,
+        env_options={**task.dataset.env_options, "reward": reward},
+        batch=task.eval_patients,
+    )
+
+
+def _summary(report: Any) -> tuple[dict[str, float], str]:
+    out = {name: float(est.value) for name, est in report.estimates.items()}
+    if report.truth is not None:
+        out["truth"] = float(report.truth.value)
+        out["truth_se"] = float(report.truth.std_error)
+    return out, report.policy
+
+
+def _learned_ope(task: CellTask, algo: Any, result: Any) -> tuple[dict[str, float], str]:
+    from vanco_offline.ope import FQESettings, evaluate
+
+    spec = ALGORITHMS[task.algo]
+    report = evaluate(
+        algo,
+        result,
+        gamma=_GAMMA,
+        estimators=OPE_ESTIMATORS,
+        name=task.algo,
+        fqe=FQESettings(n_steps=task.ope_steps, seed=task.seed),
+        truth=_truth(task, spec.reward),
+        seed=task.seed,
+    )
+    return _summary(report)
+
+
+def _reference_ope(task: CellTask) -> tuple[dict[str, float], str]:
+    from vanco_pk.policies import make_policy
+
+    from vanco_offline.ope import FQESettings, evaluate
+
+    table, result = load_dataset(task.dataset, "discrete", "default", False)
+    report = evaluate(
+        make_policy(task.algo),
+        result,
+        gamma=_GAMMA,
+        estimators=OPE_ESTIMATORS,
+        name=task.algo,
+        table=table,
+        fqe=FQESettings(n_steps=task.ope_steps, seed=task.seed),
+        truth=_truth(task, "default"),
+        seed=task.seed,
+    )
+    return _summary(report)

@@ -1,0 +1,278 @@
+"""What the offline benchmark runs: its datasets, its algorithms, and one cell's task.
+
+Datasets are simulated cohorts (``vanco_offline.data.cohort.generate_cohort``) in the
+D4RL style: ``medium`` (the clinician behaviour policy), ``medium-expert`` (half the stays
+clinician, half MIPD) and ``medium-random`` (half clinician, half random doses), each
+``small`` (150 stays x 14 decisions = 2,100 transitions, the seed's 2,102) and ``large``
+(3,600 stays = 50,400 transitions), with the simulator's Goti residual error on the levels
+and 30 % of the levels missing. A dataset is a pure function of its name, size and seed.
+
+Algorithms get the same dataset, the same gradient steps and batch size, the same hidden
+layers and the same scalers (:func:`vanco_offline.data.fit_scalers`: standardised
+observations, MinMax over 0..3000 mg for continuous doses). The seed's two presets keep
+their own data settings on purpose: ``VancoIQL (seed)`` trains on raw mg with no scalers
+(the seed's failure) and both it and ``VancoIQL (base)`` on the seed's reward.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "ALGORITHMS",
+    "DATASETS",
+    "REFERENCE_POLICIES",
+    "SIZES",
+    "AlgoSpec",
+    "CellTask",
+    "DatasetSpec",
+    "build_config",
+    "load_dataset",
+]
+
+#: Simulator options of every dataset and of the held-out patients: noise and missing levels on.
+ENV_OPTIONS: dict[str, Any] = {"measurement_noise": 1.0, "level_missing_prob": 0.3}
+#: Dataset name -> behaviour mixture (share of stays per reference policy).
+DATASETS: dict[str, dict[str, float]] = {
+    "medium": {"clinician": 1.0},
+    "medium-expert": {"clinician": 0.5, "mipd": 0.5},
+    "medium-random": {"clinician": 0.5, "random": 0.5},
+}
+#: Size name -> number of stays (14 transitions each at the default 12 h x 7 days).
+SIZES: dict[str, int] = {"small": 150, "large": 3600}
+REFERENCE_POLICIES: tuple[str, ...] = ("clinician", "mipd", "oracle", "fixed", "random")
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+    """One benchmark dataset: behaviour mixture, number of stays, seed and simulator options."""
+
+    name: str
+    size: str
+    n_stays: int
+    seed: int = 0
+    level_missing_prob: float = ENV_OPTIONS["level_missing_prob"]
+    measurement_noise: float = ENV_OPTIONS["measurement_noise"]
+
+    @classmethod
+    def make(cls, name: str, size: str, seed: int = 0, n_stays: int | None = None) -> DatasetSpec:
+        if name not in DATASETS:
+            raise ValueError(f"unknown dataset {name!r}; choose from {sorted(DATASETS)}")
+        if size not in SIZES and n_stays is None:
+            raise ValueError(f"unknown dataset size {size!r}; choose from {sorted(SIZES)} or give n_stays")
+        stays = SIZES[size] if n_stays is None else int(n_stays)
+        if stays < 2:
+            raise ValueError(f"dataset {name}-{size}: n_stays = {stays} must be >= 2")
+        return cls(name=name, size=size, n_stays=stays, seed=seed)
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}-{self.size}"
+
+    @property
+    def mixture(self) -> dict[str, float]:
+        return DATASETS[self.name]
+
+    @property
+    def env_options(self) -> dict[str, Any]:
+        return {"measurement_noise": self.measurement_noise, "level_missing_prob": self.level_missing_prob}
+
+
+@dataclasses.dataclass(frozen=True)
+class AlgoSpec:
+    """A learned algorithm of the grid.
+
+    ``preset`` names a packaged VancoIQL preset (its hyperparameters, reward and scaler
+    choices); ``d3rlpy`` names a d3rlpy config class with ``options`` on top of d3rlpy's
+    defaults. ``action`` is the dataset's action kind.
+    """
+
+    name: str
+    action: str
+    preset: str | None = None
+    d3rlpy: str | None = None
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def reward(self) -> str:
+        if self.preset is None:
+            return "default"
+        from vanco_offline.configs import load_preset
+
+        return load_preset(self.preset).data.reward
+
+
+# d3rlpy's discrete CQL/BCQ defaults are Atari's (lr 6.25e-5, target copied every 8,000
+# steps): with a budget of a few thousand steps the target network would never be updated.
+_DISCRETE_Q = {"learning_rate": 3e-4, "target_update_interval": 1000}
+ALGORITHMS: dict[str, AlgoSpec] = {
+    spec.name: spec
+    for spec in (
+        AlgoSpec("VancoIQL", "continuous", preset="default"),
+        AlgoSpec("IQL", "continuous", d3rlpy="IQLConfig"),
+        AlgoSpec("CQL", "continuous", d3rlpy="CQLConfig"),
+        AlgoSpec("BCQ", "continuous", d3rlpy="BCQConfig"),
+        AlgoSpec("BC", "continuous", d3rlpy="BCConfig"),
+        AlgoSpec("DiscreteVancoIQL", "discrete", preset="discrete"),
+        AlgoSpec("DiscreteCQL", "discrete", d3rlpy="DiscreteCQLConfig", options=_DISCRETE_Q),
+        AlgoSpec("DiscreteBCQ", "discrete", d3rlpy="DiscreteBCQConfig", options=_DISCRETE_Q),
+        AlgoSpec("DiscreteBC", "discrete", d3rlpy="DiscreteBCConfig"),
+        AlgoSpec("VancoIQL (base)", "continuous", preset="base"),
+        AlgoSpec("VancoIQL (seed)", "continuous", preset="seed"),
+    )
+}
+#: The d3rlpy configs that take one encoder (the others take actor/critic/value/imitator ones).
+_SINGLE_ENCODER = ("BCConfig", "DiscreteBCConfig", "DiscreteCQLConfig", "DiscreteBCQConfig")
+
+
+@dataclasses.dataclass(frozen=True)
+class CellTask:
+    """One cell of the grid: a dataset, an algorithm (or reference policy) and a seed.
+
+    Attributes
+    ----------
+    dataset : DatasetSpec
+    algo : str
+        A key of :data:`ALGORITHMS` or of :data:`REFERENCE_POLICIES`.
+    seed : int
+        Training seed (``d3rlpy.seed``), or the reference policy's sampling seed.
+    n_steps : int
+        Gradient steps (the same for every algorithm).
+    batch_size : int
+    hidden_units : tuple of int
+        Hidden layers of every network.
+    eval_patients : int
+        Held-out patients for the rollout scores.
+    eval_seed : int
+        Seed of the held-out patients (the same for every cell).
+    ope : bool
+        Also compute FQE / WIS / WDR estimates and the matching simulator truth.
+    ope_steps : int
+        FQE gradient steps.
+    covariates : bool
+        Append the covariates to the observation (all algorithms of a run alike).
+    overrides : mapping
+        Config fields set on top of the algorithm's (the Ray Tune sweep).
+    """
+
+    dataset: DatasetSpec
+    algo: str
+    seed: int
+    n_steps: int = 5000
+    batch_size: int = 256
+    hidden_units: tuple[int, ...] = (32, 32)
+    eval_patients: int = 500
+    eval_seed: int = 10**9
+    ope: bool = False
+    ope_steps: int = 3000
+    covariates: bool = False
+    overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.algo not in ALGORITHMS and self.algo not in REFERENCE_POLICIES:
+            raise ValueError(
+                f"unknown algorithm {self.algo!r}; choose from {list(ALGORITHMS) + list(REFERENCE_POLICIES)}"
+            )
+        for name in ("n_steps", "batch_size", "eval_patients", "ope_steps"):
+            value = getattr(self, name)
+            if not isinstance(value, int | np.integer) or value < 1:
+                raise ValueError(f"CellTask.{name} = {value!r} must be a positive integer")
+        if self.algo in REFERENCE_POLICIES and self.overrides:
+            raise ValueError(f"overrides {dict(self.overrides)} apply to learned algorithms, not {self.algo}")
+
+    @property
+    def learned(self) -> bool:
+        return self.algo in ALGORITHMS
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (self.dataset.label, self.algo, self.seed)
+
+
+@functools.lru_cache(maxsize=8)
+def _table(spec: DatasetSpec):
+    from vanco_offline.data.cohort import generate_cohort
+
+    return generate_cohort(spec.n_stays, spec.mixture, seed=spec.seed, **spec.env_options)
+
+
+@functools.lru_cache(maxsize=16)
+def _converted(spec: DatasetSpec, action: str, reward: str, covariates: bool):
+    from vanco_offline.data import convert
+
+    # The table's reward column is the environment's default reward; drop it so that the
+    # converter computes the algorithm's reward (default or the seed's) from the rows.
+    table = _table(spec).drop(columns=["reward"])
+    return convert(table, action, reward=reward, fill_unmeasured_level=True, covariates=covariates)
+
+
+def load_dataset(spec: DatasetSpec, action: str, reward: str = "default", covariates: bool = False):
+    """The dataset's dosing table and its conversion (cached per process).
+
+    Returns
+    -------
+    (pandas.DataFrame, vanco_offline.data.ConversionResult)
+        The table (with its ``reward`` column) and the converted dataset: never-measured
+        levels filled with 0 mg/L (as the simulator shows them), rewards computed by the
+        converter with ``reward``, covariates appended when asked.
+    """
+    return _table(spec), _converted(spec, action, reward, covariates)
+
+
+def build_config(spec: AlgoSpec, task: CellTask, result: Any) -> Any:
+    """The d3rlpy config of ``spec`` for ``task``, with the scalers fitted on ``result``."""
+    from d3rlpy.models.encoders import VectorEncoderFactory
+
+    from vanco_offline.data import fit_scalers
+
+    encoder = VectorEncoderFactory(hidden_units=list(task.hidden_units))
+    scalers = fit_scalers(result)
+    if spec.preset is not None:
+        from vanco_offline.configs import load_preset, make_config
+
+        preset = load_preset(spec.preset)
+        config = make_config(preset)
+        fields = {
+            "actor_encoder_factory": encoder,
+            "critic_encoder_factory": encoder,
+            "value_encoder_factory": encoder,
+            "batch_size": task.batch_size,
+            "observation_scaler": (
+                scalers.observation_scaler if preset.data.observation_scaler == "standard" else None
+            ),
+        }
+        if spec.action == "continuous":
+            clinical = preset.data.action_scaler == "clinical"
+            fields["action_scaler"] = scalers.action_scaler if clinical else None
+        _check_overrides(task, config, spec.name)
+        return dataclasses.replace(config, **fields, **dict(task.overrides))
+    import d3rlpy.algos
+
+    cls = getattr(d3rlpy.algos, str(spec.d3rlpy))
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {"batch_size": task.batch_size, "observation_scaler": scalers.observation_scaler}
+    if spec.action == "continuous":
+        kwargs["action_scaler"] = scalers.action_scaler
+    if spec.d3rlpy in _SINGLE_ENCODER:
+        kwargs["encoder_factory"] = encoder
+    else:
+        kwargs.update({f: encoder for f in names if f.endswith("_encoder_factory")})
+    kwargs.update(spec.options)
+    _check_overrides(task, cls, spec.name)
+    kwargs.update(task.overrides)
+    return cls(**kwargs)
+
+
+def _check_overrides(task: CellTask, config: Any, name: str) -> None:
+    names = {f.name for f in dataclasses.fields(config)}
+    unknown = sorted(set(task.overrides) - names)
+    if unknown:
+        kind = config if isinstance(config, type) else type(config)
+        raise ValueError(
+            f"overrides {unknown} are not fields of {name}'s config {kind.__name__}; valid: {sorted(names)}"
+        )

@@ -1,0 +1,219 @@
+"""Aggregate the benchmark's cells: IQM with stratified-bootstrap CIs, a markdown table, a plot.
+
+The interquartile mean over seeds is ``rliable.metrics.aggregate_iqm``. Its confidence
+interval is rliable's stratified bootstrap (resample runs with replacement within each
+task, percentile interval), implemented here with a seeded ``numpy.random.Generator``:
+``rliable.library`` cannot be used in this environment (its ``arch`` dependency fails to
+import with pandas 3 in arch 7.x, and arch 8 removed the ``random_state`` argument rliable
+passes), and rliable's own bootstrap draws from numpy's global random state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rliable.metrics import aggregate_iqm
+
+from vanco_offline.bench.offline_cell import OPE_ESTIMATORS, CellResult
+from vanco_offline.bench.offline_grid import ALGORITHMS, REFERENCE_POLICIES
+
+__all__ = [
+    "METRICS",
+    "Aggregate",
+    "aggregate",
+    "format_table",
+    "iqm_interval",
+    "plot",
+    "verdicts",
+]
+
+#: Score -> (column title, format, higher is better).
+METRICS: dict[str, tuple[str, str, bool]] = {
+    "attainment": ("AUC 400-600 attainment", "{:.1%}", True),
+    "target_48h": ("on target by 48 h", "{:.0%}", True),
+    "time_to_target_h": ("time to target (h)", "{:.0f}", False),
+    "aki_rate": ("AKI rate", "{:.1%}", False),
+    "return_": ("return", "{:.2f}", True),
+    "dose_at_max": ("doses at 3 g", "{:.0%}", False),
+}
+_D3RLPY = ("IQL", "CQL", "BCQ", "BC", "DiscreteCQL", "DiscreteBCQ", "DiscreteBC")
+
+
+def iqm_interval(
+    scores: np.ndarray, reps: int = 2000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
+    """IQM of ``scores`` (runs, tasks) and its stratified-bootstrap percentile interval.
+
+    Runs are resampled with replacement independently within each task (column), as
+    rliable's ``StratifiedBootstrap`` does.
+    """
+    x = np.asarray(scores, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2 or x.shape[0] < 1:
+        raise ValueError(f"scores must be (runs, tasks), got shape {np.shape(scores)}")
+    point = float(aggregate_iqm(x))
+    if x.shape[0] == 1:
+        return point, point, point
+    rng = np.random.default_rng(seed)
+    runs, tasks = x.shape
+    index = rng.integers(0, runs, size=(reps, runs, tasks))
+    samples = np.take_along_axis(np.broadcast_to(x, (reps, runs, tasks)), index, axis=1)
+    values = np.array([aggregate_iqm(s) for s in samples])
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.quantile(values, [alpha, 1.0 - alpha])
+    return point, float(low), float(high)
+
+
+@dataclasses.dataclass(frozen=True)
+class Aggregate:
+    """One (dataset, algorithm) row: IQM and CI of each score over seeds, OPE beside the truth."""
+
+    dataset: str
+    algo: str
+    n_seeds: int
+    iqm: dict[str, tuple[float, float, float]]
+    ope: dict[str, float]
+    ope_note: str
+    train_seconds: float
+
+
+def aggregate(results: Sequence[CellResult], reps: int = 2000, seed: int = 0) -> list[Aggregate]:
+    """Group the cells by (dataset, algorithm), in the order they first appear."""
+    groups: dict[tuple[str, str], list[CellResult]] = {}
+    for r in results:
+        groups.setdefault((r.dataset, r.algo), []).append(r)
+    rows = []
+    for (dataset, algo), cells in groups.items():
+        cells = sorted(cells, key=lambda c: c.seed)
+        iqm = {m: iqm_interval(np.array([c.scores[m] for c in cells]), reps, seed=seed) for m in METRICS}
+        with_ope = [c for c in cells if c.ope]
+        ope = {k: float(np.mean([c.ope[k] for c in with_ope if k in c.ope])) for k in _ope_keys(with_ope)}
+        note = next((c.ope_note for c in cells if c.ope_note), "")
+        seconds = float(np.mean([c.train_seconds for c in cells]))
+        rows.append(Aggregate(dataset, algo, len(cells), iqm, ope, note, seconds))
+    return rows
+
+
+def _ope_keys(cells: Sequence[CellResult]) -> list[str]:
+    keys = [k for k in (*OPE_ESTIMATORS, "truth", "truth_se") if any(k in c.ope for c in cells)]
+    return keys
+
+
+def _cell(value: tuple[float, float, float], fmt: str) -> str:
+    point, low, high = value
+    if math.isclose(low, high):
+        return fmt.format(point)
+    return f"{fmt.format(point)} [{fmt.format(low)}, {fmt.format(high)}]"
+
+
+def format_table(rows: Sequence[Aggregate], metrics: Sequence[str] = tuple(METRICS)) -> str:
+    """Markdown table: one row per (dataset, algorithm); IQM [95 % CI] over seeds."""
+    titles = [METRICS[m][0] for m in metrics]
+    has_ope = any(r.ope for r in rows)
+    ope_titles = ["FQE", "WIS", "WDR", "truth"] if has_ope else []
+    head = ["dataset", "algorithm", "seeds", *titles, *ope_titles, "train s"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r.dataset, r.algo, str(r.n_seeds)]
+        cells += [_cell(r.iqm[m], METRICS[m][1]) for m in metrics]
+        if has_ope:
+            cells += [f"{r.ope[k]:.2f}" if k in r.ope else "-" for k in (*OPE_ESTIMATORS, "truth")]
+        cells.append(f"{r.train_seconds:.0f}" if r.algo in ALGORITHMS else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _compare(a: tuple[float, float, float], b: tuple[float, float, float], higher: bool) -> str:
+    """``better`` / ``overlap`` / ``worse`` of a against b by their CIs."""
+    if not higher:
+        a, b = (-a[0], -a[2], -a[1]), (-b[0], -b[2], -b[1])
+    if a[1] > b[2]:
+        return "better"
+    if a[2] < b[1]:
+        return "worse"
+    return "overlap"
+
+
+def verdicts(rows: Sequence[Aggregate], algo: str = "VancoIQL", margin: float = 0.15) -> list[str]:
+    """The issue's targets, per dataset: attainment vs the clinician, AKI, and vs each d3rlpy baseline."""
+    by = {(r.dataset, r.algo): r for r in rows}
+    lines = []
+    for dataset in dict.fromkeys(r.dataset for r in rows):
+        mine = by.get((dataset, algo)) or by.get((dataset, f"Discrete{algo}"))
+        if mine is None:
+            continue
+        parts = [f"{dataset}, {mine.algo}:"]
+        clin = by.get((dataset, "clinician"))
+        if clin is not None:
+            gain = mine.iqm["attainment"][0] - clin.iqm["attainment"][0]
+            aki = mine.iqm["aki_rate"][0] - clin.iqm["aki_rate"][0]
+            ok = gain >= margin and aki <= 0
+            parts.append(
+                f"attainment {gain * 100:+.1f} pp vs clinician (target >= {margin * 100:+.0f}), "
+                f"AKI {aki * 100:+.1f} pp -> {'MET' if ok else 'MISSED'};"
+            )
+        same_kind = [b for b in _D3RLPY if b.startswith("Discrete") == mine.algo.startswith("Discrete")]
+        against = []
+        for base in same_kind:
+            other = by.get((dataset, base))
+            if other is not None:
+                against.append(f"{base} {_compare(mine.iqm['attainment'], other.iqm['attainment'], True)}")
+        if against:
+            parts.append("vs d3rlpy: " + ", ".join(against) + ";")
+        oracle = by.get((dataset, "oracle"))
+        if oracle is not None:
+            gap = oracle.iqm["attainment"][0] - mine.iqm["attainment"][0]
+            parts.append(f"gap to oracle {gap * 100:.1f} pp")
+        lines.append(" ".join(parts))
+    return lines
+
+
+def plot(rows: Sequence[Aggregate], path: str | Path, metric: str = "attainment") -> Path:
+    """One panel per dataset: IQM of ``metric`` with its 95 % CI per algorithm (horizontal bars)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = list(dict.fromkeys(r.dataset for r in rows))
+    algos = list(dict.fromkeys(r.algo for r in rows))
+    by = {(r.dataset, r.algo): r for r in rows}
+    size = (3.2 * len(datasets) + 1.5, 0.32 * len(algos) + 1.2)
+    fig, axes = plt.subplots(1, len(datasets), figsize=size, sharey=True, squeeze=False)
+    colors = {a: _color(a) for a in algos}
+    for ax, dataset in zip(axes[0], datasets, strict=True):
+        for y, algo in enumerate(algos):
+            row = by.get((dataset, algo))
+            if row is None:
+                continue
+            point, low, high = row.iqm[metric]
+            ax.barh(y, point, color=colors[algo], alpha=0.8)
+            ax.errorbar(point, y, xerr=[[point - low], [high - point]], fmt="none", ecolor="black", capsize=2)
+        ax.set_title(dataset, fontsize=9)
+        ax.set_xlabel(METRICS[metric][0], fontsize=8)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0][0].set_yticks(range(len(algos)), algos, fontsize=8)
+    axes[0][0].invert_yaxis()
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def _color(algo: str) -> str:
+    if algo in REFERENCE_POLICIES:
+        return "tab:gray"
+    return "tab:blue" if "Vanco" in algo else "tab:orange"
+
+
+def results_to_json(results: Sequence[CellResult]) -> list[dict[str, Any]]:
+    """Plain dicts of every cell, for ``results.json``."""
+    return [r.as_dict() for r in results]

@@ -1,0 +1,244 @@
+"""Clinical scores of a dosing policy from simulator rollouts on held-out patients.
+
+Every policy of the offline benchmark -- a trained d3rlpy algorithm or a reference policy of
+``vanco_pk.policies`` -- is rolled out in :class:`vanco_pk.vector.VancoPKVectorEnv` on the
+same patients (the environment reset with the same seed), with the same noise and
+missing-level settings as the data, and scored on the simulator's truth in ``info``:
+
+* ``attainment``: fraction of decision intervals whose true AUC24 (at the interval's end)
+  lies in 400-600 mg*h/L, over all intervals and patients;
+* ``target_48h``: fraction of patients whose AUC24 is in 400-600 at some interval end by 48 h;
+* ``time_to_target_h``: restricted mean time (h) to the first interval end with AUC24 in
+  400-600; a patient who never gets there counts as the episode length;
+* ``aki_rate``: fraction of patients with KDIGO AKI at any time of the episode;
+* ``return_``: mean undiscounted sum of the project's reward per patient, and
+  ``discounted_return`` with ``gamma`` (what OPE estimates);
+* ``dose_at_max``: fraction of doses within 1 % of 3000 mg (the seed's failure), and
+  ``mean_dose_mg``.
+
+A learned policy sees the observation it was trained on: the simulator's features rounded
+as the cohort tables write them (``vanco_offline.data.cohort.DECIMALS``), plus covariates
+and the level indicator when its dataset had them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from vanco_pk.targets import AUC24_TARGET, COVARIATES, DOSE_GRID_MG, DOSE_MAX_MG, FEATURES
+from vanco_pk.vector import VancoPKVectorEnv
+
+__all__ = [
+    "EvalPatients",
+    "RolloutScores",
+    "algo_actor",
+    "observation_builder",
+    "reference_actor",
+    "rollout",
+]
+
+#: Name of the data layer's optional 0/1 "level was ever measured" feature.
+LEVEL_INDICATOR = "vanco_level_measured"
+_AT_MAX_MG = 0.99 * DOSE_MAX_MG
+
+#: ``actor(obs, info) -> doses (P,) in mg``; ``info`` without Gymnasium's ``_key`` masks.
+Actor = Callable[[np.ndarray, Mapping[str, Any]], np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalPatients:
+    """The held-out patients every policy is scored on.
+
+    Attributes
+    ----------
+    n_patients : int
+        Patients rolled out at once (one vector environment).
+    seed : int
+        Patient ``i`` is the environment reset with ``seed + i``. Cohorts seed each stay's
+        environment with a 64-bit draw of a ``SeedSequence``, so a stay of the training data
+        is one of these patients with negligible probability: the patients are new.
+    env_options : mapping
+        ``VancoPKEnv`` options of the data (noise, missing levels, interval, ...).
+    gamma : float
+        Discount of ``discounted_return``.
+    """
+
+    n_patients: int = 500
+    seed: int = 10**9
+    env_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    gamma: float = 0.99
+
+    def __post_init__(self) -> None:
+        if self.n_patients < 2:
+            raise ValueError(f"EvalPatients.n_patients = {self.n_patients!r}: score on at least 2 patients")
+        if "extended_obs" in self.env_options:
+            raise ValueError("EvalPatients.env_options: do not pass extended_obs; observations are rebuilt")
+
+
+@dataclasses.dataclass(frozen=True)
+class RolloutScores:
+    """Clinical scores of one policy on the held-out patients (see the module docstring)."""
+
+    attainment: float
+    target_48h: float
+    time_to_target_h: float
+    aki_rate: float
+    return_: float
+    discounted_return: float
+    dose_at_max: float
+    mean_dose_mg: float
+    n_patients: int
+
+    def as_dict(self) -> dict[str, float]:
+        return dataclasses.asdict(self)
+
+
+def rollout(actor: Actor, patients: EvalPatients, reset: Callable[[Mapping[str, Any]], None] | None = None):
+    """Roll ``actor`` out on ``patients`` and score it.
+
+    Parameters
+    ----------
+    actor : callable
+        ``actor(obs, info) -> doses`` for all patients at once (mg, shape (P,)).
+    patients : EvalPatients
+    reset : callable, optional
+        Called once with ``info["covariates"]`` after the environment reset.
+
+    Returns
+    -------
+    RolloutScores
+    """
+    n = patients.n_patients
+    env = VancoPKVectorEnv(num_envs=n, **dict(patients.env_options))
+    obs, info = env.reset(seed=patients.seed)
+    interval = env.config.decision_interval_h
+    steps = env.config.n_steps
+    if reset is not None:
+        reset(_plain(info)["covariates"])
+    low, high = AUC24_TARGET
+    in_range = np.zeros((steps, n), dtype=bool)
+    doses = np.zeros((steps, n))
+    total = np.zeros(n)
+    discounted = np.zeros(n)
+    aki = np.zeros(n, dtype=bool)
+    for t in range(steps):
+        dose = np.asarray(actor(obs, _plain(info)), dtype=np.float64).reshape(-1)
+        if dose.shape != (n,) or not np.all(np.isfinite(dose)):
+            raise ValueError(f"the policy gave doses of shape {dose.shape} (or non-finite) for {n} patients")
+        doses[t] = np.clip(dose, 0.0, DOSE_MAX_MG)
+        obs, reward, _, _, info = env.step(doses[t].reshape(n, 1))
+        total += reward
+        discounted += patients.gamma**t * reward
+        auc = np.asarray(info["auc24"])
+        in_range[t] = (auc >= low) & (auc <= high)
+        aki |= np.asarray(info["aki_so_far"], dtype=bool)
+    env.close()
+    end_h = interval * np.arange(1, steps + 1)
+    reached = in_range.any(axis=0)
+    first = np.where(reached, end_h[np.argmax(in_range, axis=0)], steps * interval)
+    by_48h = in_range[end_h <= 48.0].any(axis=0)
+    return RolloutScores(
+        attainment=float(in_range.mean()),
+        target_48h=float(by_48h.mean()),
+        time_to_target_h=float(first.mean()),
+        aki_rate=float(aki.mean()),
+        return_=float(total.mean()),
+        discounted_return=float(discounted.mean()),
+        dose_at_max=float((doses >= _AT_MAX_MG).mean()),
+        mean_dose_mg=float(doses.mean()),
+        n_patients=n,
+    )
+
+
+def _plain(info: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in info.items():
+        if key.startswith("_"):
+            continue
+        out[key] = _plain(value) if isinstance(value, Mapping) else value
+    return out
+
+
+def observation_builder(
+    observation_names: Sequence[str],
+) -> Callable[[np.ndarray, Mapping[str, Any], Mapping[str, Any]], np.ndarray]:
+    """``build(obs, info, covariates) -> (P, D) float32``: the training observation, by column name.
+
+    The seven features are rounded as cohort tables write them, covariates come from the
+    episode's ``info["covariates"]`` and the level indicator is 1 once a level was ever
+    measured (the simulator shows 0 mg/L before, as the converter fills it).
+    """
+    from vanco_offline.data.cohort import DECIMALS
+
+    names = tuple(observation_names)
+    known = set(FEATURES) | set(COVARIATES) | {LEVEL_INDICATOR}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ValueError(
+            f"cannot rebuild observation column(s) {unknown} in the simulator; the offline benchmark "
+            f"knows {sorted(known)}"
+        )
+
+    def build(obs: np.ndarray, info: Mapping[str, Any], covariates: Mapping[str, Any]) -> np.ndarray:
+        obs = np.atleast_2d(np.asarray(obs, dtype=np.float64))
+        columns = []
+        for name in names:
+            if name in FEATURES:
+                value = obs[:, FEATURES.index(name)]
+            elif name in COVARIATES:
+                value = np.broadcast_to(np.asarray(covariates[name], dtype=np.float64), (len(obs),))
+            else:
+                value = np.isfinite(np.asarray(info["raw_level"], dtype=np.float64)).astype(np.float64)
+            columns.append(np.round(value, DECIMALS[name]) if name in DECIMALS else value)
+        return np.stack(columns, axis=1).astype(np.float32)
+
+    return build
+
+
+def algo_actor(
+    algo: Any, observation_names: Sequence[str], action_map: Callable[[np.ndarray], np.ndarray] | None = None
+) -> tuple[Actor, Callable[[Mapping[str, Any]], None]]:
+    """A d3rlpy algorithm's greedy dose as an :data:`Actor`, and its per-episode reset.
+
+    Discrete algorithms predict a dose-grid index; continuous ones a dose in mg (after
+    their action scaler). ``action_map`` replaces the default mapping from
+    ``algo.predict`` output to mg (used to read the seed's unscaled [-1, 1] output as the
+    seed did).
+    """
+    build = observation_builder(observation_names)
+    discrete = algo.get_action_type().name == "DISCRETE"
+    state: dict[str, Any] = {}
+
+    def reset(covariates: Mapping[str, Any]) -> None:
+        state["covariates"] = covariates
+
+    def act(obs: np.ndarray, info: Mapping[str, Any]) -> np.ndarray:
+        x = build(obs, info, state.get("covariates", info.get("covariates", {})))
+        action = np.asarray(algo.predict(x))
+        if action_map is not None:
+            return action_map(action).reshape(-1)
+        if discrete:
+            return DOSE_GRID_MG[action.reshape(-1).astype(np.int64)]
+        return action.reshape(len(x), -1)[:, 0].astype(np.float64)
+
+    return act, reset
+
+
+def reference_actor(
+    name: str, seed: int, **options: Any
+) -> tuple[Actor, Callable[[Mapping[str, Any]], None]]:
+    """A ``vanco_pk.policies`` policy (sampling with its own seeded streams) as an :data:`Actor`."""
+    from vanco_pk.policies import make_policy
+
+    policy = make_policy(name, **options)
+
+    def reset(covariates: Mapping[str, Any]) -> None:
+        policy.reset(covariates, seed=seed)
+
+    def act(obs: np.ndarray, info: Mapping[str, Any]) -> np.ndarray:
+        return np.atleast_1d(policy.act(obs, info))
+
+    return act, reset
