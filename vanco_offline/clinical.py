@@ -100,8 +100,9 @@ def apply_limits(
     obs = np.asarray(observation, dtype=np.float64)
     if obs.shape[-1] < len(FEATURES):
         raise ValueError(f"the observation has {obs.shape[-1]} values; it needs the features {FEATURES}")
-    result = LimitedDose(requested_mg=float(dose_mg), dose_mg=float(dose_mg), min_infusion_minutes=0.0,
-                         renal_cap_mg=None)
+    result = LimitedDose(
+        requested_mg=float(dose_mg), dose_mg=float(dose_mg), min_infusion_minutes=0.0, renal_cap_mg=None
+    )
     if dose_mg < 0:
         result.clipped_by.append(f"a dose cannot be negative (clipped {dose_mg:.0f} -> 0 mg)")
         result.dose_mg = 0.0
@@ -118,9 +119,7 @@ def apply_limits(
     covariates = covariates or {}
     missing = [k for k in ("weight_kg", "age", "sex") if k not in covariates]
     if missing:
-        result.warnings.append(
-            f"covariates {missing} not given: loading-dose and renal limits not applied"
-        )
+        result.warnings.append(f"covariates {missing} not given: loading-dose and renal limits not applied")
     elif first_dose:
         weight = float(covariates["weight_kg"])
         cap = limits.max_loading_dose_mg_per_kg * weight
