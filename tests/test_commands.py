@@ -1,0 +1,153 @@
+"""Each subcommand on the sample cohort, including the bad input a user will give it."""
+
+import json
+from pathlib import Path
+
+from conftest import SAMPLE_COHORT
+
+from vanco_offline import cli
+
+
+def _error(capsys, argv) -> str:
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    return err
+
+
+def test_train_writes_logs_model_and_metadata(trained_model_dir: Path):
+    assert (trained_model_dir / "model.d3").is_file()
+    meta = json.loads((trained_model_dir / "model.json").read_text())
+    assert meta["observation_names"][:2] == ["vanco_level", "creatinine"]
+    assert meta["data"]["transitions"] == 2100
+    assert meta["training"]["n_steps"] == 300
+    assert (trained_model_dir / "greedy_q.csv").is_file()  # the seed's diagnostics, logged by d3rlpy
+
+
+def test_train_bad_input(capsys, tmp_path):
+    err = _error(capsys, ["train", "--config", "no-such-preset"])
+    assert "no-such-preset" in err and "default" in err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("algo: vanco_iql\nconfig: [unclosed\n")
+    assert "bad.yaml" in _error(capsys, ["train", "--config", str(bad)])
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("extends: default\nconfig:\n  expectille: 0.8\n")
+    assert "expectille" in _error(capsys, ["train", "--config", str(unknown)])
+
+
+def test_train_missing_data_file(capsys, tmp_path):
+    err = _error(capsys, ["train", "--data", str(tmp_path / "none.csv")])
+    assert "none.csv" in err
+
+
+def test_recommend_from_flags(trained_model_dir, capsys):
+    argv = [
+        "recommend",
+        "--model",
+        str(trained_model_dir),
+        "--vanco-level",
+        "12",
+        "--creatinine",
+        "1.0",
+        "--wbc",
+        "12",
+        "--bun",
+        "15",
+        "--temperature",
+        "38.2",
+        "--sbp",
+        "115",
+        "--heart-rate",
+        "95",
+        "--weight-kg",
+        "80",
+        "--age",
+        "60",
+        "--sex",
+        "0",
+    ]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "recommended dose" in out and "learned Q of alternatives" in out
+
+
+def test_recommend_from_csv_uses_the_stay_history(trained_model_dir, capsys, tmp_path):
+    output = tmp_path / "rec.json"
+    argv = [
+        "recommend",
+        "--model",
+        str(trained_model_dir),
+        "--csv",
+        str(SAMPLE_COHORT),
+        "--row",
+        "40",
+        "--output",
+        str(output),
+    ]
+    assert cli.main(argv) == 0
+    result = json.loads(output.read_text())
+    assert result["mipd_basis"].startswith("MAP fit")
+    assert 0.0 <= result["dose_mg"] <= 3000.0
+
+
+def test_recommend_clinical_cases_flag_what_they_must(trained_model_dir, capsys, tmp_path):
+    output = tmp_path / "cases.json"
+    assert (
+        cli.main(["recommend", "--model", str(trained_model_dir), "--clinical", "--output", str(output)]) == 0
+    )
+    cases = {row["case"]: row for row in json.loads(output.read_text())}
+    assert any("above 20 mg/L" in w for w in cases["toxic level"]["warnings"])
+    assert cases["dialysis"]["outside_training_support"], "the sample cohort has no dialysis-range creatinine"
+    for row in cases.values():
+        assert row["dose_mg"] <= 3000.0
+
+
+def test_recommend_samples(trained_model_dir, capsys):
+    argv = ["recommend", "--model", str(trained_model_dir), "--samples", "5", "--data", str(SAMPLE_COHORT)]
+    assert cli.main(argv) == 0
+    assert "5 rows (greedy)" in capsys.readouterr().out
+
+
+def test_recommend_bad_input(trained_model_dir, capsys, tmp_path):
+    model = str(trained_model_dir)
+    err = _error(capsys, ["recommend", "--model", model, "--json", '{"vanco_level": 12, "creatinine": 1.0}'])
+    assert "lacks the feature 'wbc'" in err
+    state = {
+        "vanco_level": 12,
+        "creatinine": 1.0,
+        "wbc": 9,
+        "bun": 15,
+        "temperature": 101.3,
+        "sbp": 120,
+        "heart_rate": 80,
+    }
+    err = _error(capsys, ["recommend", "--model", model, "--json", json.dumps(state)])
+    assert "temperature = 101.3" in err and "Fahrenheit" in err
+    err = _error(capsys, ["recommend", "--model", model, "--json", "{not json"])
+    assert "--json" in err
+    foreign = tmp_path / "foreign.d3"
+    foreign.write_text("hello")
+    assert "not a vanco-offline model" in _error(capsys, ["recommend", "--model", str(foreign), "--clinical"])
+    assert "does not exist" in _error(capsys, ["recommend", "--model", str(tmp_path / "x.d3"), "--clinical"])
+
+
+def test_export_bundle_and_onnx(trained_model_dir, capsys, tmp_path):
+    bundle = tmp_path / "policy.safetensors"
+    assert (
+        cli.main(["export", "--model", str(trained_model_dir), "--format", "bundle", "--out", str(bundle)])
+        == 0
+    )
+    assert bundle.is_file()
+    err = _error(
+        capsys,
+        [
+            "export",
+            "--model",
+            str(trained_model_dir),
+            "--format",
+            "bundle",
+            "--out",
+            str(tmp_path / "policy.onnx"),
+        ],
+    )
+    assert ".safetensors" in err

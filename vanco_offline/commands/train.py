@@ -1,0 +1,57 @@
+"""``vanco-offline train``: train a policy from a packaged preset or a YAML file."""
+
+from __future__ import annotations
+
+import argparse
+
+from vanco_offline.commands.common import add_data_argument, format_metrics, read_table_argument
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        default="default",
+        metavar="PRESET_OR_YAML",
+        help="a packaged preset (default, base, seed, conservative, run_ok, tuned, discrete) "
+        "or a YAML file that may `extends:` one (default: default)",
+    )
+    add_data_argument(parser)
+    parser.add_argument("--steps", type=int, default=None, help="override the preset's gradient steps")
+    parser.add_argument("--experiment", default=None, help="run folder name under --log-dir")
+    parser.add_argument(
+        "--log-dir", default="d3rlpy_logs", help="where logs and the model go (default d3rlpy_logs)"
+    )
+    parser.add_argument(
+        "--impute-max-age-h",
+        type=float,
+        default=None,
+        help="carry a missing value forward within a stay for at most this many hours",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from vanco_offline.configs import load_preset
+    from vanco_offline.training import train
+
+    preset = load_preset(args.config)
+    table, source = read_table_argument(args)
+    result = train(
+        preset,
+        table,
+        data_source=source,
+        n_steps=args.steps,
+        impute_max_age_h=args.impute_max_age_h,
+        experiment=args.experiment,
+        log_root=args.log_dir,
+        show_progress=not args.quiet,
+    )
+    print(f"preset     {preset.name} ({preset.source})")
+    print(
+        f"data       {result.model.data['source']}: {result.model.data['transitions']} transitions, "
+        f"{result.model.data['train_stays']} training / {result.model.data['valid_stays']} validation stays"
+    )
+    print(f"logs       {result.log_dir}")
+    print(f"model      {result.model_path}")
+    print(format_metrics(result.model.training["final_metrics"]))
+    return 0

@@ -1,0 +1,311 @@
+"""A dose recommendation for one patient, never unsafe in silence.
+
+The trained policy's greedy dose passes through the clinical limits of
+:mod:`vanco_offline.clinical` (each limit that acts is named), the state is checked against
+the training data's support (a state unlike the training data is flagged, not answered
+quietly), the learned Q of a few alternative doses is shown beside it, and so is the dose
+model-informed precision dosing (MIPD, Bayesian AUC-guided) would give.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from vanco_pk import make_policy
+from vanco_pk.targets import COVARIATES, DOSE_GRID_MG, FEATURES
+
+from vanco_offline.clinical import ClinicalLimits, LimitedDose, apply_limits
+from vanco_offline.data.schema import RANGES
+from vanco_offline.trained import TrainedModel
+
+__all__ = [
+    "ALTERNATIVE_DOSES_MG",
+    "CLINICAL_CASES",
+    "Recommendation",
+    "observation_from_state",
+    "recommend",
+    "recommend_on_table",
+]
+
+ALTERNATIVE_DOSES_MG = (0.0, 500.0, 1000.0, 1500.0, 2000.0, 2500.0, 3000.0)
+
+
+@dataclasses.dataclass
+class Recommendation:
+    """The recommended dose for one state, with everything a pharmacist should see beside it."""
+
+    model_dose_mg: float
+    limited: LimitedDose
+    alternatives: dict[float, float]
+    mipd_dose_mg: float | None
+    mipd_basis: str
+    support_warnings: list[str]
+    observation: dict[str, float]
+
+    @property
+    def dose_mg(self) -> float:
+        return self.limited.dose_mg
+
+    @property
+    def warnings(self) -> list[str]:
+        return [*self.limited.clipped_by, *self.limited.warnings, *self.support_warnings]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dose_mg": self.dose_mg,
+            "model_dose_mg": self.model_dose_mg,
+            "min_infusion_minutes": self.limited.min_infusion_minutes,
+            "clipped_by": self.limited.clipped_by,
+            "warnings": self.limited.warnings,
+            "outside_training_support": self.support_warnings,
+            "renal_cap_mg": self.limited.renal_cap_mg,
+            "q_of_alternatives": {f"{dose:g}": q for dose, q in self.alternatives.items()},
+            "mipd_dose_mg": self.mipd_dose_mg,
+            "mipd_basis": self.mipd_basis,
+            "observation": self.observation,
+        }
+
+    def __str__(self) -> str:
+        lines = [
+            f"recommended dose      {self.dose_mg:.0f} mg, infused over at least "
+            f"{self.limited.min_infusion_minutes:.0f} min",
+            f"model's greedy dose   {self.model_dose_mg:.0f} mg",
+        ]
+        mipd = (
+            f"{self.mipd_dose_mg:.0f} mg ({self.mipd_basis})"
+            if self.mipd_dose_mg is not None
+            else self.mipd_basis
+        )
+        lines.append(f"MIPD dose             {mipd}")
+        lines.append(
+            "learned Q of alternatives: "
+            + ", ".join(f"{d:g} mg {q:+.2f}" for d, q in self.alternatives.items())
+        )
+        lines.extend(f"CLIPPED: {reason}" for reason in self.limited.clipped_by)
+        lines.extend(f"WARNING: {warning}" for warning in self.limited.warnings)
+        lines.extend(f"OUTSIDE TRAINING DATA: {reason}" for reason in self.support_warnings)
+        return "\n".join(lines)
+
+
+def observation_from_state(model: TrainedModel, state: Mapping[str, Any]) -> np.ndarray:
+    """The model's observation vector for a state given by feature name, checked like a table row.
+
+    A missing or NaN ``vanco_level`` means never measured, filled with 0 mg/L when the model
+    was trained that way; any other missing feature is an error naming it.
+    """
+    values: dict[str, float] = {}
+    for name in model.observation_names:
+        raw = state.get(name)
+        if name == "vanco_level" and (raw is None or _is_nan(raw)):
+            if not model.conversion.get("fill_unmeasured_level"):
+                raise ValueError(
+                    "the state has no vanco_level and the model was not trained with unmeasured levels"
+                )
+            raw = 0.0
+        if raw is None:
+            raise ValueError(
+                f"the state lacks the feature {name!r}; the model needs {model.observation_names}"
+            )
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
+            raise ValueError(f"the state's {name!r} is {raw!r}, not a number") from None
+        if not math.isfinite(value):
+            raise ValueError(f"the state's {name!r} is {raw!r}; give a finite number")
+        _check_range(name, value)
+        values[name] = value
+    unknown = sorted(set(state) - set(model.observation_names) - set(COVARIATES) - {"first_dose"})
+    if unknown:
+        raise ValueError(
+            f"the state has unknown fields {unknown}; the model's features are {model.observation_names}"
+        )
+    return np.array([values[name] for name in model.observation_names], dtype=np.float32)
+
+
+def recommend(
+    model: TrainedModel,
+    state: Mapping[str, Any],
+    covariates: Mapping[str, Any] | None = None,
+    *,
+    first_dose: bool | None = None,
+    history: pd.DataFrame | None = None,
+    limits: ClinicalLimits | None = None,
+    mode: str = "greedy",
+) -> Recommendation:
+    """Recommend the next dose for one patient state.
+
+    Parameters
+    ----------
+    model : TrainedModel
+        From :func:`vanco_offline.trained.load_model` or :func:`vanco_offline.training.train`.
+    state : mapping
+        The model's observation features by name (``vanco_level``, ``creatinine``, ...).
+    covariates : mapping, optional
+        ``weight_kg``, ``age``, ``sex`` (0/1), ``height_cm``, ``dialysis``: needed for the
+        loading-dose and renal limits and for the MIPD comparison.
+    first_dose : bool, optional
+        Whether this is the first dose of the course; inferred from an unmeasured level if None.
+    history : DataFrame, optional
+        The patient's earlier rows in the data schema (one stay; doses and levels so far),
+        ending with the current state: the MIPD comparison then fits the patient's own
+        clearance to the measured levels instead of using the population prior.
+    mode : {"greedy", "sample"}
+        The policy's greedy dose, or one drawn from its stochastic policy.
+    """
+    if mode not in ("greedy", "sample"):
+        raise ValueError(f"mode must be 'greedy' or 'sample', got {mode!r}")
+    covariates = dict(covariates or {})
+    for name in COVARIATES:
+        if name in covariates and name != "sex":
+            _check_range(name, float(covariates[name]))
+    observation = observation_from_state(model, {**covariates, **state})
+    features = np.array([observation[model.observation_names.index(f)] for f in FEATURES], dtype=np.float64)
+    algo = model.algo
+    predict = algo.predict if mode == "greedy" else algo.sample_action
+    action = np.asarray(predict(observation[None]))
+    discrete = model.action == "discrete"
+    model_dose = float(DOSE_GRID_MG[int(action.reshape(-1)[0])] if discrete else action.reshape(-1)[0])
+    limited = apply_limits(model_dose, features, covariates or None, first_dose=first_dose, limits=limits)
+    alternatives = _alternative_q(algo, observation, discrete)
+    mipd_dose, basis = _mipd_dose(features, covariates, history)
+    return Recommendation(
+        model_dose_mg=model_dose,
+        limited=limited,
+        alternatives=alternatives,
+        mipd_dose_mg=mipd_dose,
+        mipd_basis=basis,
+        support_warnings=model.support.check(observation),
+        observation=dict(zip(model.observation_names, map(float, observation), strict=True)),
+    )
+
+
+def recommend_on_table(
+    model: TrainedModel, table: pd.DataFrame, n: int, mode: str = "greedy", seed: int = 0
+) -> pd.DataFrame:
+    """Recommend for ``n`` rows of a dosing table drawn at random (seeded), beside the logged dose.
+
+    Each row is taken with its stay's earlier rows as history (so MIPD fits the levels seen so
+    far) and as a first dose when it is the stay's first row.
+    """
+    from vanco_offline.training import convert_like
+
+    convert_like(table, model.action, model.conversion)  # the whole table must be valid data
+    if not 1 <= n <= len(table):
+        raise ValueError(f"--samples must be between 1 and the table's {len(table)} rows, got {n}")
+    rows = np.sort(np.random.default_rng(seed).choice(len(table), size=n, replace=False))
+    records = []
+    for position in rows.tolist():
+        row = table.iloc[position]
+        stay = table.iloc[: position + 1]
+        stay = stay[stay["stay_id"] == row["stay_id"]]
+        covariates = {c: row[c] for c in COVARIATES if c in table.columns}
+        state = {f: row[f] for f in model.observation_names if f in table.columns and f not in covariates}
+        history = stay if set(COVARIATES) <= set(table.columns) else None
+        rec = recommend(model, state, covariates, first_dose=len(stay) == 1, history=history, mode=mode)
+        records.append(
+            {
+                "stay_id": row["stay_id"],
+                "row": position,
+                "logged_dose_mg": float(row["dose_mg"]),
+                "model_dose_mg": rec.model_dose_mg,
+                "recommended_mg": rec.dose_mg,
+                "mipd_dose_mg": rec.mipd_dose_mg,
+                "clipped": rec.limited.clipped,
+                "outside_support": bool(rec.support_warnings),
+                "warnings": "; ".join(rec.warnings),
+            }
+        )
+    return pd.DataFrame.from_records(records)
+
+
+def _alternative_q(algo: Any, observation: np.ndarray, discrete: bool) -> dict[float, float]:
+    doses = np.asarray(ALTERNATIVE_DOSES_MG)
+    states = np.repeat(observation[None], len(doses), axis=0)
+    if discrete:
+        actions: np.ndarray = np.searchsorted(DOSE_GRID_MG, doses)
+    else:
+        actions = doses.astype(np.float32).reshape(-1, 1)
+    values = np.asarray(algo.predict_value(states, actions)).reshape(-1)
+    return {float(d): float(q) for d, q in zip(doses, values, strict=True)}
+
+
+def _mipd_dose(
+    features: np.ndarray, covariates: dict[str, Any], history: pd.DataFrame | None
+) -> tuple[float | None, str]:
+    missing = [c for c in ("weight_kg", "age", "sex") if c not in covariates]
+    if missing:
+        return None, f"not computed: covariates {missing} not given"
+    if history is not None:
+        from vanco_offline.data import score_table
+
+        scores = score_table(history, "mipd")
+        levels = int(history["vanco_level"].notna().sum())
+        return float(
+            DOSE_GRID_MG[int(np.argmax(scores.pmf[-1]))]
+        ), f"MAP fit to the stay's {levels} level rows"
+    if features[0] > 0:
+        # A level cannot be attributed to doses that are not known, and the population prior
+        # would ignore it: showing that number next to a toxic level would mislead.
+        return None, "not computed: a measured level needs the dose history (give --csv with the stay's rows)"
+    policy = make_policy("mipd")
+    policy.reset({"height_cm": float("nan"), "dialysis": 0, **covariates})
+    naive = features.copy()
+    naive[0] = np.nan
+    pmf = policy.action_probs(naive, {"time_h": 0.0, "level_measured": False})
+    return float(DOSE_GRID_MG[int(np.argmax(pmf))]), "population prior from the covariates (no level yet)"
+
+
+def _check_range(name: str, value: float) -> None:
+    spec = RANGES.get(name)
+    if spec is None:
+        return
+    below = value <= spec.low if spec.low_exclusive else value < spec.low
+    if below or value > spec.high:
+        hint = spec.above if value > spec.high else spec.below
+        raise ValueError(
+            f"{name} = {value:g} {spec.unit} is outside the plausible range "
+            f"[{spec.low:g}, {spec.high:g}]: {hint}"
+        )
+
+
+def _is_nan(value: Any) -> bool:
+    try:
+        return math.isnan(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _case(
+    level: float,
+    creatinine: float,
+    wbc: float,
+    bun: float,
+    temperature: float,
+    sbp: float,
+    heart_rate: float,
+    **covariates: float,
+) -> dict[str, Any]:
+    state = dict(zip(FEATURES, (level, creatinine, wbc, bun, temperature, sbp, heart_rate), strict=True))
+    return {"state": state, "covariates": {"height_cm": float("nan"), "dialysis": 0, **covariates}}
+
+
+#: Built-in clinical cases for ``vanco-offline recommend --clinical``.
+CLINICAL_CASES: dict[str, dict[str, Any]] = {
+    "first dose, normal kidney": _case(
+        float("nan"), 0.9, 15.0, 14.0, 38.6, 112.0, 104.0, weight_kg=75.0, age=55.0, sex=0
+    ),
+    "normal kidney, in range": _case(
+        14.0, 0.9, 11.5, 14.0, 37.9, 118.0, 92.0, weight_kg=75.0, age=55.0, sex=0
+    ),
+    "acute kidney injury": _case(24.0, 2.4, 13.0, 48.0, 38.1, 104.0, 98.0, weight_kg=80.0, age=66.0, sex=0),
+    "dialysis": _case(18.0, 6.5, 12.0, 62.0, 37.8, 128.0, 84.0, weight_kg=70.0, age=60.0, sex=1, dialysis=1),
+    "obese (150 kg)": _case(9.0, 1.0, 14.0, 16.0, 38.4, 132.0, 100.0, weight_kg=150.0, age=45.0, sex=0),
+    "elderly (88 y, 55 kg)": _case(14.0, 1.3, 12.5, 30.0, 37.9, 110.0, 88.0, weight_kg=55.0, age=88.0, sex=1),
+    "subtherapeutic level": _case(6.0, 0.8, 16.0, 12.0, 38.8, 108.0, 110.0, weight_kg=70.0, age=45.0, sex=0),
+    "toxic level": _case(32.0, 1.6, 10.0, 30.0, 37.4, 120.0, 84.0, weight_kg=70.0, age=60.0, sex=0),
+}
