@@ -13,18 +13,36 @@ from d3rlpy.base import register_learnable
 from d3rlpy.optimizers import register_optimizer_factory
 
 from vanco_offline.algos.discrete_vanco_iql import DiscreteVancoIQL, DiscreteVancoIQLConfig
+from vanco_offline.algos.evaluators import (
+    ActionSaturationEvaluator,
+    GreedyQEvaluator,
+    MeanRewardEvaluator,
+    MeanValueEvaluator,
+    MonteCarloReturnEvaluator,
+    PolicyImprovementEvaluator,
+    standard_evaluators,
+)
+from vanco_offline.algos.export import save_policy_onnx
 from vanco_offline.algos.optimizers import FusedAdamFactory
 from vanco_offline.algos.sampler import FastReplayBuffer, FlatTransitions
 from vanco_offline.algos.vanco_iql import VancoIQL, VancoIQLConfig
 
 __all__ = [
+    "ActionSaturationEvaluator",
     "DiscreteVancoIQL",
     "DiscreteVancoIQLConfig",
     "FastReplayBuffer",
     "FlatTransitions",
     "FusedAdamFactory",
+    "GreedyQEvaluator",
+    "MeanRewardEvaluator",
+    "MeanValueEvaluator",
+    "MonteCarloReturnEvaluator",
+    "PolicyImprovementEvaluator",
     "VancoIQL",
     "VancoIQLConfig",
+    "save_policy_onnx",
+    "standard_evaluators",
 ]
 
 register_optimizer_factory(FusedAdamFactory)

@@ -67,9 +67,9 @@ class FlatTransitions:
         picker = dataset.transition_picker
         if type(picker) is not BasicTransitionPicker:
             raise ValueError(
-                f"the dataset uses transition picker {type(picker).__name__}; the flat sampler "
-                "reproduces only d3rlpy's BasicTransitionPicker. Build the dataset without a "
-                "custom transition_picker, or train with d3rlpy's own ReplayBuffer sampling"
+                f"the dataset uses transition picker {type(picker).__name__}; the flat sampler (used by "
+                "FastReplayBuffer and by VancoIQL's fit) reproduces only d3rlpy's single-step "
+                "BasicTransitionPicker. Build the dataset without a custom transition_picker"
             )
         count = dataset.transition_count
         if count == 0:
