@@ -151,3 +151,12 @@ def test_export_bundle_and_onnx(trained_model_dir, capsys, tmp_path):
         ],
     )
     assert ".safetensors" in err
+
+
+def test_plot_writes_every_figure(trained_model_dir, capsys, tmp_path):
+    argv = ["plot", "--model", str(trained_model_dir), "--data", str(SAMPLE_COHORT), "--out", str(tmp_path)]
+    assert cli.main(argv) == 0
+    for name in ("training_curves", "dose_response", "dose_histogram", "pk_profiles"):
+        png = tmp_path / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    assert "--what" in _error(capsys, ["plot", "--model", str(trained_model_dir), "--what", "violin"])
