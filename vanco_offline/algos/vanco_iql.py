@@ -50,10 +50,12 @@ class VancoIQLConfig(LearnableConfig):
     Why the seed failed: it trained on doses in mg (up to 3000) without an action scaler.
     The policy's mean is ``tanh(mu)``, confined to [-1, 1], so for every logged dose the
     Gaussian log-likelihood pushes the mean up: tanh saturates at +1 in every state (the
-    top of the output range, which the seed read as the maximum dose), the log-std sits
-    at its upper bound and the loss is about ``dose**2 / (2 e^4)``, i.e. thousands. Use
-    ``action_scaler=MinMaxActionScaler(minimum=[0], maximum=[3000])``; by default fit
-    refuses actions outside [-1, 1] after the scaler (``check_action_bounds``).
+    top of the output range, which the seed read as the maximum dose), and the loss
+    ``(dose - 1)**2 / (2 std**2)`` is in the millions (1.6e7 after 1,000 steps at the
+    seed's lr; even at the log-std bound e^2 it would be ``dose**2 / 109``). Advantage
+    normalisation and self-normalised weights do not help: the action scale is the
+    fault. Use ``action_scaler=MinMaxActionScaler(minimum=[0], maximum=[3000])``; by
+    default fit refuses actions outside [-1, 1] after the scaler (``check_action_bounds``).
 
     Parameters
     ----------
