@@ -158,6 +158,10 @@ def test_bad_input_names_what_is_wrong(tmp_path):
         DatasetSpec.make("expert", "small")
     with pytest.raises(ValueError, match=r"overrides .* apply to learned algorithms"):
         CellTask(TINY, "mipd", 0, overrides={"expectile": 0.9})
+    with pytest.raises(ValueError, match="the reference policy mipd has none"):
+        CellTask(TINY, "mipd", 0, last_dose=True)
+    with pytest.raises(ValueError, match="unknown reward variant 'auc'"):
+        CellTask(TINY, "VancoIQL", 0, reward_variant="auc")
     with pytest.raises(ValueError, match=r"overrides \['alpha'\] are not fields of VancoIQL"):
         _, result = load_dataset(TINY, "continuous")
         build_config(ALGORITHMS["VancoIQL"], tiny_task("VancoIQL", 0, overrides={"alpha": 1.0}), result)
@@ -185,3 +189,31 @@ def test_command_writes_table_json_and_plot(tmp_path, monkeypatch, tiny_grid):
     table = (tmp_path / "table.md").read_text()
     assert "| medium-tiny | VancoIQL | 2 |" in table and "vs clinician" in table
     assert (tmp_path / "attainment.png").stat().st_size > 1000
+
+
+def test_reward_variant_with_the_project_numbers_is_the_project_reward(monkeypatch):
+    from vanco_pk.targets import FEATURES, reward
+
+    from vanco_offline.bench import offline_variants
+    from vanco_offline.bench.offline_variants import RewardVariant, variant_reward, with_last_dose
+
+    table, result = load_dataset(TINY, "continuous")
+    monkeypatch.setitem(offline_variants.REWARD_VARIANTS, "same", RewardVariant(10.0, 20.0, 10.0))
+    same = variant_reward(table, "same")
+    steeper = variant_reward(table, "symmetric")
+    features = table[list(FEATURES)].to_numpy()
+    last = np.r_[table["stay_id"].to_numpy()[1:] != table["stay_id"].to_numpy()[:-1], True]
+    expected = reward(features[:-1], table["dose_mg"].to_numpy()[:-1], features[1:])[~last[:-1]]
+    np.testing.assert_allclose(same["reward"].to_numpy()[:-1][~last[:-1]], expected, atol=1e-12)
+    assert np.isnan(same["reward"].to_numpy()[last]).all()
+    low = np.r_[table["vanco_level"].to_numpy()[1:], np.nan] < 10.0
+    assert (steeper["reward"].to_numpy()[low & ~last] < same["reward"].to_numpy()[low & ~last]).all()
+    with pytest.raises(ValueError, match="unknown reward variant 'auc'"):
+        variant_reward(table, "auc")
+
+    augmented = with_last_dose(result, table)
+    assert augmented.observation_names[-1] == "last_dose_mg"
+    first = augmented.dataset.episodes[0].observations
+    rows = table[table["stay_id"] == augmented.stay_ids[0]]["dose_mg"].to_numpy()
+    np.testing.assert_allclose(first[:, -1], np.r_[0.0, rows[:-1]])
+    np.testing.assert_allclose(first[:, :-1], result.dataset.episodes[0].observations)

@@ -9,8 +9,9 @@ over seeds with stratified-bootstrap 95 % CIs, OPE estimates beside the simulato
 and the issue's verdicts (:mod:`vanco_offline.bench.offline_report`). ``--tune`` runs the
 seed's tuning guide (expectile, temperature, learning rate) through Ray Tune instead.
 
-Sizes: ``--quick`` (the medium datasets, 1,000 steps, 200 patients; < 10 min on 2 cores)
-and the default, documented with measured wall times in ``docs/benchmark.md``.
+Sizes: ``--quick`` (medium-small, all 16 policies x 5 seeds, 1,000 steps, 200 patients)
+and the default (6 datasets, 5,000 steps, 500 patients); ``docs/benchmark.md`` gives the
+measured wall times and the size that was run.
 Results go to ``--out`` (default ``d3rlpy_logs/bench/offline``): ``results.json`` (every
 cell), ``table.md`` and ``attainment.png``.
 """
@@ -31,13 +32,14 @@ from vanco_offline.bench.offline_grid import (
     CellTask,
     DatasetSpec,
 )
+from vanco_offline.bench.offline_variants import REWARD_VARIANTS
 
 DEFAULT_OUT = Path("d3rlpy_logs") / "bench" / "offline"
 #: Validation patients for --tune: not the test patients of the benchmark table.
 TUNE_EVAL_SEED = 2 * 10**9
 QUICK = {
     "datasets": ["medium"],
-    "sizes": ["small", "large"],
+    "sizes": ["small"],
     "steps": 1000,
     "eval_patients": 200,
     "ope_steps": 1000,
@@ -53,7 +55,7 @@ FULL = {
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--quick", action="store_true", help="small grid: medium datasets, 1,000 steps (< 10 min)"
+        "--quick", action="store_true", help="small grid: medium-small, 1,000 steps, 200 patients"
     )
     parser.add_argument("--datasets", nargs="+", choices=list(DATASETS), help="datasets (default all)")
     parser.add_argument("--sizes", nargs="+", choices=list(SIZES), help="dataset sizes (default small large)")
@@ -70,6 +72,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-patients", type=int, help="held-out patients (default 500, quick 200)")
     parser.add_argument(
         "--covariates", action="store_true", help="append the covariates to every observation"
+    )
+    parser.add_argument(
+        "--reward-variant",
+        default="project",
+        choices=list(REWARD_VARIANTS),
+        help="train the learned algorithms on a candidate reward (see offline_variants; default project)",
+    )
+    parser.add_argument(
+        "--last-dose", action="store_true", help="append the previous dose to every learned observation"
+    )
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        type=Path,
+        metavar="DIR",
+        help="no training: aggregate the results.json of earlier runs into one table in --out",
     )
     parser.add_argument(
         "--ope-seeds", type=int, default=1, help="seeds per cell that also get FQE/WIS/WDR (0 = none)"
@@ -113,7 +131,11 @@ def build_tasks(args: argparse.Namespace) -> list[CellTask]:
         "hidden_units": _hidden(args.hidden),
         "eval_patients": args.eval_patients or size["eval_patients"],
         "ope_steps": args.ope_steps or size["ope_steps"],
+    }
+    variant = {
         "covariates": args.covariates,
+        "reward_variant": args.reward_variant,
+        "last_dose": args.last_dose,
     }
     tasks = []
     for name in datasets:
@@ -121,13 +143,16 @@ def build_tasks(args: argparse.Namespace) -> list[CellTask]:
             spec = DatasetSpec.make(name, size_name, seed=args.data_seed)
             for algo in algos:
                 for seed in range(args.seeds):
-                    tasks.append(CellTask(spec, algo, seed, ope=seed < args.ope_seeds, **common))
+                    extra = variant if algo in ALGORITHMS else {}
+                    tasks.append(CellTask(spec, algo, seed, ope=seed < args.ope_seeds, **common, **extra))
     return tasks
 
 
 def run(args: argparse.Namespace) -> int:
     if args.tune:
         return _run_tune(args)
+    if args.merge:
+        return _merge(args)
     from vanco_offline.bench.offline_report import aggregate, format_table, plot, results_to_json, verdicts
     from vanco_offline.bench.offline_runner import run_grid
 
@@ -161,6 +186,41 @@ def run(args: argparse.Namespace) -> int:
     figure = plot(rows, args.out / "attainment.png")
     print(text)
     print(f"wrote {args.out / 'results.json'}, {args.out / 'table.md'}, {figure}")
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from vanco_offline.bench.offline_cell import CellResult
+    from vanco_offline.bench.offline_report import aggregate, format_table, plot, results_to_json, verdicts
+
+    results: list[CellResult] = []
+    seen: set[tuple[str, str, int]] = set()
+    for folder in args.merge:
+        path = folder / "results.json"
+        try:
+            cells = json.loads(path.read_text())
+            loaded = [CellResult(**cell) for cell in cells]
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise ValueError(f"{path}: not a results.json of bench offline ({exc})") from None
+        for cell in loaded:
+            key = (cell.dataset, cell.algo, cell.seed)
+            if key in seen:
+                raise ValueError(
+                    f"{path}: cell {key} is also in an earlier folder; merge runs of different cells only"
+                )
+            seen.add(key)
+            results.append(cell)
+    order = {name: i for i, name in enumerate(dict.fromkeys(c.dataset for c in results))}
+    results.sort(key=lambda c: order[c.dataset])  # stable: algorithms keep their run order
+    rows = aggregate(results)
+    text = f"{len(results)} cells merged from {', '.join(map(str, args.merge))}\n\n{format_table(rows)}\n\n"
+    text += "\n".join(f"- {line}" for line in verdicts(rows)) + "\n"
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(results_to_json(results), indent=1))
+    (args.out / "table.md").write_text(text)
+    figure = plot(rows, args.out / "attainment.png")
+    print(text)
+    print(f"wrote {args.out / 'table.md'}, {figure}")
     return 0
 
 

@@ -67,7 +67,9 @@ def train(task: CellTask) -> tuple[Any, Any, Any]:
     import torch
 
     spec = ALGORITHMS[task.algo]
-    table, result = load_dataset(task.dataset, spec.action, spec.reward, task.covariates)
+    table, result = load_dataset(
+        task.dataset, spec.action, spec.reward, task.covariates, task.reward_variant, task.last_dose
+    )
     config = build_config(spec, task, result)
     d3rlpy.seed(task.seed)
     torch.manual_seed(task.seed)
@@ -92,7 +94,7 @@ def run_cell(task: CellTask) -> CellResult:
         actor, reset = reference_actor(task.algo, seed=task.seed)
         scores = rollout(actor, patients, reset)
         ope, note = _reference_ope(task) if task.ope else ({}, "")
-        return CellResult(task.dataset.label, task.algo, task.seed, scores.as_dict(), ope, note, 0.0)
+        return CellResult(task.dataset.label, task.label, task.seed, scores.as_dict(), ope, note, 0.0)
     start = time.perf_counter()
     algo, _, result = train(task)
     seconds = time.perf_counter() - start
@@ -104,9 +106,11 @@ def run_cell(task: CellTask) -> CellResult:
     if task.ope:
         if seed_reading:
             note = "no OPE: the seed's raw output is not a dose in mg (read as one only for the rollout)"
+        elif task.reward_variant != "project" or task.last_dose:
+            note = "no OPE for a data variant (its reward or observation is not the simulator's)"
         else:
             ope, note = _learned_ope(task, algo, result)
-    return CellResult(task.dataset.label, task.algo, task.seed, scores.as_dict(), ope, note, seconds)
+    return CellResult(task.dataset.label, task.label, task.seed, scores.as_dict(), ope, note, seconds)
 
 
 def _truth(task: CellTask, reward: str):
@@ -137,7 +141,7 @@ def _learned_ope(task: CellTask, algo: Any, result: Any) -> tuple[dict[str, floa
         result,
         gamma=_GAMMA,
         estimators=OPE_ESTIMATORS,
-        name=task.algo,
+        name=task.label,
         fqe=FQESettings(n_steps=task.ope_steps, seed=task.seed),
         truth=_truth(task, spec.reward),
         seed=task.seed,

@@ -156,6 +156,11 @@ class CellTask:
         FQE gradient steps.
     covariates : bool
         Append the covariates to the observation (all algorithms of a run alike).
+    reward_variant : str
+        ``project`` (the algorithm's own reward) or a candidate of
+        :data:`vanco_offline.bench.offline_variants.REWARD_VARIANTS`.
+    last_dose : bool
+        Append the previous dose to the observation (:mod:`~vanco_offline.bench.offline_variants`).
     overrides : mapping
         Config fields set on top of the algorithm's (the Ray Tune sweep).
     """
@@ -171,9 +176,17 @@ class CellTask:
     ope: bool = False
     ope_steps: int = 3000
     covariates: bool = False
+    reward_variant: str = "project"
+    last_dose: bool = False
     overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        from vanco_offline.bench.offline_variants import REWARD_VARIANTS
+
+        if self.reward_variant not in REWARD_VARIANTS:
+            raise ValueError(
+                f"unknown reward variant {self.reward_variant!r}; choose from {list(REWARD_VARIANTS)}"
+            )
         if self.algo not in ALGORITHMS and self.algo not in REFERENCE_POLICIES:
             raise ValueError(
                 f"unknown algorithm {self.algo!r}; choose from {list(ALGORITHMS) + list(REFERENCE_POLICIES)}"
@@ -184,6 +197,28 @@ class CellTask:
                 raise ValueError(f"CellTask.{name} = {value!r} must be a positive integer")
         if self.algo in REFERENCE_POLICIES and self.overrides:
             raise ValueError(f"overrides {dict(self.overrides)} apply to learned algorithms, not {self.algo}")
+        if self.algo in REFERENCE_POLICIES and self.variant:
+            raise ValueError(
+                f"{self.variant} change the training data of learned algorithms; the reference policy "
+                f"{self.algo} has none"
+            )
+
+    @property
+    def variant(self) -> str:
+        """The data variant in words ('' for the project's data)."""
+        parts = []
+        if self.reward_variant != "project":
+            parts.append(f"reward {self.reward_variant}")
+        if self.covariates:
+            parts.append("covariates")
+        if self.last_dose:
+            parts.append("last dose")
+        return ", ".join(parts)
+
+    @property
+    def label(self) -> str:
+        """The algorithm's name in the report, with its data variant."""
+        return f"{self.algo} [{self.variant}]" if self.variant else self.algo
 
     @property
     def learned(self) -> bool:
@@ -191,7 +226,7 @@ class CellTask:
 
     @property
     def key(self) -> tuple[str, str, int]:
-        return (self.dataset.label, self.algo, self.seed)
+        return (self.dataset.label, self.label, self.seed)
 
 
 @functools.lru_cache(maxsize=8)
@@ -202,26 +237,39 @@ def _table(spec: DatasetSpec):
 
 
 @functools.lru_cache(maxsize=16)
-def _converted(spec: DatasetSpec, action: str, reward: str, covariates: bool):
+def _converted(spec: DatasetSpec, action: str, reward: str, covariates: bool, variant: str, last_dose: bool):
+    from vanco_offline.bench.offline_variants import variant_reward, with_last_dose
     from vanco_offline.data import convert
 
-    # The table's reward column is the environment's default reward; drop it so that the
-    # converter computes the algorithm's reward (default or the seed's) from the rows.
-    table = _table(spec).drop(columns=["reward"])
-    return convert(table, action, reward=reward, fill_unmeasured_level=True, covariates=covariates)
+    if variant == "project":
+        # The table's reward column is the environment's default reward; drop it so that the
+        # converter computes the algorithm's reward (default or the seed's) from the rows.
+        table = _table(spec).drop(columns=["reward"])
+    else:
+        table = variant_reward(_table(spec), variant)
+    result = convert(table, action, reward=reward, fill_unmeasured_level=True, covariates=covariates)
+    return with_last_dose(result, table) if last_dose else result
 
 
-def load_dataset(spec: DatasetSpec, action: str, reward: str = "default", covariates: bool = False):
+def load_dataset(
+    spec: DatasetSpec,
+    action: str,
+    reward: str = "default",
+    covariates: bool = False,
+    reward_variant: str = "project",
+    last_dose: bool = False,
+):
     """The dataset's dosing table and its conversion (cached per process).
 
     Returns
     -------
     (pandas.DataFrame, vanco_offline.data.ConversionResult)
-        The table (with its ``reward`` column) and the converted dataset: never-measured
-        levels filled with 0 mg/L (as the simulator shows them), rewards computed by the
-        converter with ``reward``, covariates appended when asked.
+        The table (with the environment's ``reward`` column) and the converted dataset:
+        never-measured levels filled with 0 mg/L (as the simulator shows them), rewards
+        computed by the converter with ``reward`` (or the candidate ``reward_variant``),
+        covariates and the previous dose appended when asked.
     """
-    return _table(spec), _converted(spec, action, reward, covariates)
+    return _table(spec), _converted(spec, action, reward, covariates, reward_variant, last_dose)
 
 
 def build_config(spec: AlgoSpec, task: CellTask, result: Any) -> Any:

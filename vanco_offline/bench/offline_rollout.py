@@ -42,6 +42,8 @@ __all__ = [
 
 #: Name of the data layer's optional 0/1 "level was ever measured" feature.
 LEVEL_INDICATOR = "vanco_level_measured"
+#: The previous dose (mg), appended by ``vanco_offline.bench.offline_variants.with_last_dose``.
+LAST_DOSE = "last_dose_mg"
 _AT_MAX_MG = 0.99 * DOSE_MAX_MG
 
 #: ``actor(obs, info) -> doses (P,) in mg``; ``info`` without Gymnasium's ``_key`` masks.
@@ -169,12 +171,13 @@ def observation_builder(
 
     The seven features are rounded as cohort tables write them, covariates come from the
     episode's ``info["covariates"]`` and the level indicator is 1 once a level was ever
-    measured (the simulator shows 0 mg/L before, as the converter fills it).
+    measured (the simulator shows 0 mg/L before, as the converter fills it); the last dose
+    is the simulator's ``info["dose_mg"]`` (0 before the first dose).
     """
     from vanco_offline.data.cohort import DECIMALS
 
     names = tuple(observation_names)
-    known = set(FEATURES) | set(COVARIATES) | {LEVEL_INDICATOR}
+    known = set(FEATURES) | set(COVARIATES) | {LEVEL_INDICATOR, LAST_DOSE}
     unknown = [name for name in names if name not in known]
     if unknown:
         raise ValueError(
@@ -190,6 +193,8 @@ def observation_builder(
                 value = obs[:, FEATURES.index(name)]
             elif name in COVARIATES:
                 value = np.broadcast_to(np.asarray(covariates[name], dtype=np.float64), (len(obs),))
+            elif name == LAST_DOSE:
+                value = np.asarray(info["dose_mg"], dtype=np.float64)  # given at the previous decision
             else:
                 value = np.isfinite(np.asarray(info["raw_level"], dtype=np.float64)).astype(np.float64)
             columns.append(np.round(value, DECIMALS[name]) if name in DECIMALS else value)
