@@ -178,6 +178,15 @@ def test_reward_column_is_used_and_may_be_empty_only_on_final_rows():
     assert any("not used" in note for note in convert(table).report.notes)
 
 
+def test_an_explicit_reward_replaces_the_tables_column_and_says_so():
+    table = make_table(n_stays=3, rows=(4, 4, 4), seed=8, reward=True)
+    result = convert(table, reward="seed")
+    assert "'seed'" in result.report.reward_source
+    assert result.report.reward_summary["max"] <= 0.0
+    assert any("replaced by the computed 'seed' reward" in note for note in result.report.notes)
+    assert convert(table).report.reward_source == "from the table's reward column"
+
+
 def test_seed_reward_is_never_positive():
     result = convert(make_table(n_stays=5, seed=9), reward="seed")
     assert result.report.reward_summary["max"] <= 0.0

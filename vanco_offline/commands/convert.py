@@ -27,8 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--reward",
         choices=sorted(REWARDS),
-        default="default",
-        help="reward computed when the table has no reward column (default: default)",
+        default=None,
+        help="compute this reward from consecutive rows, replacing any reward column "
+        "(default: the table's reward column, else the default reward)",
     )
     parser.add_argument("--out", metavar="FILE.h5", help="save the dataset (d3rlpy HDF5 + our metadata)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")

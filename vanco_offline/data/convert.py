@@ -38,7 +38,7 @@ def convert(
     table: pd.DataFrame,
     action: ActionKind = "continuous",
     *,
-    reward: str = "default",
+    reward: str | None = None,
     impute: CarryForward | None = None,
     fill_unmeasured_level: bool = False,
     level_indicator: bool = False,
@@ -55,10 +55,12 @@ def convert(
     action : {"continuous", "discrete"}
         Dose in mg (float32, shape (N, 1)) or the index of the 250 mg dose-grid level
         (``action_size=13``).
-    reward : {"default", "seed"}
-        Reward of ``vanco_pk.targets`` computed from consecutive rows when the table has no
-        ``reward`` column (ignored otherwise); computed with the vancomycin level as measured
-        (a never-measured level has no exposure term), never with an imputed one.
+    reward : {"default", "seed"}, optional
+        Compute this reward of ``vanco_pk.targets`` from consecutive rows, replacing the
+        table's ``reward`` column if it has one (the report says so). When None, the table's
+        ``reward`` column is used if present, else the ``"default"`` reward is computed. A
+        computed reward uses the vancomycin level as measured (a never-measured level has
+        no exposure term), never an imputed one.
     impute : CarryForward, optional
         Carry the last value forward within a stay, up to a maximum age. Without it, a NaN
         in an observation column is an error.
@@ -103,7 +105,13 @@ def convert(
 
     starts, ends, last = checked.starts, checked.ends, checked.last
     n_rows = ends - starts
-    has_reward = REWARD in checked.columns
+    has_reward = REWARD in checked.columns and options.reward is None
+    reward_name = options.reward or "default"
+    if REWARD in checked.columns and options.reward is not None:
+        notes.append(
+            f"{REWARD}: the table's column is replaced by the computed {options.reward!r} reward, "
+            "as asked (pass reward=None to use the column)"
+        )
     terminal = checked.columns[DONE][ends - 1] > 0 if DONE in checked.columns else np.zeros(len(starts), bool)
     if has_reward:
         rewards = np.nan_to_num(checked.columns[REWARD], nan=0.0)
@@ -117,9 +125,9 @@ def convert(
             )
         source = "from the table's reward column"
     else:
-        rewards = _computed_rewards(obs.features, checked.columns[DOSE], last, options.reward)
+        rewards = _computed_rewards(obs.features, checked.columns[DOSE], last, reward_name)
         final_reward = np.zeros(len(starts), dtype=bool)
-        source = f"computed ({options.reward!r} reward of vanco_pk.targets)"
+        source = f"computed ({reward_name!r} reward of vanco_pk.targets)"
     episode_end = ends - (terminal & ~final_reward)
     transitions = np.where(terminal, episode_end - starts, n_rows - 1)
     kept = transitions > 0

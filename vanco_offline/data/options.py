@@ -81,7 +81,7 @@ class ConversionOptions:
     """All the choices of a table -> dataset conversion (see :func:`~vanco_offline.data.convert`)."""
 
     action: ActionKind = "continuous"
-    reward: str = "default"
+    reward: str | None = None
     impute: CarryForward | None = None
     fill_unmeasured_level: bool = False
     level_indicator: bool = False
@@ -92,7 +92,7 @@ class ConversionOptions:
     def __post_init__(self) -> None:
         if self.action not in ("continuous", "discrete"):
             raise ValueError(f"action must be 'continuous' or 'discrete', got {self.action!r}")
-        if self.reward not in REWARDS:
+        if self.reward is not None and self.reward not in REWARDS:
             raise ValueError(f"unknown reward {self.reward!r}; choose one of {sorted(REWARDS)}")
         if self.impute is not None and not isinstance(self.impute, CarryForward):
             raise ValueError(
