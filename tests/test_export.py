@@ -89,6 +89,21 @@ def test_onnx_export_matches(trained, tmp_path):
     )
 
 
+def test_onnx_export_of_a_plain_d3rlpy_algorithm(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    result = convert(
+        load_table(ROOT / "data" / "sample_cohort.csv"), "continuous", fill_unmeasured_level=True
+    )
+    d3rlpy.seed(0)
+    bc = d3rlpy.algos.BCConfig().create()
+    bc.build_with_dataset(result.dataset)
+    path = export_policy(bc, tmp_path / "bc.onnx", "onnx")
+    observations = result.dataset.episodes[0].observations.astype(np.float32)
+    session = ort.InferenceSession(str(path))
+    got = session.run(None, {session.get_inputs()[0].name: observations})[0]
+    np.testing.assert_allclose(np.asarray(got).reshape(-1), bc.predict(observations).reshape(-1), atol=1e-5)
+
+
 def test_foreign_files_are_refused(tmp_path):
     from safetensors.numpy import save_file
 

@@ -19,7 +19,7 @@ from torch import nn
 from vanco_pk.targets import DOSE_GRID_MG
 
 from vanco_offline import bundle as runtime
-from vanco_offline.algos import DiscreteVancoIQL, VancoIQL
+from vanco_offline.algos import DiscreteVancoIQL, VancoIQL, save_policy_onnx
 
 __all__ = ["FORMATS", "export_bundle", "export_policy"]
 
@@ -47,7 +47,12 @@ def export_policy(algo: Any, path: str | Path, fmt: str, **bundle_options: Any) 
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "bundle":
         return export_bundle(algo, path, **bundle_options)
-    algo.save_policy(str(path))  # d3rlpy folds the scalers into the exported graph
+    if fmt == "onnx":
+        # d3rlpy's own ONNX export needs onnxscript with torch >= 2.9 and fixes the batch size
+        # to 1; this one works for any d3rlpy algorithm and any batch size.
+        save_policy_onnx(algo, path)
+    else:
+        algo.save_policy(str(path))  # d3rlpy folds the scalers into the traced graph
     return path
 
 
