@@ -3,6 +3,11 @@
 from pathlib import Path
 
 import pytest
+import torch
+
+# The test networks are tiny: one thread is faster than two, and on a loaded 2-core machine
+# two OpenMP threads contending for the cores stall (100 updates: 0.5 s on one, 40 s on two).
+torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_COHORT = ROOT / "data" / "sample_cohort.csv"

@@ -1,6 +1,7 @@
 """Each subcommand on the sample cohort, including the bad input a user will give it."""
 
 import json
+import math
 from pathlib import Path
 
 from conftest import SAMPLE_COHORT
@@ -160,3 +161,36 @@ def test_plot_writes_every_figure(trained_model_dir, capsys, tmp_path):
         png = tmp_path / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     assert "--what" in _error(capsys, ["plot", "--model", str(trained_model_dir), "--what", "violin"])
+
+
+def test_evaluate_reports_diagnostics_ope_and_truth(trained_model_dir, capsys, tmp_path):
+    output = tmp_path / "eval.json"
+    argv = [
+        "evaluate",
+        "--model",
+        str(trained_model_dir),
+        "--data",
+        str(SAMPLE_COHORT),
+        "--truth",
+        "--missing-prob",
+        "0.5",
+        "--fqe-steps",
+        "300",
+        "--output",
+        str(output),
+    ]
+    assert cli.main(argv) == 0
+    result = json.loads(output.read_text())
+    assert set(result["diagnostics"]) == {
+        "greedy_q",
+        "mean_v",
+        "mc_return",
+        "mean_reward",
+        "relative_improvement",
+        "action_saturation",
+    }
+    assert set(result["ope"]) == {"fqe", "wis", "wdr"}
+    for estimate in result["ope"].values():
+        assert all(map(math.isfinite, estimate.values())) and estimate["low"] <= estimate["high"]
+    assert result["truth"]["std_error"] > 0
+    assert "not a vanco-offline model" in _error(capsys, ["evaluate", "--model", str(SAMPLE_COHORT)])

@@ -20,7 +20,14 @@ from d3rlpy.logging import FileAdapterFactory, NoopAdapterFactory
 from vanco_offline.algos.evaluators import standard_evaluators
 from vanco_offline.clinical import SupportCheck
 from vanco_offline.configs import Preset, build_algo
-from vanco_offline.data import CarryForward, ConversionResult, convert, generate_cohort, split_dataset
+from vanco_offline.data import (
+    CarryForward,
+    ConversionReport,
+    ConversionResult,
+    convert,
+    generate_cohort,
+    split_dataset,
+)
 from vanco_offline.trained import TrainedModel, save_model
 
 __all__ = [
@@ -74,6 +81,7 @@ class TrainingResult:
     """What :func:`train` produced."""
 
     model: TrainedModel
+    report: ConversionReport
     train: ConversionResult
     valid: ConversionResult
     log_dir: Path | None
@@ -170,4 +178,4 @@ def train(
         training={"n_steps": steps, "seed": seed, "final_metrics": history[-1][1] if history else {}},
     )
     model_path = save_model(model, log_dir) if log_dir is not None else None
-    return TrainingResult(model, train_part, valid_part, log_dir, model_path, history)
+    return TrainingResult(model, converted.report, train_part, valid_part, log_dir, model_path, history)

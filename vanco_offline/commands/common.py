@@ -33,3 +33,12 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     rows = [(name, metrics[name]) for name in DIAGNOSTICS if name in metrics]
     width = max((len(name) for name, _ in rows), default=0)
     return "\n".join(f"{name:<{width}}  {value: .4f}" for name, value in rows)
+
+
+def quiet_d3rlpy() -> None:
+    """Show only d3rlpy's warnings: its per-epoch info logs would bury a command's own output."""
+    import logging
+
+    import structlog
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vanco_offline.commands.common import add_data_argument, format_metrics, read_table_argument
+from vanco_offline.commands.common import add_data_argument, format_metrics, quiet_d3rlpy, read_table_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,6 +34,8 @@ def run(args: argparse.Namespace) -> int:
     from vanco_offline.configs import load_preset
     from vanco_offline.training import train
 
+    if args.quiet:
+        quiet_d3rlpy()
     preset = load_preset(args.config)
     table, source = read_table_argument(args)
     result = train(

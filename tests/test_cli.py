@@ -1,0 +1,65 @@
+"""The `vanco-offline` command: dispatch, help and one-line errors."""
+
+import pytest
+
+from vanco_offline import cli
+
+
+def test_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for name in [*cli.COMMANDS, "bench"]:
+        assert name in out
+
+
+@pytest.mark.parametrize("name", sorted(cli.COMMANDS))
+def test_every_command_has_help(name, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([name, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: vanco-offline" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", sorted(cli.BENCHES))
+def test_every_benchmark_has_help(name, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["bench", name, "--help"])
+    assert exit_info.value.code == 0
+    assert f"vanco-offline bench {name}" in capsys.readouterr().out
+
+
+def test_user_error_is_one_line_and_exit_2(capsys):
+    assert cli.main(["demo", "--patients", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert err.startswith("vanco-offline demo: error: --patients")
+
+
+def test_demo_runs_the_whole_pipeline_small(capsys, tmp_path):
+    argv = [
+        "demo",
+        "--patients",
+        "40",
+        "--steps",
+        "200",
+        "--eval-patients",
+        "20",
+        "--fqe-steps",
+        "200",
+        "--out",
+        str(tmp_path / "demo"),
+        "--no-plots",
+    ]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    for row in (
+        "| VancoIQL (learned) |",
+        "| clinician (data) |",
+        "| MIPD (Bayesian) |",
+        "| oracle (true PK) |",
+    ):
+        assert row in out
+    assert "Off-policy evaluation of VancoIQL" in out and "truth" in out
+    assert (tmp_path / "demo" / "model.d3").is_file()

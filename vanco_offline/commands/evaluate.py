@@ -1,0 +1,91 @@
+"""``vanco-offline evaluate``: the seed's diagnostics, off-policy evaluation and, for simulated
+data, the simulator's ground truth of a trained model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from vanco_offline.commands.common import add_data_argument, format_metrics, quiet_d3rlpy, read_table_argument
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model", required=True, help="model.d3 (or its folder) written by `vanco-offline train`"
+    )
+    add_data_argument(parser)
+    parser.add_argument(
+        "--truth",
+        action="store_true",
+        help="the --data table came from `vanco-offline simulate`: add the simulator's ground truth "
+        "(automatic for the built-in cohort)",
+    )
+    parser.add_argument(
+        "--missing-prob", type=float, default=0.0, help="with --truth: the table's --missing-prob"
+    )
+    parser.add_argument("--fqe-steps", type=int, default=4000, help="FQE gradient steps (default 4000)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap, FQE and the truth")
+    parser.add_argument("--output", metavar="FILE", help="also write the results as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from vanco_offline.algos.evaluators import standard_evaluators
+    from vanco_offline.ope import FQESettings, SimulatorTruth, evaluate
+    from vanco_offline.trained import load_model
+    from vanco_offline.training import BUILTIN_COHORT, builtin_cohort, convert_like
+
+    quiet_d3rlpy()
+    model = load_model(args.model)
+    table, source = read_table_argument(args)
+    truth = None
+    if table is None:
+        # A fresh draw of the built-in cohort: stays the model was not trained on.
+        table, source = (
+            builtin_cohort(n_patients=200, seed=args.seed + 1),
+            "built-in synthetic cohort (new stays)",
+        )
+        truth_options = {k: v for k, v in BUILTIN_COHORT.items() if k != "policy"}
+    elif args.truth:
+        truth_options = {"level_missing_prob": args.missing_prob}
+    else:
+        truth_options = None
+    if truth_options is not None:
+        truth = SimulatorTruth(n_patients=1000, seed=10**6 + args.seed, env_options=truth_options)
+    data = convert_like(table, model.action, model.conversion)
+
+    diagnostics = {
+        name: float(evaluator(model.algo, data.dataset)) for name, evaluator in standard_evaluators().items()
+    }
+    report = evaluate(
+        model.algo,
+        data,
+        gamma=model.algo.config.gamma,
+        estimators=("fqe", "wis", "wdr"),
+        fqe=FQESettings(n_steps=args.fqe_steps, seed=args.seed),
+        truth=truth,
+        seed=args.seed,
+    )
+    print(f"data: {source}")
+    print("the seed's diagnostics on this data:")
+    print(format_metrics(diagnostics))
+    print()
+    print(report)
+    if args.output:
+        result = {
+            "model": str(args.model),
+            "data": source,
+            "diagnostics": diagnostics,
+            "ope": {
+                name: {"value": est.value, "low": est.interval.low, "high": est.interval.high}
+                for name, est in report.estimates.items()
+            },
+            "logged_return": report.logged_return.value,
+            "truth": None
+            if report.truth is None
+            else {"value": report.truth.value, "std_error": report.truth.std_error},
+            "warnings": report.warnings,
+            "notes": report.notes,
+        }
+        Path(args.output).write_text(json.dumps(result, indent=2))
+    return 0
