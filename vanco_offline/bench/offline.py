@@ -87,7 +87,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         type=Path,
         metavar="DIR",
-        help="no training: aggregate the results.json of earlier runs into one table in --out",
+        help="no training: aggregate the results.json (or results.partial.json) of earlier runs in --out",
     )
     parser.add_argument(
         "--ope-seeds", type=int, default=1, help="seeds per cell that also get FQE/WIS/WDR (0 = none)"
@@ -153,14 +153,27 @@ def run(args: argparse.Namespace) -> int:
         return _run_tune(args)
     if args.merge:
         return _merge(args)
-    from vanco_offline.bench.offline_report import aggregate, format_table, plot, results_to_json, verdicts
+    from vanco_offline.bench.offline_report import (
+        aggregate,
+        format_table,
+        ope_summary,
+        plot,
+        results_to_json,
+        verdicts,
+    )
     from vanco_offline.bench.offline_runner import run_grid
 
     tasks = build_tasks(args)
     start = time.perf_counter()
     print(f"offline benchmark: {len(tasks)} cells on the {args.backend} backend", file=sys.stderr)
 
+    args.out.mkdir(parents=True, exist_ok=True)
+    finished = []
+
     def progress(result, done: int, total: int) -> None:
+        # A long grid keeps what it has: --merge can aggregate this file if the run is stopped.
+        finished.append(result)
+        (args.out / "results.partial.json").write_text(json.dumps(results_to_json(finished)))
         print(
             f"  [{done}/{total}] {result.dataset} {result.algo} seed {result.seed}: "
             f"attainment {result.scores['attainment']:.1%} ({time.perf_counter() - start:.0f} s)",
@@ -172,9 +185,9 @@ def run(args: argparse.Namespace) -> int:
     wall = time.perf_counter() - start
     rows = aggregate(results)
     table = format_table(rows)
-    lines = verdicts(rows)
-    args.out.mkdir(parents=True, exist_ok=True)
+    lines = verdicts(rows) + verdicts(rows, "DiscreteVancoIQL") + ope_summary(rows)
     (args.out / "results.json").write_text(json.dumps(results_to_json(results), indent=1))
+    (args.out / "results.partial.json").unlink(missing_ok=True)
     t0 = tasks[0]
     header = (
         f"{len(tasks)} cells, {t0.n_steps} steps, batch {t0.batch_size}, hidden {list(t0.hidden_units)}, "
@@ -191,12 +204,21 @@ def run(args: argparse.Namespace) -> int:
 
 def _merge(args: argparse.Namespace) -> int:
     from vanco_offline.bench.offline_cell import CellResult
-    from vanco_offline.bench.offline_report import aggregate, format_table, plot, results_to_json, verdicts
+    from vanco_offline.bench.offline_report import (
+        aggregate,
+        format_table,
+        ope_summary,
+        plot,
+        results_to_json,
+        verdicts,
+    )
 
     results: list[CellResult] = []
     seen: set[tuple[str, str, int]] = set()
     for folder in args.merge:
         path = folder / "results.json"
+        if not path.exists() and (folder / "results.partial.json").exists():
+            path = folder / "results.partial.json"  # a run that was stopped: its finished cells
         try:
             cells = json.loads(path.read_text())
             loaded = [CellResult(**cell) for cell in cells]
@@ -214,7 +236,8 @@ def _merge(args: argparse.Namespace) -> int:
     results.sort(key=lambda c: order[c.dataset])  # stable: algorithms keep their run order
     rows = aggregate(results)
     text = f"{len(results)} cells merged from {', '.join(map(str, args.merge))}\n\n{format_table(rows)}\n\n"
-    text += "\n".join(f"- {line}" for line in verdicts(rows)) + "\n"
+    lines = verdicts(rows) + verdicts(rows, "DiscreteVancoIQL") + ope_summary(rows)
+    text += "\n".join(f"- {line}" for line in lines) + "\n"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results_to_json(results), indent=1))
     (args.out / "table.md").write_text(text)

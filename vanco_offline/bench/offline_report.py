@@ -28,6 +28,7 @@ __all__ = [
     "aggregate",
     "format_table",
     "iqm_interval",
+    "ope_summary",
     "plot",
     "verdicts",
 ]
@@ -171,6 +172,25 @@ def verdicts(rows: Sequence[Aggregate], algo: str = "VancoIQL", margin: float = 
             gap = oracle.iqm["attainment"][0] - mine.iqm["attainment"][0]
             parts.append(f"gap to oracle {gap * 100:.1f} pp")
         lines.append(" ".join(parts))
+    return lines
+
+
+def ope_summary(rows: Sequence[Aggregate]) -> list[str]:
+    """Per OPE estimator, over the rows that have it: mean absolute error against the simulator's
+    truth and Spearman's rank correlation with it (does the estimator rank the policies right?)."""
+    from scipy.stats import spearmanr
+
+    lines = []
+    for est in OPE_ESTIMATORS:
+        pairs = np.array([(r.ope[est], r.ope["truth"]) for r in rows if est in r.ope and "truth" in r.ope])
+        if len(pairs) < 3:
+            continue
+        error = float(np.mean(np.abs(pairs[:, 0] - pairs[:, 1])))
+        rho = float(spearmanr(pairs[:, 0], pairs[:, 1]).statistic)
+        lines.append(
+            f"OPE {est.upper()}: mean |estimate - truth| {error:.2f}, Spearman correlation with the truth"
+            f" {rho:+.2f} over {len(pairs)} policies"
+        )
     return lines
 
 
