@@ -210,6 +210,10 @@ def test_reward_variant_with_the_project_numbers_is_the_project_reward(monkeypat
     assert (steeper["reward"].to_numpy()[low & ~last] < same["reward"].to_numpy()[low & ~last]).all()
     with pytest.raises(ValueError, match="unknown reward variant 'auc'"):
         variant_reward(table, "auc")
+    # The benchmark trains on the variant's rewards (the converter must not recompute its own).
+    _, converted = load_dataset(TINY, "continuous", reward_variant="symmetric")
+    trained = np.concatenate([e.rewards[: e.transition_count, 0] for e in converted.dataset.episodes])
+    np.testing.assert_allclose(trained, steeper["reward"].to_numpy()[~last], rtol=1e-6)
 
     augmented = with_last_dose(result, table)
     assert augmented.observation_names[-1] == "last_dose_mg"

@@ -244,10 +244,14 @@ def _converted(spec: DatasetSpec, action: str, reward: str, covariates: bool, va
     if variant == "project":
         # The table's reward column is the environment's default reward; drop it so that the
         # converter computes the algorithm's reward (default or the seed's) from the rows.
-        table = _table(spec).drop(columns=["reward"])
+        table, computed = _table(spec).drop(columns=["reward"]), reward
     else:
-        table = variant_reward(_table(spec), variant)
-    result = convert(table, action, reward=reward, fill_unmeasured_level=True, covariates=covariates)
+        # The candidate reward is the table's reward column (reward=None: use the column).
+        table, computed = variant_reward(_table(spec), variant), None
+    result = convert(table, action, reward=computed, fill_unmeasured_level=True, covariates=covariates)
+    expected = "from the table" if computed is None else f"'{reward}' reward"
+    if expected not in result.report.reward_source:
+        raise RuntimeError(f"the converter's rewards are {result.report.reward_source}, expected {expected}")
     return with_last_dose(result, table) if last_dose else result
 
 
