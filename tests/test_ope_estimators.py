@@ -108,6 +108,19 @@ def test_clipping_bounds_weights_and_reports_the_share_clipped():
     assert share > 0 and clipped.diagnostics().fraction_clipped == pytest.approx(share)
 
 
+def test_truncation_at_sqrt_n_times_the_mean_weight():
+    traj = MDP.sample(MU, 400, seed=9)
+    pmf = MDP.policy_pmf(PI, traj)
+    target = np.take_along_axis(pmf, traj.actions[..., None], axis=2)[..., 0]
+    free = importance_weights(target, traj.behavior_prob, traj.mask)
+    cut = importance_weights(target, traj.behavior_prob, traj.mask, clip="sqrt_n")
+    bound = np.sqrt(400) * free.cumulative.mean(axis=0)
+    assert np.all(cut.cumulative <= bound + 1e-12)
+    assert cut.clipped.any() and np.array_equal(cut.clipped, traj.mask & (free.cumulative > bound))
+    with pytest.raises(ValueError, match="sqrt_n"):
+        importance_weights(target, traj.behavior_prob, traj.mask, clip="sqrt")
+
+
 def test_weighted_is_is_undefined_when_every_weight_vanishes():
     traj = MDP.sample(MU, 50, seed=2)
     zero = np.zeros(traj.mask.shape)

@@ -51,7 +51,7 @@ def test_the_behaviour_policy_replayed_gets_weights_of_exactly_one(cohort):
 
 
 def test_a_deterministic_algorithm_is_softened_and_checked_against_the_simulator(cohort):
-    table, result, behavior = cohort
+    _, result, behavior = cohort
     torch.manual_seed(0)
     algo = DiscreteCQLConfig().create()
     algo.build_with_dataset(result.dataset)
@@ -73,14 +73,22 @@ def test_a_deterministic_algorithm_is_softened_and_checked_against_the_simulator
         est = report.estimates[name]
         assert np.isfinite(est.value) and est.interval.low <= est.interval.high
     again = evaluate(
-        algo, result, behavior_model=behavior, fqe=TINY_FQE, n_bootstrap=100, estimators=("fqe", "wdr"), seed=1
+        algo,
+        result,
+        behavior_model=behavior,
+        fqe=TINY_FQE,
+        n_bootstrap=100,
+        estimators=("fqe", "wdr"),
+        seed=1,
     )
     assert again.value("fqe") == report.value("fqe") and again.value("wdr") == report.value("wdr")
 
 
 def test_the_behaviour_model_stands_in_when_the_data_have_no_behaviour_prob(cohort):
     table, _, behavior = cohort
-    result = convert(table.drop(columns="behavior_prob"), "discrete", fill_unmeasured_level=True, covariates=True)
+    result = convert(
+        table.drop(columns="behavior_prob"), "discrete", fill_unmeasured_level=True, covariates=True
+    )
     report = evaluate(
         make_policy("random"),
         result,
@@ -96,7 +104,7 @@ def test_the_behaviour_model_stands_in_when_the_data_have_no_behaviour_prob(coho
 def test_replaying_a_reference_policy_needs_the_covariates(cohort):
     table, _, behavior = cohort
     bare = convert(table, "discrete", fill_unmeasured_level=True)
-    with pytest.raises(ValueError, match=r"covariates=True.*context_from_table|needs each patient's"):
+    with pytest.raises(ValueError, match=r"needs each patient.s.*table=table"):
         evaluate(make_policy("clinician"), bare, estimators=("pdis",), behavior_model=behavior)
 
 
@@ -126,3 +134,19 @@ def test_bad_options_and_mismatched_inputs_raise(cohort):
     other = generate_cohort(40, "random", seed=9)
     with pytest.raises(ValueError, match="differ from the dataset's"):
         evaluate(make_policy("clinician"), result, table=other, estimators=("pdis",), behavior_model=behavior)
+
+
+def test_bench_ope_rejects_bad_sizes_before_any_work():
+    import argparse
+
+    from vanco_offline.bench import ope as bench
+
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    for argv, message in (
+        (["--quick", "--stays", "1"], "--stays must be at least 2"),
+        (["--quick", "--gamma", "0"], "--gamma"),
+        (["--quick", "--epsilon", "1"], "--epsilon"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            bench.run(parser.parse_args(argv))

@@ -13,20 +13,22 @@ from d3rlpy.preprocessing import StandardObservationScaler
 
 from vanco_offline.ope import FQESettings, TabularMDP, TargetActionFeed, fit_fqe, fqe_config
 from vanco_offline.ope._threads import single_thread
-from vanco_offline.ope.feed import TransitionTable
+from vanco_offline.ope.feed import FQEInputs, TransitionTable
 
 GAMMA = 0.95
 MDP = TabularMDP.random(n_states=5, n_actions=3, horizon=5, seed=1)
 _rng = np.random.default_rng(0)
 MU = _rng.dirichlet(np.full(3, 3.0), size=5)
 PI = _rng.dirichlet(np.full(3, 3.0), size=5)
-SMALL = FQESettings(n_steps=1000, batch_size=128, hidden_units=(64,), target_update_interval=100)
+SMALL = FQESettings(
+    n_steps=1000, batch_size=128, hidden_units=(64,), target_update_interval=100, learning_rate=1e-3
+)
 
 
 def _fqe_value(traj, settings=SMALL) -> float:
     pmf = MDP.policy_pmf(PI, traj)
     fitted = fit_fqe(traj, pmf, GAMMA, settings)
-    q0 = fitted.q_values(traj.observations[:, 0], np.zeros(traj.n_stays))
+    q0 = fitted.q_values(traj, np.arange(traj.n_stays), np.zeros(traj.n_stays, dtype=np.int64))
     return float((q0 * pmf[:, 0]).sum(axis=1).mean())
 
 
@@ -67,7 +69,13 @@ def test_action_feed_reproduces_d3rlpys_own_fqe_for_a_markov_algorithm():
     greedy = algo.predict(traj.observations.reshape(-1, MDP.n_states)).reshape(traj.mask.shape)
     pmf = np.eye(MDP.n_actions)[greedy]
     settings = FQESettings(
-        n_steps=150, batch_size=64, hidden_units=(16,), time_feature=False, reward_scale=1.0, seed=3
+        n_steps=150,
+        batch_size=64,
+        hidden_units=(16,),
+        time_feature=False,
+        history=False,
+        reward_scale=1.0,
+        seed=3,
     )
     ours = fit_fqe(traj, pmf, GAMMA, settings, algo=algo)
 
@@ -76,7 +84,7 @@ def test_action_feed_reproduces_d3rlpys_own_fqe_for_a_markov_algorithm():
     torch.manual_seed(settings.seed)
     stock = DiscreteFQE(algo=algo, config=config)
     stock.create_impl((MDP.n_states,), MDP.n_actions)
-    table = TransitionTable(traj, pmf, None)
+    table = TransitionTable(traj, pmf, FQEInputs())
     rng = np.random.default_rng(settings.seed)
     with single_thread():
         for _ in range(settings.n_steps):

@@ -99,7 +99,7 @@ class ImportanceWeights:
 
 
 def importance_weights(
-    target_prob: np.ndarray, behavior_prob: np.ndarray, mask: np.ndarray, clip: float | None = None
+    target_prob: np.ndarray, behavior_prob: np.ndarray, mask: np.ndarray, clip: float | str | None = None
 ) -> ImportanceWeights:
     """Per-decision ratios ``pi/mu`` and their running products, optionally clipped.
 
@@ -110,9 +110,13 @@ def importance_weights(
         ``behavior_prob`` must be in (0, 1] on logged steps; ``target_prob`` in [0, 1].
     mask : ndarray of shape (n, H), bool
         Logged steps; elsewhere the ratio is 1.
-    clip : float, optional
+    clip : float or "sqrt_n", optional
         Upper bound on the cumulative weight (bias for variance); the share clipped is
-        reported in :class:`WeightDiagnostics`.
+        reported in :class:`WeightDiagnostics`. ``"sqrt_n"`` is truncated importance
+        sampling (Ionides 2008): at each step, weights above ``sqrt(n)`` times that step's
+        mean weight are cut to it, a bound that needs no tuning and vanishes relative to
+        the sum as ``n`` grows. The bound is computed once on the given stays (bootstrap
+        resamples reuse it).
     """
     target_prob = np.asarray(target_prob, dtype=np.float64)
     behavior_prob = np.asarray(behavior_prob, dtype=np.float64)
@@ -121,8 +125,11 @@ def importance_weights(
             f"target_prob {target_prob.shape}, behavior_prob {behavior_prob.shape} and mask {mask.shape} "
             "must have the same shape (stays, steps)"
         )
-    if clip is not None and not clip > 0:
-        raise ValueError(f"clip must be a positive weight bound or None, got {clip!r}")
+    if isinstance(clip, str):
+        if clip != "sqrt_n":
+            raise ValueError(f"clip must be a positive weight bound, 'sqrt_n' or None, got {clip!r}")
+    elif clip is not None and not clip > 0:
+        raise ValueError(f"clip must be a positive weight bound, 'sqrt_n' or None, got {clip!r}")
     bad_mu = mask & ~((behavior_prob > 0) & (behavior_prob <= 1))
     if bad_mu.any():
         stay, step = np.argwhere(bad_mu)[0]
@@ -141,8 +148,9 @@ def importance_weights(
     cumulative = np.cumprod(ratios, axis=1)
     clipped = np.zeros_like(mask)
     if clip is not None:
-        clipped = mask & (cumulative > clip)
-        cumulative = np.minimum(cumulative, clip)
+        bound = np.sqrt(len(cumulative)) * cumulative.mean(axis=0) if clip == "sqrt_n" else clip
+        clipped = mask & (cumulative > bound)
+        cumulative = np.minimum(cumulative, bound)
     return ImportanceWeights(ratios=ratios, cumulative=cumulative, clipped=clipped, mask=mask)
 
 

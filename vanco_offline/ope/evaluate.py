@@ -33,7 +33,7 @@ class ModelValues:
         traj = trajectories
         stay, step = np.nonzero(traj.mask)
         q = np.zeros_like(pmf)
-        q[stay, step] = fitted.q_values(traj.observations[stay, step], step)
+        q[stay, step] = fitted.q_values(traj, stay, step)
         self.fitted = fitted
         self.q_all = q
         self.q_logged = np.take_along_axis(q, traj.actions[..., None], axis=2)[..., 0]
@@ -104,7 +104,7 @@ def evaluate(
     behavior: Literal["auto", "logged", "model"] = "auto",
     behavior_model: BehaviorModel | None = None,
     fqe: FQESettings | None = None,
-    clip: float | None = None,
+    clip: float | str | None = None,
     n_bootstrap: int = 1000,
     confidence: float = 0.95,
     support_threshold: float = 0.01,
@@ -144,8 +144,9 @@ def evaluate(
         here (also for the support check).
     fqe : FQESettings, optional
         FQE hyperparameters (default ``FQESettings()``).
-    clip : float, optional
-        Upper bound on cumulative importance weights.
+    clip : float or "sqrt_n", optional
+        Upper bound on cumulative importance weights; "sqrt_n" truncates each step's
+        weights at sqrt(n) times their mean (:func:`~vanco_offline.ope.importance_weights`).
     n_bootstrap, confidence : int, float
         Percentile bootstrap over stays.
     support_threshold, support_warn : float
@@ -262,4 +263,6 @@ def evaluate(
         truth=true_value,
         fqe_losses=None if model is None else model.fitted.losses,
         notes=notes,
+        target_pmf=pmf,
+        model=model,
     )

@@ -8,6 +8,7 @@ hands exactly those actions to d3rlpy's FQE when its update asks the "algorithm"
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,7 @@ from d3rlpy.ope import FQEConfig
 
 from vanco_offline.ope.trajectories import Trajectories
 
-__all__ = ["TargetActionFeed", "TransitionTable", "scaled_next", "step_inputs"]
+__all__ = ["FQEInputs", "TargetActionFeed", "TransitionTable", "scaled_next"]
 
 
 class TargetActionFeed:
@@ -61,18 +62,16 @@ class TransitionTable:
     """The logged transitions as FQE sees them, and mini-batches drawn from them.
 
     A stay's last transition is terminal for FQE (the estimand ends with the record; see
-    :mod:`vanco_offline.ope.trajectories`). With ``step_scale`` the observation is extended
-    by ``step / step_scale``.
+    :mod:`vanco_offline.ope.trajectories`); FQE's input at each step is :class:`FQEInputs`.
     """
 
-    def __init__(self, trajectories: Trajectories, target_pmf: np.ndarray, step_scale: float | None):
+    def __init__(self, trajectories: Trajectories, target_pmf: np.ndarray, inputs: FQEInputs):
         traj = trajectories
         stay, step = np.nonzero(traj.mask)
         last = step + 1 >= traj.lengths[stay]
         next_step = np.where(last, step, step + 1)
-        self.step_scale = step_scale
-        self.observations = self.inputs(traj.observations[stay, step], step)
-        self.next_observations = self.inputs(traj.observations[stay, next_step], next_step)
+        self.observations = inputs.build(traj, stay, step)
+        self.next_observations = inputs.build(traj, stay, next_step)
         # The next action only matters where there is a next state; elsewhere any will do.
         self.next_cdf = np.cumsum(target_pmf[stay, next_step], axis=1)
         column = traj.raw_actions[stay, step] if traj.continuous else traj.actions[stay, step]
@@ -81,9 +80,6 @@ class TransitionTable:
         self.terminals = last.astype(np.float32).reshape(-1, 1)
         self.action_values = traj.action_values
         self.continuous = traj.continuous
-
-    def inputs(self, observations: np.ndarray, steps: np.ndarray) -> np.ndarray:
-        return step_inputs(observations, steps, self.step_scale)
 
     def sample(self, rng: np.random.Generator, batch_size: int) -> TransitionMiniBatch:
         """A mini-batch (uniform over transitions) with next actions drawn from the policy."""
@@ -104,13 +100,36 @@ class TransitionTable:
         )
 
 
-def step_inputs(observations: np.ndarray, steps: np.ndarray, step_scale: float | None) -> np.ndarray:
-    """FQE's input: the observations, extended by ``step / step_scale`` unless it is None (float32)."""
-    observations = np.asarray(observations, dtype=np.float32)
-    if step_scale is None:
-        return observations
-    step = (np.asarray(steps, dtype=np.float32) / step_scale).reshape(-1, 1)
-    return np.concatenate([observations, step], axis=1)
+@dataclasses.dataclass(frozen=True)
+class FQEInputs:
+    """What FQE's Q-function sees at a logged step.
+
+    The observation; with ``step_scale``, the decision step over ``step_scale``; for each of
+    the last ``history`` steps, the logged dose then (-1 before the stay's first step) and
+    the change of every observation column since then. The history makes the state closer
+    to Markov: a level after a known dose tells the patient's clearance, which a single
+    observation does not, and which the history-using policies (MIPD, the oracle through
+    its choices) exploit.
+    """
+
+    step_scale: float | None = None
+    history: int = 0
+
+    def build(self, trajectories: Trajectories, stay: np.ndarray, step: np.ndarray) -> np.ndarray:
+        """Inputs of the (stay, step) cells, float32 of shape (m, width)."""
+        traj = trajectories
+        columns = [traj.observations[stay, step].astype(np.float32)]
+        if self.step_scale is not None:
+            columns.append((np.asarray(step, dtype=np.float32) / self.step_scale).reshape(-1, 1))
+        step = np.asarray(step)
+        for lag in range(1, int(self.history) + 1):
+            before = step < lag
+            back = np.where(before, 0, step - lag)
+            dose = np.where(before, -1.0, traj.action_values[traj.actions[stay, back]])
+            change = traj.observations[stay, step] - traj.observations[stay, back]
+            change = np.where(before[:, None], 0.0, change)
+            columns += [dose.astype(np.float32).reshape(-1, 1), change.astype(np.float32)]
+        return np.concatenate(columns, axis=1)
 
 
 def scaled_next(batch: TransitionMiniBatch, config: FQEConfig) -> tuple[torch.Tensor, torch.Tensor]:

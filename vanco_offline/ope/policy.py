@@ -156,31 +156,50 @@ class AlgoPolicy(EvaluatedPolicy):
     epsilon : float
         Softening (see the module docstring); greedy policies need it for IS.
     name : str, optional
+    stochastic : bool
+        Evaluate the algorithm's own action distribution instead of its greedy action; needs
+        ``algo.predict_action_probabilities`` (DiscreteVancoIQL's categorical policy).
     """
 
-    deterministic = True
-
-    def __init__(self, algo: Any, epsilon: float = 0.0, name: str | None = None):
+    def __init__(self, algo: Any, epsilon: float = 0.0, name: str | None = None, stochastic: bool = False):
         if not hasattr(algo, "predict") or getattr(algo, "impl", None) is None:
             raise ValueError(
                 "AlgoPolicy needs a built d3rlpy algorithm "
                 "(fit it, or call build_with_dataset and load_model)"
             )
+        if stochastic and not callable(getattr(algo, "predict_action_probabilities", None)):
+            raise ValueError(
+                f"stochastic=True needs an algorithm with predict_action_probabilities(); "
+                f"{type(algo).__name__} has none: evaluate its greedy policy with epsilon > 0"
+            )
         self.algo = algo
         self.epsilon = _check_epsilon(epsilon)
+        self.stochastic = stochastic
+        self.deterministic = not stochastic
         self.name = name or type(algo).__name__
         self.discrete = algo.get_action_type().name == "DISCRETE"
 
-    def grid_index(self, observations: np.ndarray, grid: np.ndarray) -> np.ndarray:
-        """Grid index of the algorithm's greedy action for each observation row."""
+    def probabilities(self, observations: np.ndarray, grid: np.ndarray) -> np.ndarray:
+        """The algorithm's pmf over the grid for each observation row (one-hot when greedy)."""
         x = np.asarray(observations, dtype=np.float32)
-        action = np.concatenate(
-            [np.asarray(self.algo.predict(x[i : i + 8192])) for i in range(0, len(x), 8192)]
-        )
+        chunks = [x[i : i + 8192] for i in range(0, len(x), 8192)]
+        k = len(grid)
+        if self.stochastic:
+            pmf = np.concatenate([np.asarray(self.algo.predict_action_probabilities(c)) for c in chunks])
+            if pmf.shape != (len(x), k):
+                raise ValueError(
+                    f"{self.name} gave probabilities of shape {pmf.shape}, expected ({len(x)}, {k})"
+                )
+            return pmf.astype(np.float64)
+        action = np.concatenate([np.asarray(self.algo.predict(c)) for c in chunks])
         if self.discrete:
-            return action.reshape(-1).astype(np.int64)
-        edges = (grid[1:] + grid[:-1]) / 2.0
-        return np.searchsorted(edges, action.reshape(len(x), -1)[:, 0], side="right").astype(np.int64)
+            index = action.reshape(-1).astype(np.int64)
+        else:
+            edges = (grid[1:] + grid[:-1]) / 2.0
+            index = np.searchsorted(edges, action.reshape(len(x), -1)[:, 0], side="right").astype(np.int64)
+        if index.min() < 0 or index.max() >= k:
+            raise ValueError(f"{self.name} chose action {int(index.max())}, outside the {k} actions")
+        return np.eye(k)[index]
 
     def _logged_pmf(self, trajectories: Trajectories, context: LoggedContext) -> np.ndarray:
         traj = trajectories
@@ -189,14 +208,10 @@ class AlgoPolicy(EvaluatedPolicy):
                 f"{self.name} gives doses in mg but the dataset's {traj.n_actions} discrete actions "
                 f"are not the {len(DOSE_GRID_MG)}-level dose grid"
             )
-        grid = traj.action_values if traj.continuous else DOSE_GRID_MG
+        grid = traj.action_values if traj.continuous else DOSE_GRID_MG[: traj.n_actions]
         n, horizon, d = traj.observations.shape
-        index = self.grid_index(traj.observations.reshape(n * horizon, d), grid)
-        if index.max() >= traj.n_actions:
-            raise ValueError(
-                f"{self.name} chose action {int(index.max())}, outside the {traj.n_actions} actions"
-            )
-        return np.eye(traj.n_actions)[index].reshape(n, horizon, traj.n_actions)
+        pmf = self.probabilities(traj.observations.reshape(n * horizon, d), grid)
+        return pmf.reshape(n, horizon, traj.n_actions)
 
     def simulator_policy(self, observation_names: Sequence[str]) -> Any:
         return _AlgoDosing(self, tuple(observation_names))
@@ -206,8 +221,9 @@ class ReferencePolicy(EvaluatedPolicy):
     """A ``vanco_pk.policies`` dosing policy (clinician, MIPD, oracle, random, fixed).
 
     On logged data each stay is replayed through it (``vanco_pk.policies.replay``); this
-    needs the stays' covariates (from the observation when the data were converted with
-    covariates, else from the table: :func:`vanco_offline.ope.context_from_table`).
+    needs the stays' covariates, times and level flags: from the dosing table
+    (``evaluate(..., table=table)``, scored by ``vanco_offline.data.cohort.score_table``),
+    else the covariates from the observation (data converted with ``covariates=True``).
     """
 
     def __init__(self, policy: Any, epsilon: float = 0.0, name: str | None = None):
@@ -237,7 +253,7 @@ class ReferencePolicy(EvaluatedPolicy):
         if getattr(self.policy, "needs_truth", False) and truth is None:
             raise ValueError(
                 f"policy {self.name!r} reads the simulator's true state; pass LoggedContext(truth=...) "
-                "(a simulated cohort's table has it: context_from_table)"
+                "or a simulated cohort's table, which has the true_* columns (evaluate(..., table=table))"
             )
         doses = DOSE_GRID_MG[traj.actions] if not traj.continuous else traj.raw_actions
         time_h = context.time_h
@@ -295,8 +311,8 @@ def _covariates(traj: Trajectories, context: LoggedContext, name: str) -> Mappin
     if missing:
         raise ValueError(
             f"policy {name!r} replays logged stays and needs each patient's {list(COVARIATES)}; the "
-            f"observation lacks {missing}: convert the table with covariates=True, or pass "
-            "context=context_from_table(table, result)"
+            f"observation lacks {missing}: pass the dosing table (evaluate(..., table=table)) or "
+            "convert the table with covariates=True"
         )
     return {c: traj.observations[:, 0, names.index(c)].astype(np.float64) for c in COVARIATES}
 
@@ -349,8 +365,7 @@ class _AlgoDosing:
         return np.stack(columns, axis=1).astype(np.float32)
 
     def action_probs(self, obs: np.ndarray, info: Mapping[str, Any]) -> np.ndarray:
-        index = self.policy.grid_index(self.inputs(obs, info), DOSE_GRID_MG)
-        return np.eye(len(DOSE_GRID_MG))[index]
+        return self.policy.probabilities(self.inputs(obs, info), DOSE_GRID_MG)
 
     def record(self, dose_mg: Any) -> None:
         """Stateless: the greedy dose depends on the observation only."""

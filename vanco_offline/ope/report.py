@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 
@@ -108,6 +109,10 @@ class OPEReport:
     fqe_losses : ndarray or None
         FQE's TD loss trace (mean per 200 updates).
     notes : list of str
+    target_pmf : ndarray (n, H, K) or None
+        The evaluated (softened) policy's probabilities at the logged steps.
+    model : ModelValues or None
+        FQE's fitted Q and its values at the logged steps (for further estimators).
     """
 
     policy: str
@@ -124,6 +129,8 @@ class OPEReport:
     truth: TrueValue | None = None
     fqe_losses: np.ndarray | None = None
     notes: list[str] = dataclasses.field(default_factory=list)
+    target_pmf: np.ndarray | None = dataclasses.field(default=None, repr=False)
+    model: Any = dataclasses.field(default=None, repr=False)
 
     def value(self, estimator: str) -> float:
         if estimator not in self.estimates:
