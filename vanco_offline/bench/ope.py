@@ -237,10 +237,7 @@ def run(args: argparse.Namespace) -> int:
     )
 
     truth_spec = SimulatorTruth(n_patients=size.truth_patients, seed=1_000_000 + args.seed)
-    # About 20 target-network periods: the 14-step horizon needs at least 14 to propagate.
-    fqe = FQESettings(
-        n_steps=size.fqe_steps, target_update_interval=max(100, size.fqe_steps // 20), seed=args.seed
-    )
+    fqe = FQESettings(n_steps=size.fqe_steps, seed=args.seed)  # target copied every n_steps // 20
     gap_values = {
         name: simulate_value(ReferencePolicy(make_policy(name)), args.gamma, truth_spec).value
         for name in ("oracle", "random")

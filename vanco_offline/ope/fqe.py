@@ -79,8 +79,12 @@ class FQESettings:
         Gradient steps. The Q-function must propagate rewards over the whole horizon, one
         target-network period per step back, so ``n_steps`` should exceed
         ``horizon * target_update_interval`` several times.
-    batch_size, learning_rate, target_update_interval : int, float, int
+    batch_size, learning_rate : int, float
         As in d3rlpy's ``FQEConfig``.
+    target_update_interval : int, optional
+        Updates between target-network copies; default ``n_steps // 20`` (at least 1), so
+        that any ``n_steps`` gives the ~20 copies a 14-decision horizon needs (each copy
+        propagates value one decision back).
     hidden_units : tuple of int
         Sizes of the Q-network's hidden layers.
     layer_norm : bool
@@ -114,7 +118,7 @@ class FQESettings:
     n_steps: int = 6000
     batch_size: int = 256
     learning_rate: float = 3e-4
-    target_update_interval: int = 300
+    target_update_interval: int | None = None
     hidden_units: tuple[int, ...] = (128, 128)
     layer_norm: bool = False
     weight_decay: float = 0.0
@@ -125,6 +129,8 @@ class FQESettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.target_update_interval is None:
+            object.__setattr__(self, "target_update_interval", max(1, int(self.n_steps) // 20))
         for name in ("n_steps", "batch_size", "target_update_interval"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(
