@@ -191,7 +191,8 @@ def run(args: argparse.Namespace) -> int:
     t0 = tasks[0]
     header = (
         f"{len(tasks)} cells, {t0.n_steps} steps, batch {t0.batch_size}, hidden {list(t0.hidden_units)}, "
-        f"{t0.eval_patients} held-out patients, covariates {'on' if t0.covariates else 'off'}, "
+        f"{t0.eval_patients} held-out patients, training data "
+        f"{next((t.variant for t in tasks if t.learned and t.variant), 'as the project converts it')}, "
         f"backend {args.backend}, wall time {wall:.0f} s"
     )
     text = f"{header}\n\n{table}\n\n" + "\n".join(f"- {line}" for line in lines) + "\n"
