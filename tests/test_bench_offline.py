@@ -221,3 +221,26 @@ def test_reward_variant_with_the_project_numbers_is_the_project_reward(monkeypat
     rows = table[table["stay_id"] == augmented.stay_ids[0]]["dose_mg"].to_numpy()
     np.testing.assert_allclose(first[:, -1], np.r_[0.0, rows[:-1]])
     np.testing.assert_allclose(first[:, :-1], result.dataset.episodes[0].observations)
+
+
+def test_merge_aggregates_earlier_runs_and_refuses_duplicates(tmp_path, tiny_grid):
+    from vanco_offline.bench.offline_report import results_to_json
+
+    _, results = tiny_grid
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    (first / "results.json").write_text(json.dumps(results_to_json(results[4:])))  # clinician
+    (second / "results.partial.json").write_text(json.dumps(results_to_json(results[:4])))  # a stopped run
+    parser = argparse.ArgumentParser()
+    offline.add_arguments(parser)
+    out = tmp_path / "merged"
+    assert offline.run(parser.parse_args(["--merge", str(first), str(second), "--out", str(out)])) == 0
+    table = (out / "table.md").read_text()
+    rows = [line.split(" | ")[1] for line in table.splitlines() if line.startswith("| medium-tiny")]
+    assert rows == ["VancoIQL", "BC", "clinician"]  # the grid's order, whatever the folders' order
+    with pytest.raises(ValueError, match="also in an earlier folder"):
+        offline.run(parser.parse_args(["--merge", str(first), str(first), "--out", str(out)]))
+    (first / "results.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match=r"not a results\.json of bench offline"):
+        offline.run(parser.parse_args(["--merge", str(first), "--out", str(out)]))

@@ -234,7 +234,9 @@ def _merge(args: argparse.Namespace) -> int:
             seen.add(key)
             results.append(cell)
     order = {name: i for i, name in enumerate(dict.fromkeys(c.dataset for c in results))}
-    results.sort(key=lambda c: order[c.dataset])  # stable: algorithms keep their run order
+    canonical = {name: i for i, name in enumerate([*ALGORITHMS, *REFERENCE_POLICIES])}
+    # Dataset by dataset, algorithms in the grid's order, data variants after their algorithm.
+    results.sort(key=lambda c: (order[c.dataset], canonical[c.algo.split(" [")[0]], c.algo, c.seed))
     rows = aggregate(results)
     text = f"{len(results)} cells merged from {', '.join(map(str, args.merge))}\n\n{format_table(rows)}\n\n"
     lines = verdicts(rows) + verdicts(rows, "DiscreteVancoIQL") + ope_summary(rows)
