@@ -86,6 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser(argv)
     args = parser.parse_args(argv)
     name = args.command if args.command != "bench" else f"bench {args.bench}"
+    if args.command == "bench":
+        from vanco_offline.commands.common import quiet_d3rlpy
+
+        quiet_d3rlpy()  # a benchmark's output is its table, not d3rlpy's per-fit logs
     try:
         code = importlib.import_module(args._module).run(args)
     except USER_ERRORS as exc:
