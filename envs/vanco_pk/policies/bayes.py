@@ -43,6 +43,7 @@ __all__ = [
     "map_estimate",
     "map_objective",
     "predicted_state",
+    "trailing_auc",
 ]
 
 # Finite-difference step in log-parameter units and the candidate Newton step lengths.
@@ -275,6 +276,44 @@ def predicted_state(
         np.full(n, model.q),
     )
     return params, a1, a2
+
+
+def trailing_auc(
+    history: DoseHistory, eta: np.ndarray, model: GotiModel = GOTI_2018, window_h: float = 24.0
+) -> np.ndarray:
+    """AUC (mg*h/L) over the ``window_h`` hours before the last decision, from the doses given.
+
+    The patients' individual parameters are ``eta`` (P, 2) on top of the typical values of
+    each interval (CL from that interval's creatinine), exactly as in the MAP likelihood;
+    time before the first decision counts as drug-free, so early in a stay this is the AUC
+    of a shorter exposure (as the simulator's ``info["auc24"]`` is).
+    """
+    eta = np.asarray(eta, dtype=np.float64)
+    n = history.n_patients
+    upto = history.time_h.shape[1] - 1
+    total = np.zeros(n)
+    if upto == 0:
+        return total
+    cl_typ, v1_typ = history.typical(model)
+    v1 = v1_typ * np.exp(eta[:, 1])
+    v2 = np.full(n, model.v2)
+    q = np.full(n, model.q)
+    a1 = np.zeros(n)
+    a2 = np.zeros(n)
+    start = history.time_h[:, -1] - window_h
+    for k in range(upto):
+        params = PKParams(cl_typ[:, k] * np.exp(eta[:, 0]), v1, v2, q)
+        dose = history.dose_mg[:, k]
+        t_inf = infusion_duration_h(dose)
+        gap = history.time_h[:, k + 1] - history.time_h[:, k]
+        # The part of this interval inside the window: from `skip` hours after its start to its end.
+        skip = np.clip(start - history.time_h[:, k], 0.0, gap)
+        out = propagate(params, a1, a2, dose, t_inf, gap)
+        if np.any(skip < gap):
+            before = interval_auc(params, a1, a2, dose, t_inf, skip)
+            total = total + np.where(skip < gap, out.auc - before, 0.0)
+        a1, a2 = out.central_mg, out.peripheral_mg
+    return total
 
 
 def forward_auc(

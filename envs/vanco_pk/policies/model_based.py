@@ -22,14 +22,8 @@ import numpy as np
 
 from vanco_pk.pk import GOTI_2018, GotiModel, PKParams
 from vanco_pk.policies.base import N_DOSES, DosingPolicy
-from vanco_pk.policies.bayes import (
-    _take,
-    auc_target_dose,
-    history_from_policy,
-    map_estimate,
-    predicted_state,
-)
-from vanco_pk.targets import AUC24_GOAL
+from vanco_pk.policies.bayes import auc_target_dose
+from vanco_pk.targets import AUC24_GOAL, CREATININE
 
 __all__ = ["TRUTH_KEYS", "MIPDPolicy", "OraclePolicy"]
 
@@ -72,6 +66,7 @@ class MIPDPolicy(_AUCTargetPolicy):
 
     Attributes
     ----------
+    tracker : :class:`vanco_pk.exposure.ExposureTracker`, the policy's Bayesian memory
     eta : (P, 2) current MAP log-deviations of CL and V1 (0 before any level)
     """
 
@@ -88,19 +83,29 @@ class MIPDPolicy(_AUCTargetPolicy):
         self.model = model
 
     def _start(self) -> None:
-        self.eta = np.zeros((self.n_patients, 2))
-        self.fits = 0
+        # Imported here, not at the top: vanco_pk.exposure imports this package's bayes module.
+        from vanco_pk.exposure import ExposureTracker
+
+        # The tracker is the policy's Bayesian memory (one implementation of the MAP refits,
+        # shared with the environments' PK features and the data layer).
+        self.tracker = ExposureTracker(self.interval_h, self.target_auc, self.horizon_h, self.model)
+        self.tracker.reset(self.covariates)
+
+    @property
+    def eta(self) -> np.ndarray:
+        return self.tracker.eta
+
+    @property
+    def fits(self) -> int:
+        return self.tracker.fits
 
     def _pmf(self, info: Mapping[str, Any]) -> np.ndarray:
-        history = history_from_policy(self.covariates, self.history())
-        # Refit only when a level arrived: nothing else changes the posterior of eta.
-        refit = np.flatnonzero(np.isfinite(self.level_now))
-        if refit.size:
-            result = map_estimate(_take(history, refit), self.model, eta0=self.eta[refit])
-            self.eta[refit] = result.eta
-            self.fits += refit.size
-        params, central, peripheral = predicted_state(history, self.eta, self.model)
+        self.tracker.observe(self.time_now, self.obs_now[:, CREATININE], self.level_now)
+        params, central, peripheral = self.tracker.predicted_state()
         return self._choose(params, central, peripheral)
+
+    def _after_record(self, dose: np.ndarray) -> None:
+        self.tracker.record(dose)
 
 
 class OraclePolicy(_AUCTargetPolicy):
