@@ -12,7 +12,7 @@ from d3rlpy.optimizers import AdamFactory
 from d3rlpy.preprocessing import MinMaxActionScaler, StandardObservationScaler
 
 from vanco_offline.algos import FusedAdamFactory, VancoIQLConfig
-from vanco_offline.algos.synthetic import make_dosing_dataset
+from vanco_offline.data import convert, generate_cohort
 
 N_UPDATES = 100
 LOSSES = ("critic_loss", "q_loss", "v_loss", "actor_loss")
@@ -29,7 +29,8 @@ def _one_torch_thread():
 
 @pytest.fixture(scope="module")
 def dataset():
-    return make_dosing_dataset(n_stays=40, seed=3)
+    # Clinician-dosed stays from the vanco_pk simulator, doses in mg.
+    return convert(generate_cohort(40, seed=3), "continuous", fill_unmeasured_level=True).dataset
 
 
 @pytest.fixture(scope="module")

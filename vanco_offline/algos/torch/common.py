@@ -32,9 +32,14 @@ def normal_log_prob(x: torch.Tensor, loc: torch.Tensor, std: torch.Tensor) -> to
 
     Written out instead of building ``torch.distributions.Normal`` every step: the
     distribution object validates its arguments on construction, which costs more than
-    the arithmetic at the network sizes used here. The expression is the one in
-    ``Normal.log_prob`` so the result is bit-identical.
+    the arithmetic at the network sizes used here. The expression and the broadcasting are
+    those of ``Normal`` so the result and its gradient are bit-identical.
     """
+    # Normal broadcasts loc and scale against each other first; a shared (1, n) log-std
+    # parameter is then expanded to the batch before the arithmetic, and its gradient is
+    # summed over the batch by the expand's backward. Broadcasting later would sum the
+    # same terms in another order: the loss is equal, the log-std gradient not bit for bit.
+    loc, std = torch.broadcast_tensors(loc, std)
     var = std**2
     log_prob = -((x - loc) ** 2) / (2 * var) - std.log() - _LOG_SQRT_2PI
     return log_prob.sum(dim=-1, keepdim=True)
