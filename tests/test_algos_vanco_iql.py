@@ -24,8 +24,8 @@ from torch.distributions.transforms import TanhTransform
 from vanco_offline.algos import DiscreteVancoIQLConfig, FastReplayBuffer, VancoIQLConfig
 from vanco_offline.algos.evaluators import standard_evaluators
 from vanco_offline.algos.fitting import fit_threads
-from vanco_offline.algos.synthetic import make_dosing_dataset
 from vanco_offline.algos.torch.common import AdvantageWeighting
+from vanco_offline.data import convert, generate_cohort
 
 SMALL = VectorEncoderFactory([16, 16])
 
@@ -38,9 +38,14 @@ def _one_torch_thread():
     torch.set_num_threads(previous)
 
 
+def _cohort(n_stays: int, seed: int):
+    """Clinician-dosed stays from the vanco_pk simulator, doses in mg (15 observations a stay)."""
+    return convert(generate_cohort(n_stays, seed=seed), "continuous", fill_unmeasured_level=True).dataset
+
+
 @pytest.fixture(scope="module")
 def dataset():
-    return make_dosing_dataset(n_stays=30, seed=1)
+    return _cohort(30, seed=1)
 
 
 @pytest.fixture(scope="module")
@@ -245,7 +250,7 @@ def test_small_networks_fit_on_one_thread_and_restore_the_setting(dataset):
 def _head_log_prob(head, batch):
     d3rlpy.seed(0)
     algo = _config(policy_head=head, observation_scaler=None).create()
-    algo.build_with_dataset(make_dosing_dataset(n_stays=2))
+    algo.build_with_dataset(_cohort(2, seed=0))
     impl = algo.impl
     out = impl.modules.policy(batch.observations)
     return impl._log_prob(batch.observations, batch.actions), out
