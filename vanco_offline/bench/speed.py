@@ -1,11 +1,12 @@
 """``vanco-offline bench speed``: gradient steps per second of VancoIQL against d3rlpy's IQL.
 
 Both algorithms train with the same hyperparameters, batch size and network on the same
-dataset (``vanco_offline.algos.synthetic``: 140 stays x 15 steps = 2,100 transitions, the
-size of the seed's data), and each timing is a whole ``fit`` call: scaler fitting, model
-building, mini-batch sampling, updates and d3rlpy's logging loop. Runs are interleaved
-and repeated and the fastest of each is kept, so that other jobs on the machine bias
-every row alike.
+dataset (150 clinician-dosed stays from the ``vanco_pk`` simulator, 14 decisions each:
+2,100 transitions, the size of the seed's data), and each timing is a whole ``fit`` call:
+scaler fitting, model building, mini-batch sampling, updates and d3rlpy's logging loop.
+Runs are interleaved and repeated and the fastest of each is kept, so that other jobs on
+the machine bias every row alike. d3rlpy's per-fit logs are switched off: the output is
+the table and the verdicts.
 
 Rows per network: d3rlpy's IQL as a user gets it (torch's default thread count; the
 baseline of the targets), the same on the thread count VancoIQL picks for the network
@@ -30,6 +31,8 @@ import torch
 
 TARGET_RATIO = {(32, 32): 2.0, (256, 256): 1.0}
 TARGET_5000_STEPS_S = 15.0
+#: 150 stays x 14 twelve-hourly decisions = 2,100 transitions, the seed's data size.
+N_STAYS = 150
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -177,9 +180,15 @@ def run(args: argparse.Namespace) -> int:
     hiddens = _parse_hidden(args.hidden)
 
     from vanco_offline.algos import VancoIQLConfig
-    from vanco_offline.algos.synthetic import make_dosing_dataset
+    from vanco_offline.commands.common import quiet_d3rlpy
+    from vanco_offline.data import convert, generate_cohort
 
-    dataset = make_dosing_dataset(seed=args.seed)
+    # d3rlpy logs every fit (scalers, models built, epoch metrics), dozens of lines that
+    # would bury the table. Quietened here, after d3rlpy is imported: its import configures
+    # structlog to print every level, undoing the CLI's earlier quiet_d3rlpy() call.
+    quiet_d3rlpy()
+    table = generate_cohort(N_STAYS, "clinician", seed=args.seed)
+    dataset = convert(table, "continuous", fill_unmeasured_level=True).dataset
     load_before = os.getloadavg()[0]
     print(
         f"VancoIQL vs d3rlpy IQL: whole fit() of {args.steps} steps on {dataset.transition_count} "
