@@ -18,15 +18,6 @@ N_UPDATES = 100
 LOSSES = ("critic_loss", "q_loss", "v_loss", "actor_loss")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # Tiny networks: one thread is faster, and immune to other jobs stalling a second one.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def dataset():
     # Clinician-dosed stays from the vanco_pk simulator, doses in mg.

@@ -18,14 +18,6 @@ from vanco_offline.algos import FastReplayBuffer, FlatTransitions
 from vanco_offline.algos.sampler import TorchTransitionSampler
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _dataset(n_episodes: int = 60, seed: int = 0) -> MDPDataset:
     """Episodes of 3..20 steps, some terminal and some cut by a timeout; obs[:, 0] is the row id."""
     rng = np.random.default_rng(seed)

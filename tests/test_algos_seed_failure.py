@@ -11,8 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import d3rlpy
-import pytest
-import torch
 from d3rlpy.logging import NoopAdapterFactory
 
 from vanco_offline.algos.evaluators import ActionSaturationEvaluator
@@ -22,14 +20,6 @@ from vanco_offline.data import convert, generate_cohort, load_table
 SAMPLE_COHORT = Path(__file__).resolve().parents[1] / "data" / "sample_cohort.csv"
 # The saturation needs ~1,000 steps at the seed's learning rate of 3e-5 (0.6 at 600 steps).
 N_STEPS = 1000
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _train(preset_name: str, dataset) -> tuple[float, float]:

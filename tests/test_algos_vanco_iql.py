@@ -30,14 +30,6 @@ from vanco_offline.data import convert, generate_cohort
 SMALL = VectorEncoderFactory([16, 16])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _cohort(n_stays: int, seed: int):
     """Clinician-dosed stays from the vanco_pk simulator, doses in mg (15 observations a stay)."""
     return convert(generate_cohort(n_stays, seed=seed), "continuous", fill_unmeasured_level=True).dataset
