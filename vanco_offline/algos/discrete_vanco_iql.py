@@ -27,7 +27,11 @@ from vanco_offline.algos.fitting import FastFitMixin, check_finite
 from vanco_offline.algos.optimizers import fused_adam_field
 from vanco_offline.algos.sampler import FlatTransitions
 from vanco_offline.algos.torch.common import AdvantageWeighting
-from vanco_offline.algos.torch.discrete_vanco_iql_impl import DiscreteVancoIQLImpl, DiscreteVancoIQLModules
+from vanco_offline.algos.torch.discrete_vanco_iql_impl import (
+    DECISION_RULES,
+    DiscreteVancoIQLImpl,
+    DiscreteVancoIQLModules,
+)
 from vanco_offline.algos.vanco_iql import predict_state_value
 
 __all__ = ["DiscreteVancoIQL", "DiscreteVancoIQLConfig"]
@@ -40,11 +44,27 @@ class DiscreteVancoIQLConfig(LearnableConfig):
     Twin Q over the dose levels, each regressed on :math:`r + \gamma V(s')` at the logged
     level; V by expectile regression on the minimum target Q of the logged level; a
     categorical policy trained by advantage-weighted cross-entropy with the logged level,
-    weights :math:`\min(e^{\beta (Q - V)}, w_{max})`. ``predict`` returns the policy's most
-    probable level (an index into ``vanco_pk.targets.DOSE_GRID_MG`` for the project's data).
+    weights :math:`\min(e^{\beta (Q - V)}, w_{max})`. ``predict`` returns the level chosen
+    by ``decision_rule`` from the policy's probabilities (an index into
+    ``vanco_pk.targets.DOSE_GRID_MG`` for the project's data); ``sample_action`` samples
+    the categorical policy.
 
     Parameters are those of :class:`~vanco_offline.algos.VancoIQLConfig` that apply to a
-    categorical policy (no action scaler, policy head or log-std bounds).
+    categorical policy (no action scaler, policy head or log-std bounds), and:
+
+    decision_rule : {"mean", "mode", "median"}
+        How ``predict`` (and ``save_policy``, TorchScript and ONNX) turns the policy's
+        probabilities into one level: the level nearest the policy's mean level, i.e. the
+        grid dose nearest its mean dose (``mean``, the default), the most probable level
+        (``mode``, what d3rlpy's discrete algorithms do), or the median level. The policy
+        imitates the advantage-weighted logged doses, which at a given state spread over
+        several levels, most often below their mean, so a ``mode`` policy under-doses.
+        Measured with ``vanco-offline bench offline --datasets medium --steps 1000
+        --eval-patients 300`` (clinician data, 5 seeds, IQM of AUC24 400-600 attainment on
+        300 held-out simulated patients; small = 2,100 / large = 50,400 transitions):
+        ``mode`` 26.4 % / 19.6 % (mean dose 620 / 560 mg, return 0.86 / 0.36), ``median``
+        36 % on small, ``mean`` 41.0 % / 38.7 % (850 / 820 mg, return 3.07 / 3.08, AKI
+        3.1 % / 2.6 %); the clinician who made the data: 43.1 % (940 mg, AKI 2.4 %).
     """
 
     actor_learning_rate: float = 3e-4
@@ -63,9 +83,15 @@ class DiscreteVancoIQLConfig(LearnableConfig):
     max_weight: float = 100.0
     normalize_advantage: bool = False
     self_normalize_weights: bool = False
+    decision_rule: str = "mean"
 
     def __post_init__(self) -> None:
         check_iql_options(self, "DiscreteVancoIQLConfig")
+        if self.decision_rule not in DECISION_RULES:
+            raise ValueError(
+                f"DiscreteVancoIQLConfig: decision_rule={self.decision_rule!r} is not one of "
+                f"{list(DECISION_RULES)}"
+            )
         if self.action_scaler is not None:
             raise ValueError(
                 "DiscreteVancoIQLConfig: action_scaler must be None; discrete actions are dose-grid "
@@ -146,6 +172,7 @@ class DiscreteVancoIQL(
                 self_normalize=cfg.self_normalize_weights,
             ),
             device=self._device,
+            decision_rule=cfg.decision_rule,
         )
 
     def get_action_type(self) -> ActionSpace:

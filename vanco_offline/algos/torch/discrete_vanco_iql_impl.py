@@ -16,7 +16,34 @@ from torch import nn
 
 from vanco_offline.algos.torch.common import AdvantageWeighting, expectile_loss, soft_update
 
-__all__ = ["DiscreteVancoIQLImpl", "DiscreteVancoIQLModules"]
+__all__ = ["DECISION_RULES", "DiscreteVancoIQLImpl", "DiscreteVancoIQLModules", "choose_level"]
+
+#: Decision rules of the greedy action, see ``DiscreteVancoIQLConfig.decision_rule``.
+DECISION_RULES = ("mode", "mean", "median")
+
+
+def choose_level(logits: torch.Tensor, rule: str) -> torch.Tensor:
+    """The level index (int64, shape (batch,)) that ``rule`` picks from a categorical policy's logits.
+
+    ``mode``: the most probable level. ``mean``: the level nearest the policy's mean level
+    (the grid is evenly spaced, so the grid dose nearest its mean dose), halves rounded to
+    even as ``torch.round`` and ONNX ``Round`` do. ``median``: the lowest level whose
+    cumulative probability reaches 1/2. Only tensor operations that trace to ONNX, so the
+    exported policy decides as ``predict`` does.
+    """
+    if rule == "mode":
+        return logits.argmax(dim=1)
+    probs = torch.softmax(logits, dim=1)
+    n_levels = probs.shape[1]
+    if rule == "mean":
+        levels = torch.arange(n_levels, dtype=probs.dtype, device=probs.device)
+        return (probs * levels).sum(dim=1).round().long()
+    if rule == "median":
+        below = (probs.cumsum(dim=1) < 0.5).long().sum(dim=1)
+        # The last cumulative sum is ~1, so at most n_levels - 1 sums are below 1/2; the
+        # clamp only guards against a policy whose probabilities do not sum to one.
+        return below.clamp(max=n_levels - 1)
+    raise ValueError(f"decision_rule={rule!r} is not one of {list(DECISION_RULES)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +73,7 @@ class DiscreteVancoIQLImpl(DiscreteQFunctionMixin, QLearningAlgoImplBase):
         expectile: float,
         weighting: AdvantageWeighting,
         device: str,
+        decision_rule: str = "mode",
     ):
         super().__init__(
             observation_shape=observation_shape,
@@ -59,6 +87,9 @@ class DiscreteVancoIQLImpl(DiscreteQFunctionMixin, QLearningAlgoImplBase):
         self._tau = tau
         self._expectile = expectile
         self._weighting = weighting
+        if decision_rule not in DECISION_RULES:
+            raise ValueError(f"decision_rule={decision_rule!r} is not one of {list(DECISION_RULES)}")
+        self._decision_rule = decision_rule
         hard_sync(modules.targ_q_funcs, modules.q_funcs)
         self._q_params = list(modules.q_funcs.parameters())
         self._targ_q_params = list(modules.targ_q_funcs.parameters())
@@ -114,7 +145,9 @@ class DiscreteVancoIQLImpl(DiscreteQFunctionMixin, QLearningAlgoImplBase):
         return value
 
     def inner_predict_best_action(self, x: TorchObservation) -> torch.Tensor:
-        return self._modules.policy(x).logits.argmax(dim=1)
+        # d3rlpy's predict and save_policy (TorchScript) and save_policy_onnx all trace or
+        # call this, so the rule applied here is the one every export carries.
+        return choose_level(self._modules.policy(x).logits, self._decision_rule)
 
     def inner_sample_action(self, x: TorchObservation) -> torch.Tensor:
         return self._modules.policy(x).sample()
