@@ -140,3 +140,14 @@ def test_bundle_predict_validates_input(trained, tmp_path):
         loaded.predict(np.zeros((2, 3)))
     with pytest.raises(ValueError, match="NaN"):
         loaded.predict(np.full((1, len(result.observation_names)), np.nan))
+
+
+@pytest.mark.parametrize("rule", ["mode", "mean", "median"])
+def test_bundle_decision_rules_match_the_algorithm(rule):
+    import torch
+
+    from vanco_offline.algos.torch.discrete_vanco_iql_impl import choose_level
+
+    logits = np.random.default_rng(3).normal(scale=2.0, size=(500, len(DOSE_GRID_MG)))
+    expected = choose_level(torch.from_numpy(logits), rule).numpy()
+    np.testing.assert_array_equal(bundle_module._choose_level(logits, rule), expected)

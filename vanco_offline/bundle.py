@@ -42,6 +42,24 @@ def _erf(x: np.ndarray) -> np.ndarray:
     return np.vectorize(erf, otypes=[np.float64])(x)
 
 
+#: Decision rules of a discrete policy (DiscreteVancoIQLConfig.decision_rule); "argmax" is
+#: the name bundles written before the rule existed use for "mode".
+_DISCRETE_OUTPUTS = ("argmax", "mode", "mean", "median")
+
+
+def _choose_level(logits: np.ndarray, rule: str) -> np.ndarray:
+    """The dose-grid level each row's rule picks; numpy twin of ``choose_level`` in the algorithm."""
+    if rule in ("argmax", "mode"):
+        return np.argmax(logits, axis=1)
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    if rule == "mean":
+        # np.rint rounds halves to even, as torch.round does.
+        return np.rint(probs @ np.arange(probs.shape[1])).astype(np.int64)
+    below = (np.cumsum(probs, axis=1) < 0.5).sum(axis=1)
+    return np.minimum(below, probs.shape[1] - 1)
+
+
 @dataclass
 class Bundle:
     """A loaded policy bundle: ``predict`` maps observations to doses in mg."""
@@ -71,14 +89,16 @@ class Bundle:
         for layer in self.metadata["layers"]:
             x = self._apply(layer, x)
         output = self.metadata["output"]
-        if output == "argmax":
-            return np.asarray(self.metadata["dose_grid_mg"], dtype=np.float64)[np.argmax(x, axis=1)]
+        if output in _DISCRETE_OUTPUTS:
+            return np.asarray(self.metadata["dose_grid_mg"], dtype=np.float64)[_choose_level(x, output)]
         if output == "tanh":
             x = np.tanh(x)
         elif output == "clip":
             x = np.clip(x, -1.0, 1.0)
         elif output != "identity":
-            raise ValueError(f"bundle output {output!r} is not one of argmax, tanh, clip, identity")
+            raise ValueError(
+                f"bundle output {output!r} is not one of {sorted(_DISCRETE_OUTPUTS)} or tanh, clip, identity"
+            )
         action_scaler = self.metadata.get("action_scaler")
         if action_scaler is not None:
             low, high = np.asarray(action_scaler["minimum"]), np.asarray(action_scaler["maximum"])

@@ -111,7 +111,9 @@ def export_bundle(
         "dose_grid_mg": DOSE_GRID_MG.tolist(),
         "observation_scaler": _observation_scaler(algo.observation_scaler),
         "layers": layers,
-        "output": "argmax" if discrete else ("clip" if algo.config.policy_head == "plain" else "tanh"),
+        "output": algo.config.decision_rule
+        if discrete
+        else ("clip" if algo.config.policy_head == "plain" else "tanh"),
         "action_scaler": None if discrete else _action_scaler(algo.action_scaler),
         "support": support,
         "extra": extra or {},
