@@ -13,6 +13,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.error import ResetNeeded
 
+from vanco_pk.exposure import PK_FEATURES, ExposureTracker
 from vanco_pk.infection import DEFAULT_INFECTION, InfectionParams
 from vanco_pk.kidney import DEFAULT_KIDNEY, KidneyParams
 from vanco_pk.patients import (
@@ -24,9 +25,16 @@ from vanco_pk.patients import (
     get_misspecification,
 )
 from vanco_pk.simulator import EXTENDED_FEATURES, LEVEL_REPORT_MAX, BatchSimulator, SimulatorConfig
-from vanco_pk.targets import DOSE_GRID_MG, DOSE_MAX_MG, FEATURES, get_reward_function
+from vanco_pk.targets import AUC_REWARDS, DOSE_GRID_MG, DOSE_MAX_MG, FEATURES, get_reward_function
 
-__all__ = ["VancoPKDiscreteEnv", "VancoPKEnv", "observation_space", "parse_dose"]
+__all__ = [
+    "VancoPKDiscreteEnv",
+    "VancoPKEnv",
+    "make_tracker",
+    "observation_space",
+    "observe_chart",
+    "parse_dose",
+]
 
 # Bounds the simulator cannot leave (not typical ranges): the level is capped at the assay's
 # report limit, the signs at physiological limits, creatinine/BUN by the largest injury.
@@ -34,15 +42,38 @@ _FEATURE_LOW = [0.0, 0.0, 0.0, 0.0, 30.0, 0.0, 0.0]
 _FEATURE_HIGH = [LEVEL_REPORT_MAX, 100.0, 100.0, 2500.0, 45.0, 300.0, 300.0]
 _COVARIATE_LOW = [30.0, 18.0, 0.0, 120.0, 0.0]
 _COVARIATE_HIGH = [250.0, 100.0, 1.0, 220.0, 1.0]
+# The MAP clearance is bounded by the fit's +-4 SD limit (~27 L/h at the CrCL cap); the AUC
+# estimate by all the drug of an episode in the smallest V1 the fit allows (> 0.4 L).
+_PK_CL_HIGH = 100.0
+_PK_MIN_V1_L = 0.4
 
 
-def observation_space(extended: bool, episode_days: float) -> spaces.Box:
+def observation_space(
+    extended: bool, episode_days: float, pk_features: bool = False, decision_interval_h: float = 12.0
+) -> spaces.Box:
     """The observation Box of one patient (float32)."""
     low, high = list(_FEATURE_LOW), list(_FEATURE_HIGH)
     if extended:
         low += [*_COVARIATE_LOW, 0.0, 0.0]
         high += [*_COVARIATE_HIGH, episode_days * 24.0, DOSE_MAX_MG]
+    if pk_features:
+        doses = episode_days * 24.0 / decision_interval_h + 1
+        low += [0.0, 0.0, 0.0]
+        high += [_PK_CL_HIGH, 24.0 * DOSE_MAX_MG * doses / _PK_MIN_V1_L, DOSE_MAX_MG]
     return spaces.Box(np.array(low, np.float32), np.array(high, np.float32), dtype=np.float32)
+
+
+def make_tracker(config: SimulatorConfig) -> ExposureTracker:
+    """The exposure tracker of an environment (the dose rule repeats every decision interval)."""
+    h = config.decision_interval_h
+    return ExposureTracker(interval_h=h, horizon_h=max(24.0, h))
+
+
+def observe_chart(tracker: ExposureTracker, sim: BatchSimulator) -> None:
+    """Feed the tracker the current decision as a chart shows it: time, creatinine, the level drawn."""
+    level = sim.obs[:, 0]
+    drawn = np.where(sim.level_measured & np.isfinite(level), level, np.nan)
+    tracker.observe(sim.time_h, sim.obs[:, 1], drawn)
 
 
 def parse_dose(action: Any, discrete: bool, n: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -99,7 +130,12 @@ class VancoPKEnv(gym.Env[np.ndarray, np.ndarray]):
     :data:`vanco_pk.EXTENDED_FEATURES` -- the seven features, the covariates ``weight_kg``,
     ``age``, ``sex`` (0 male, 1 female), ``height_cm``, ``dialysis`` (0/1), then
     ``hours_since_level`` (since the last measured level, or since the episode start while
-    none has been measured) and ``last_dose_mg``. ``env.observation_names`` holds the names.
+    none has been measured) and ``last_dose_mg``. With ``pk_features=True`` three more
+    columns follow, :data:`vanco_pk.exposure.PK_FEATURES`: the Bayesian MAP clearance
+    (L/h), the estimated AUC24 of the last 24 h (mg*h/L) and the dose that puts the
+    predicted AUC24 at 500 (mg), from an :class:`vanco_pk.exposure.ExposureTracker` fed what
+    a chart holds (covariates, times, creatinine, doses given, levels drawn), never the
+    truth. ``env.observation_names`` holds the names.
 
     ## Action space
     ``Box(0, 3000, (1,), float32)``: the dose in mg for the next interval. Out-of-range
@@ -112,6 +148,9 @@ class VancoPKEnv(gym.Env[np.ndarray, np.ndarray]):
     ``reward="seed"``), computed on the raw observations whose level is NaN while never
     measured (no exposure term then): about +1 for a level in 10-20 mg/L, penalties for low
     and toxic levels and for creatinine rises, +0.25 for WBC and temperature improving.
+    ``reward="exposure"`` (:func:`vanco_pk.targets.exposure_auc_reward`) scores the
+    tracker's *estimated* AUC24 of the next state instead of the trough, as the data layer
+    computes it from a logged table.
 
     ## Episode start and end
     A patient drawn from the ICU generator (or a fixed one) with an infection, before the
@@ -144,7 +183,8 @@ class VancoPKEnv(gym.Env[np.ndarray, np.ndarray]):
         :class:`vanco_pk.patients.Misspecification` fields, or an instance: true patients
         come from a model that differs from Goti 2018, which policies assume.
     extended_obs : add covariates, hours since the last level and the last dose.
-    reward : ``"default"`` or ``"seed"``.
+    pk_features : add the exposure tracker's three features (after the extended columns).
+    reward : ``"default"``, ``"seed"`` or ``"exposure"``.
     patients : fixed patients instead of drawn ones: :class:`vanco_pk.patients.Patients`
         (everything fixed; only the measurement and sign noise vary with the seed) or
         :class:`vanco_pk.patients.Covariates` (covariates fixed, PK deviations and the rest
@@ -172,6 +212,7 @@ class VancoPKEnv(gym.Env[np.ndarray, np.ndarray]):
         extended_obs: bool = False,
         reward: str = "default",
         patients: Patients | Covariates | None = None,
+        pk_features: bool = False,
         population: ICUPopulation = ICU_POPULATION,
         kidney_params: KidneyParams = DEFAULT_KIDNEY,
         infection_params: InfectionParams = DEFAULT_INFECTION,
@@ -190,14 +231,21 @@ class VancoPKEnv(gym.Env[np.ndarray, np.ndarray]):
             infection=infection_params,
         )
         self.extended_obs = bool(extended_obs)
+        self.pk_features = bool(pk_features)
         self.reward_name = reward
         self._reward = get_reward_function(reward)
+        # The tracker runs for the PK features and for a reward that scores its AUC estimate.
+        self.tracks_exposure = self.pk_features or reward in AUC_REWARDS
         self.fixed_patients = _check_patients(patients)
-        self.observation_names = EXTENDED_FEATURES if self.extended_obs else FEATURES
-        self.observation_space = observation_space(self.extended_obs, self.config.episode_days)
+        names = EXTENDED_FEATURES if self.extended_obs else FEATURES
+        self.observation_names = (*names, *PK_FEATURES) if self.pk_features else names
+        self.observation_space = observation_space(
+            self.extended_obs, self.config.episode_days, self.pk_features, self.config.decision_interval_h
+        )
         self.action_space = self._make_action_space()
         self.render_mode = None
         self._sim = BatchSimulator(1, self.config)
+        self._tracker = make_tracker(self.config) if self.tracks_exposure else None
         self._started = False
 
     def _make_action_space(self) -> spaces.Space:
@@ -221,9 +269,18 @@ class VancoPKEnv(gym.Env[np.ndarray, np.ndarray]):
         elif index is not None:
             raise ValueError("patient_index needs fixed patients (the `patients` argument)")
         self._sim.reset(np.array([0]), normals[None], fixed)
+        if self._tracker is not None:
+            self._tracker.reset(self._sim.covariates)
+            observe_chart(self._tracker, self._sim)
         self._started = True
         info = self._info(np.zeros(1, dtype=bool))
-        return self._sim.observation(self.extended_obs)[0], info
+        return self._observation()[0], info
+
+    def _observation(self) -> np.ndarray:
+        obs = self._sim.observation(self.extended_obs)
+        if self.pk_features:
+            obs = np.column_stack([obs, self._tracker.features()]).astype(np.float32)
+        return obs
 
     def step(self, action):
         if not self._started:
@@ -236,9 +293,15 @@ class VancoPKEnv(gym.Env[np.ndarray, np.ndarray]):
         before = self._sim.raw_observation()
         self._sim.step(dose)
         after = self._sim.raw_observation()
-        reward = float(self._reward(before, dose, after)[0])
+        extra = {}
+        if self._tracker is not None:
+            self._tracker.record(dose)
+            observe_chart(self._tracker, self._sim)
+            if self.reward_name in AUC_REWARDS:
+                extra["next_auc24"] = self._tracker.auc24()
+        reward = float(self._reward(before, dose, after, **extra)[0])
         truncated = bool(self._sim.truncated[0])
-        return self._sim.observation(self.extended_obs)[0], reward, False, truncated, self._info(clipped)
+        return self._observation()[0], reward, False, truncated, self._info(clipped)
 
     def _info(self, clipped: np.ndarray) -> dict[str, Any]:
         info = _scalars(self._sim.info())

@@ -12,6 +12,9 @@ KDIGO Clinical Practice Guideline for Acute Kidney Injury. Kidney Int Suppl 2012
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import numpy as np
 
 #: The seven state features of the data schema, in observation order.
@@ -170,11 +173,90 @@ def seed_reward(observation: np.ndarray, dose_mg: np.ndarray, next_observation: 
     )
 
 
-REWARDS = {"default": reward, "seed": seed_reward}
+@dataclass(frozen=True)
+class AUCExposure:
+    """Exposure term of an estimated AUC24 (mg*h/L): +1 in ``[low, high]``, penalised outside.
+
+    ``log=True``: ``-ln(low / AUC) / scale`` below and ``-ln(AUC / high) / scale`` above
+    (``scale`` is a factor on the log scale: ``ln(1.5)`` costs -1 at 1.5 x outside the band),
+    symmetric in log-AUC, as the between-patient variability of clearance is. ``log=False``:
+    ``-(low - AUC) / scale`` and ``-(AUC - high) / scale`` with ``scale`` in mg*h/L. Either
+    way the penalty is capped at ``cap``.
+    """
+
+    low: float = AUC24_TARGET[0]
+    high: float = AUC24_TARGET[1]
+    scale: float = math.log(1.5)
+    log: bool = True
+    cap: float = -3.0
+
+    def __call__(self, auc24: np.ndarray) -> np.ndarray:
+        auc = np.asarray(auc24, dtype=np.float64)
+        if np.any(np.isnan(auc)):
+            raise ValueError(
+                "the estimated AUC24 holds NaN; the exposure reward needs an estimate at every step"
+            )
+        with np.errstate(divide="ignore"):
+            if self.log:
+                below = -np.log(self.low / np.maximum(auc, 0.0)) / self.scale
+                above = -np.log(np.maximum(auc, 0.0) / self.high) / self.scale
+            else:
+                below = -(self.low - auc) / self.scale
+                above = -(auc - self.high) / self.scale
+        value = np.where(auc < self.low, below, np.where(auc > self.high, above, REWARD_IN_RANGE))
+        return np.maximum(value, self.cap)
+
+
+#: The exposure term of ``reward="exposure"`` (chosen by measurement: docs/benchmark.md).
+EXPOSURE_AUC = AUCExposure()
+
+
+def exposure_auc_reward(
+    observation: np.ndarray,
+    dose_mg: np.ndarray,
+    next_observation: np.ndarray,
+    next_auc24: np.ndarray | None = None,
+) -> np.ndarray:
+    """The exposure reward: :data:`EXPOSURE_AUC` of the *estimated* AUC24 of the next state,
+    plus the project reward's kidney and infection terms.
+
+    ``next_auc24`` is the Bayesian estimate of the AUC over the 24 h before the next
+    decision from the doses given and the levels measured so far
+    (:meth:`vanco_pk.exposure.ExposureTracker.auc24`): computed from logged data only, so it
+    is a reward of the data, not of the simulator's hidden truth. It must be given: the data
+    layer (``convert(..., reward="exposure")``) and the environments (``reward="exposure"``)
+    compute it; nothing here guesses it from the observation.
+    """
+    if next_auc24 is None:
+        raise ValueError(
+            "the 'exposure' reward scores the estimated AUC24 of the next state and needs next_auc24= "
+            "(vanco_pk.exposure.ExposureTracker.auc24()); convert(..., reward='exposure') and the "
+            "environments' reward='exposure' compute it from the dose and level history"
+        )
+    obs = np.asarray(observation, dtype=np.float64)
+    nxt = np.asarray(next_observation, dtype=np.float64)
+    _check_observation_pair(obs, nxt)
+    auc = np.asarray(next_auc24, dtype=np.float64)
+    if auc.shape != nxt.shape[:-1]:
+        raise ValueError(f"next_auc24 has shape {auc.shape}; expected one estimate per step {nxt.shape[:-1]}")
+    return (
+        EXPOSURE_AUC(auc)
+        + kidney_reward(obs[..., CREATININE], nxt[..., CREATININE])
+        + infection_reward(obs[..., WBC], nxt[..., WBC], obs[..., TEMPERATURE], nxt[..., TEMPERATURE])
+    )
+
+
+REWARDS = {"default": reward, "seed": seed_reward, "exposure": exposure_auc_reward}
+#: Rewards that need the estimated AUC24 of the next state passed as ``next_auc24=``.
+AUC_REWARDS: frozenset[str] = frozenset({"exposure"})
 
 
 def get_reward_function(name: str):
-    """The reward function registered under ``name`` (``"default"`` or ``"seed"``)."""
+    """The reward function registered under ``name`` (``"default"``, ``"seed"`` or ``"exposure"``).
+
+    The ``"exposure"`` reward (:data:`AUC_REWARDS`) takes a fourth argument, the estimated
+    AUC24 of the next state, and raises ValueError without it.
+    """
     try:
         return REWARDS[name]
     except KeyError:

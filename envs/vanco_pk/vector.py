@@ -16,7 +16,8 @@ from gymnasium.utils import seeding
 from gymnasium.vector import VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from vanco_pk.env import VancoPKDiscreteEnv, VancoPKEnv, parse_dose
+from vanco_pk.env import VancoPKDiscreteEnv, VancoPKEnv, make_tracker, observe_chart, parse_dose
+from vanco_pk.targets import AUC_REWARDS
 
 __all__ = ["VancoPKDiscreteVectorEnv", "VancoPKVectorEnv"]
 
@@ -55,6 +56,8 @@ class VancoPKVectorEnv(VectorEnv):
         template = self._single(**kwargs)
         self.config = template.config
         self.extended_obs = template.extended_obs
+        self.pk_features = template.pk_features
+        self.reward_name = template.reward_name
         self.observation_names = template.observation_names
         self._reward = template._reward
         self._discrete = template._discrete
@@ -72,6 +75,7 @@ class VancoPKVectorEnv(VectorEnv):
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.render_mode = None
         self._sim = template._sim.__class__(self.num_envs, self.config)
+        self._tracker = make_tracker(self.config) if template.tracks_exposure else None
         self._rngs: list[np.random.Generator] | None = None
         self._done = np.zeros(self.num_envs, dtype=bool)
 
@@ -96,13 +100,25 @@ class VancoPKVectorEnv(VectorEnv):
             self._rngs = [seeding.np_random(s)[0] for s in seeds]
         self._start(np.arange(n))
         self._done[:] = False
-        return self._sim.observation(self.extended_obs), self._info(np.zeros(n, dtype=bool))
+        return self._observation(), self._info(np.zeros(n, dtype=bool))
 
     def _start(self, index: np.ndarray) -> None:
         draws = self.config.draws_per_episode
         normals = np.stack([self._rngs[i].standard_normal(draws) for i in index])
         fixed = None if self.fixed_patients is None else self.fixed_patients[index]
         self._sim.reset(index, normals, fixed)
+        if self._tracker is not None:
+            if len(index) != self.num_envs:
+                # Episodes all have the same length, so they always restart together.
+                raise RuntimeError("internal error: the exposure tracker restarts all sub-envs at once")
+            self._tracker.reset(self._sim.covariates)
+            observe_chart(self._tracker, self._sim)
+
+    def _observation(self) -> np.ndarray:
+        obs = self._sim.observation(self.extended_obs)
+        if self.pk_features:
+            obs = np.column_stack([obs, self._tracker.features()]).astype(np.float32)
+        return obs
 
     def step(self, actions):
         if self._rngs is None:
@@ -115,7 +131,13 @@ class VancoPKVectorEnv(VectorEnv):
         before = self._sim.raw_observation()
         self._sim.step(dose)
         after = self._sim.raw_observation()
-        reward = self._reward(before, dose, after).astype(np.float64)
+        extra = {}
+        if self._tracker is not None:
+            self._tracker.record(dose)
+            observe_chart(self._tracker, self._sim)
+            if self.reward_name in AUC_REWARDS:
+                extra["next_auc24"] = self._tracker.auc24()
+        reward = self._reward(before, dose, after, **extra).astype(np.float64)
         truncated = self._sim.truncated.copy()
         if np.any(done):
             # Next-step autoreset: these sub-environments start a new episode instead.
@@ -125,7 +147,7 @@ class VancoPKVectorEnv(VectorEnv):
             truncated[restart] = False
         terminated = np.zeros(n, dtype=bool)
         self._done = truncated | terminated
-        return self._sim.observation(self.extended_obs), reward, terminated, truncated, self._info(clipped)
+        return self._observation(), reward, terminated, truncated, self._info(clipped)
 
     def _info(self, clipped: np.ndarray) -> dict[str, Any]:
         info = self._sim.info()
