@@ -12,11 +12,12 @@ Typical use::
 The table schema (columns, units, MIMIC-IV mapping) is documented in ``data/README.md``.
 """
 
-from vanco_offline.data.convert import convert, to_mdp_dataset
+from vanco_offline.data.convert import convert, observation_table, to_mdp_dataset
 from vanco_offline.data.episodes import ConversionResult, make_dataset
 from vanco_offline.data.io import load_dataset, load_table, save_dataset, save_table
 from vanco_offline.data.minari_format import export_minari, import_minari
 from vanco_offline.data.options import CarryForward, ConversionOptions
+from vanco_offline.data.pk_replay import pk_feature_table
 from vanco_offline.data.report import ConversionReport, Exclusion
 from vanco_offline.data.split import Scalers, fit_scalers, split_dataset, split_stays, split_table
 from vanco_offline.data.validation import validate
@@ -37,6 +38,8 @@ __all__ = [
     "load_dataset",
     "load_table",
     "make_dataset",
+    "observation_table",
+    "pk_feature_table",
     "save_dataset",
     "save_table",
     "split_dataset",

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from d3rlpy.dataset import Episode, MDPDataset
-from vanco_pk.targets import DOSE_STEP_MG, dose_to_grid_index, get_reward_function
+from vanco_pk.targets import AUC_REWARDS, DOSE_STEP_MG, dose_to_grid_index, get_reward_function
 
 from vanco_offline.data._messages import offenders, raise_problems
 from vanco_offline.data.episodes import ConversionResult, make_dataset
@@ -28,7 +28,7 @@ from vanco_offline.data.report import ConversionReport, Exclusion
 from vanco_offline.data.schema import BEHAVIOR_PROB, DONE, DOSE, DOSE_GRID_MG, REWARD
 from vanco_offline.data.validation import CheckedTable, check_table
 
-__all__ = ["convert", "to_mdp_dataset"]
+__all__ = ["convert", "observation_table", "to_mdp_dataset"]
 
 # Doses within this distance of a grid level count as on the grid (float noise in CSVs).
 _GRID_TOLERANCE_MG = 1e-6
@@ -45,6 +45,8 @@ def convert(
     covariates: bool | tuple[str, ...] = False,
     clip_doses: bool = False,
     round_doses: bool = False,
+    last_dose: bool = False,
+    pk_features: bool = False,
 ) -> ConversionResult:
     """Validate a dosing table and convert it to a d3rlpy dataset with a conversion report.
 
@@ -55,12 +57,14 @@ def convert(
     action : {"continuous", "discrete"}
         Dose in mg (float32, shape (N, 1)) or the index of the 250 mg dose-grid level
         (``action_size=13``).
-    reward : {"default", "seed"}, optional
+    reward : {"default", "seed", "exposure"}, optional
         Compute this reward of ``vanco_pk.targets`` from consecutive rows, replacing the
         table's ``reward`` column if it has one (the report says so). When None, the table's
         ``reward`` column is used if present, else the ``"default"`` reward is computed. A
         computed reward uses the vancomycin level as measured (a never-measured level has
-        no exposure term), never an imputed one.
+        no exposure term), never an imputed one. ``"exposure"`` scores the estimated AUC24
+        of the next row (the ``pk_auc24`` of :mod:`vanco_pk.exposure`, replayed from the
+        doses, levels and covariates as for ``pk_features``) instead of the trough.
     impute : CarryForward, optional
         Carry the last value forward within a stay, up to a maximum age. Without it, a NaN
         in an observation column is an error.
@@ -76,6 +80,16 @@ def convert(
     round_doses : bool
         For ``action="discrete"``, round doses off the 250 mg grid to the nearest level
         instead of raising (counted, with the largest rounding error, in the report).
+    last_dose : bool
+        Append ``last_dose_mg``, the dose given at the stay's previous decision (0 on its
+        first row).
+    pk_features : bool
+        Append ``pk_cl_map`` (L/h), ``pk_auc24`` (mg*h/L) and ``pk_dose_auc500`` (mg): each
+        stay replayed through :class:`vanco_pk.exposure.ExposureTracker` (Bayesian MAP PK
+        from the covariates, doses and measured levels so far; row ``t`` uses rows ``<= t``
+        only). Needs ``time_h`` and the covariates ``weight_kg``, ``age``, ``sex``,
+        ``dialysis``; a new level is read from a ``level_measured`` column when present,
+        else from a change of ``vanco_level``.
 
     Returns
     -------
@@ -97,10 +111,14 @@ def convert(
         covariates=covariates,
         clip_doses=clip_doses,
         round_doses=round_doses,
+        last_dose=last_dose,
+        pk_features=pk_features,
     )
     checked = check_table(table, options)
     obs = build_observations(checked, options)
     notes = list(checked.notes)
+    if obs.pk is not None:
+        notes.append(obs.pk.note())
     actions = _actions(checked, options, notes)
 
     starts, ends, last = checked.starts, checked.ends, checked.last
@@ -125,7 +143,8 @@ def convert(
             )
         source = "from the table's reward column"
     else:
-        rewards = _computed_rewards(obs.features, checked.columns[DOSE], last, reward_name)
+        next_auc = obs.pk.auc24 if reward_name in AUC_REWARDS and obs.pk is not None else None
+        rewards = _computed_rewards(obs.features, checked.columns[DOSE], last, reward_name, next_auc)
         final_reward = np.zeros(len(starts), dtype=bool)
         source = f"computed ({reward_name!r} reward of vanco_pk.targets)"
     episode_end = ends - (terminal & ~final_reward)
@@ -214,6 +233,26 @@ def convert(
     )
 
 
+def observation_table(table: pd.DataFrame, **options: object) -> pd.DataFrame:
+    """The observation of every row of ``table``, exactly as :func:`convert` builds it.
+
+    For one patient's rows up to now (a stay in progress, a single row included) this is
+    the observation a trained model needs at its last row, with the history-dependent
+    columns (``last_dose_mg``, the PK features) replayed from the earlier rows. ``options``
+    are :func:`convert`'s keyword options (``action`` and ``reward`` are accepted and do not
+    change the observation).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Named observation columns (float32 values), with the table's index.
+    """
+    options = {k: v for k, v in options.items() if k not in ("action", "reward")}
+    conversion = ConversionOptions(**options)  # type: ignore[arg-type]
+    obs = build_observations(check_table(table, conversion), conversion)
+    return pd.DataFrame(obs.values, columns=list(obs.names), index=table.index)
+
+
 def to_mdp_dataset(table: pd.DataFrame, action: ActionKind = "continuous", **options: object) -> MDPDataset:
     """Validate ``table`` and return only the ``MDPDataset``; see :func:`convert` for options."""
     return convert(table, action, **options).dataset  # type: ignore[arg-type]
@@ -244,12 +283,19 @@ def _actions(checked: CheckedTable, options: ConversionOptions, notes: list[str]
     return index.astype(np.int64).reshape(-1, 1)
 
 
-def _computed_rewards(features: np.ndarray, dose: np.ndarray, last: np.ndarray, name: str) -> np.ndarray:
-    """``r_t = f(s_t, a_t, s_{t+1})`` from consecutive rows; 0 on each stay's last row (unused)."""
+def _computed_rewards(
+    features: np.ndarray, dose: np.ndarray, last: np.ndarray, name: str, auc24: np.ndarray | None = None
+) -> np.ndarray:
+    """``r_t = f(s_t, a_t, s_{t+1})`` from consecutive rows; 0 on each stay's last row (unused).
+
+    ``auc24`` is each row's estimated AUC24, passed to the rewards that score it
+    (``vanco_pk.targets.AUC_REWARDS``) as the next row's.
+    """
     function = get_reward_function(name)
     rewards = np.zeros(len(features))
     if len(features) > 1:
-        rewards[:-1] = function(features[:-1], dose[:-1], features[1:])
+        extra = {} if auc24 is None else {"next_auc24": auc24[1:]}
+        rewards[:-1] = function(features[:-1], dose[:-1], features[1:], **extra)
     rewards[last] = 0.0  # a stay's last row has no next row of the same stay
     return rewards
 

@@ -12,7 +12,8 @@ import numpy as np
 
 from vanco_offline.data._messages import offenders, raise_problems
 from vanco_offline.data.options import CarryForward, ConversionOptions
-from vanco_offline.data.schema import FEATURES, LEVEL, LEVEL_INDICATOR
+from vanco_offline.data.pk_replay import PKReplay, replay_pk_features
+from vanco_offline.data.schema import DOSE, FEATURES, LAST_DOSE, LEVEL, LEVEL_INDICATOR, PK_FEATURES
 from vanco_offline.data.validation import CheckedTable
 
 __all__ = ["Observations", "build_observations"]
@@ -27,6 +28,7 @@ class Observations:
     features: np.ndarray  # (rows, 7) float64 schema features after imputation, raw vanco_level
     imputed: dict[str, int]  # column -> values carried forward
     level_filled: int  # never-measured levels filled with 0.0
+    pk: PKReplay | None = None  # the exposure tracker's replay, when pk_features or the exposure reward
 
 
 def build_observations(checked: CheckedTable, options: ConversionOptions) -> Observations:
@@ -74,6 +76,16 @@ def build_observations(checked: CheckedTable, options: ConversionOptions) -> Obs
         indicator = (~never).astype(np.float64)
         values = np.column_stack([values, indicator])
         names = (*names, LEVEL_INDICATOR)
+    if options.last_dose:
+        # The dose given at the previous decision of the same stay; 0 before the first.
+        previous = np.r_[0.0, checked.columns[DOSE][:-1]]
+        previous[checked.starts] = 0.0
+        values = np.column_stack([values, previous])
+        names = (*names, LAST_DOSE)
+    pk = replay_pk_features(checked, values[:, names.index("creatinine")]) if options.needs_pk else None
+    if options.pk_features:
+        values = np.column_stack([values, pk.features])
+        names = (*names, *PK_FEATURES)
 
     features = values[:, : len(FEATURES)].copy()
     features[:, level] = raw[:, level]  # the reward sees the level as measured (DESIGN.md)
@@ -86,6 +98,7 @@ def build_observations(checked: CheckedTable, options: ConversionOptions) -> Obs
         features=features,
         imputed=imputed,
         level_filled=int(never.sum()) if options.fill_unmeasured_level else 0,
+        pk=pk,
     )
 
 

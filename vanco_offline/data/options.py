@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 from typing import Literal
 
-from vanco_pk.targets import REWARDS
+from vanco_pk.targets import AUC_REWARDS, REWARDS
 
 from vanco_offline.data.schema import COVARIATES, FEATURES
 
@@ -88,6 +88,8 @@ class ConversionOptions:
     covariates: bool | tuple[str, ...] = False
     clip_doses: bool = False
     round_doses: bool = False
+    last_dose: bool = False
+    pk_features: bool = False
 
     def __post_init__(self) -> None:
         if self.action not in ("continuous", "discrete"):
@@ -104,6 +106,9 @@ class ConversionOptions:
                 "level_indicator=True marks levels filled because they were never measured; "
                 "it needs fill_unmeasured_level=True"
             )
+        for name in ("last_dose", "pk_features"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.round_doses and self.action != "discrete":
             raise ValueError("round_doses=True rounds doses to the 250 mg grid; it needs action='discrete'")
         if not isinstance(self.covariates, bool):
@@ -114,6 +119,12 @@ class ConversionOptions:
                     f"covariates must be True, False or a subset of {COVARIATES}; got {list(names)}"
                 )
             object.__setattr__(self, "covariates", tuple(c for c in COVARIATES if c in names))
+
+    @property
+    def needs_pk(self) -> bool:
+        """Whether the conversion replays each stay through :class:`vanco_pk.exposure.ExposureTracker`
+        (for the ``pk_features`` observation or the ``"exposure"`` reward)."""
+        return self.pk_features or self.reward in AUC_REWARDS
 
     def covariate_columns(self, present: Sequence[str]) -> tuple[str, ...]:
         """The covariates to append to the observation, given the table's columns."""

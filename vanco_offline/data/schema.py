@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+from vanco_pk.exposure import PK_FEATURES, TRACKER_COVARIATES
 from vanco_pk.targets import COVARIATES, DOSE_GRID_MG, DOSE_MAX_MG, FEATURE_UNITS, FEATURES
 
 __all__ = [
@@ -24,13 +25,17 @@ __all__ = [
     "DOSE_MAX_MG",
     "FEATURES",
     "FEATURE_UNITS",
+    "LAST_DOSE",
     "LEVEL",
     "LEVEL_INDICATOR",
+    "LEVEL_MEASURED",
+    "PK_FEATURES",
     "RANGES",
     "REWARD",
     "SEX_TEXT",
     "STAY",
     "TIME_COLUMNS",
+    "TRACKER_COVARIATES",
     "ValueRange",
 ]
 
@@ -44,6 +49,10 @@ BEHAVIOR_PROB = "behavior_prob"
 LEVEL = "vanco_level"
 #: Name of the optional observation feature that is 1 where a level has been measured.
 LEVEL_INDICATOR = "vanco_level_measured"
+#: Optional input column: True where a level was drawn at this step (else a changed level is new).
+LEVEL_MEASURED = "level_measured"
+#: Name of the optional observation feature holding the dose given at the previous decision.
+LAST_DOSE = "last_dose_mg"
 
 COVARIATE_UNITS: dict[str, str] = {
     "weight_kg": "kg",

@@ -22,6 +22,7 @@ from vanco_offline.data.schema import (
     DOSE,
     DOSE_MAX_MG,
     FEATURES,
+    LEVEL_MEASURED,
     RANGES,
     REWARD,
     STAY,
@@ -131,6 +132,9 @@ def check_table(table: pd.DataFrame, options: ConversionOptions) -> CheckedTable
             columns[name] = parse_numeric(table[name], name, stay, problems)
     if DONE in table:
         columns[DONE] = parse_done(table[DONE], stay, problems)
+    if options.needs_pk and LEVEL_MEASURED in table:
+        # Read only when the PK replay needs it (a new level), else it stays an ignored column.
+        columns[LEVEL_MEASURED] = parse_done(table[LEVEL_MEASURED], stay, problems, LEVEL_MEASURED)
     raise_problems(problems)  # the checks below need numbers
 
     codes, stay_ids = pd.factorize(table[STAY], sort=False)
@@ -174,7 +178,7 @@ def check_table(table: pd.DataFrame, options: ConversionOptions) -> CheckedTable
                 f"{DOSE}: clipped {clipped} dose(s) above {DOSE_MAX_MG:g} mg to {DOSE_MAX_MG:g} mg "
                 f"(largest was {clip_max:g} mg)"
             )
-    ignored = tuple(c for c in table.columns if c not in _KNOWN)
+    ignored = tuple(c for c in table.columns if c not in _KNOWN and c not in columns)
     return CheckedTable(
         columns=columns,
         stay=stay,

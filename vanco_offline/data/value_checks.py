@@ -69,7 +69,8 @@ def parse_sex(series: pd.Series, stay: np.ndarray, problems: list[str], notes: l
     return values
 
 
-def parse_done(series: pd.Series, stay: np.ndarray, problems: list[str]) -> np.ndarray:
+def parse_done(series: pd.Series, stay: np.ndarray, problems: list[str], name: str = DONE) -> np.ndarray:
+    """A True/False (or 1/0) column as 0.0/1.0 (``done``, or ``level_measured``)."""
     if pd.api.types.is_bool_dtype(series.dtype) and not series.isna().any():
         return series.to_numpy(dtype=np.float64)
     values = pd.to_numeric(series.astype("object").replace({"True": 1, "False": 0}), errors="coerce")
@@ -77,7 +78,7 @@ def parse_done(series: pd.Series, stay: np.ndarray, problems: list[str]) -> np.n
     bad = np.isnan(values) | ((values != 0) & (values != 1))
     if bad.any():
         problems.append(
-            f"column '{DONE}' must be True/False (or 1/0) on every row; bad values in "
+            f"column '{name}' must be True/False (or 1/0) on every row; bad values in "
             f"{offenders(bad, stay, series.to_numpy())}"
         )
     return np.nan_to_num(values)

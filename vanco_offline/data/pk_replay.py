@@ -1,0 +1,168 @@
+"""PK exposure features of every row: each stay replayed through ``vanco_pk``'s exposure tracker.
+
+:class:`vanco_pk.exposure.ExposureTracker` is fed, decision by decision, what the table's
+rows hold -- the covariates, ``time_h``, the creatinine, the doses given and the levels
+measured -- exactly as MIPD software would be, so the features of row ``t`` use rows ``<= t``
+only (the dose of row ``t`` is that row's action and is not part of its features). Stays of
+equal length are replayed together (vectorised over stays).
+
+A row holds a *new* level where the ``level_measured`` column says so (when the table has
+it), else where ``vanco_level`` is measured and differs from the stay's previous measured
+value (a carried-forward level is not new). The patient is taken as drug-naive at a stay's
+first row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+from vanco_pk.exposure import PK_FEATURES, ExposureTracker
+from vanco_pk.pk import infusion_duration_h
+
+from vanco_offline.data._messages import offenders, raise_problems
+from vanco_offline.data.schema import DOSE, LEVEL, LEVEL_MEASURED, TRACKER_COVARIATES
+from vanco_offline.data.validation import CheckedTable
+
+__all__ = ["PKReplay", "new_levels", "pk_feature_table", "replay_pk_features"]
+
+_DEFAULT_INTERVAL_H = 12.0
+
+
+@dataclasses.dataclass(frozen=True)
+class PKReplay:
+    """The tracker's features per row and how they were obtained.
+
+    Attributes
+    ----------
+    features : (rows, 3) float64, :data:`vanco_pk.exposure.PK_FEATURES` of each row
+    levels : number of new levels fed to the tracker
+    level_source : how a new level was told apart from a carried-forward one
+    interval_h : hours between decisions assumed by the forward dose rule (median gap)
+    """
+
+    features: np.ndarray
+    levels: int
+    level_source: str
+    interval_h: float
+
+    @property
+    def auc24(self) -> np.ndarray:
+        """The estimated AUC24 of each row (``pk_auc24``)."""
+        return self.features[:, PK_FEATURES.index("pk_auc24")]
+
+    def note(self) -> str:
+        return (
+            f"pk features: each stay replayed through vanco_pk.exposure.ExposureTracker (Bayesian MAP of "
+            f"CL and V1, Goti 2018 prior); {self.levels} new level(s) fitted, detected {self.level_source}; "
+            f"forward dose rule every {self.interval_h:g} h"
+        )
+
+
+def new_levels(checked: CheckedTable) -> tuple[np.ndarray, str]:
+    """Boolean mask of the rows that hold a newly drawn level, and how it was decided."""
+    level = checked.columns[LEVEL]
+    measured = np.isfinite(level)
+    if LEVEL_MEASURED in checked.columns:
+        return (checked.columns[LEVEL_MEASURED] > 0) & measured, f"from the '{LEVEL_MEASURED}' column"
+    # The stay's previous measured value at each row (NaN at the first row and before any level).
+    index = np.where(measured, np.arange(checked.rows), -1)
+    previous_row = np.r_[-1, np.maximum.accumulate(index)[:-1]]
+    row_start = checked.starts[checked.codes]
+    previous = np.where(previous_row >= row_start, level[np.maximum(previous_row, 0)], np.nan)
+    return measured & ~(level == previous), f"as changes of '{LEVEL}' (no '{LEVEL_MEASURED}' column)"
+
+
+def replay_pk_features(checked: CheckedTable, creatinine: np.ndarray) -> PKReplay:
+    """Replay every stay through the exposure tracker; ValueError naming what is missing or wrong.
+
+    Parameters
+    ----------
+    checked : CheckedTable
+        The validated table; needs ``time_h`` and the covariates ``weight_kg``, ``age``,
+        ``sex``, ``dialysis`` (constant within a stay).
+    creatinine : (rows,) array
+        Serum creatinine of each row after imputation (no NaN).
+    """
+    _check_inputs(checked)
+    time = checked.columns["time_h"]
+    dose = checked.columns[DOSE]
+    flags, source = new_levels(checked)
+    level = np.where(flags, checked.columns[LEVEL], np.nan)
+    lengths = checked.ends - checked.starts
+    gaps = np.diff(time)[~checked.last[:-1]]
+    interval = float(np.median(gaps)) if gaps.size else _DEFAULT_INTERVAL_H
+    tracker = ExposureTracker(interval_h=interval, horizon_h=max(24.0, interval))
+    features = np.zeros((checked.rows, len(PK_FEATURES)))
+    for length in np.unique(lengths).tolist():
+        first = checked.starts[lengths == length]
+        rows = first[:, None] + np.arange(length)[None, :]
+        tracker.reset({c: checked.columns[c][first] for c in TRACKER_COVARIATES})
+        for k in range(length):
+            r = rows[:, k]
+            tracker.observe(time[r], creatinine[r], level[r])
+            features[r] = tracker.features()
+            if k < length - 1:
+                tracker.record(dose[r])
+    return PKReplay(features=features, levels=int(flags.sum()), level_source=source, interval_h=interval)
+
+
+def _check_inputs(checked: CheckedTable) -> None:
+    why = "pk_features=True and reward='exposure' replay each stay through the population PK model"
+    if "time_h" not in checked.columns:
+        raise ValueError(
+            f"invalid dosing table: {why} and need a 'time_h' column (hours since the stay's first "
+            "decision; for a table with only 'step', add time_h = step * hours between decisions)"
+        )
+    missing = [c for c in TRACKER_COVARIATES if c not in checked.columns]
+    if missing:
+        raise ValueError(
+            f"invalid dosing table: {why} and need the covariate column(s) {missing} "
+            f"({', '.join(TRACKER_COVARIATES)}; see data/README.md)"
+        )
+    problems = []
+    row_start = checked.starts[checked.codes]
+    for name in TRACKER_COVARIATES:
+        values = checked.columns[name]
+        if np.isnan(values).any():
+            problems.append(
+                f"column '{name}' is empty in {offenders(np.isnan(values), checked.stay)}: {why}, "
+                "which needs every stay's covariates"
+            )
+            continue
+        changed = values != values[row_start]
+        if changed.any():
+            problems.append(
+                f"column '{name}' changes within a stay in {offenders(changed, checked.stay, values)}: the "
+                "population PK model takes covariates fixed per stay; split the stay or fix the column"
+            )
+    dose = checked.columns[DOSE]
+    within = ~checked.last
+    gap = np.r_[np.diff(checked.columns["time_h"]), np.inf]
+    need = infusion_duration_h(np.nan_to_num(dose))
+    short = within & (need > gap)
+    if short.any():
+        problems.append(
+            f"column '{DOSE}' has doses that cannot be infused (10 mg/min, at least 1 h) before the next "
+            f"decision in {offenders(short, checked.stay, dose)}: check the dose or the times"
+        )
+    raise_problems(problems)
+
+
+def pk_feature_table(table: Any, impute: Any = None) -> Any:
+    """The exposure tracker's features of every row of a dosing table, as a DataFrame.
+
+    Columns :data:`vanco_pk.exposure.PK_FEATURES`, with the table's index; the table is
+    validated as :func:`vanco_offline.data.convert` would with ``pk_features=True`` (and the
+    ``impute`` rule, a :class:`~vanco_offline.data.CarryForward`, for missing values).
+    """
+    import pandas as pd
+
+    from vanco_offline.data.observations import build_observations  # it imports this module
+    from vanco_offline.data.options import ConversionOptions
+    from vanco_offline.data.validation import check_table
+
+    options = ConversionOptions(pk_features=True, fill_unmeasured_level=True, impute=impute)
+    observations = build_observations(check_table(table, options), options)
+    return pd.DataFrame(observations.pk.features, columns=list(PK_FEATURES), index=table.index)
