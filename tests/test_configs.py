@@ -20,7 +20,17 @@ from vanco_offline.configs import (
     load_preset,
 )
 
-PACKAGED = ["base", "conservative", "default", "discrete", "run_ok", "seed", "tuned"]
+PACKAGED = [
+    "base",
+    "conservative",
+    "default",
+    "discrete",
+    "exposure",
+    "run_ok",
+    "seed",
+    "seven_features",
+    "tuned",
+]
 
 
 def _write(tmp_path, name: str, text: str):
@@ -79,16 +89,24 @@ def test_build_algo_uses_the_clinical_bounds_and_fits_scalers_on_the_dataset():
 
 
 def test_extends_overrides_single_keys_and_resolves_relative_paths(tmp_path):
-    _write(tmp_path, "parent.yaml", """\
+    _write(
+        tmp_path,
+        "parent.yaml",
+        """\
         extends: run_ok
         config:
           weight_temp: 2.0
-    """)
-    child = _write(tmp_path, "child.yaml", """\
+    """,
+    )
+    child = _write(
+        tmp_path,
+        "child.yaml",
+        """\
         extends: parent.yaml
         training:
           n_steps: 2000
-    """)
+    """,
+    )
     preset = load_preset(child)
     assert preset.name == "child"
     assert preset.config["weight_temp"] == 2.0  # from parent.yaml
@@ -107,7 +125,8 @@ BAD_PRESETS = [
     ("config:\n  expectile: 1.5", r"config: VancoIQLConfig: expectile=1.5 is invalid"),
     ("config:\n  actor_learning_rate: 3e-4", r"must be of type float \(YAML reads 3e-4 as text"),
     ("config:\n  action_scaler: none", r"config.action_scaler cannot be set in config; set it in data"),
-    ("data:\n  reward: negative", r"data.reward='negative'; choose one of \['default', 'seed'\]"),
+    ("data:\n  reward: negative", r"data.reward='negative'; choose one of \['default', 'seed', 'exposure'\]"),
+    ("data:\n  pk_features: yes please", r"data.pk_features='yes please' must be true or false"),
     ("training:\n  n_steps: 100", r"training.n_steps=100 must be >= training.n_steps_per_epoch=1000"),
     ("network:\n  hidden_units: 32", r"network.hidden_units=32 must be a list of integers"),
     ("algo: discrete_vanco_iql", r"needs data.action: discrete"),

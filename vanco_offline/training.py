@@ -33,6 +33,7 @@ from vanco_offline.trained import TrainedModel, save_model
 __all__ = [
     "DEFAULT_LOG_ROOT",
     "builtin_cohort",
+    "conversion_kwargs",
     "conversion_options",
     "convert_like",
     "train",
@@ -53,19 +54,25 @@ def conversion_options(preset: Preset, impute_max_age_h: float | None = None) ->
 
     A never-measured level is filled with 0 mg/L (the patient is drug-naive, as the
     simulator shows it); any other missing value is an error unless ``impute_max_age_h``
-    allows carrying the last value forward that long within a stay.
+    allows carrying the last value forward that long within a stay. The preset's
+    ``covariates``, ``last_dose`` and ``pk_features`` are passed on when set (a model that
+    needs them records them in its metadata, so new data is converted the same way).
     """
     options: dict[str, Any] = {"reward": preset.data.reward, "fill_unmeasured_level": True}
-    covariates = getattr(preset.data, "covariates", False)
-    if covariates:
-        options["covariates"] = covariates if isinstance(covariates, bool) else tuple(covariates)
+    if preset.data.covariates:
+        options["covariates"] = True
+    if preset.data.last_dose:
+        options["last_dose"] = True
+    if preset.data.pk_features:
+        options["pk_features"] = True
     if impute_max_age_h is not None:
         options["impute"] = CarryForward(max_age_h=impute_max_age_h)
     return options
 
 
-def convert_like(table: pd.DataFrame, action: str, conversion: dict[str, Any]) -> ConversionResult:
-    """Convert ``table`` exactly as a saved model's training data was (``TrainedModel.conversion``)."""
+def conversion_kwargs(conversion: dict[str, Any]) -> dict[str, Any]:
+    """A saved model's ``conversion`` as keyword arguments of :func:`vanco_offline.data.convert`
+    (``model.json`` holds the imputation rule as a dict and tuples as lists)."""
     options = dict(conversion)
     impute = options.get("impute")
     if isinstance(impute, dict):  # as read back from model.json
@@ -73,7 +80,12 @@ def convert_like(table: pd.DataFrame, action: str, conversion: dict[str, Any]) -
         options["impute"] = CarryForward(**{**impute, "columns": tuple(columns) if columns else None})
     if isinstance(options.get("covariates"), list):
         options["covariates"] = tuple(options["covariates"])
-    return convert(table, action, **options)
+    return options
+
+
+def convert_like(table: pd.DataFrame, action: str, conversion: dict[str, Any]) -> ConversionResult:
+    """Convert ``table`` exactly as a saved model's training data was (``TrainedModel.conversion``)."""
+    return convert(table, action, **conversion_kwargs(conversion))
 
 
 @dataclasses.dataclass

@@ -9,7 +9,8 @@ A preset file has up to six top-level keys::
     network: {hidden_units: [32, 32], activation: relu}
     training: {n_steps: 5000, n_steps_per_epoch: 1000, seed: 0}
     data: {reward: default, action: continuous, observation_scaler: standard,
-           action_scaler: clinical, reward_scaler: none}
+           action_scaler: clinical, reward_scaler: none,
+           covariates: false, last_dose: false, pk_features: false}
 
 ``extends`` merges section by section: the extending file overrides single keys of its
 parent's sections. Scalers and networks are set in ``data`` and ``network``, not in
@@ -49,7 +50,7 @@ _CONFIG_ELSEWHERE = {
     "critic_optim_factory": "Python (build the config yourself)",
 }
 _CHOICES = {
-    "reward": ("default", "seed"),
+    "reward": ("default", "seed", "exposure"),
     "action": ("continuous", "discrete"),
     "observation_scaler": ("standard", "none"),
     "action_scaler": ("clinical", "none"),
@@ -79,11 +80,15 @@ class TrainingSpec:
 class DataSpec:
     """Data-conversion choices that change what the algorithm learns.
 
-    ``reward``: ``default`` (the project's) or ``seed`` (the seed's all-negative error).
+    ``reward``: ``default`` (the project's trough reward), ``seed`` (the seed's all-negative
+    error) or ``exposure`` (the estimated AUC24, ``vanco_pk.targets.exposure_auc_reward``).
     ``action``: ``continuous`` (dose in mg) or ``discrete`` (dose-grid index).
     ``observation_scaler``: ``standard`` (fitted mean/std) or ``none``.
     ``action_scaler``: ``clinical`` (MinMax over the fixed 0-3000 mg bounds, not fitted)
-    or ``none``. ``reward_scaler``: ``none`` or ``standard``.
+    or ``none``. ``reward_scaler``: ``none`` or ``standard``. ``covariates``,
+    ``last_dose``, ``pk_features``: the observation options of
+    :func:`vanco_offline.data.convert` (covariate columns, the previous dose, the exposure
+    tracker's features).
     """
 
     reward: str = "default"
@@ -91,6 +96,9 @@ class DataSpec:
     observation_scaler: str = "standard"
     action_scaler: str = "clinical"
     reward_scaler: str = "none"
+    covariates: bool = False
+    last_dose: bool = False
+    pk_features: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -253,6 +261,9 @@ def _section(raw: dict[str, Any], section: str, cls: type, source: str) -> Any:
         if kind == "int":
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ValueError(f"{where}={value!r} must be an integer")
+        elif kind == "bool":
+            if not isinstance(value, bool):
+                raise ValueError(f"{where}={value!r} must be true or false")
         elif kind == "str":
             if not isinstance(value, str) or value not in _CHOICES[key]:
                 raise ValueError(f"{where}={value!r}; choose one of {list(_CHOICES[key])}")
