@@ -195,7 +195,7 @@ def test_reward_variant_with_the_project_numbers_is_the_project_reward(monkeypat
     from vanco_pk.targets import FEATURES, reward
 
     from vanco_offline.bench import offline_variants
-    from vanco_offline.bench.offline_variants import RewardVariant, variant_reward, with_last_dose
+    from vanco_offline.bench.offline_variants import RewardVariant, variant_reward
 
     table, result = load_dataset(TINY, "continuous")
     monkeypatch.setitem(offline_variants.REWARD_VARIANTS, "same", RewardVariant(10.0, 20.0, 10.0))
@@ -215,12 +215,37 @@ def test_reward_variant_with_the_project_numbers_is_the_project_reward(monkeypat
     trained = np.concatenate([e.rewards[: e.transition_count, 0] for e in converted.dataset.episodes])
     np.testing.assert_allclose(trained, steeper["reward"].to_numpy()[~last], rtol=1e-6)
 
-    augmented = with_last_dose(result, table)
+    _, augmented = load_dataset(TINY, "continuous", last_dose=True)
     assert augmented.observation_names[-1] == "last_dose_mg"
     first = augmented.dataset.episodes[0].observations
     rows = table[table["stay_id"] == augmented.stay_ids[0]]["dose_mg"].to_numpy()
     np.testing.assert_allclose(first[:, -1], np.r_[0.0, rows[:-1]])
     np.testing.assert_allclose(first[:, :-1], result.dataset.episodes[0].observations)
+
+
+def test_exposure_variants_score_the_converters_auc_estimate():
+    from vanco_offline.bench.offline_variants import variant_reward
+
+    table, _ = load_dataset(TINY, "continuous")
+    _, computed = load_dataset(TINY, "continuous", reward_variant="exposure")
+    assert "'exposure' reward" in computed.report.reward_source
+    last = np.r_[table["stay_id"].to_numpy()[1:] != table["stay_id"].to_numpy()[:-1], True]
+    trained = np.concatenate([e.rewards[: e.transition_count, 0] for e in computed.dataset.episodes])
+    column = variant_reward(table, "exposure")["reward"].to_numpy()
+    np.testing.assert_allclose(trained, column[~last], atol=1e-5)
+    steep = variant_reward(table, "exposure-steep")["reward"].to_numpy()[~last]
+    assert np.all(steep <= trained + 1e-5) and np.any(steep < trained - 0.1)
+
+
+def test_a_cell_trained_with_pk_features_rolls_out_with_the_same_observation():
+    data = {"covariates": True, "last_dose": True, "pk_features": True, "reward_variant": "exposure"}
+    task = tiny_task("VancoIQL", 0, **data)
+    assert task.label == "VancoIQL [reward exposure, covariates, last dose, PK features]"
+    result = run_cell(dataclasses.replace(task, ope=True))
+    assert 0.0 <= result.scores["attainment"] <= 1.0 and result.ope == {}
+    assert "cannot yet rebuild" in result.ope_note
+    _, data = load_dataset(TINY, "continuous", "default", True, "exposure", True, True)
+    assert data.observation_names[-3:] == ("pk_cl_map", "pk_auc24", "pk_dose_auc500")
 
 
 def test_merge_aggregates_earlier_runs_and_refuses_duplicates(tmp_path, tiny_grid):

@@ -83,6 +83,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--last-dose", action="store_true", help="append the previous dose to every learned observation"
     )
     parser.add_argument(
+        "--pk-features",
+        action="store_true",
+        help="append the Bayesian exposure features (MAP CL, estimated AUC24, AUC-500 dose) to every "
+        "learned observation",
+    )
+    parser.add_argument(
+        "--data-preset",
+        metavar="PRESET",
+        help="train every learned algorithm on the data a preset asks for (its data.covariates, last_dose, "
+        "pk_features and an 'exposure' reward), e.g. default; adds to the flags above",
+    )
+    parser.add_argument(
         "--merge",
         nargs="+",
         type=Path,
@@ -115,6 +127,32 @@ def _hidden(text: str) -> tuple[int, ...]:
     return units
 
 
+def data_variant(args: argparse.Namespace) -> dict[str, object]:
+    """The training data of every learned algorithm: the flags, plus a preset's data section."""
+    variant: dict[str, object] = {
+        "covariates": args.covariates,
+        "reward_variant": args.reward_variant,
+        "last_dose": args.last_dose,
+        "pk_features": getattr(args, "pk_features", False),
+    }
+    name = getattr(args, "data_preset", None)
+    if name:
+        from vanco_offline.configs import load_preset
+
+        data = load_preset(name).data
+        variant["covariates"] = variant["covariates"] or bool(data.covariates)
+        variant["last_dose"] = variant["last_dose"] or data.last_dose
+        variant["pk_features"] = variant["pk_features"] or data.pk_features
+        if data.reward == "exposure":
+            if args.reward_variant not in ("project", "exposure"):
+                raise ValueError(
+                    f"--data-preset {name} trains on the 'exposure' reward; --reward-variant "
+                    f"{args.reward_variant} asks for another"
+                )
+            variant["reward_variant"] = "exposure"
+    return variant
+
+
 def build_tasks(args: argparse.Namespace) -> list[CellTask]:
     """The grid's cells, in report order: dataset by dataset, algorithm by algorithm, seed by seed."""
     size = QUICK if args.quick else FULL
@@ -132,11 +170,7 @@ def build_tasks(args: argparse.Namespace) -> list[CellTask]:
         "eval_patients": args.eval_patients or size["eval_patients"],
         "ope_steps": args.ope_steps or size["ope_steps"],
     }
-    variant = {
-        "covariates": args.covariates,
-        "reward_variant": args.reward_variant,
-        "last_dose": args.last_dose,
-    }
+    variant = data_variant(args)
     tasks = []
     for name in datasets:
         for size_name in sizes:
@@ -268,7 +302,7 @@ def _run_tune(args: argparse.Namespace) -> int:
         hidden_units=_hidden(args.hidden),
         eval_patients=args.eval_patients or size["eval_patients"],
         eval_seed=TUNE_EVAL_SEED,
-        covariates=args.covariates,
+        **data_variant(args),
     )
     start = time.perf_counter()
     storage = (args.out / "tune").resolve()

@@ -68,7 +68,13 @@ def train(task: CellTask) -> tuple[Any, Any, Any]:
 
     spec = ALGORITHMS[task.algo]
     table, result = load_dataset(
-        task.dataset, spec.action, spec.reward, task.covariates, task.reward_variant, task.last_dose
+        task.dataset,
+        spec.action,
+        spec.reward,
+        task.covariates,
+        task.reward_variant,
+        task.last_dose,
+        task.pk_features,
     )
     config = build_config(spec, task, result)
     d3rlpy.seed(task.seed)
@@ -99,15 +105,23 @@ def run_cell(task: CellTask) -> CellResult:
     algo, _, result = train(task)
     seconds = time.perf_counter() - start
     seed_reading = ALGORITHMS[task.algo].preset == "seed"
-    actor, reset = algo_actor(algo, result.observation_names, seed_action_map if seed_reading else None)
+    interval = float(task.dataset.env_options.get("decision_interval_h", 12.0))
+    actor, reset = algo_actor(
+        algo, result.observation_names, seed_action_map if seed_reading else None, interval_h=interval
+    )
     scores = rollout(actor, patients, reset)
     ope: dict[str, float] = {}
     note = ""
     if task.ope:
         if seed_reading:
             note = "no OPE: the seed's raw output is not a dose in mg (read as one only for the rollout)"
-        elif task.reward_variant != "project" or task.last_dose:
-            note = "no OPE for a data variant (its reward or observation is not the simulator's)"
+        elif task.last_dose or task.pk_features:
+            note = (
+                "no OPE: vanco_offline.ope cannot yet rebuild the previous dose or the PK features in the "
+                "simulator for the truth"
+            )
+        elif task.reward_variant not in ("project", "exposure"):
+            note = "no OPE for a candidate reward (the simulator does not compute it)"
         else:
             ope, note = _learned_ope(task, algo, result)
     return CellResult(task.dataset.label, task.label, task.seed, scores.as_dict(), ope, note, seconds)
@@ -143,7 +157,7 @@ def _learned_ope(task: CellTask, algo: Any, result: Any) -> tuple[dict[str, floa
         estimators=OPE_ESTIMATORS,
         name=task.label,
         fqe=FQESettings(n_steps=task.ope_steps, seed=task.seed),
-        truth=_truth(task, spec.reward),
+        truth=_truth(task, "exposure" if task.reward_variant == "exposure" else spec.reward),
         seed=task.seed,
     )
     return _summary(report)

@@ -100,11 +100,17 @@ class AlgoSpec:
 
     @property
     def reward(self) -> str:
+        """The reward of the ``project`` variant: the project's trough reward, or the seed's for
+        the presets that reproduce the seed (its reward is part of what they reproduce).
+
+        A preset's other data choices (``exposure`` reward, covariates, PK features) are not
+        taken from it here: every algorithm of a run gets the same data, chosen by the run's
+        options (``--data-preset`` derives them from a preset for all algorithms alike)."""
         if self.preset is None:
             return "default"
         from vanco_offline.configs import load_preset
 
-        return load_preset(self.preset).data.reward
+        return "seed" if load_preset(self.preset).data.reward == "seed" else "default"
 
 
 # d3rlpy's discrete CQL/BCQ defaults are Atari's (lr 6.25e-5, target copied every 8,000
@@ -157,10 +163,13 @@ class CellTask:
     covariates : bool
         Append the covariates to the observation (all algorithms of a run alike).
     reward_variant : str
-        ``project`` (the algorithm's own reward) or a candidate of
+        ``project`` (the project's trough reward; the seed's for the seed presets),
+        ``exposure`` (the project's exposure reward) or a candidate of
         :data:`vanco_offline.bench.offline_variants.REWARD_VARIANTS`.
     last_dose : bool
-        Append the previous dose to the observation (:mod:`~vanco_offline.bench.offline_variants`).
+        Append the previous dose to the observation (the data layer's ``last_dose``).
+    pk_features : bool
+        Append the exposure tracker's features (the data layer's ``pk_features``).
     overrides : mapping
         Config fields set on top of the algorithm's (the Ray Tune sweep).
     """
@@ -178,6 +187,7 @@ class CellTask:
     covariates: bool = False
     reward_variant: str = "project"
     last_dose: bool = False
+    pk_features: bool = False
     overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -213,6 +223,8 @@ class CellTask:
             parts.append("covariates")
         if self.last_dose:
             parts.append("last dose")
+        if self.pk_features:
+            parts.append("PK features")
         return ", ".join(parts)
 
     @property
@@ -237,22 +249,39 @@ def _table(spec: DatasetSpec):
 
 
 @functools.lru_cache(maxsize=16)
-def _converted(spec: DatasetSpec, action: str, reward: str, covariates: bool, variant: str, last_dose: bool):
-    from vanco_offline.bench.offline_variants import variant_reward, with_last_dose
+def _converted(
+    spec: DatasetSpec,
+    action: str,
+    reward: str,
+    covariates: bool,
+    variant: str,
+    last_dose: bool,
+    pk_features: bool,
+):
+    from vanco_offline.bench.offline_variants import COMPUTED_REWARDS, variant_reward
     from vanco_offline.data import convert
 
-    if variant == "project":
+    if variant == "project" or variant in COMPUTED_REWARDS:
         # The table's reward column is the environment's default reward; drop it so that the
-        # converter computes the algorithm's reward (default or the seed's) from the rows.
-        table, computed = _table(spec).drop(columns=["reward"]), reward
+        # converter computes the algorithm's reward (default, the seed's or exposure) from the rows.
+        computed = reward if variant == "project" else COMPUTED_REWARDS[variant]
+        table = _table(spec).drop(columns=["reward"])
     else:
         # The candidate reward is the table's reward column (reward=None: use the column).
         table, computed = variant_reward(_table(spec), variant), None
-    result = convert(table, action, reward=computed, fill_unmeasured_level=True, covariates=covariates)
-    expected = "from the table" if computed is None else f"'{reward}' reward"
+    result = convert(
+        table,
+        action,
+        reward=computed,
+        fill_unmeasured_level=True,
+        covariates=covariates,
+        last_dose=last_dose,
+        pk_features=pk_features,
+    )
+    expected = "from the table" if computed is None else f"'{computed}' reward"
     if expected not in result.report.reward_source:
         raise RuntimeError(f"the converter's rewards are {result.report.reward_source}, expected {expected}")
-    return with_last_dose(result, table) if last_dose else result
+    return result
 
 
 def load_dataset(
@@ -262,6 +291,7 @@ def load_dataset(
     covariates: bool = False,
     reward_variant: str = "project",
     last_dose: bool = False,
+    pk_features: bool = False,
 ):
     """The dataset's dosing table and its conversion (cached per process).
 
@@ -270,10 +300,10 @@ def load_dataset(
     (pandas.DataFrame, vanco_offline.data.ConversionResult)
         The table (with the environment's ``reward`` column) and the converted dataset:
         never-measured levels filled with 0 mg/L (as the simulator shows them), rewards
-        computed by the converter with ``reward`` (or the candidate ``reward_variant``),
-        covariates and the previous dose appended when asked.
+        computed by the converter with ``reward`` (or ``reward_variant``), covariates, the
+        previous dose and the PK features appended when asked.
     """
-    return _table(spec), _converted(spec, action, reward, covariates, reward_variant, last_dose)
+    return _table(spec), _converted(spec, action, reward, covariates, reward_variant, last_dose, pk_features)
 
 
 def build_config(spec: AlgoSpec, task: CellTask, result: Any) -> Any:

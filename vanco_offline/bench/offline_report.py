@@ -125,7 +125,7 @@ def format_table(rows: Sequence[Aggregate], metrics: Sequence[str] = tuple(METRI
         cells += [_cell(r.iqm[m], METRICS[m][1]) for m in metrics]
         if has_ope:
             cells += [f"{r.ope[k]:.2f}" if k in r.ope else "-" for k in (*OPE_ESTIMATORS, "truth")]
-        cells.append(f"{r.train_seconds:.0f}" if r.algo in ALGORITHMS else "-")
+        cells.append(f"{r.train_seconds:.0f}" if r.algo.split(" [")[0] in ALGORITHMS else "-")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

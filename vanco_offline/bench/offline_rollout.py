@@ -17,8 +17,11 @@ missing-level settings as the data, and scored on the simulator's truth in ``inf
   ``mean_dose_mg``.
 
 A learned policy sees the observation it was trained on: the simulator's features rounded
-as the cohort tables write them (``vanco_offline.data.cohort.DECIMALS``), plus covariates
-and the level indicator when its dataset had them.
+as the cohort tables write them (``vanco_offline.data.cohort.DECIMALS``), plus covariates,
+the level indicator, the previous dose and the PK exposure features when its dataset had
+them. The PK features come from the same :class:`vanco_pk.exposure.ExposureTracker` the
+converter replays, fed the same rounded chart values, so a rollout and the conversion of
+the cohort table of the same stay give the same observation.
 """
 
 from __future__ import annotations
@@ -28,11 +31,13 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from vanco_pk.targets import AUC24_TARGET, COVARIATES, DOSE_GRID_MG, DOSE_MAX_MG, FEATURES
+from vanco_pk.exposure import PK_FEATURES, TRACKER_COVARIATES, ExposureTracker
+from vanco_pk.targets import AUC24_TARGET, COVARIATES, CREATININE, DOSE_GRID_MG, DOSE_MAX_MG, FEATURES
 from vanco_pk.vector import VancoPKVectorEnv
 
 __all__ = [
     "EvalPatients",
+    "ObservationBuilder",
     "RolloutScores",
     "algo_actor",
     "observation_builder",
@@ -42,7 +47,7 @@ __all__ = [
 
 #: Name of the data layer's optional 0/1 "level was ever measured" feature.
 LEVEL_INDICATOR = "vanco_level_measured"
-#: The previous dose (mg), appended by ``vanco_offline.bench.offline_variants.with_last_dose``.
+#: The previous dose (mg), the data layer's ``last_dose=True`` column.
 LAST_DOSE = "last_dose_mg"
 _AT_MAX_MG = 0.99 * DOSE_MAX_MG
 
@@ -164,64 +169,120 @@ def _plain(info: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def observation_builder(
-    observation_names: Sequence[str],
-) -> Callable[[np.ndarray, Mapping[str, Any], Mapping[str, Any]], np.ndarray]:
-    """``build(obs, info, covariates) -> (P, D) float32``: the training observation, by column name.
+class ObservationBuilder:
+    """Rebuilds a training observation, column by column, from the simulator's ``obs`` and ``info``.
 
     The seven features are rounded as cohort tables write them, covariates come from the
-    episode's ``info["covariates"]`` and the level indicator is 1 once a level was ever
-    measured (the simulator shows 0 mg/L before, as the converter fills it); the last dose
-    is the simulator's ``info["dose_mg"]`` (0 before the first dose).
+    episode's ``info["covariates"]`` (rounded likewise), the level indicator is 1 once a
+    level was ever measured (the simulator shows 0 mg/L before, as the converter fills it),
+    the last dose is the simulator's ``info["dose_mg"]`` (0 before the first dose), and the
+    PK features come from an :class:`~vanco_pk.exposure.ExposureTracker` fed the rounded
+    chart (times, creatinine, covariates, the doses given, the levels drawn), as the data
+    layer replays a table.
+
+    Call :meth:`reset` with the episode's covariates, then the builder once per decision.
     """
-    from vanco_offline.data.cohort import DECIMALS
 
-    names = tuple(observation_names)
-    known = set(FEATURES) | set(COVARIATES) | {LEVEL_INDICATOR, LAST_DOSE}
-    unknown = [name for name in names if name not in known]
-    if unknown:
-        raise ValueError(
-            f"cannot rebuild observation column(s) {unknown} in the simulator; the offline benchmark "
-            f"knows {sorted(known)}"
+    def __init__(self, observation_names: Sequence[str], interval_h: float = 12.0):
+        names = tuple(observation_names)
+        known = set(FEATURES) | set(COVARIATES) | {LEVEL_INDICATOR, LAST_DOSE} | set(PK_FEATURES)
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise ValueError(
+                f"cannot rebuild observation column(s) {unknown} in the simulator; the offline benchmark "
+                f"knows {sorted(known)}"
+            )
+        self.names = names
+        self.interval_h = float(interval_h)
+        self._tracker = (
+            ExposureTracker(interval_h=self.interval_h, horizon_h=max(24.0, self.interval_h))
+            if set(PK_FEATURES) & set(names)
+            else None
         )
+        self._covariates: dict[str, np.ndarray] | None = None
+        self._started = False
 
-    def build(obs: np.ndarray, info: Mapping[str, Any], covariates: Mapping[str, Any]) -> np.ndarray:
+    @property
+    def needs_history(self) -> bool:
+        """Whether a column depends on the stay's earlier decisions (the PK features)."""
+        return self._tracker is not None
+
+    def reset(self, covariates: Mapping[str, Any]) -> None:
+        """Start episodes of patients with these covariates (``info["covariates"]``)."""
+        from vanco_offline.data.cohort import DECIMALS
+
+        self._covariates = {}
+        for name in COVARIATES:
+            if name in covariates:
+                value = np.asarray(covariates[name], np.float64)
+                self._covariates[name] = np.round(value, DECIMALS[name]) if name in DECIMALS else value
+        self._started = False
+        if self._tracker is not None:
+            self._tracker.reset({c: self._covariates[c] for c in TRACKER_COVARIATES})
+
+    def __call__(self, obs: np.ndarray, info: Mapping[str, Any]) -> np.ndarray:
+        from vanco_offline.data.cohort import DECIMALS
+
+        if self._covariates is None:
+            self.reset(info.get("covariates", {}))
         obs = np.atleast_2d(np.asarray(obs, dtype=np.float64))
+        rounded = obs[:, : len(FEATURES)].copy()
+        for j, name in enumerate(FEATURES):
+            rounded[:, j] = np.round(rounded[:, j], DECIMALS[name])
+        pk = None
+        if self._tracker is not None:
+            if self._started:
+                self._tracker.record(np.asarray(info["dose_mg"], dtype=np.float64))
+            raw = np.round(np.asarray(info["raw_level"], dtype=np.float64), DECIMALS["vanco_level"])
+            drawn = np.where(np.asarray(info["level_measured"], bool) & np.isfinite(raw), raw, np.nan)
+            self._tracker.observe(np.asarray(info["time_h"], np.float64), rounded[:, CREATININE], drawn)
+            pk = self._tracker.features()
+        self._started = True
         columns = []
-        for name in names:
+        for name in self.names:
             if name in FEATURES:
-                value = obs[:, FEATURES.index(name)]
+                value = rounded[:, FEATURES.index(name)]
             elif name in COVARIATES:
-                value = np.broadcast_to(np.asarray(covariates[name], dtype=np.float64), (len(obs),))
+                value = np.broadcast_to(self._covariates[name], (len(obs),))
             elif name == LAST_DOSE:
                 value = np.asarray(info["dose_mg"], dtype=np.float64)  # given at the previous decision
+            elif name in PK_FEATURES:
+                value = pk[:, PK_FEATURES.index(name)]
             else:
                 value = np.isfinite(np.asarray(info["raw_level"], dtype=np.float64)).astype(np.float64)
-            columns.append(np.round(value, DECIMALS[name]) if name in DECIMALS else value)
+            columns.append(value)
         return np.stack(columns, axis=1).astype(np.float32)
 
-    return build
+
+
+def observation_builder(observation_names: Sequence[str], interval_h: float = 12.0) -> ObservationBuilder:
+    """An :class:`ObservationBuilder` for these training columns (``interval_h``: the decision interval)."""
+    return ObservationBuilder(observation_names, interval_h)
 
 
 def algo_actor(
-    algo: Any, observation_names: Sequence[str], action_map: Callable[[np.ndarray], np.ndarray] | None = None
+    algo: Any,
+    observation_names: Sequence[str],
+    action_map: Callable[[np.ndarray], np.ndarray] | None = None,
+    interval_h: float = 12.0,
 ) -> tuple[Actor, Callable[[Mapping[str, Any]], None]]:
     """A d3rlpy algorithm's greedy dose as an :data:`Actor`, and its per-episode reset.
 
     Discrete algorithms predict a dose-grid index; continuous ones a dose in mg (after
     their action scaler). ``action_map`` replaces the default mapping from
     ``algo.predict`` output to mg (used to read the seed's unscaled [-1, 1] output as the
-    seed did).
+    seed did). ``interval_h`` is the environment's decision interval (the PK features'
+    forward dose rule). Call ``reset`` at each episode start: the observation may depend on
+    the stay's history.
     """
-    build = observation_builder(observation_names)
+    build = observation_builder(observation_names, interval_h)
     discrete = algo.get_action_type().name == "DISCRETE"
-    state: dict[str, Any] = {}
 
     def reset(covariates: Mapping[str, Any]) -> None:
-        state["covariates"] = covariates
+        build.reset(covariates)
 
     def act(obs: np.ndarray, info: Mapping[str, Any]) -> np.ndarray:
-        x = build(obs, info, state.get("covariates", info.get("covariates", {})))
+        x = build(obs, info)
         action = np.asarray(algo.predict(x))
         if action_map is not None:
             return action_map(action).reshape(-1)

@@ -1,36 +1,39 @@
-"""Variants of the training data that the benchmark measures when VancoIQL misses its target.
+"""Reward variants of the training data that the benchmark measures.
 
-Not part of the project's data layer: these are the candidate fixes whose effect the
-benchmark measures (``--reward-variant``, ``--last-dose``), so that a change to the shared
-reward (``vanco_pk.targets``) or to the converter is made with a measured reason.
+Not part of the project's data layer: the candidate rewards whose effect the benchmark
+measures (``--reward-variant``), so that a change to the shared reward
+(``vanco_pk.targets``) is made with a measured reason. The observation options (covariates,
+previous dose, PK features) are the data layer's own (``vanco_offline.data.convert``).
 
-Reward variants keep the project's kidney and infection terms and change only the exposure
+Trough variants keep the project's kidney and infection terms and change only the exposure
 term of the next measured trough ``L`` (mg/L): +1 inside ``[low, high]``,
 ``-(low - L) / below_scale`` below, ``max(-(L - high) / 5, -3)`` above (the project's
 reward is ``low=10, high=20, below_scale=10``).
 
-``last_dose_mg`` appends the dose given at the previous decision (0 at the first) to the
-observation: the one number a trough-guided clinician adjusts, which the seven features
-lack.
+``exposure`` is the project's exposure reward (``reward="exposure"`` of the converter: the
+estimated AUC24 of the next row, :data:`vanco_pk.targets.EXPOSURE_AUC`); the
+``exposure-*`` variants are candidate shapes of its AUC term
+(:class:`vanco_pk.targets.AUCExposure`) with the same estimate and the same kidney and
+infection terms.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
-from d3rlpy.dataset import Episode
 from vanco_pk.targets import (
+    EXPOSURE_AUC,
     REWARD_ABOVE_CAP,
     REWARD_ABOVE_SCALE,
     REWARD_IN_RANGE,
+    AUCExposure,
     infection_reward,
     kidney_reward,
 )
 
-__all__ = ["LAST_DOSE", "REWARD_VARIANTS", "RewardVariant", "variant_reward", "with_last_dose"]
-
-LAST_DOSE = "last_dose_mg"
+__all__ = ["COMPUTED_REWARDS", "REWARD_VARIANTS", "RewardVariant", "variant_reward"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,16 +52,24 @@ class RewardVariant:
         return np.where(np.isnan(level), 0.0, value)
 
 
-#: ``project`` is the shared reward (the converter computes it); the others are candidates.
-REWARD_VARIANTS: dict[str, RewardVariant | None] = {
+#: ``project`` is each algorithm's own reward and ``exposure`` the project's exposure reward
+#: (both computed by the converter); the others are candidates.
+REWARD_VARIANTS: dict[str, RewardVariant | AUCExposure | None] = {
     "project": None,
+    "exposure": EXPOSURE_AUC,
     # Under-dosing penalised as steeply as over-dosing (treatment failure is not cheaper).
     "symmetric": RewardVariant(10.0, 20.0, 5.0),
     # The same, with the band's lower edge at 12.5 mg/L, nearer the trough of AUC 500.
     "symmetric-12.5": RewardVariant(12.5, 20.0, 5.0),
     # The guideline's band for serious infection (15-20 mg/L), the project's slopes.
     "serious": RewardVariant(15.0, 20.0, 10.0),
+    # Candidate AUC terms: linear, -1 per 200 mg*h/L outside 400-600, capped at -3 ...
+    "exposure-linear": AUCExposure(scale=200.0, log=False),
+    # ... and log-symmetric but twice as steep as the project's (-1 per factor 1.22).
+    "exposure-steep": AUCExposure(scale=math.log(1.5) / 2.0),
 }
+#: Variants the converter computes itself (``convert(reward=...)``), by the reward name it takes.
+COMPUTED_REWARDS: dict[str, str] = {"exposure": "exposure"}
 
 
 def variant_reward(table, name: str):
@@ -66,7 +77,9 @@ def variant_reward(table, name: str):
 
     The reward of row ``t`` uses rows ``t`` and ``t + 1`` of the same stay (NaN on each
     stay's last row, the final observation), with the level as written (NaN while never
-    measured: no exposure term), exactly as the converter computes the project's reward.
+    measured: no exposure term) for a trough variant, or the estimated AUC24 of row ``t + 1``
+    (:func:`vanco_offline.data.pk_feature_table`) for an AUC variant, exactly as the
+    converter computes the project's rewards.
     """
     if name not in REWARD_VARIANTS:
         raise ValueError(f"unknown reward variant {name!r}; choose from {list(REWARD_VARIANTS)}")
@@ -78,37 +91,25 @@ def variant_reward(table, name: str):
     if np.any(stay[:-1][~last[:-1]] != stay[1:][~last[:-1]]):
         raise ValueError("variant_reward: rows of a stay must be contiguous")
 
-    def nxt(column: str) -> np.ndarray:
-        values = table[column].to_numpy(np.float64)
-        return np.r_[values[1:], np.nan]
+    def nxt(values: np.ndarray) -> np.ndarray:
+        return np.r_[np.asarray(values, np.float64)[1:], np.nan]
 
     def now(column: str) -> np.ndarray:
         return table[column].to_numpy(np.float64)
 
+    if isinstance(variant, AUCExposure):
+        from vanco_offline.data import pk_feature_table
+
+        auc = pk_feature_table(table)["pk_auc24"].to_numpy()
+        exposure = np.where(last, 0.0, variant(np.nan_to_num(nxt(auc))))
+    else:
+        exposure = variant.exposure(nxt(now("vanco_level")))
     reward = (
-        variant.exposure(nxt("vanco_level"))
-        + kidney_reward(now("creatinine"), nxt("creatinine"))
-        + infection_reward(now("wbc"), nxt("wbc"), now("temperature"), nxt("temperature"))
+        exposure
+        + kidney_reward(now("creatinine"), nxt(now("creatinine")))
+        + infection_reward(now("wbc"), nxt(now("wbc")), now("temperature"), nxt(now("temperature")))
     )
     reward[last] = np.nan
     out = table.copy()
     out["reward"] = reward
     return out
-
-
-def with_last_dose(result, table):
-    """The conversion ``result`` of ``table`` with :data:`LAST_DOSE` appended to every observation."""
-    from vanco_offline.data.episodes import make_dataset
-
-    dose = table["dose_mg"].to_numpy(np.float64)
-    rows_of = table.groupby("stay_id", sort=False).indices
-    episodes = []
-    for stay, episode in zip(result.stay_ids, result.dataset.episodes, strict=True):
-        rows = np.sort(rows_of[stay])[: len(episode.observations)]
-        previous = np.r_[0.0, dose[rows[:-1]]].astype(np.float32)
-        observations = np.concatenate([np.asarray(episode.observations), previous[:, None]], axis=1)
-        episodes.append(Episode(observations, episode.actions, episode.rewards, episode.terminated))
-    dataset = make_dataset(episodes, result.action)
-    return dataclasses.replace(
-        result, dataset=dataset, observation_names=(*result.observation_names, LAST_DOSE)
-    )
