@@ -73,9 +73,18 @@ def plot_training_curves(log_dir: str | Path, out: str | Path) -> Path:
 
 
 def plot_dose_response(
-    model: TrainedModel, out: str | Path, state: Mapping[str, float], covariates: Mapping[str, float]
+    model: TrainedModel,
+    out: str | Path,
+    state: Mapping[str, float],
+    covariates: Mapping[str, float],
+    history: pd.DataFrame | None = None,
 ) -> Path:
-    """The greedy dose (and after clinical limits) as the level and as the creatinine vary."""
+    """The greedy dose (and after clinical limits) as the level and as the creatinine vary.
+
+    ``history`` (the stay's rows ending with ``state``) is needed by a model whose observation
+    holds the previous dose or the PK features: the swept value then replaces the last row's,
+    as if that level or creatinine had been charted at this decision.
+    """
     from vanco_offline.recommend import observation_from_state
 
     sweeps = {"vanco_level": np.linspace(0.0, 40.0, 41), "creatinine": np.linspace(0.5, 4.0, 36)}
@@ -84,7 +93,11 @@ def plot_dose_response(
         raw, limited = [], []
         for value in values:
             point = {**covariates, **state, feature: float(value)}
-            observation = observation_from_state(model, point)
+            rows = None
+            if history is not None:
+                rows = history.copy()
+                rows.loc[rows.index[-1], feature] = float(value)
+            observation = observation_from_state(model, point, rows)
             dose = _greedy_dose(model, observation[None])[0]
             features = np.array([point[f] for f in FEATURES])
             raw.append(dose)
@@ -211,12 +224,13 @@ def _save(fig: Any, out: str | Path) -> Path:
     return out
 
 
-def dose_response_reference() -> tuple[dict[str, float], dict[str, float]]:
-    """The reference patient of the dose-response plot: the 'normal kidney, in range' case."""
+def dose_response_reference() -> tuple[dict[str, float], dict[str, float], pd.DataFrame]:
+    """The reference patient of the dose-response plot: the 'normal kidney, in range' case,
+    with its short chart (a loading and a maintenance dose before the level)."""
     from vanco_offline.recommend import CLINICAL_CASES
 
     case = CLINICAL_CASES["normal kidney, in range"]
-    return dict(case["state"]), dict(case["covariates"])
+    return dict(case["state"]), dict(case["covariates"]), case["history"].copy()
 
 
 def write_plots(
@@ -242,8 +256,8 @@ def write_plots(
             raise ValueError("training curves need the model's log folder")
         written.append(plot_training_curves(log_dir, out / "training_curves.png"))
     if "dose-response" in kinds:
-        state, covariates = dose_response_reference()
-        written.append(plot_dose_response(model, out / "dose_response.png", state, covariates))
+        state, covariates, history = dose_response_reference()
+        written.append(plot_dose_response(model, out / "dose_response.png", state, covariates, history))
     if "histogram" in kinds:
         from vanco_offline.training import builtin_cohort, convert_like
 

@@ -5,6 +5,12 @@ The trained policy's greedy dose passes through the clinical limits of
 the training data's support (a state unlike the training data is flagged, not answered
 quietly), the learned Q of a few alternative doses is shown beside it, and so is the dose
 model-informed precision dosing (MIPD, Bayesian AUC-guided) would give.
+
+A model trained with ``last_dose`` or ``pk_features`` (:data:`HISTORY_COLUMNS`) needs the
+stay's earlier rows to build its observation: the previous dose and the Bayesian exposure
+estimate are replayed from them exactly as the converter did for the training data
+(:func:`vanco_offline.data.observation_table`). Such a model refuses a single state without
+its history, naming what to give.
 """
 
 from __future__ import annotations
@@ -17,20 +23,27 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from vanco_pk import make_policy
+from vanco_pk.exposure import PK_FEATURES
 from vanco_pk.targets import COVARIATES, DOSE_GRID_MG, FEATURES
 
 from vanco_offline.clinical import ClinicalLimits, LimitedDose, apply_limits
-from vanco_offline.data.schema import RANGES
+from vanco_offline.data.schema import LAST_DOSE, RANGES
 from vanco_offline.trained import TrainedModel
 
 __all__ = [
     "ALTERNATIVE_DOSES_MG",
     "CLINICAL_CASES",
+    "HISTORY_COLUMNS",
     "Recommendation",
+    "case_history",
+    "history_columns",
     "observation_from_state",
     "recommend",
     "recommend_on_table",
 ]
+
+#: Observation columns built from a stay's earlier rows, not from the current state alone.
+HISTORY_COLUMNS: tuple[str, ...] = (LAST_DOSE, *PK_FEATURES)
 
 ALTERNATIVE_DOSES_MG = (0.0, 500.0, 1000.0, 1500.0, 2000.0, 2500.0, 3000.0)
 
@@ -92,12 +105,30 @@ class Recommendation:
         return "\n".join(lines)
 
 
-def observation_from_state(model: TrainedModel, state: Mapping[str, Any]) -> np.ndarray:
+def history_columns(model: TrainedModel) -> list[str]:
+    """The model's observation columns that need the stay's earlier rows (empty: the state suffices)."""
+    return [name for name in model.observation_names if name in HISTORY_COLUMNS]
+
+
+def observation_from_state(
+    model: TrainedModel, state: Mapping[str, Any], history: pd.DataFrame | None = None
+) -> np.ndarray:
     """The model's observation vector for a state given by feature name, checked like a table row.
 
     A missing or NaN ``vanco_level`` means never measured, filled with 0 mg/L when the model
-    was trained that way; any other missing feature is an error naming it.
+    was trained that way; any other missing feature is an error naming it. A model with
+    :data:`HISTORY_COLUMNS` needs ``history``: the stay's rows in the data schema up to and
+    including the current state (its last row), from which the observation is built as the
+    converter builds it; ``state`` must then agree with that last row.
     """
+    needed = history_columns(model)
+    if needed:
+        if history is None:
+            raise ValueError(
+                f"this model needs the stay's dose history: give --csv with the stay's rows (its observation "
+                f"has {', '.join(needed)}, built from the earlier doses and levels)"
+            )
+        return _observation_from_history(model, state, history)
     values: dict[str, float] = {}
     for name in model.observation_names:
         raw = state.get(name)
@@ -127,6 +158,37 @@ def observation_from_state(model: TrainedModel, state: Mapping[str, Any]) -> np.
     return np.array([values[name] for name in model.observation_names], dtype=np.float32)
 
 
+def _observation_from_history(
+    model: TrainedModel, state: Mapping[str, Any], history: pd.DataFrame
+) -> np.ndarray:
+    from vanco_offline.data import observation_table
+    from vanco_offline.training import conversion_kwargs
+
+    if not isinstance(history, pd.DataFrame) or len(history) == 0:
+        raise ValueError("the history must be a non-empty table of the stay's rows, the current state last")
+    if "stay_id" in history.columns and history["stay_id"].nunique() != 1:
+        stays = history["stay_id"].nunique()
+        raise ValueError(f"the history holds {stays} stays; give the rows of the patient's stay only")
+    table = observation_table(history, **conversion_kwargs(model.conversion))
+    if list(table.columns) != list(model.observation_names):
+        raise ValueError(
+            f"the history converts to the columns {list(table.columns)} but the model needs "
+            f"{model.observation_names}; give the covariate columns the model was trained with"
+        )
+    last = history.iloc[-1]
+    for name, given in state.items():
+        if name in FEATURES + COVARIATES and name in history.columns and not _is_nan(given):
+            if not _is_nan(last[name]) and not math.isclose(float(given), float(last[name]), rel_tol=1e-6):
+                raise ValueError(
+                    f"the state's {name!r} is {given!r} but the last row of the stay's history has "
+                    f"{last[name]!r}: the history must end with the current state"
+                )
+    values = table.iloc[-1].to_numpy(np.float32)
+    for name, value in zip(model.observation_names, values, strict=True):
+        _check_range(name, float(value))
+    return values
+
+
 def recommend(
     model: TrainedModel,
     state: Mapping[str, Any],
@@ -153,7 +215,9 @@ def recommend(
     history : DataFrame, optional
         The patient's earlier rows in the data schema (one stay; doses and levels so far),
         ending with the current state: the MIPD comparison then fits the patient's own
-        clearance to the measured levels instead of using the population prior.
+        clearance to the measured levels instead of using the population prior, and a model
+        with :data:`HISTORY_COLUMNS` (previous dose, PK features) builds its observation from
+        it (required for such a model).
     mode : {"greedy", "sample"}
         The policy's greedy dose, or one drawn from its stochastic policy.
     """
@@ -163,8 +227,11 @@ def recommend(
     for name in COVARIATES:
         if name in covariates and name != "sex":
             _check_range(name, float(covariates[name]))
-    observation = observation_from_state(model, {**covariates, **state})
+    observation = observation_from_state(model, {**covariates, **state}, history)
     features = np.array([observation[model.observation_names.index(f)] for f in FEATURES], dtype=np.float64)
+    if first_dose is None and history is not None and history_columns(model):
+        # The stay's rows say whether a dose was given before; no need to infer it from the level.
+        first_dose = not bool(np.nansum(history["dose_mg"].to_numpy(np.float64)[:-1]) > 0)
     algo = model.algo
     predict = algo.predict if mode == "greedy" else algo.sample_action
     action = np.asarray(predict(observation[None]))
@@ -172,7 +239,8 @@ def recommend(
     model_dose = float(DOSE_GRID_MG[int(action.reshape(-1)[0])] if discrete else action.reshape(-1)[0])
     limited = apply_limits(model_dose, features, covariates or None, first_dose=first_dose, limits=limits)
     alternatives = _alternative_q(algo, observation, discrete)
-    mipd_dose, basis = _mipd_dose(features, covariates, history)
+    mipd_history = history if history is not None and set(COVARIATES) <= set(history.columns) else None
+    mipd_dose, basis = _mipd_dose(features, covariates, mipd_history)
     return Recommendation(
         model_dose_mg=model_dose,
         limited=limited,
@@ -190,7 +258,8 @@ def recommend_on_table(
     """Recommend for ``n`` rows of a dosing table drawn at random (seeded), beside the logged dose.
 
     Each row is taken with its stay's earlier rows as history (so MIPD fits the levels seen so
-    far) and as a first dose when it is the stay's first row.
+    far, and a model with :data:`HISTORY_COLUMNS` builds its observation from them) and as a
+    first dose when it is the stay's first row.
     """
     from vanco_offline.training import convert_like
 
@@ -205,7 +274,7 @@ def recommend_on_table(
         stay = stay[stay["stay_id"] == row["stay_id"]]
         covariates = {c: row[c] for c in COVARIATES if c in table.columns}
         state = {f: row[f] for f in model.observation_names if f in table.columns and f not in covariates}
-        history = stay if set(COVARIATES) <= set(table.columns) else None
+        history = stay if history_columns(model) or set(COVARIATES) <= set(table.columns) else None
         rec = recommend(model, state, covariates, first_dose=len(stay) == 1, history=history, mode=mode)
         records.append(
             {
@@ -280,6 +349,31 @@ def _is_nan(value: Any) -> bool:
         return False
 
 
+def case_history(state: Mapping[str, float], covariates: Mapping[str, float], interval_h: float = 12.0):
+    """A short chart ending with ``state``, in the data schema (one stay).
+
+    With no measured level (NaN) the state is the first decision: a single row. Otherwise
+    the stay so far is a loading dose of 25 mg/kg (at most 3 g) and, ``interval_h`` later, one
+    maintenance dose of 15 mg/kg (10 mg/kg on dialysis; at most 2 g), both rounded to 250 mg,
+    with the state's signs and creatinine and no level; the state's level is the trough drawn
+    ``interval_h`` after the maintenance dose, just before the current decision.
+    """
+    weight = float(covariates["weight_kg"])
+    per_kg = 10.0 if covariates.get("dialysis", 0) else 15.0
+    load = min(round(25.0 * weight / 250.0) * 250.0, 3000.0)
+    maintenance = min(round(per_kg * weight / 250.0) * 250.0, 2000.0)
+    measured = not _is_nan(state["vanco_level"])
+    doses = [load, maintenance, float("nan")] if measured else [float("nan")]
+    rows = []
+    for step, dose in enumerate(doses):
+        current = step == len(doses) - 1
+        row = {"stay_id": 0, "step": step, "time_h": step * interval_h, **state, "dose_mg": dose}
+        row["vanco_level"] = state["vanco_level"] if current else float("nan")
+        row["level_measured"] = bool(current and measured)
+        rows.append({**row, **{c: covariates[c] for c in COVARIATES}})
+    return pd.DataFrame(rows)
+
+
 def _case(
     level: float,
     creatinine: float,
@@ -291,21 +385,35 @@ def _case(
     **covariates: float,
 ) -> dict[str, Any]:
     state = dict(zip(FEATURES, (level, creatinine, wbc, bun, temperature, sbp, heart_rate), strict=True))
-    return {"state": state, "covariates": {"height_cm": float("nan"), "dialysis": 0, **covariates}}
+    covariates = {"dialysis": 0, **covariates}
+    return {"state": state, "covariates": covariates, "history": case_history(state, covariates)}
 
 
-#: Built-in clinical cases for ``vanco-offline recommend --clinical``.
+#: Built-in clinical cases for ``vanco-offline recommend --clinical``, each with a short chart
+#: (``history``: a loading and a maintenance dose before a measured level; see :func:`case_history`).
 CLINICAL_CASES: dict[str, dict[str, Any]] = {
     "first dose, normal kidney": _case(
-        float("nan"), 0.9, 15.0, 14.0, 38.6, 112.0, 104.0, weight_kg=75.0, age=55.0, sex=0
+        float("nan"), 0.9, 15.0, 14.0, 38.6, 112.0, 104.0, weight_kg=75.0, age=55.0, sex=0, height_cm=178.0
     ),
     "normal kidney, in range": _case(
-        14.0, 0.9, 11.5, 14.0, 37.9, 118.0, 92.0, weight_kg=75.0, age=55.0, sex=0
+        14.0, 0.9, 11.5, 14.0, 37.9, 118.0, 92.0, weight_kg=75.0, age=55.0, sex=0, height_cm=178.0
     ),
-    "acute kidney injury": _case(24.0, 2.4, 13.0, 48.0, 38.1, 104.0, 98.0, weight_kg=80.0, age=66.0, sex=0),
-    "dialysis": _case(18.0, 6.5, 12.0, 62.0, 37.8, 128.0, 84.0, weight_kg=70.0, age=60.0, sex=1, dialysis=1),
-    "obese (150 kg)": _case(9.0, 1.0, 14.0, 16.0, 38.4, 132.0, 100.0, weight_kg=150.0, age=45.0, sex=0),
-    "elderly (88 y, 55 kg)": _case(14.0, 1.3, 12.5, 30.0, 37.9, 110.0, 88.0, weight_kg=55.0, age=88.0, sex=1),
-    "subtherapeutic level": _case(6.0, 0.8, 16.0, 12.0, 38.8, 108.0, 110.0, weight_kg=70.0, age=45.0, sex=0),
-    "toxic level": _case(32.0, 1.6, 10.0, 30.0, 37.4, 120.0, 84.0, weight_kg=70.0, age=60.0, sex=0),
+    "acute kidney injury": _case(
+        24.0, 2.4, 13.0, 48.0, 38.1, 104.0, 98.0, weight_kg=80.0, age=66.0, sex=0, height_cm=175.0
+    ),
+    "dialysis": _case(
+        18.0, 6.5, 12.0, 62.0, 37.8, 128.0, 84.0, weight_kg=70.0, age=60.0, sex=1, height_cm=165.0, dialysis=1
+    ),
+    "obese (150 kg)": _case(
+        9.0, 1.0, 14.0, 16.0, 38.4, 132.0, 100.0, weight_kg=150.0, age=45.0, sex=0, height_cm=180.0
+    ),
+    "elderly (88 y, 55 kg)": _case(
+        14.0, 1.3, 12.5, 30.0, 37.9, 110.0, 88.0, weight_kg=55.0, age=88.0, sex=1, height_cm=158.0
+    ),
+    "subtherapeutic level": _case(
+        6.0, 0.8, 16.0, 12.0, 38.8, 108.0, 110.0, weight_kg=70.0, age=45.0, sex=0, height_cm=176.0
+    ),
+    "toxic level": _case(
+        32.0, 1.6, 10.0, 30.0, 37.4, 120.0, 84.0, weight_kg=70.0, age=60.0, sex=0, height_cm=176.0
+    ),
 }

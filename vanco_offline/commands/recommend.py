@@ -97,7 +97,9 @@ def _csv_state(path: str, row: int) -> tuple[dict[str, Any], Any]:
     current = table.iloc[row]
     fields = {k: current[k] for k in FEATURES + COVARIATES if k in table.columns}
     history = None
-    if "stay_id" in table.columns and set(COVARIATES) <= set(table.columns):
+    if "stay_id" in table.columns:
+        # The stay's rows up to the current one: for the MIPD fit and for a model whose
+        # observation holds the previous dose or the PK features.
         stay = table[table["stay_id"] == current["stay_id"]]
         history = stay.loc[: current.name]
     return fields, history
@@ -110,7 +112,9 @@ def _clinical_table(model: Any) -> list[dict[str, Any]]:
     print("| case | level | SCr | model dose | recommended | MIPD | limits and warnings |")
     print("|---|---|---|---|---|---|---|")
     for name, case in CLINICAL_CASES.items():
-        rec = recommend(model, case["state"], case["covariates"])
+        # Each case is a short chart (a loading and a maintenance dose before its level), which
+        # MIPD fits and a model with history-dependent features needs.
+        rec = recommend(model, case["state"], case["covariates"], history=case["history"])
         notes = "; ".join(rec.warnings) or "-"
         level = case["state"]["vanco_level"]
         mipd = f"{rec.mipd_dose_mg:.0f}" if rec.mipd_dose_mg is not None else "-"
