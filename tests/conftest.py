@@ -13,8 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_COHORT = ROOT / "data" / "sample_cohort.csv"
 
 
-@pytest.fixture(scope="session")
-def trained_model_dir(tmp_path_factory) -> Path:
+def _train(tmp_path_factory, preset: str) -> Path:
     """`vanco-offline train` on the sample cohort for a few hundred steps: a real, small model."""
     from vanco_offline import cli
 
@@ -23,7 +22,7 @@ def trained_model_dir(tmp_path_factory) -> Path:
         [
             "train",
             "--config",
-            "default",
+            preset,
             "--data",
             str(SAMPLE_COHORT),
             "--steps",
@@ -37,3 +36,15 @@ def trained_model_dir(tmp_path_factory) -> Path:
     )
     assert code == 0
     return logs / "small"
+
+
+@pytest.fixture(scope="session")
+def trained_model_dir(tmp_path_factory) -> Path:
+    """The `default` preset (PK features: recommending needs the stay's rows)."""
+    return _train(tmp_path_factory, "default")
+
+
+@pytest.fixture(scope="session")
+def seven_features_model_dir(tmp_path_factory) -> Path:
+    """The `seven_features` preset: one state, given by flags or JSON, is enough to recommend."""
+    return _train(tmp_path_factory, "seven_features")

@@ -41,11 +41,11 @@ def test_train_missing_data_file(capsys, tmp_path):
     assert "none.csv" in err
 
 
-def test_recommend_from_flags(trained_model_dir, capsys):
+def test_recommend_from_flags(seven_features_model_dir, trained_model_dir, capsys):
     argv = [
         "recommend",
         "--model",
-        str(trained_model_dir),
+        str(seven_features_model_dir),
         "--vanco-level",
         "12",
         "--creatinine",
@@ -70,6 +70,11 @@ def test_recommend_from_flags(trained_model_dir, capsys):
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert "recommended dose" in out and "learned Q of alternatives" in out
+    # The default model's observation holds the previous dose and the PK features: one state
+    # cannot give them, and the error says what to give instead.
+    argv[2] = str(trained_model_dir)
+    err = _error(capsys, argv)
+    assert "needs the stay's dose history: give --csv" in err and "pk_auc24" in err
 
 
 def test_recommend_from_csv_uses_the_stay_history(trained_model_dir, capsys, tmp_path):
@@ -109,8 +114,8 @@ def test_recommend_samples(trained_model_dir, capsys):
     assert "5 rows (greedy)" in capsys.readouterr().out
 
 
-def test_recommend_bad_input(trained_model_dir, capsys, tmp_path):
-    model = str(trained_model_dir)
+def test_recommend_bad_input(seven_features_model_dir, capsys, tmp_path):
+    model = str(seven_features_model_dir)
     err = _error(capsys, ["recommend", "--model", model, "--json", '{"vanco_level": 12, "creatinine": 1.0}'])
     assert "lacks the feature 'wbc'" in err
     state = {

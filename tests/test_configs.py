@@ -25,7 +25,6 @@ PACKAGED = [
     "conservative",
     "default",
     "discrete",
-    "exposure",
     "run_ok",
     "seed",
     "seven_features",
@@ -70,7 +69,11 @@ def test_the_seed_and_its_guide_are_carried_by_the_presets():
         assert 3e-5 <= preset.config["actor_learning_rate"] <= 1e-4
         assert 5000 <= preset.training.n_steps <= 10000 and preset.network.hidden_units == (32, 32)
     default = load_preset("default")
-    assert default.data == DataSpec()  # project reward, standard observations, clinical doses
+    # Covariates, previous dose, PK exposure features, the exposure reward; standard
+    # observations, clinical doses. seven_features is the same on the seed's observation.
+    assert default.data == DataSpec(reward="exposure", covariates=True, last_dose=True, pk_features=True)
+    assert load_preset("seven_features").data == DataSpec()
+    assert load_preset("seven_features").config == default.config
     assert default.training == TrainingSpec(n_steps=5000, n_steps_per_epoch=1000, seed=0)
 
 
