@@ -9,7 +9,6 @@ import pytest
 from d3rlpy.preprocessing import MinMaxActionScaler, StandardObservationScaler
 
 from vanco_offline.algos import DiscreteVancoIQL, VancoIQL
-from vanco_offline.algos.synthetic import make_dosing_dataset
 from vanco_offline.configs import (
     DataSpec,
     NetworkSpec,
@@ -19,6 +18,7 @@ from vanco_offline.configs import (
     build_algo,
     load_preset,
 )
+from vanco_offline.data import convert, generate_cohort
 
 PACKAGED = [
     "base",
@@ -77,8 +77,12 @@ def test_the_seed_and_its_guide_are_carried_by_the_presets():
     assert default.training == TrainingSpec(n_steps=5000, n_steps_per_epoch=1000, seed=0)
 
 
+def _cohort_dataset(action: str, n_stays: int):
+    return convert(generate_cohort(n_stays, seed=4), action, fill_unmeasured_level=True).dataset
+
+
 def test_build_algo_uses_the_clinical_bounds_and_fits_scalers_on_the_dataset():
-    dataset = make_dosing_dataset(n_stays=10)
+    dataset = _cohort_dataset("continuous", 10)
     algo = build_algo(load_preset("default"), dataset)
     scaler = algo.config.action_scaler
     assert isinstance(scaler, MinMaxActionScaler)
@@ -88,7 +92,7 @@ def test_build_algo_uses_the_clinical_bounds_and_fits_scalers_on_the_dataset():
     assert algo.config.observation_scaler.built
     assert list(algo.config.actor_encoder_factory.hidden_units) == [32, 32]
     with pytest.raises(ValueError, match="expects continuous actions but the dataset's action space is"):
-        build_algo(load_preset("default"), make_dosing_dataset(n_stays=5, action="discrete"))
+        build_algo(load_preset("default"), _cohort_dataset("discrete", 5))
 
 
 def test_extends_overrides_single_keys_and_resolves_relative_paths(tmp_path):
