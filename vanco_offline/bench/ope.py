@@ -13,6 +13,13 @@ the algorithms that have one. ``(trunc)`` columns truncate the importance weight
 sqrt(n) times each step's mean weight; ``(mu-hat)`` columns use the fitted behaviour model
 instead of the logged ``behavior_prob``: what real ICU data would allow. The algorithms
 are trained on a second cohort, so that OPE runs on stays they have not seen.
+
+The data's observation and reward are options: by default the seven features and the
+covariates with the environment's trough reward (the run of ``docs/ope.md``, "seven
+features"); ``--data-preset default`` (or ``--last-dose --pk-features --reward exposure``)
+converts both cohorts as the preset's data section says -- the previous dose, the exposure
+tracker's features, the ``exposure`` reward -- trains the algorithms on that, and computes
+the truth with the environment's same reward, the algorithms fed the same observation online.
 """
 
 from __future__ import annotations
@@ -44,6 +51,45 @@ class Size:
 
 FULL = Size(stays=1000, fqe_steps=6000, train_steps=5000, truth_patients=10_000, bootstrap=1000)
 QUICK = Size(stays=300, fqe_steps=3000, train_steps=1500, truth_patients=2000, bootstrap=300)
+REWARDS = ("default", "seed", "exposure")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataChoice:
+    """How both cohorts are converted (``vanco_offline.data.convert`` options) and the truth's reward.
+
+    ``reward=None`` keeps the table's ``reward`` column (the environment's default reward,
+    written by ``generate_cohort``) and the environment's default reward for the truth.
+    """
+
+    covariates: bool = True
+    last_dose: bool = False
+    pk_features: bool = False
+    reward: str | None = None
+
+    def convert_options(self) -> dict[str, Any]:
+        return {
+            "fill_unmeasured_level": True,
+            "covariates": self.covariates,
+            "last_dose": self.last_dose,
+            "pk_features": self.pk_features,
+            "reward": self.reward,
+        }
+
+    def env_options(self) -> dict[str, Any]:
+        return {} if self.reward is None else {"reward": self.reward}
+
+    def describe(self) -> str:
+        parts = ["seven features"]
+        if self.covariates:
+            parts.append("covariates")
+        if self.last_dose:
+            parts.append("previous dose")
+        if self.pk_features:
+            parts.append("PK exposure features")
+        if self.reward is None:
+            return ", ".join(parts) + "; the table's reward column (the environment's default reward)"
+        return ", ".join(parts) + f"; reward {self.reward!r}"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,6 +104,53 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gamma", type=float, default=0.99, help="discount per decision (default 0.99)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the cohort, training and FQE")
     parser.add_argument("--epsilon", type=float, default=0.1, help="softening of deterministic policies")
+    parser.add_argument(
+        "--data-preset",
+        metavar="PRESET",
+        help="convert the data as a training preset's data section says (covariates, last_dose, "
+        "pk_features, reward), e.g. default; its action kind is not used: the panel's algorithms are "
+        "discrete. Adds to the flags below",
+    )
+    parser.add_argument(
+        "--last-dose", action="store_true", help="append the previous dose to the observation"
+    )
+    parser.add_argument(
+        "--pk-features",
+        action="store_true",
+        help="append the exposure tracker's features (MAP CL, estimated AUC24, AUC-500 dose)",
+    )
+    parser.add_argument(
+        "--reward",
+        choices=REWARDS,
+        help="reward computed by the converter and by the simulator for the truth (default: the table's "
+        "reward column, the environment's default reward)",
+    )
+
+
+def data_choice(args: argparse.Namespace) -> DataChoice:
+    """The conversion of the run: the flags, plus a preset's data section (ValueError on a conflict)."""
+    choice = DataChoice(
+        last_dose=bool(getattr(args, "last_dose", False)),
+        pk_features=bool(getattr(args, "pk_features", False)),
+        reward=getattr(args, "reward", None),
+    )
+    name = getattr(args, "data_preset", None)
+    if not name:
+        return choice
+    from vanco_offline.configs import load_preset
+
+    data = load_preset(name).data
+    if choice.reward is not None and choice.reward != data.reward:
+        raise ValueError(
+            f"--data-preset {name} converts with the {data.reward!r} reward but --reward {choice.reward} "
+            "asks for another: drop one of them"
+        )
+    return DataChoice(
+        covariates=bool(data.covariates),
+        last_dose=choice.last_dose or data.last_dose,
+        pk_features=choice.pk_features or data.pk_features,
+        reward=data.reward,
+    )
 
 
 def _size(args: argparse.Namespace) -> Size:
@@ -184,6 +277,7 @@ def _variants(report: Any, traj: Any, behavior: Any, gamma: float, counts: np.nd
 
 def run(args: argparse.Namespace) -> int:
     size = _size(args)
+    choice = data_choice(args)
     import logging
 
     import structlog
@@ -212,19 +306,18 @@ def run(args: argparse.Namespace) -> int:
     # Algorithms learn from one cohort and are evaluated on another (held-out stays): evaluated
     # on their own training data, FQE credits them with that data's lucky outcomes.
     table = generate_cohort(size.stays, "clinician", seed=args.seed)
-    result = convert(table, "discrete", fill_unmeasured_level=True, covariates=True)
+    result = convert(table, "discrete", **choice.convert_options())
     training = convert(
-        generate_cohort(size.stays, "clinician", seed=args.seed + 1),
-        "discrete",
-        fill_unmeasured_level=True,
-        covariates=True,
+        generate_cohort(size.stays, "clinician", seed=args.seed + 1), "discrete", **choice.convert_options()
     )
     traj = to_trajectories(result)
     print(
         f"OPE calibration: {traj.n_stays} held-out clinician stays ({traj.n_transitions} transitions, "
         f"horizon {traj.horizon}), gamma {args.gamma:g}; algorithms trained on another {size.stays} "
         f"stays; FQE {size.fqe_steps} steps; truth from {size.truth_patients} fresh simulated patients "
-        f"per policy; {size.bootstrap} bootstrap resamples"
+        f"per policy; {size.bootstrap} bootstrap resamples\n"
+        f"data: {choice.describe()} ({len(result.observation_names)} observation columns; "
+        f"rewards {result.report.reward_source})"
     )
     t0 = time.perf_counter()
     behavior = fit_behavior_model(traj, seed=args.seed)
@@ -236,7 +329,9 @@ def run(args: argparse.Namespace) -> int:
         f"\ntrained {', '.join(algos)} for {size.train_steps} steps each [{time.perf_counter() - t0:.0f} s]"
     )
 
-    truth_spec = SimulatorTruth(n_patients=size.truth_patients, seed=1_000_000 + args.seed)
+    truth_spec = SimulatorTruth(
+        n_patients=size.truth_patients, seed=1_000_000 + args.seed, env_options=choice.env_options()
+    )
     fqe = FQESettings(n_steps=size.fqe_steps, seed=args.seed)  # target copied every n_steps // 20
     gap_values = {
         name: simulate_value(ReferencePolicy(make_policy(name)), args.gamma, truth_spec).value

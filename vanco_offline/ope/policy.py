@@ -33,9 +33,6 @@ from vanco_offline.ope.trajectories import Trajectories
 
 __all__ = ["AlgoPolicy", "ArrayPolicy", "EvaluatedPolicy", "LoggedContext", "ReferencePolicy", "as_policy"]
 
-#: Name of the optional 0/1 level-measured feature of the data layer.
-LEVEL_INDICATOR = "vanco_level_measured"
-
 
 @dataclasses.dataclass(frozen=True)
 class LoggedContext:
@@ -92,10 +89,11 @@ class EvaluatedPolicy:
     def _logged_pmf(self, trajectories: Trajectories, context: LoggedContext) -> np.ndarray:
         raise NotImplementedError
 
-    def simulator_policy(self, observation_names: Sequence[str]) -> Any:
+    def simulator_policy(self, observation_names: Sequence[str], interval_h: float = 12.0) -> Any:
         """An object with ``reset(covariates, seed)``, ``action_probs(obs, info)`` and
         ``record(dose_mg)`` (the ``vanco_pk.policies`` protocol) that acts in the simulator;
-        the caller applies ``epsilon``."""
+        the caller applies ``epsilon``. ``observation_names`` are the data's observation
+        columns, ``interval_h`` the environment's decision interval."""
         raise ValueError(f"policy {self.name!r} cannot act in the simulator (it is a table of probabilities)")
 
     def describe(self) -> str:
@@ -213,8 +211,8 @@ class AlgoPolicy(EvaluatedPolicy):
         pmf = self.probabilities(traj.observations.reshape(n * horizon, d), grid)
         return pmf.reshape(n, horizon, traj.n_actions)
 
-    def simulator_policy(self, observation_names: Sequence[str]) -> Any:
-        return _AlgoDosing(self, tuple(observation_names))
+    def simulator_policy(self, observation_names: Sequence[str], interval_h: float = 12.0) -> Any:
+        return _AlgoDosing(self, tuple(observation_names), float(interval_h))
 
 
 class ReferencePolicy(EvaluatedPolicy):
@@ -269,7 +267,7 @@ class ReferencePolicy(EvaluatedPolicy):
             truth=truth,
         )
 
-    def simulator_policy(self, observation_names: Sequence[str]) -> Any:
+    def simulator_policy(self, observation_names: Sequence[str], interval_h: float = 12.0) -> Any:
         return self.policy
 
 
@@ -333,42 +331,33 @@ def _pad_time(time_h: np.ndarray, mask: np.ndarray) -> np.ndarray:
 class _AlgoDosing:
     """A d3rlpy algorithm behind the ``vanco_pk.policies`` protocol, for simulator rollouts.
 
-    The algorithm was trained on the data layer's observation columns; they are rebuilt
-    from the environment's observation and ``info`` by name.
+    The algorithm was trained on the data layer's observation columns; the offline
+    benchmark's :class:`~vanco_offline.bench.offline_rollout.ObservationBuilder` rebuilds them
+    from the environment's observation and ``info`` as the converter builds them from a
+    cohort table (rounded chart values, covariates, the previous dose, the exposure tracker's
+    features replayed from the doses given and the levels drawn), so that the truth rollout
+    and the logged data show a policy the same state.
     """
 
-    def __init__(self, policy: AlgoPolicy, observation_names: tuple[str, ...]):
-        known = set(FEATURES) | set(COVARIATES) | {LEVEL_INDICATOR}
-        unknown = [n for n in observation_names if n not in known]
-        if unknown:
-            raise ValueError(f"cannot build the observation columns {unknown} in the simulator")
+    def __init__(self, policy: AlgoPolicy, observation_names: tuple[str, ...], interval_h: float):
+        from vanco_offline.bench.offline_rollout import observation_builder
+
         self.policy = policy
-        self.names = observation_names
+        self.build = observation_builder(observation_names, interval_h)
 
     def reset(self, covariates: Mapping[str, Any], seed: Any = None) -> None:
-        self.covariates = {
-            k: np.asarray(covariates[k], dtype=np.float64) for k in COVARIATES if k in covariates
-        }
+        self.build.reset(covariates)
 
     def inputs(self, obs: np.ndarray, info: Mapping[str, Any]) -> np.ndarray:
-        obs = np.atleast_2d(np.asarray(obs, dtype=np.float64))
-        columns = []
-        for name in self.names:
-            if name in FEATURES:
-                columns.append(obs[:, FEATURES.index(name)])
-            elif name in COVARIATES:
-                columns.append(np.broadcast_to(self.covariates[name], (len(obs),)))
-            else:
-                columns.append(
-                    np.isfinite(np.asarray(info["raw_level"], dtype=np.float64)).astype(np.float64)
-                )
-        return np.stack(columns, axis=1).astype(np.float32)
+        """The observation the algorithm is fed at this decision (call once per decision: the
+        exposure tracker is told the dose given since the previous call)."""
+        return self.build(obs, info)
 
     def action_probs(self, obs: np.ndarray, info: Mapping[str, Any]) -> np.ndarray:
         return self.policy.probabilities(self.inputs(obs, info), DOSE_GRID_MG)
 
     def record(self, dose_mg: Any) -> None:
-        """Stateless: the greedy dose depends on the observation only."""
+        """Nothing to remember: the builder reads the dose given from the next ``info``."""
 
 
 def as_policy(policy: Any, epsilon: float | None = None, name: str | None = None) -> EvaluatedPolicy:

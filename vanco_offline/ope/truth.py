@@ -2,7 +2,14 @@
 
 When the data came from ``vanco_pk``, the value every estimator tries to recover is known
 up to Monte Carlo error: roll the same (softened) policy out on new patients of the same
-population, with the same decision interval, horizon, noise settings and gamma.
+population, with the same decision interval, horizon, noise settings, reward and gamma.
+
+The reward is the environment's (``env_options["reward"]``: ``"default"``, ``"seed"`` or
+``"exposure"``, the last scoring the exposure tracker's estimated AUC24 as the converter's
+``reward="exposure"`` does). A d3rlpy algorithm is fed the observation it was trained on,
+rebuilt at every decision from the rollout's chart exactly as the data layer converts a
+cohort table (:class:`vanco_offline.bench.offline_rollout.ObservationBuilder`): rounded
+features, covariates, the level indicator, the previous dose and the PK exposure features.
 """
 
 from __future__ import annotations
@@ -34,21 +41,47 @@ class SimulatorTruth:
     env_options : mapping
         Keyword arguments of ``vanco_pk.env.VancoPKEnv`` that generated the data
         (``decision_interval_h``, ``episode_days``, ``measurement_noise``,
-        ``level_missing_prob``, ``misspecification``, ``reward``, ...).
+        ``level_missing_prob``, ``misspecification``, ...) and the ``reward`` the data
+        were converted with (``"exposure"`` for ``convert(..., reward="exposure")``).
     batch : int
         Patients simulated at once.
+    patient_seeds : sequence of int, optional
+        The environment seed of each patient, instead of ``n_patients`` and ``seed``: e.g. a
+        cohort's (``vanco_offline.data.cohort.cohort_seeds(seed, n)[0]``), to roll a policy
+        out on the logged patients themselves.
     """
 
     n_patients: int = 2000
     seed: int = 1_000_000
     env_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     batch: int = 1000
+    patient_seeds: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
+        if self.patient_seeds is not None:
+            seeds = tuple(int(s) for s in self.patient_seeds)
+            if len(seeds) < 2 or min(seeds) < 0:
+                raise ValueError(
+                    "SimulatorTruth.patient_seeds needs at least 2 non-negative seeds, "
+                    f"got {len(seeds)} (smallest {min(seeds, default=None)})"
+                )
+            object.__setattr__(self, "patient_seeds", seeds)
+            object.__setattr__(self, "n_patients", len(seeds))
         if self.n_patients < 2 or self.batch < 1:
-            raise ValueError("SimulatorTruth needs n_patients >= 2 and batch >= 1")
+            raise ValueError(
+                f"SimulatorTruth needs n_patients >= 2 and batch >= 1, got {self.n_patients} and {self.batch}"
+            )
         if "extended_obs" in self.env_options:
-            raise ValueError("SimulatorTruth builds the observation itself; do not pass extended_obs")
+            raise ValueError(
+                "SimulatorTruth.env_options: do not pass extended_obs; the policy's observation is rebuilt "
+                "from the data's observation columns"
+            )
+
+    def seeds(self, start: int, n: int) -> int | list[int]:
+        """Environment seed(s) of patients ``start .. start + n - 1`` (``VancoPKVectorEnv.reset``)."""
+        if self.patient_seeds is None:
+            return self.seed + start
+        return list(self.patient_seeds[start : start + n])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,15 +122,15 @@ def simulate_value(
     -------
     TrueValue
     """
-    actor = policy.simulator_policy(observation_names)
     returns = []
     horizon = 0
     for start in range(0, truth.n_patients, truth.batch):
         n = min(truth.batch, truth.n_patients - start)
         env = VancoPKVectorEnv(num_envs=n, **dict(truth.env_options))
+        actor = policy.simulator_policy(observation_names, env.config.decision_interval_h)
         horizon = env.config.n_steps
         seed = truth.seed + start
-        obs, info = env.reset(seed=seed)
+        obs, info = env.reset(seed=truth.seeds(start, n))
         actor.reset(info["covariates"], seed=[np.random.SeedSequence([seed, i]) for i in range(n)])
         rng = np.random.default_rng([seed, 1])
         total = np.zeros(n)
