@@ -15,20 +15,18 @@ from d3rlpy.models.builders import (
     create_continuous_q_function,
     create_deterministic_policy,
     create_normal_policy,
-    create_value_function,
 )
 from d3rlpy.models.encoders import EncoderFactory, make_encoder_field
-from d3rlpy.models.q_functions import MeanQFunctionFactory
 from d3rlpy.optimizers import OptimizerFactory
 from d3rlpy.torch_utility import convert_to_torch_recursively
 from d3rlpy.types import NDArray, Observation, Shape
 
 from vanco_offline.algos._validation import check_iql_options
+from vanco_offline.algos.building import advantage_weighting, create_iql_critics
 from vanco_offline.algos.export import PolicyExportMixin
 from vanco_offline.algos.fitting import FastFitMixin, check_finite
 from vanco_offline.algos.optimizers import fused_adam_field
 from vanco_offline.algos.sampler import FlatTransitions
-from vanco_offline.algos.torch.common import AdvantageWeighting
 from vanco_offline.algos.torch.vanco_iql_impl import POLICY_HEADS, VancoIQLImpl, VancoIQLModules
 
 __all__ = ["VancoIQL", "VancoIQLConfig"]
@@ -159,58 +157,25 @@ class VancoIQL(PolicyExportMixin, FastFitMixin, QLearningAlgoBase[VancoIQLImpl, 
                 device=self._device,
                 enable_ddp=self._enable_ddp,
             )
-        q_funcs, q_func_forwarder = create_continuous_q_function(
+        critics = create_iql_critics(
+            cfg,
+            policy,
             observation_shape,
             action_size,
-            cfg.critic_encoder_factory,
-            MeanQFunctionFactory(),
-            n_ensembles=cfg.n_critics,
+            create_continuous_q_function,
             device=self._device,
             enable_ddp=self._enable_ddp,
-        )
-        targ_q_funcs, targ_q_func_forwarder = create_continuous_q_function(
-            observation_shape,
-            action_size,
-            cfg.critic_encoder_factory,
-            MeanQFunctionFactory(),
-            n_ensembles=cfg.n_critics,
-            device=self._device,
-            enable_ddp=self._enable_ddp,
-        )
-        value_func = create_value_function(
-            observation_shape, cfg.value_encoder_factory, device=self._device, enable_ddp=self._enable_ddp
-        )
-        actor_optim = cfg.actor_optim_factory.create(
-            policy.named_modules(), lr=cfg.actor_learning_rate, compiled=False
-        )
-        critic_optim = cfg.critic_optim_factory.create(
-            list(q_funcs.named_modules()) + list(value_func.named_modules()),
-            lr=cfg.critic_learning_rate,
-            compiled=False,
-        )
-        modules = VancoIQLModules(
-            policy=policy,
-            q_funcs=q_funcs,
-            targ_q_funcs=targ_q_funcs,
-            value_func=value_func,
-            actor_optim=actor_optim,
-            critic_optim=critic_optim,
         )
         self._impl = VancoIQLImpl(
             observation_shape=observation_shape,
             action_size=action_size,
-            modules=modules,
-            q_func_forwarder=q_func_forwarder,
-            targ_q_func_forwarder=targ_q_func_forwarder,
+            modules=critics.modules(VancoIQLModules, policy),
+            q_func_forwarder=critics.q_func_forwarder,
+            targ_q_func_forwarder=critics.targ_q_func_forwarder,
             gamma=cfg.gamma,
             tau=cfg.tau,
             expectile=cfg.expectile,
-            weighting=AdvantageWeighting(
-                weight_temp=cfg.weight_temp,
-                max_weight=cfg.max_weight,
-                normalize_advantage=cfg.normalize_advantage,
-                self_normalize=cfg.self_normalize_weights,
-            ),
+            weighting=advantage_weighting(cfg),
             policy_head=cfg.policy_head,
             device=self._device,
         )

@@ -1,4 +1,5 @@
-"""Math shared by the continuous and discrete IQL impls: expectile loss, advantage weights, soft update."""
+"""What the continuous and discrete IQL impls share: expectile loss, advantage weights, soft update,
+and the impl base that holds the hyperparameters and the read-outs (each impl keeps its own update)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,14 @@ import math
 from collections.abc import Sequence
 
 import torch
+from d3rlpy.algos.qlearning.base import QLearningAlgoImplBase
+from d3rlpy.torch_utility import Modules, hard_sync
+from d3rlpy.types import Shape, TorchObservation
 from torch import nn
 
 __all__ = [
     "AdvantageWeighting",
+    "IQLImplBase",
     "expectile_loss",
     "normal_log_prob",
     "soft_update",
@@ -85,3 +90,82 @@ def soft_update(targets: Sequence[nn.Parameter], sources: Sequence[nn.Parameter]
     with torch.no_grad():
         torch._foreach_mul_(targets, 1.0 - tau)
         torch._foreach_add_(targets, torch._foreach_mul(sources, tau))
+
+
+class IQLImplBase(QLearningAlgoImplBase):
+    """The parts of an IQL impl that do not depend on the action type.
+
+    ``modules`` has ``policy``, ``q_funcs``, ``targ_q_funcs``, ``value_func``,
+    ``actor_optim`` and ``critic_optim``. The subclass writes ``inner_update`` (the whole
+    update, top to bottom) and ends it with :meth:`_finish_update`.
+    """
+
+    def __init__(
+        self,
+        observation_shape: Shape,
+        action_size: int,
+        modules: Modules,
+        q_func_forwarder: object,
+        targ_q_func_forwarder: object,
+        gamma: float,
+        tau: float,
+        expectile: float,
+        weighting: AdvantageWeighting,
+        device: str,
+    ):
+        super().__init__(
+            observation_shape=observation_shape,
+            action_size=action_size,
+            modules=modules,
+            device=device,
+        )
+        self._q_func_forwarder = q_func_forwarder
+        self._targ_q_func_forwarder = targ_q_func_forwarder
+        self._gamma = gamma
+        self._tau = tau
+        self._expectile = expectile
+        self._weighting = weighting
+        hard_sync(modules.targ_q_funcs, modules.q_funcs)
+        self._q_params = list(modules.q_funcs.parameters())
+        self._targ_q_params = list(modules.targ_q_funcs.parameters())
+
+    def _finish_update(
+        self,
+        critic_loss: torch.Tensor,
+        q_loss: torch.Tensor,
+        v_loss: torch.Tensor,
+        actor_loss: torch.Tensor,
+        weights: torch.Tensor,
+    ) -> dict[str, float]:
+        """Move the target Q toward Q and report the update's losses and weight statistics."""
+        soft_update(self._targ_q_params, self._q_params, self._tau)
+        return {
+            "critic_loss": float(critic_loss.detach()),
+            "q_loss": float(q_loss.detach()),
+            "v_loss": float(v_loss.detach()),
+            "actor_loss": float(actor_loss.detach()),
+            "weight_mean": float(weights.mean()),
+            "weight_clip_rate": float((weights >= self._weighting.max_weight).float().mean()),
+        }
+
+    def predict_state_value(self, x: TorchObservation) -> torch.Tensor:
+        """V(s) from the expectile value network, shape (batch,)."""
+        with torch.no_grad():
+            self._modules.set_eval()
+            return self._modules.value_func(x).reshape(-1)
+
+    @property
+    def policy(self) -> nn.Module:
+        return self._modules.policy
+
+    @property
+    def policy_optim(self) -> torch.optim.Optimizer:
+        return self._modules.actor_optim.optim
+
+    @property
+    def q_function(self) -> nn.ModuleList:
+        return self._modules.q_funcs
+
+    @property
+    def q_function_optim(self) -> torch.optim.Optimizer:
+        return self._modules.critic_optim.optim

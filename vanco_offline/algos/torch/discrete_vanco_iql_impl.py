@@ -6,15 +6,14 @@ import dataclasses
 
 import torch
 import torch.nn.functional as F
-from d3rlpy.algos.qlearning.base import QLearningAlgoImplBase
 from d3rlpy.algos.qlearning.torch.utility import DiscreteQFunctionMixin
 from d3rlpy.models.torch import CategoricalPolicy, DiscreteEnsembleQFunctionForwarder, ValueFunction
 from d3rlpy.optimizers import OptimizerWrapper
-from d3rlpy.torch_utility import Modules, TorchMiniBatch, hard_sync
+from d3rlpy.torch_utility import Modules, TorchMiniBatch
 from d3rlpy.types import Shape, TorchObservation
 from torch import nn
 
-from vanco_offline.algos.torch.common import AdvantageWeighting, expectile_loss, soft_update
+from vanco_offline.algos.torch.common import AdvantageWeighting, IQLImplBase, expectile_loss
 
 __all__ = ["DECISION_RULES", "DiscreteVancoIQLImpl", "DiscreteVancoIQLModules", "choose_level"]
 
@@ -56,7 +55,7 @@ class DiscreteVancoIQLModules(Modules):
     critic_optim: OptimizerWrapper
 
 
-class DiscreteVancoIQLImpl(DiscreteQFunctionMixin, QLearningAlgoImplBase):
+class DiscreteVancoIQLImpl(DiscreteQFunctionMixin, IQLImplBase):
     _modules: DiscreteVancoIQLModules
     _q_func_forwarder: DiscreteEnsembleQFunctionForwarder
     _targ_q_func_forwarder: DiscreteEnsembleQFunctionForwarder
@@ -76,23 +75,20 @@ class DiscreteVancoIQLImpl(DiscreteQFunctionMixin, QLearningAlgoImplBase):
         decision_rule: str = "mode",
     ):
         super().__init__(
-            observation_shape=observation_shape,
-            action_size=action_size,
-            modules=modules,
-            device=device,
+            observation_shape,
+            action_size,
+            modules,
+            q_func_forwarder,
+            targ_q_func_forwarder,
+            gamma,
+            tau,
+            expectile,
+            weighting,
+            device,
         )
-        self._q_func_forwarder = q_func_forwarder
-        self._targ_q_func_forwarder = targ_q_func_forwarder
-        self._gamma = gamma
-        self._tau = tau
-        self._expectile = expectile
-        self._weighting = weighting
         if decision_rule not in DECISION_RULES:
             raise ValueError(f"decision_rule={decision_rule!r} is not one of {list(DECISION_RULES)}")
         self._decision_rule = decision_rule
-        hard_sync(modules.targ_q_funcs, modules.q_funcs)
-        self._q_params = list(modules.q_funcs.parameters())
-        self._targ_q_params = list(modules.targ_q_funcs.parameters())
 
     def inner_update(self, batch: TorchMiniBatch, grad_step: int) -> dict[str, float]:
         m = self._modules
@@ -127,15 +123,7 @@ class DiscreteVancoIQLImpl(DiscreteQFunctionMixin, QLearningAlgoImplBase):
         actor_loss.backward()
         m.actor_optim.step()
 
-        soft_update(self._targ_q_params, self._q_params, self._tau)
-        return {
-            "critic_loss": float(critic_loss.detach()),
-            "q_loss": float(q_loss.detach()),
-            "v_loss": float(v_loss.detach()),
-            "actor_loss": float(actor_loss.detach()),
-            "weight_mean": float(weights.mean()),
-            "weight_clip_rate": float((weights >= self._weighting.max_weight).float().mean()),
-        }
+        return self._finish_update(critic_loss, q_loss, v_loss, actor_loss, weights)
 
     def _min_target_q(self, obs: TorchObservation) -> torch.Tensor:
         q_funcs = self._modules.targ_q_funcs
@@ -152,30 +140,8 @@ class DiscreteVancoIQLImpl(DiscreteQFunctionMixin, QLearningAlgoImplBase):
     def inner_sample_action(self, x: TorchObservation) -> torch.Tensor:
         return self._modules.policy(x).sample()
 
-    def predict_state_value(self, x: TorchObservation) -> torch.Tensor:
-        """V(s) from the expectile value network, shape (batch,)."""
-        with torch.no_grad():
-            self._modules.set_eval()
-            return self._modules.value_func(x).reshape(-1)
-
     def predict_action_probabilities(self, x: TorchObservation) -> torch.Tensor:
         """The policy's probability of each dose level, shape (batch, levels)."""
         with torch.no_grad():
             self._modules.set_eval()
             return self._modules.policy(x).probs
-
-    @property
-    def policy(self) -> CategoricalPolicy:
-        return self._modules.policy
-
-    @property
-    def policy_optim(self) -> torch.optim.Optimizer:
-        return self._modules.actor_optim.optim
-
-    @property
-    def q_function(self) -> nn.ModuleList:
-        return self._modules.q_funcs
-
-    @property
-    def q_function_optim(self) -> torch.optim.Optimizer:
-        return self._modules.critic_optim.optim

@@ -5,19 +5,18 @@ from __future__ import annotations
 import dataclasses
 
 import torch
-from d3rlpy.algos.qlearning.base import QLearningAlgoImplBase
 from d3rlpy.algos.qlearning.torch.utility import ContinuousQFunctionMixin
 from d3rlpy.models.torch import ContinuousEnsembleQFunctionForwarder, Policy, ValueFunction
 from d3rlpy.optimizers import OptimizerWrapper
-from d3rlpy.torch_utility import Modules, TorchMiniBatch, hard_sync
+from d3rlpy.torch_utility import Modules, TorchMiniBatch
 from d3rlpy.types import Shape, TorchObservation
 from torch import nn
 
 from vanco_offline.algos.torch.common import (
     AdvantageWeighting,
+    IQLImplBase,
     expectile_loss,
     normal_log_prob,
-    soft_update,
 )
 
 __all__ = ["POLICY_HEADS", "VancoIQLImpl", "VancoIQLModules"]
@@ -39,7 +38,7 @@ class VancoIQLModules(Modules):
     critic_optim: OptimizerWrapper
 
 
-class VancoIQLImpl(ContinuousQFunctionMixin, QLearningAlgoImplBase):
+class VancoIQLImpl(ContinuousQFunctionMixin, IQLImplBase):
     _modules: VancoIQLModules
     _q_func_forwarder: ContinuousEnsembleQFunctionForwarder
     _targ_q_func_forwarder: ContinuousEnsembleQFunctionForwarder
@@ -59,23 +58,20 @@ class VancoIQLImpl(ContinuousQFunctionMixin, QLearningAlgoImplBase):
         device: str,
     ):
         super().__init__(
-            observation_shape=observation_shape,
-            action_size=action_size,
-            modules=modules,
-            device=device,
+            observation_shape,
+            action_size,
+            modules,
+            q_func_forwarder,
+            targ_q_func_forwarder,
+            gamma,
+            tau,
+            expectile,
+            weighting,
+            device,
         )
         if policy_head not in POLICY_HEADS:
             raise ValueError(f"policy_head={policy_head!r} is not one of {POLICY_HEADS}")
-        self._q_func_forwarder = q_func_forwarder
-        self._targ_q_func_forwarder = targ_q_func_forwarder
-        self._gamma = gamma
-        self._tau = tau
-        self._expectile = expectile
-        self._weighting = weighting
         self._policy_head = policy_head
-        hard_sync(modules.targ_q_funcs, modules.q_funcs)
-        self._q_params = list(modules.q_funcs.parameters())
-        self._targ_q_params = list(modules.targ_q_funcs.parameters())
 
     def inner_update(self, batch: TorchMiniBatch, grad_step: int) -> dict[str, float]:
         m = self._modules
@@ -108,15 +104,7 @@ class VancoIQLImpl(ContinuousQFunctionMixin, QLearningAlgoImplBase):
         actor_loss.backward()
         m.actor_optim.step()
 
-        soft_update(self._targ_q_params, self._q_params, self._tau)
-        return {
-            "critic_loss": float(critic_loss.detach()),
-            "q_loss": float(q_loss.detach()),
-            "v_loss": float(v_loss.detach()),
-            "actor_loss": float(actor_loss.detach()),
-            "weight_mean": float(weights.mean()),
-            "weight_clip_rate": float((weights >= self._weighting.max_weight).float().mean()),
-        }
+        return self._finish_update(critic_loss, q_loss, v_loss, actor_loss, weights)
 
     def _min_target_q(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         q_funcs = self._modules.targ_q_funcs
@@ -159,25 +147,3 @@ class VancoIQLImpl(ContinuousQFunctionMixin, QLearningAlgoImplBase):
             return torch.tanh(out.mu + std * torch.randn_like(out.mu))
         loc = out.squashed_mu if self._policy_head == "tanh_mean" else out.mu
         return (loc + std * torch.randn_like(loc)).clamp(-1.0, 1.0)
-
-    def predict_state_value(self, x: TorchObservation) -> torch.Tensor:
-        """V(s) from the expectile value network, shape (batch,)."""
-        with torch.no_grad():
-            self._modules.set_eval()
-            return self._modules.value_func(x).reshape(-1)
-
-    @property
-    def policy(self) -> Policy:
-        return self._modules.policy
-
-    @property
-    def policy_optim(self) -> torch.optim.Optimizer:
-        return self._modules.actor_optim.optim
-
-    @property
-    def q_function(self) -> nn.ModuleList:
-        return self._modules.q_funcs
-
-    @property
-    def q_function_optim(self) -> torch.optim.Optimizer:
-        return self._modules.critic_optim.optim
