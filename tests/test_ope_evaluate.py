@@ -147,6 +147,8 @@ def test_bench_ope_rejects_bad_sizes_before_any_work():
         (["--quick", "--stays", "1"], "--stays must be at least 2"),
         (["--quick", "--gamma", "0"], "--gamma"),
         (["--quick", "--epsilon", "1"], "--epsilon"),
+        (["--quick", "--fqe-history", "-1"], "--fqe-history"),
+        (["--quick", "--data-preset", "seven_features", "--reward", "exposure"], "--data-preset"),
     ):
         with pytest.raises(ValueError, match=message):
             bench.run(parser.parse_args(argv))

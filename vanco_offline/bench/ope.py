@@ -105,6 +105,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the cohort, training and FQE")
     parser.add_argument("--epsilon", type=float, default=0.1, help="softening of deterministic policies")
     parser.add_argument(
+        "--fqe-history",
+        type=int,
+        default=1,
+        help="steps of history (previous dose, change of every column) in FQE's input (default 1)",
+    )
+    parser.add_argument(
         "--data-preset",
         metavar="PRESET",
         help="convert the data as a training preset's data section says (covariates, last_dose, "
@@ -169,6 +175,8 @@ def _size(args: argparse.Namespace) -> Size:
         raise ValueError(f"--gamma must be in (0, 1], got {args.gamma}")
     if not 0.0 < args.epsilon < 1.0:
         raise ValueError(f"--epsilon must be in (0, 1), got {args.epsilon}")
+    if args.fqe_history < 0:
+        raise ValueError(f"--fqe-history must be 0 or more steps, got {args.fqe_history}")
     return size
 
 
@@ -314,8 +322,8 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"OPE calibration: {traj.n_stays} held-out clinician stays ({traj.n_transitions} transitions, "
         f"horizon {traj.horizon}), gamma {args.gamma:g}; algorithms trained on another {size.stays} "
-        f"stays; FQE {size.fqe_steps} steps; truth from {size.truth_patients} fresh simulated patients "
-        f"per policy; {size.bootstrap} bootstrap resamples\n"
+        f"stays; FQE {size.fqe_steps} steps, history {args.fqe_history}; truth from "
+        f"{size.truth_patients} fresh simulated patients per policy; {size.bootstrap} bootstrap resamples\n"
         f"data: {choice.describe()} ({len(result.observation_names)} observation columns; "
         f"rewards {result.report.reward_source})"
     )
@@ -332,7 +340,8 @@ def run(args: argparse.Namespace) -> int:
     truth_spec = SimulatorTruth(
         n_patients=size.truth_patients, seed=1_000_000 + args.seed, env_options=choice.env_options()
     )
-    fqe = FQESettings(n_steps=size.fqe_steps, seed=args.seed)  # target copied every n_steps // 20
+    # Target copied every n_steps // 20 updates.
+    fqe = FQESettings(n_steps=size.fqe_steps, history=args.fqe_history, seed=args.seed)
     gap_values = {
         name: simulate_value(ReferencePolicy(make_policy(name)), args.gamma, truth_spec).value
         for name in ("oracle", "random")
