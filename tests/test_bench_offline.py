@@ -269,3 +269,27 @@ def test_merge_aggregates_earlier_runs_and_refuses_duplicates(tmp_path, tiny_gri
     (first / "results.json").write_text("[1, 2]")
     with pytest.raises(ValueError, match=r"not a results\.json of bench offline"):
         offline.run(parser.parse_args(["--merge", str(first), "--out", str(out)]))
+
+
+def test_verdicts_compare_a_data_variant_with_baselines_on_the_same_variant():
+    from vanco_offline.bench.offline_report import Aggregate
+
+    def row(algo, attainment, aki=0.01):
+        iqm = {"attainment": (attainment, attainment - 0.01, attainment + 0.01), "aki_rate": (aki, aki, aki)}
+        return Aggregate("medium-small", algo, 5, iqm, {}, "", 1.0)
+
+    rows = [
+        row("VancoIQL [reward exposure, PK features]", 0.61),
+        row("IQL [reward exposure, PK features]", 0.62),
+        row("BC [reward exposure, PK features]", 0.41),
+        row("BC", 0.70),  # another variant's row: not the comparison
+        row("DiscreteVancoIQL [reward exposure, PK features]", 0.62),
+        row("clinician", 0.43, aki=0.024),
+        row("oracle", 0.90, aki=0.0),
+    ]
+    (verdict,) = verdicts(rows)
+    assert verdict.startswith("medium-small, VancoIQL [reward exposure, PK features]:")
+    assert "+18.0 pp vs clinician" in verdict and "-> MET" in verdict
+    assert "IQL overlap" in verdict and "BC better" in verdict and "gap to oracle 29.0 pp" in verdict
+    (discrete,) = verdicts(rows, "DiscreteVancoIQL")
+    assert "+19.0 pp" in discrete and "vs d3rlpy" not in discrete

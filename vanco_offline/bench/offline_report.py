@@ -142,13 +142,19 @@ def _compare(a: tuple[float, float, float], b: tuple[float, float, float], highe
 
 
 def verdicts(rows: Sequence[Aggregate], algo: str = "VancoIQL", margin: float = 0.15) -> list[str]:
-    """The issue's targets, per dataset: attainment vs the clinician, AKI, and vs each d3rlpy baseline."""
+    """The issue's targets, per dataset: attainment vs the clinician, AKI, and vs each d3rlpy baseline.
+
+    A learned row's label may carry its data variant (``"VancoIQL [reward exposure, ...]"``);
+    it is compared with the baselines trained on the same variant and with the reference
+    policies, which have none.
+    """
     by = {(r.dataset, r.algo): r for r in rows}
     lines = []
-    for dataset in dict.fromkeys(r.dataset for r in rows):
-        mine = by.get((dataset, algo)) or by.get((dataset, f"Discrete{algo}"))
-        if mine is None:
+    for mine in rows:
+        name, variant = _name_and_variant(mine.algo)
+        if name != algo:
             continue
+        dataset = mine.dataset
         parts = [f"{dataset}, {mine.algo}:"]
         clin = by.get((dataset, "clinician"))
         if clin is not None:
@@ -159,10 +165,10 @@ def verdicts(rows: Sequence[Aggregate], algo: str = "VancoIQL", margin: float = 
                 f"attainment {gain * 100:+.1f} pp vs clinician (target >= {margin * 100:+.0f}), "
                 f"AKI {aki * 100:+.1f} pp -> {'MET' if ok else 'MISSED'};"
             )
-        same_kind = [b for b in _D3RLPY if b.startswith("Discrete") == mine.algo.startswith("Discrete")]
+        same_kind = [b for b in _D3RLPY if b.startswith("Discrete") == name.startswith("Discrete")]
         against = []
         for base in same_kind:
-            other = by.get((dataset, base))
+            other = by.get((dataset, f"{base} [{variant}]" if variant else base))
             if other is not None:
                 against.append(f"{base} {_compare(mine.iqm['attainment'], other.iqm['attainment'], True)}")
         if against:
@@ -173,6 +179,12 @@ def verdicts(rows: Sequence[Aggregate], algo: str = "VancoIQL", margin: float = 
             parts.append(f"gap to oracle {gap * 100:.1f} pp")
         lines.append(" ".join(parts))
     return lines
+
+
+def _name_and_variant(label: str) -> tuple[str, str]:
+    """``"IQL [reward exposure]"`` -> ``("IQL", "reward exposure")``; no brackets -> ``(label, "")``."""
+    name, bracket, rest = label.partition(" [")
+    return (name, rest[:-1]) if bracket and rest.endswith("]") else (label, "")
 
 
 def ope_summary(rows: Sequence[Aggregate]) -> list[str]:
