@@ -76,6 +76,30 @@ def observe_chart(tracker: ExposureTracker, sim: BatchSimulator) -> None:
     tracker.observe(sim.time_h, sim.obs[:, 1], drawn)
 
 
+def advance(
+    sim: BatchSimulator,
+    tracker: ExposureTracker | None,
+    reward_fn: Any,
+    reward_name: str,
+    dose: np.ndarray,
+) -> np.ndarray:
+    """Give ``dose`` (mg, one per patient), update the chart's tracker, return the reward per patient.
+
+    The reward sees the raw observations before and after the interval, and for an AUC reward
+    the tracker's estimate after it (the same estimate the converter computes from a table).
+    """
+    before = sim.raw_observation()
+    sim.step(dose)
+    after = sim.raw_observation()
+    extra = {}
+    if tracker is not None:
+        tracker.record(dose)
+        observe_chart(tracker, sim)
+        if reward_name in AUC_REWARDS:
+            extra["next_auc24"] = tracker.auc24()
+    return reward_fn(before, dose, after, **extra)
+
+
 def parse_dose(action: Any, discrete: bool, n: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Dose (mg) of ``n`` actions, and whether each was clipped into [0, 3000] mg.
 
@@ -290,16 +314,7 @@ class VancoPKEnv(gym.Env[np.ndarray, np.ndarray]):
                 f"the episode ended after {self.config.n_steps} decisions (truncated); call reset()"
             )
         dose, clipped = parse_dose(action, self._discrete)
-        before = self._sim.raw_observation()
-        self._sim.step(dose)
-        after = self._sim.raw_observation()
-        extra = {}
-        if self._tracker is not None:
-            self._tracker.record(dose)
-            observe_chart(self._tracker, self._sim)
-            if self.reward_name in AUC_REWARDS:
-                extra["next_auc24"] = self._tracker.auc24()
-        reward = float(self._reward(before, dose, after, **extra)[0])
+        reward = float(advance(self._sim, self._tracker, self._reward, self.reward_name, dose)[0])
         truncated = bool(self._sim.truncated[0])
         return self._observation()[0], reward, False, truncated, self._info(clipped)
 

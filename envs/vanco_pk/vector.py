@@ -16,8 +16,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from vanco_pk.env import VancoPKDiscreteEnv, VancoPKEnv, make_tracker, observe_chart, parse_dose
-from vanco_pk.targets import AUC_REWARDS
+from vanco_pk.env import VancoPKDiscreteEnv, VancoPKEnv, advance, make_tracker, observe_chart, parse_dose
 
 __all__ = ["VancoPKDiscreteVectorEnv", "VancoPKVectorEnv"]
 
@@ -128,16 +127,7 @@ class VancoPKVectorEnv(VectorEnv):
         done = self._done
         dose = np.where(done, 0.0, dose)
         clipped = clipped & ~done
-        before = self._sim.raw_observation()
-        self._sim.step(dose)
-        after = self._sim.raw_observation()
-        extra = {}
-        if self._tracker is not None:
-            self._tracker.record(dose)
-            observe_chart(self._tracker, self._sim)
-            if self.reward_name in AUC_REWARDS:
-                extra["next_auc24"] = self._tracker.auc24()
-        reward = self._reward(before, dose, after, **extra).astype(np.float64)
+        reward = advance(self._sim, self._tracker, self._reward, self.reward_name, dose).astype(np.float64)
         truncated = self._sim.truncated.copy()
         if np.any(done):
             # Next-step autoreset: these sub-environments start a new episode instead.
