@@ -158,8 +158,9 @@ def test_bad_input_names_what_is_wrong(tmp_path):
         DatasetSpec.make("expert", "small")
     with pytest.raises(ValueError, match=r"overrides .* apply to learned algorithms"):
         CellTask(TINY, "mipd", 0, overrides={"expectile": 0.9})
-    with pytest.raises(ValueError, match="the reference policy mipd has none"):
-        CellTask(TINY, "mipd", 0, last_dose=True)
+    # A reference policy carries the run's data variant for its OPE only: its name stands alone.
+    assert CellTask(TINY, "mipd", 0, last_dose=True).label == "mipd"
+    assert CellTask(TINY, "VancoIQL", 0, last_dose=True).label == "VancoIQL [last dose]"
     with pytest.raises(ValueError, match="unknown reward variant 'auc'"):
         CellTask(TINY, "VancoIQL", 0, reward_variant="auc")
     with pytest.raises(ValueError, match=r"overrides \['alpha'\] are not fields of VancoIQL"):

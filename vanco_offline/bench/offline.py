@@ -177,8 +177,9 @@ def build_tasks(args: argparse.Namespace) -> list[CellTask]:
             spec = DatasetSpec.make(name, size_name, seed=args.data_seed)
             for algo in algos:
                 for seed in range(args.seeds):
-                    extra = variant if algo in ALGORITHMS else {}
-                    tasks.append(CellTask(spec, algo, seed, ope=seed < args.ope_seeds, **common, **extra))
+                    # Reference policies carry the variant too: their OPE runs on the learned
+                    # rows' data and reward (their rollouts do not use it).
+                    tasks.append(CellTask(spec, algo, seed, ope=seed < args.ope_seeds, **common, **variant))
     return tasks
 
 

@@ -115,16 +115,16 @@ def run_cell(task: CellTask) -> CellResult:
     if task.ope:
         if seed_reading:
             note = "no OPE: the seed's raw output is not a dose in mg (read as one only for the rollout)"
-        elif task.last_dose or task.pk_features:
-            note = (
-                "no OPE: vanco_offline.ope cannot yet rebuild the previous dose or the PK features in the "
-                "simulator for the truth"
-            )
         elif task.reward_variant not in ("project", "exposure"):
             note = "no OPE for a candidate reward (the simulator does not compute it)"
         else:
             ope, note = _learned_ope(task, algo, result)
     return CellResult(task.dataset.label, task.label, task.seed, scores.as_dict(), ope, note, seconds)
+
+
+def _ope_reward(task: CellTask, reward: str) -> str:
+    """The reward the simulator's truth scores: the exposure reward for that variant, else ``reward``."""
+    return "exposure" if task.reward_variant == "exposure" else reward
 
 
 def _truth(task: CellTask, reward: str):
@@ -157,7 +157,7 @@ def _learned_ope(task: CellTask, algo: Any, result: Any) -> tuple[dict[str, floa
         estimators=OPE_ESTIMATORS,
         name=task.label,
         fqe=FQESettings(n_steps=task.ope_steps, seed=task.seed),
-        truth=_truth(task, "exposure" if task.reward_variant == "exposure" else spec.reward),
+        truth=_truth(task, _ope_reward(task, spec.reward)),
         seed=task.seed,
     )
     return _summary(report)
@@ -168,7 +168,17 @@ def _reference_ope(task: CellTask) -> tuple[dict[str, float], str]:
 
     from vanco_offline.ope import FQESettings, evaluate
 
-    table, result = load_dataset(task.dataset, "discrete", "default", False)
+    # The learned rows' data variant, so that a reference policy's estimates and truth are
+    # on the same observation and reward as theirs.
+    table, result = load_dataset(
+        task.dataset,
+        "discrete",
+        "default",
+        task.covariates,
+        task.reward_variant,
+        task.last_dose,
+        task.pk_features,
+    )
     report = evaluate(
         make_policy(task.algo),
         result,
@@ -177,7 +187,7 @@ def _reference_ope(task: CellTask) -> tuple[dict[str, float], str]:
         name=task.algo,
         table=table,
         fqe=FQESettings(n_steps=task.ope_steps, seed=task.seed),
-        truth=_truth(task, "default"),
+        truth=_truth(task, _ope_reward(task, "default")),
         seed=task.seed,
     )
     return _summary(report)

@@ -161,7 +161,9 @@ class CellTask:
     ope_steps : int
         FQE gradient steps.
     covariates : bool
-        Append the covariates to the observation (all algorithms of a run alike).
+        Append the covariates to the observation (all algorithms of a run alike). This and the
+        three fields below are the run's data variant: a learned algorithm trains on it, a
+        reference policy's OPE (``ope``) is estimated on it and scored under its reward.
     reward_variant : str
         ``project`` (the project's trough reward; the seed's for the seed presets),
         ``exposure`` (the project's exposure reward) or a candidate of
@@ -207,11 +209,6 @@ class CellTask:
                 raise ValueError(f"CellTask.{name} = {value!r} must be a positive integer")
         if self.algo in REFERENCE_POLICIES and self.overrides:
             raise ValueError(f"overrides {dict(self.overrides)} apply to learned algorithms, not {self.algo}")
-        if self.algo in REFERENCE_POLICIES and self.variant:
-            raise ValueError(
-                f"{self.variant} change the training data of learned algorithms; the reference policy "
-                f"{self.algo} has none"
-            )
 
     @property
     def variant(self) -> str:
@@ -229,8 +226,9 @@ class CellTask:
 
     @property
     def label(self) -> str:
-        """The algorithm's name in the report, with its data variant."""
-        return f"{self.algo} [{self.variant}]" if self.variant else self.algo
+        """The algorithm's name in the report, with its data variant (reference policies act on the
+        simulator's chart, not on the variant's observation, so their name stands alone)."""
+        return f"{self.algo} [{self.variant}]" if self.variant and self.learned else self.algo
 
     @property
     def learned(self) -> bool:
