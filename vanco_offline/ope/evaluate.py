@@ -152,7 +152,9 @@ def evaluate(
     support_threshold, support_warn : float
         See :class:`~vanco_offline.ope.report.SupportCheck`.
     truth : SimulatorTruth or TrueValue, optional
-        The simulator's ground truth (computed here from a ``SimulatorTruth``).
+        The simulator's ground truth (computed here from a ``SimulatorTruth``, whose
+        ``env_options["reward"]`` must be the reward the data were converted with, e.g.
+        ``"exposure"``; an algorithm is fed its observation columns rebuilt online).
     seed : int
         Seeds the bootstrap, the behaviour model and (unless ``fqe.seed`` differs) nothing
         else; FQE is seeded by ``fqe.seed``.
