@@ -10,6 +10,8 @@ stays and transitions went in and out, and what was imputed; a table with unit e
 import argparse
 from pathlib import Path
 
+from vanco_pk.targets import COVARIATES, FEATURES
+
 from vanco_offline.configs import load_preset
 from vanco_offline.data import load_table
 from vanco_offline.recommend import recommend
@@ -38,7 +40,11 @@ result = train(
 print(result.report)
 print(f"model written to {result.model_path}")
 
-last = table.iloc[-1]
-state = {name: last[name] for name in result.model.observation_names}
-covariates = {c: last[c] for c in ("weight_kg", "age", "sex", "height_cm", "dialysis") if c in table}
-print(recommend(result.model, state, covariates))
+# A recommendation for the table's last stay at its last row. The default preset's
+# observation holds the previous dose and the Bayesian exposure features, so the stay's rows
+# so far go with the state (the MIPD comparison fits the same levels).
+stay = table[table["stay_id"] == table["stay_id"].iloc[-1]]
+last = stay.iloc[-1]
+state = {name: last[name] for name in FEATURES}
+covariates = {c: last[c] for c in COVARIATES if c in table}
+print(recommend(result.model, state, covariates, history=stay))
