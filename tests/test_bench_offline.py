@@ -296,3 +296,22 @@ def test_verdicts_compare_a_data_variant_with_baselines_on_the_same_variant():
     assert "IQL overlap" in verdict and "BC better" in verdict and "gap to oracle 29.0 pp" in verdict
     (discrete,) = verdicts(rows, "DiscreteVancoIQL")
     assert "+19.0 pp" in discrete and "vs d3rlpy" not in discrete
+
+
+def test_the_grid_trains_on_the_default_presets_data_and_the_seed_rows_on_the_seeds():
+    import argparse
+
+    from vanco_offline.bench import offline
+
+    parser = argparse.ArgumentParser()
+    offline.add_arguments(parser)
+    labels = {t.label for t in offline.build_tasks(parser.parse_args(["--quick"]))}
+    assert "VancoIQL [reward exposure, covariates, last dose, PK features]" in labels
+    assert {"VancoIQL (seed)", "VancoIQL (base)", "clinician"} <= labels
+    seven = {
+        t.label
+        for t in offline.build_tasks(parser.parse_args(["--quick", "--data-preset", "seven_features"]))
+    }
+    assert {"VancoIQL", "IQL", "VancoIQL (seed)"} <= seven and not any("[" in label for label in seven)
+    with pytest.raises(ValueError, match="add --data-preset seven_features"):
+        offline.build_tasks(parser.parse_args(["--reward-variant", "symmetric-12.5"]))

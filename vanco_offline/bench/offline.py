@@ -37,6 +37,9 @@ from vanco_offline.bench.offline_variants import REWARD_VARIANTS
 DEFAULT_OUT = Path("d3rlpy_logs") / "bench" / "offline"
 #: Validation patients for --tune: not the test patients of the benchmark table.
 TUNE_EVAL_SEED = 2 * 10**9
+#: Rows that train on their own preset's data (the seed's), not on the run's data variant.
+SEED_ROWS = ("VancoIQL (base)", "VancoIQL (seed)")
+
 QUICK = {
     "datasets": ["medium"],
     "sizes": ["small"],
@@ -44,11 +47,13 @@ QUICK = {
     "eval_patients": 200,
     "ope_steps": 1000,
 }
+# The size measured here (docs/benchmark.md: 14 policies x 6 datasets x 5 seeds in 47 min on 2
+# cores); 5,000 steps were not better in a single-seed check and take 3-5x longer.
 FULL = {
     "datasets": list(DATASETS),
     "sizes": list(SIZES),
-    "steps": 5000,
-    "eval_patients": 500,
+    "steps": 1000,
+    "eval_patients": 300,
     "ope_steps": 3000,
 }
 
@@ -66,10 +71,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="learned algorithms and reference policies (default all)",
     )
     parser.add_argument("--seeds", type=int, default=5, help="seeds per cell (default 5)")
-    parser.add_argument("--steps", type=int, help="gradient steps per algorithm (default 5000, quick 1000)")
+    parser.add_argument("--steps", type=int, help="gradient steps per algorithm (default 1000)")
     parser.add_argument("--batch-size", type=int, default=256, help="mini-batch size of every algorithm")
     parser.add_argument("--hidden", default="32,32", help="hidden layers of every network (default 32,32)")
-    parser.add_argument("--eval-patients", type=int, help="held-out patients (default 500, quick 200)")
+    parser.add_argument("--eval-patients", type=int, help="held-out patients (default 300, quick 200)")
     parser.add_argument(
         "--covariates", action="store_true", help="append the covariates to every observation"
     )
@@ -91,8 +96,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-preset",
         metavar="PRESET",
+        default="default",
         help="train every learned algorithm on the data a preset asks for (its data.covariates, last_dose, "
-        "pk_features and an 'exposure' reward), e.g. default; adds to the flags above",
+        "pk_features and an 'exposure' reward; default: the default preset's), seven_features for the "
+        "seed's observation and trough reward; the flags above add to it. The seed and base rows always "
+        "train on their own preset's data",
     )
     parser.add_argument(
         "--merge",
@@ -147,7 +155,8 @@ def data_variant(args: argparse.Namespace) -> dict[str, object]:
             if args.reward_variant not in ("project", "exposure"):
                 raise ValueError(
                     f"--data-preset {name} trains on the 'exposure' reward; --reward-variant "
-                    f"{args.reward_variant} asks for another"
+                    f"{args.reward_variant} asks for another (add --data-preset seven_features to try a "
+                    "candidate reward on the seed's observation)"
                 )
             variant["reward_variant"] = "exposure"
     return variant
@@ -179,7 +188,9 @@ def build_tasks(args: argparse.Namespace) -> list[CellTask]:
                 for seed in range(args.seeds):
                     # Reference policies carry the variant too: their OPE runs on the learned
                     # rows' data and reward (their rollouts do not use it).
-                    tasks.append(CellTask(spec, algo, seed, ope=seed < args.ope_seeds, **common, **variant))
+                    # The seed's rows reproduce the seed: its observation and reward, whatever the run's.
+                    data = {} if algo in SEED_ROWS else variant
+                    tasks.append(CellTask(spec, algo, seed, ope=seed < args.ope_seeds, **common, **data))
     return tasks
 
 
