@@ -7,6 +7,7 @@ from pathlib import Path
 from conftest import SAMPLE_COHORT
 
 from vanco_offline import cli
+from vanco_offline.data import load_table
 
 
 def _error(capsys, argv) -> str:
@@ -34,6 +35,14 @@ def test_train_bad_input(capsys, tmp_path):
     unknown = tmp_path / "unknown.yaml"
     unknown.write_text("extends: default\nconfig:\n  expectille: 0.8\n")
     assert "expectille" in _error(capsys, ["train", "--config", str(unknown)])
+    # The default preset's PK replay needs times and covariates; the error names them and the way out.
+    minimal = tmp_path / "minimal.csv"
+    table = load_table(SAMPLE_COHORT)
+    table.drop(columns=["time_h", "weight_kg", "age", "sex", "height_cm", "dialysis"]).to_csv(
+        minimal, index=False
+    )
+    err = _error(capsys, ["train", "--data", str(minimal), "--steps", "10"])
+    assert "['time_h', 'weight_kg', 'age', 'sex', 'dialysis']" in err and "--config seven_features" in err
 
 
 def test_train_missing_data_file(capsys, tmp_path):

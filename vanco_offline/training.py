@@ -16,6 +16,7 @@ import d3rlpy
 import numpy as np
 import pandas as pd
 from d3rlpy.logging import FileAdapterFactory, NoopAdapterFactory
+from vanco_pk.exposure import TRACKER_COVARIATES
 
 from vanco_offline.algos.evaluators import standard_evaluators
 from vanco_offline.clinical import SupportCheck
@@ -138,6 +139,7 @@ def train(
         table = builtin_cohort(seed=seed)
         data_source = data_source or f"built-in synthetic cohort (500 stays, seed {seed}, {BUILTIN_COHORT})"
     conversion = conversion_options(preset, impute_max_age_h)
+    _check_columns_for_preset(preset, table)
     converted = convert(table, preset.data.action, **conversion)
     train_part, valid_part = split_dataset(converted, (1.0 - valid_fraction, valid_fraction), seed=seed)
     if not train_part.dataset.episodes or not valid_part.dataset.episodes:
@@ -191,3 +193,16 @@ def train(
     )
     model_path = save_model(model, log_dir) if log_dir is not None else None
     return TrainingResult(model, converted.report, train_part, valid_part, log_dir, model_path, history)
+
+
+def _check_columns_for_preset(preset: Preset, table: pd.DataFrame) -> None:
+    """Name the columns a preset's PK replay needs that the table lacks, and the preset that needs none."""
+    if not (preset.data.pk_features or preset.data.reward == "exposure"):
+        return
+    missing = [c for c in ("time_h", *TRACKER_COVARIATES) if c not in table.columns]
+    if missing:
+        raise ValueError(
+            f"preset {preset.name!r} replays each stay through the population PK model (its PK features "
+            f"and exposure reward), which needs the column(s) {missing} (data/README.md, Observation "
+            "options); add them, or train on the seven features alone with --config seven_features"
+        )
