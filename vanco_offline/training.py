@@ -16,7 +16,6 @@ import d3rlpy
 import numpy as np
 import pandas as pd
 from d3rlpy.logging import FileAdapterFactory, NoopAdapterFactory
-from vanco_pk.exposure import TRACKER_COVARIATES
 
 from vanco_offline.algos.evaluators import standard_evaluators
 from vanco_offline.clinical import SupportCheck
@@ -29,6 +28,7 @@ from vanco_offline.data import (
     generate_cohort,
     split_dataset,
 )
+from vanco_offline.data.pk_replay import PK_REPLAY_COLUMNS
 from vanco_offline.trained import TrainedModel, save_model
 
 __all__ = [
@@ -199,7 +199,7 @@ def _check_columns_for_preset(preset: Preset, table: pd.DataFrame) -> None:
     """Name the columns a preset's PK replay needs that the table lacks, and the preset that needs none."""
     if not (preset.data.pk_features or preset.data.reward == "exposure"):
         return
-    missing = [c for c in ("time_h", *TRACKER_COVARIATES) if c not in table.columns]
+    missing = [c for c in PK_REPLAY_COLUMNS if c not in table.columns]
     if missing:
         raise ValueError(
             f"preset {preset.name!r} replays each stay through the population PK model (its PK features "

@@ -187,8 +187,8 @@ def build_tasks(args: argparse.Namespace) -> list[CellTask]:
             for algo in algos:
                 for seed in range(args.seeds):
                     # Reference policies carry the variant too: their OPE runs on the learned
-                    # rows' data and reward (their rollouts do not use it).
-                    # The seed's rows reproduce the seed: its observation and reward, whatever the run's.
+                    # rows' data and reward (their rollouts do not use it). The seed's rows
+                    # reproduce the seed: its observation and reward, whatever the run's.
                     data = {} if algo in SEED_ROWS else variant
                     tasks.append(CellTask(spec, algo, seed, ope=seed < args.ope_seeds, **common, **data))
     return tasks
@@ -199,14 +199,7 @@ def run(args: argparse.Namespace) -> int:
         return _run_tune(args)
     if args.merge:
         return _merge(args)
-    from vanco_offline.bench.offline_report import (
-        aggregate,
-        format_table,
-        ope_summary,
-        plot,
-        results_to_json,
-        verdicts,
-    )
+    from vanco_offline.bench.offline_report import results_to_json
     from vanco_offline.bench.offline_runner import run_grid
 
     tasks = build_tasks(args)
@@ -226,14 +219,10 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
 
-    results = run_grid(tasks, backend=args.backend, workers=args.workers, ray_address=args.ray_address,
-                       progress=progress)
+    results = run_grid(
+        tasks, backend=args.backend, workers=args.workers, ray_address=args.ray_address, progress=progress
+    )
     wall = time.perf_counter() - start
-    rows = aggregate(results)
-    table = format_table(rows)
-    lines = verdicts(rows) + verdicts(rows, "DiscreteVancoIQL") + ope_summary(rows)
-    (args.out / "results.json").write_text(json.dumps(results_to_json(results), indent=1))
-    (args.out / "results.partial.json").unlink(missing_ok=True)
     t0 = tasks[0]
     header = (
         f"{len(tasks)} cells, {t0.n_steps} steps, batch {t0.batch_size}, hidden {list(t0.hidden_units)}, "
@@ -241,16 +230,13 @@ def run(args: argparse.Namespace) -> int:
         f"{next((t.variant for t in tasks if t.learned and t.variant), 'as the project converts it')}, "
         f"backend {args.backend}, wall time {wall:.0f} s"
     )
-    text = f"{header}\n\n{table}\n\n" + "\n".join(f"- {line}" for line in lines) + "\n"
-    (args.out / "table.md").write_text(text)
-    figure = plot(rows, args.out / "attainment.png")
-    print(text)
-    print(f"wrote {args.out / 'results.json'}, {args.out / 'table.md'}, {figure}")
+    _write_report(results, args.out, header)
+    (args.out / "results.partial.json").unlink(missing_ok=True)
     return 0
 
 
-def _merge(args: argparse.Namespace) -> int:
-    from vanco_offline.bench.offline_cell import CellResult
+def _write_report(results: list, out: Path, header: str) -> None:
+    """Aggregate the cells and write ``results.json``, ``table.md`` (table and verdicts) and the plot."""
     from vanco_offline.bench.offline_report import (
         aggregate,
         format_table,
@@ -259,6 +245,21 @@ def _merge(args: argparse.Namespace) -> int:
         results_to_json,
         verdicts,
     )
+
+    rows = aggregate(results)
+    lines = verdicts(rows) + verdicts(rows, "DiscreteVancoIQL") + ope_summary(rows)
+    text = f"{header}\n\n{format_table(rows)}\n\n" + "\n".join(f"- {line}" for line in lines) + "\n"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results_to_json(results), indent=1))
+    (out / "table.md").write_text(text)
+    figure = plot(rows, out / "attainment.png")
+    print(text)
+    print(f"wrote {out / 'results.json'}, {out / 'table.md'}, {figure}")
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from vanco_offline.bench.offline_cell import CellResult
+    from vanco_offline.bench.offline_report import name_and_variant
 
     results: list[CellResult] = []
     seen: set[tuple[str, str, int]] = set()
@@ -282,17 +283,8 @@ def _merge(args: argparse.Namespace) -> int:
     order = {name: i for i, name in enumerate(dict.fromkeys(c.dataset for c in results))}
     canonical = {name: i for i, name in enumerate([*ALGORITHMS, *REFERENCE_POLICIES])}
     # Dataset by dataset, algorithms in the grid's order, data variants after their algorithm.
-    results.sort(key=lambda c: (order[c.dataset], canonical[c.algo.split(" [")[0]], c.algo, c.seed))
-    rows = aggregate(results)
-    text = f"{len(results)} cells merged from {', '.join(map(str, args.merge))}\n\n{format_table(rows)}\n\n"
-    lines = verdicts(rows) + verdicts(rows, "DiscreteVancoIQL") + ope_summary(rows)
-    text += "\n".join(f"- {line}" for line in lines) + "\n"
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(results_to_json(results), indent=1))
-    (args.out / "table.md").write_text(text)
-    figure = plot(rows, args.out / "attainment.png")
-    print(text)
-    print(f"wrote {args.out / 'table.md'}, {figure}")
+    results.sort(key=lambda c: (order[c.dataset], canonical[name_and_variant(c.algo)[0]], c.algo, c.seed))
+    _write_report(results, args.out, f"{len(results)} cells merged from {', '.join(map(str, args.merge))}")
     return 0
 
 
@@ -318,8 +310,14 @@ def _run_tune(args: argparse.Namespace) -> int:
     )
     start = time.perf_counter()
     storage = (args.out / "tune").resolve()
-    rows = tune_sweep(task, TUNE_SPACE, seeds=range(args.seeds), workers=args.workers,
-                      ray_address=args.ray_address, storage_path=str(storage))
+    rows = tune_sweep(
+        task,
+        TUNE_SPACE,
+        seeds=range(args.seeds),
+        workers=args.workers,
+        ray_address=args.ray_address,
+        storage_path=str(storage),
+    )
     wall = time.perf_counter() - start
     from vanco_offline.bench.offline_report import iqm_interval
 

@@ -151,7 +151,7 @@ def verdicts(rows: Sequence[Aggregate], algo: str = "VancoIQL", margin: float = 
     by = {(r.dataset, r.algo): r for r in rows}
     lines = []
     for mine in rows:
-        name, variant = _name_and_variant(mine.algo)
+        name, variant = name_and_variant(mine.algo)
         if name != algo:
             continue
         dataset = mine.dataset
@@ -181,7 +181,7 @@ def verdicts(rows: Sequence[Aggregate], algo: str = "VancoIQL", margin: float = 
     return lines
 
 
-def _name_and_variant(label: str) -> tuple[str, str]:
+def name_and_variant(label: str) -> tuple[str, str]:
     """``"IQL [reward exposure]"`` -> ``("IQL", "reward exposure")``; no brackets -> ``(label, "")``."""
     name, bracket, rest = label.partition(" [")
     return (name, rest[:-1]) if bracket and rest.endswith("]") else (label, "")

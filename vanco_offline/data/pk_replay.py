@@ -25,9 +25,11 @@ from vanco_offline.data._messages import offenders, raise_problems
 from vanco_offline.data.schema import DOSE, LEVEL, LEVEL_MEASURED, TRACKER_COVARIATES
 from vanco_offline.data.validation import CheckedTable
 
-__all__ = ["PKReplay", "new_levels", "pk_feature_table", "replay_pk_features"]
+__all__ = ["PK_REPLAY_COLUMNS", "PKReplay", "new_levels", "pk_feature_table", "replay_pk_features"]
 
 _DEFAULT_INTERVAL_H = 12.0
+#: The columns a table needs for the replay (``pk_features=True`` or ``reward="exposure"``).
+PK_REPLAY_COLUMNS = ("time_h", *TRACKER_COVARIATES)
 
 
 @dataclasses.dataclass(frozen=True)
