@@ -308,6 +308,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from vanco_offline.ope.bootstrap import bootstrap_counts
     from vanco_offline.ope.calibration import format_scores, score_estimator
+    from vanco_offline.progress import progress_bar
 
     start = time.perf_counter()
     torch.manual_seed(args.seed)
@@ -351,7 +352,8 @@ def run(args: argparse.Namespace) -> int:
     rows, truth, greedy = [], {}, {}
     estimates: dict[str, dict[str, float]] = {}
     intervals: dict[str, dict[str, tuple[float, float]]] = {}
-    for label, policy in _panel(algos, args.epsilon):
+    panel = _panel(algos, args.epsilon)
+    for label, policy in progress_bar(panel, total=len(panel), desc="policies (OPE + truth)", unit="policy"):
         t0 = time.perf_counter()
         report = evaluate(
             policy,

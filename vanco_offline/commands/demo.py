@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from vanco_offline.configs import load_preset
     from vanco_offline.ope import FQESettings, SimulatorTruth, evaluate
     from vanco_offline.plots import write_plots
+    from vanco_offline.progress import show_progress
     from vanco_offline.training import BUILTIN_COHORT, builtin_cohort, train
 
     quiet_d3rlpy()
@@ -60,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         n_steps=args.steps,
         experiment=out.name,
         log_root=out.parent,
-        show_progress=False,
+        show_progress=show_progress(),  # d3rlpy's bar, on a terminal only
     )
     algo = result.model.algo
 

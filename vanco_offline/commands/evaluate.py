@@ -32,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from vanco_offline.algos.evaluators import standard_evaluators
     from vanco_offline.ope import FQESettings, SimulatorTruth, evaluate
+    from vanco_offline.progress import stages
     from vanco_offline.trained import load_model
     from vanco_offline.training import BUILTIN_COHORT, builtin_cohort, convert_like
 
@@ -54,18 +55,21 @@ def run(args: argparse.Namespace) -> int:
         truth = SimulatorTruth(n_patients=1000, seed=10**6 + args.seed, env_options=truth_options)
     data = convert_like(table, model.action, model.conversion)
 
-    diagnostics = {
-        name: float(evaluator(model.algo, data.dataset)) for name, evaluator in standard_evaluators().items()
-    }
-    report = evaluate(
-        model.algo,
-        data,
-        gamma=model.algo.config.gamma,
-        estimators=("fqe", "wis", "wdr"),
-        fqe=FQESettings(n_steps=args.fqe_steps, seed=args.seed),
-        truth=truth,
-        seed=args.seed,
-    )
+    ope_stage = f"FQE ({args.fqe_steps} steps), WIS, WDR" + (" and the truth" if truth is not None else "")
+    with stages(["the seed's diagnostics", ope_stage], desc="evaluate ") as bar:
+        evaluators = standard_evaluators()
+        diagnostics = {name: float(evaluator(model.algo, data.dataset)) for name, evaluator in evaluators.items()}
+        bar.next()
+        report = evaluate(
+            model.algo,
+            data,
+            gamma=model.algo.config.gamma,
+            estimators=("fqe", "wis", "wdr"),
+            fqe=FQESettings(n_steps=args.fqe_steps, seed=args.seed),
+            truth=truth,
+            seed=args.seed,
+        )
+        bar.next()
     print(f"data: {source}")
     print("the seed's diagnostics on this data:")
     print(format_metrics(diagnostics))
