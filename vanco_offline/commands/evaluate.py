@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     ope_stage = f"FQE ({args.fqe_steps} steps), WIS, WDR" + (" and the truth" if truth is not None else "")
     with stages(["the seed's diagnostics", ope_stage], desc="evaluate ") as bar:
         evaluators = standard_evaluators()
-        diagnostics = {name: float(evaluator(model.algo, data.dataset)) for name, evaluator in evaluators.items()}
+        diagnostics = {name: float(fn(model.algo, data.dataset)) for name, fn in evaluators.items()}
         bar.next()
         report = evaluate(
             model.algo,

@@ -21,9 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--interval-h", type=float, default=12.0, metavar="H", help="hours between decisions (default 12 h)"
     )
     parser.add_argument(
-        "--max-days", type=float, default=7.0, metavar="D", help="longest episode, days from the first dose (7 d)"
+        "--max-days", type=float, default=7.0, metavar="D", help="longest episode in days (default 7 d)"
     )
-    parser.add_argument("--print-sql", action="store_true", help="print the SQL the extraction runs, and stop")
+    parser.add_argument("--print-sql", action="store_true", help="print the extraction's SQL and stop")
     parser.add_argument("--json", action="store_true", help="print the extraction report as JSON")
 
 

@@ -93,11 +93,11 @@ def parse_options(items: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
     from vanco_pk.simulator import SimulatorConfig
 
     from vanco_offline.data.cohort import generate_cohort
     from vanco_offline.data.io import save_table
+    from vanco_offline.progress import progress_bar, show_progress
 
     if not args.out.lower().endswith((".csv", ".csv.gz", ".parquet", ".pq")):
         raise ValueError(f"--out {args.out}: write a .csv, .csv.gz, .parquet or .pq file")
@@ -111,8 +111,11 @@ def run(args: argparse.Namespace) -> int:
         if not math.isfinite(getattr(args, name)):
             raise ValueError(f"--{name.replace('_', '-')} must be a finite number")
     steps = SimulatorConfig(decision_interval_h=args.interval_h, episode_days=args.days).n_steps
-    with tqdm(
-        total=args.patients * (steps + 1), unit="decision", disable=args.quiet, desc="simulating", leave=False
+    with progress_bar(
+        total=args.patients * (steps + 1),
+        unit="decision",
+        disable=args.quiet or not show_progress(),
+        desc="simulating",
     ) as bar:
         table = generate_cohort(
             args.patients,
