@@ -101,3 +101,16 @@ def test_convert_minari_of_a_simulated_cohort_recovers_its_environment(tmp_path,
     env = dataset.recover_environment()
     assert env.unwrapped.spec.id == "VancoPK-v0" and env.reset(seed=0)[0].shape == (7,)
     assert dataset.total_episodes == 6
+
+
+def test_export_onnx_without_onnx_is_one_line_naming_the_extra(
+    seven_features_model_dir, monkeypatch, capsys, tmp_path
+):
+    for module in ("onnx", "onnxscript"):
+        monkeypatch.setitem(sys.modules, module, None)
+    out = tmp_path / "p.onnx"
+    argv = ["export", "--model", str(seven_features_model_dir), "--format", "onnx", "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "vanco-offline[onnx]" in err, err
+    assert not out.exists()

@@ -22,7 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(automatic for the built-in cohort)",
     )
     parser.add_argument(
-        "--missing-prob", type=float, default=0.0, help="with --truth: the table's --missing-prob"
+        "--missing-prob",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="with --truth: the table's --missing-prob (probability 0-1 a trough is not drawn)",
     )
     parser.add_argument("--fqe-steps", type=int, default=4000, help="FQE gradient steps (default 4000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap, FQE and the truth")
