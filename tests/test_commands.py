@@ -142,7 +142,9 @@ def test_recommend_bad_input(seven_features_model_dir, capsys, tmp_path):
     assert "--json" in err
     foreign = tmp_path / "foreign.d3"
     foreign.write_text("hello")
-    assert "not a vanco-offline model" in _error(capsys, ["recommend", "--model", str(foreign), "--clinical"])
+    assert "--trust-pickle" in _error(capsys, ["recommend", "--model", str(foreign), "--clinical"])
+    argv = ["recommend", "--model", str(foreign), "--clinical", "--trust-pickle"]
+    assert "not opened" in _error(capsys, argv)  # no model.json records its hash
     assert "does not exist" in _error(capsys, ["recommend", "--model", str(tmp_path / "x.d3"), "--clinical"])
 
 

@@ -109,6 +109,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"{PROG} {name}: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:
+        # Outputs are written whole or not at all (train removes its run folder): say so.
+        print(f"{PROG} {name}: interrupted; {_interrupted(exc, args)}", file=sys.stderr)
+        return 130
     return int(code or 0)
 
 
@@ -122,6 +126,15 @@ def _as_missing_extra(exc: ImportError) -> Exception:
     if module in EXTRAS:
         return missing_extra(module)
     raise exc
+
+
+def _interrupted(exc: KeyboardInterrupt, args: argparse.Namespace) -> str:
+    """What an interrupted command left: the command's own message, else its output named."""
+    if exc.args and isinstance(exc.args[0], str):
+        return exc.args[0]
+    outputs = [getattr(args, name, None) for name in ("out", "output")]
+    where = next((str(o) for o in outputs if o), None)
+    return f"nothing saved to {where}" if where else "nothing saved"
 
 
 if __name__ == "__main__":

@@ -161,12 +161,12 @@ def data_choice(args: argparse.Namespace) -> DataChoice:
 
 def _size(args: argparse.Namespace) -> Size:
     base = QUICK if args.quick else FULL
+    # `is None`, not `or`: an explicit 0 is an error below, not a silent full-size run.
     size = Size(
-        stays=args.stays or base.stays,
-        fqe_steps=args.fqe_steps or base.fqe_steps,
-        train_steps=args.train_steps or base.train_steps,
-        truth_patients=args.truth_patients or base.truth_patients,
-        bootstrap=args.bootstrap or base.bootstrap,
+        **{
+            name: default if getattr(args, name) is None else getattr(args, name)
+            for name, default in dataclasses.asdict(base).items()
+        }
     )
     for name, value in dataclasses.asdict(size).items():
         if value < 2:

@@ -13,6 +13,8 @@ import math
 
 from vanco_pk.targets import REWARDS
 
+from vanco_offline.commands.files import add_overwrite_argument, atomic_output, check_output
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -32,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: the table's reward column, else the default reward)",
     )
     parser.add_argument("--out", metavar="FILE.h5", help="save the dataset (d3rlpy HDF5 + our metadata)")
+    add_overwrite_argument(parser)
     parser.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
     minari = parser.add_argument_group("Minari export (the [minari] extra)")
     minari.add_argument("--minari", metavar="NAME", help="also write a Minari dataset (e.g. vanco/icu-v0)")
@@ -86,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
         impute = CarryForward(max_age_h=_age(args.impute_max_age_h, "--impute-max-age-h"))
     elif args.impute_max_age_steps is not None:
         impute = CarryForward(max_age_steps=_age(args.impute_max_age_steps, "--impute-max-age-steps"))
+    out = check_output(args.out, args.overwrite, [args.data], "--out") if args.out else None
     table = load_table(args.data)
     result = convert(
         table,
@@ -103,8 +107,10 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result.report.to_dict(), indent=2, default=str))
     else:
         print(result.report)
-    if args.out:
-        path = save_dataset(result, args.out)
+    if out is not None:
+        with atomic_output(out) as partial:
+            save_dataset(result, partial)
+        path = out
         if not args.json:
             print(f"saved {result.dataset.transition_count:,} transitions to {path}")
     if args.minari:

@@ -8,12 +8,17 @@ import json
 from pathlib import Path
 
 from vanco_offline.commands.common import add_data_argument, format_metrics, quiet_d3rlpy, read_table_argument
+from vanco_offline.commands.files import (
+    add_model_argument,
+    add_overwrite_argument,
+    atomic_output,
+    check_output,
+    load_model_argument,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model", required=True, help="model.d3 (or its folder) written by `vanco-offline train`"
-    )
+    add_model_argument(parser)
     add_data_argument(parser)
     parser.add_argument(
         "--truth",
@@ -31,17 +36,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fqe-steps", type=int, default=4000, help="FQE gradient steps (default 4000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap, FQE and the truth")
     parser.add_argument("--output", metavar="FILE", help="also write the results as JSON")
+    add_overwrite_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from vanco_offline.algos.evaluators import standard_evaluators
     from vanco_offline.ope import FQESettings, SimulatorTruth, evaluate
     from vanco_offline.progress import stages
-    from vanco_offline.trained import load_model
     from vanco_offline.training import BUILTIN_COHORT, builtin_cohort, convert_like
 
     quiet_d3rlpy()
-    model = load_model(args.model)
+    if args.output:
+        check_output(args.output, args.overwrite, [args.model, args.data], "--output")
+    model = load_model_argument(args)
     table, source = read_table_argument(args)
     truth = None
     if table is None:
@@ -95,5 +102,6 @@ def run(args: argparse.Namespace) -> int:
             "warnings": report.warnings,
             "notes": report.notes,
         }
-        Path(args.output).write_text(json.dumps(result, indent=2))
+        with atomic_output(Path(args.output)) as partial:
+            partial.write_text(json.dumps(result, indent=2))
     return 0

@@ -18,6 +18,8 @@ from typing import Any
 from vanco_pk.policies import POLICIES
 from vanco_pk.targets import REWARDS
 
+from vanco_offline.commands.files import add_overwrite_argument, atomic_output, check_output
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patients", type=int, required=True, metavar="N", help="number of ICU stays")
@@ -31,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="policies by stay in exact shares, e.g. clinician=0.7,mipd=0.2,random=0.1",
     )
     parser.add_argument("--out", required=True, metavar="FILE", help="output table (.csv, .csv.gz, .parquet)")
+    add_overwrite_argument(parser)
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of patients, noise and policies (default 0)"
     )
@@ -111,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.out.lower().endswith((".csv", ".csv.gz", ".parquet", ".pq")):
         raise ValueError(f"--out {args.out}: write a .csv, .csv.gz, .parquet or .pq file")
+    out = check_output(args.out, args.overwrite, [], "--out")
     if args.patients < 1:
         raise ValueError(f"--patients {args.patients} must be at least 1")
     policy: str | dict[str, float] = (
@@ -141,7 +145,9 @@ def run(args: argparse.Namespace) -> int:
             misspecification=args.misspecification,
             reward=args.reward,
         )
-    path = save_table(table, args.out)
+    with atomic_output(out) as partial:
+        save_table(table, partial)
+    path = out
     stays = table["stay_id"].nunique()
     shares = table.groupby("behavior_policy", sort=False)["stay_id"].nunique()
     mix = ", ".join(f"{name} {count}" for name, count in shares.items())
