@@ -198,3 +198,10 @@ def test_missing_or_malformed_mimic_folder_is_one_line_exit_2(tmp_path, capsys, 
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and message in err, err
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_data_readme_shows_the_sql_that_runs():
+    from vanco_offline.data.mimic import extraction_sql
+
+    readme = (Path(__file__).resolve().parents[1] / "data" / "README.md").read_text()
+    assert f"```sql\n{extraction_sql()}\n```" in readme
