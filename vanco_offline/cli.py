@@ -89,8 +89,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # d3rlpy imports the unmaintained `gym`, which prints a warning on import.
     warnings.filterwarnings("ignore", module="gym")
     warnings.filterwarnings("ignore", message=".*Gym has been unmaintained.*")
-    parser = _build_parser([a for a in argv if a != "--debug"][:2])
+    debug = "--debug" in argv  # accepted anywhere on the line, not only before the command
+    argv = [a for a in argv if a != "--debug"]
+    parser = _build_parser(argv)
     args = parser.parse_args(argv)
+    args.debug = debug
     name = args.command if args.command != "bench" else f"bench {args.bench}"
     if args.command == "bench":
         from vanco_offline.commands.common import quiet_d3rlpy

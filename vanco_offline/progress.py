@@ -53,7 +53,7 @@ def stages(names: Sequence[str], desc: str = "") -> Iterator[Any]:
     ``with stages(["diagnostics", "OPE"]) as bar: ...; bar.next(); ...`` -- for steps
     whose own loops report nothing (a library call of tens of seconds).
     """
-    layout = "{desc}{n_fmt}/{total_fmt} [{elapsed}] {postfix}"
+    layout = "{desc}{n_fmt}/{total_fmt} [{elapsed}]{postfix}"
     bar = progress_bar(total=len(names), desc=desc, bar_format=layout)
     stop = threading.Event()
 

@@ -34,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vanco_offline.configs import load_preset
+    from vanco_offline.progress import show_progress
     from vanco_offline.training import train
 
     if args.quiet:
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         impute_max_age_h=args.impute_max_age_h,
         experiment=args.experiment,
         log_root=args.log_dir,
-        show_progress=not args.quiet,
+        show_progress=not args.quiet and show_progress(),  # a bar on a terminal only
     )
     print(f"preset     {preset.name} ({preset.source})")
     print(
