@@ -91,6 +91,17 @@ def test_simulate_export_recommend_plot_evaluate_refuse_existing_outputs(
     assert "must be a non-negative integer" in _error(capsys, [*argv, "--patient-seed", "-1", "--overwrite"])
 
 
+def test_export_default_goes_beside_the_model_once(seven_features_model_dir, tmp_path, capsys):
+    folder = tmp_path / "m"
+    shutil.copytree(seven_features_model_dir, folder, ignore=shutil.ignore_patterns("*.csv", "model_*.d3"))
+    assert cli.main(["export", "--model", str(folder)]) == 0
+    assert (folder / "policy.safetensors").is_file()
+    assert "already exists" in _error(capsys, ["export", "--model", str(folder)])
+    assert "would overwrite the input" in _error(
+        capsys, ["export", "--model", str(folder), "--out", str(tmp_path)]
+    )
+
+
 def test_simulate_with_overwrite_replaces_whole(tmp_path, capsys):
     out = tmp_path / "c.csv"
     out.write_text("old")
