@@ -114,7 +114,6 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.out.lower().endswith((".csv", ".csv.gz", ".parquet", ".pq")):
         raise ValueError(f"--out {args.out}: write a .csv, .csv.gz, .parquet or .pq file")
-    out = check_output(args.out, args.overwrite, [], "--out")
     if args.patients < 1:
         raise ValueError(f"--patients {args.patients} must be at least 1")
     policy: str | dict[str, float] = (
@@ -124,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
     for name in ("noise", "missing_prob", "interval_h", "days"):
         if not math.isfinite(getattr(args, name)):
             raise ValueError(f"--{name.replace('_', '-')} must be a finite number")
+    out = check_output(args.out, args.overwrite, [], "--out")
     steps = SimulatorConfig(decision_interval_h=args.interval_h, episode_days=args.days).n_steps
     with progress_bar(
         total=args.patients * (steps + 1),

@@ -19,7 +19,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_data_argument(parser)
     parser.add_argument("--steps", type=int, default=None, help="override the preset's gradient steps")
-    parser.add_argument("--experiment", default=None, help="run folder name under --log-dir")
+    parser.add_argument(
+        "--experiment",
+        default=None,
+        help="run folder name under --log-dir: a plain name, created for this run alone (an existing one is "
+        "an error); default <preset>_<timestamp>",
+    )
     parser.add_argument(
         "--log-dir", default="d3rlpy_logs", help="where logs and the model go (default d3rlpy_logs)"
     )
