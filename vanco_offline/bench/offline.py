@@ -247,7 +247,8 @@ def _write_report(results: list, out: Path, header: str) -> None:
     )
 
     rows = aggregate(results)
-    lines = verdicts(rows) + verdicts(rows, "DiscreteVancoIQL") + ope_summary(rows)
+    lines = verdicts(rows) + verdicts(rows, "ResidualVancoIQL") + verdicts(rows, "DiscreteVancoIQL")
+    lines += ope_summary(rows)
     text = f"{header}\n\n{format_table(rows)}\n\n" + "\n".join(f"- {line}" for line in lines) + "\n"
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results_to_json(results), indent=1))

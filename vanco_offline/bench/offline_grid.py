@@ -120,6 +120,7 @@ ALGORITHMS: dict[str, AlgoSpec] = {
     spec.name: spec
     for spec in (
         AlgoSpec("VancoIQL", "continuous", preset="default"),
+        AlgoSpec("ResidualVancoIQL", "continuous", preset="residual"),
         AlgoSpec("IQL", "continuous", d3rlpy="IQLConfig"),
         AlgoSpec("CQL", "continuous", d3rlpy="CQLConfig"),
         AlgoSpec("BCQ", "continuous", d3rlpy="BCQConfig"),
@@ -308,6 +309,7 @@ def build_config(spec: AlgoSpec, task: CellTask, result: Any) -> Any:
     """The d3rlpy config of ``spec`` for ``task``, with the scalers fitted on ``result``."""
     from d3rlpy.models.encoders import VectorEncoderFactory
 
+    from vanco_offline.algos.residual_iql import check_prior_column
     from vanco_offline.data import fit_scalers
 
     encoder = VectorEncoderFactory(hidden_units=list(task.hidden_units))
@@ -330,7 +332,9 @@ def build_config(spec: AlgoSpec, task: CellTask, result: Any) -> Any:
             clinical = preset.data.action_scaler == "clinical"
             fields["action_scaler"] = scalers.action_scaler if clinical else None
         _check_overrides(task, config, spec.name)
-        return dataclasses.replace(config, **fields, **dict(task.overrides))
+        config = dataclasses.replace(config, **fields, **dict(task.overrides))
+        check_prior_column(config, result.observation_names)
+        return config
     import d3rlpy.algos
 
     cls = getattr(d3rlpy.algos, str(spec.d3rlpy))
