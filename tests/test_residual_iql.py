@@ -1,5 +1,4 @@
-"""ResidualVancoIQL: centred on the PK dose, bounded correction, saved and loaded, checked columns;
-and the learning-curve helpers of ``bench curves``."""
+"""ResidualVancoIQL: centred on the PK dose, bounded correction, saved and loaded, checked columns."""
 
 from __future__ import annotations
 
@@ -12,7 +11,6 @@ import torch
 
 from vanco_offline.algos import ResidualVancoIQL, ResidualVancoIQLConfig
 from vanco_offline.algos.residual_iql import PRIOR_DOSE_FEATURE, check_prior_column
-from vanco_offline.bench.curves import checkpoints, pick_budget
 from vanco_offline.configs import build_algo, load_preset, make_config
 from vanco_offline.data import convert, fit_scalers, generate_cohort
 
@@ -95,14 +93,3 @@ def test_a_residual_on_data_without_the_pk_dose_is_refused_by_name(pk_data):
     with pytest.raises(ValueError, match="supports"):
         ResidualVancoIQLConfig(policy_head="plain")
     assert isinstance(build_algo(load_preset("residual"), pk_data.dataset), ResidualVancoIQL)
-
-
-def test_checkpoints_are_log_spaced_and_the_budget_is_the_best_validation_one():
-    assert checkpoints(10000) == [1000, 2000, 5000, 10000]
-    assert checkpoints(30000, first=2000) == [2000, 5000, 10000, 20000, 30000]
-    assert checkpoints(1000) == [1000]
-    with pytest.raises(ValueError, match="first"):
-        checkpoints(500)
-    assert pick_budget([1000, 2000, 5000], [0.60, 0.64, 0.64]) == 2000
-    with pytest.raises(ValueError, match="one attainment per checkpoint"):
-        pick_budget([1000, 2000], [0.5])

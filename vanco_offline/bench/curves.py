@@ -27,7 +27,15 @@ from typing import Any
 
 import numpy as np
 
-from vanco_offline.bench.offline_grid import ALGORITHMS, DATASETS, SIZES, CellTask, DatasetSpec
+from vanco_offline.bench.offline_grid import (
+    ALGORITHMS,
+    DATASETS,
+    SIZES,
+    TEST_SEED,
+    VALIDATION_SEED,
+    CellTask,
+    DatasetSpec,
+)
 
 __all__ = [
     "TEST_SEED",
@@ -38,10 +46,6 @@ __all__ = [
     "pick_budget",
 ]
 
-#: Seed of the test patients of the benchmark tables (``EvalPatients`` default): they choose nothing.
-TEST_SEED = 10**9
-#: Seed of the validation patients: every choice (budget, beta, tau, variant) is made on these.
-VALIDATION_SEED = 2 * 10**9
 DEFAULT_OUT = Path("d3rlpy_logs") / "bench" / "curves"
 #: Scores kept at each checkpoint.
 SCORES = ("attainment", "aki_rate", "time_to_target_h", "dose_at_max", "mean_dose_mg")

@@ -32,6 +32,7 @@ __all__ = [
     "CellTask",
     "DatasetSpec",
     "build_config",
+    "config_class",
     "load_dataset",
 ]
 
@@ -46,6 +47,10 @@ DATASETS: dict[str, dict[str, float]] = {
 #: Size name -> number of stays (14 transitions each at the default 12 h x 7 days).
 SIZES: dict[str, int] = {"small": 150, "large": 3600}
 REFERENCE_POLICIES: tuple[str, ...] = ("clinician", "mipd", "oracle", "fixed", "random")
+#: Seed of the test patients of the reported tables: they choose nothing.
+TEST_SEED = 10**9
+#: Seed of the validation patients: every choice (budget, beta, tau, variant, preset) is made on these.
+VALIDATION_SEED = 2 * 10**9
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,7 +161,8 @@ class CellTask:
     eval_patients : int
         Held-out patients for the rollout scores.
     eval_seed : int
-        Seed of the held-out patients (the same for every cell).
+        Seed of the held-out patients (the same for every cell): :data:`TEST_SEED` for a
+        reported table, :data:`VALIDATION_SEED` for a choice.
     ope : bool
         Also compute FQE / WIS / WDR estimates and the matching simulator truth.
     ope_steps : int
@@ -184,7 +190,7 @@ class CellTask:
     batch_size: int = 256
     hidden_units: tuple[int, ...] = (32, 32)
     eval_patients: int = 500
-    eval_seed: int = 10**9
+    eval_seed: int = TEST_SEED
     ope: bool = False
     ope_steps: int = 3000
     covariates: bool = False
@@ -303,6 +309,18 @@ def load_dataset(
         previous dose and the PK features appended when asked.
     """
     return _table(spec), _converted(spec, action, reward, covariates, reward_variant, last_dose, pk_features)
+
+
+def config_class(spec: AlgoSpec) -> type:
+    """The config class of ``spec``: its preset's (VancoIQL, ResidualVancoIQL, ...) or d3rlpy's."""
+    if spec.preset is not None:
+        from vanco_offline.configs import load_preset
+        from vanco_offline.configs.presets import _config_class
+
+        return _config_class(load_preset(spec.preset).algo)
+    import d3rlpy.algos
+
+    return getattr(d3rlpy.algos, str(spec.d3rlpy))
 
 
 def build_config(spec: AlgoSpec, task: CellTask, result: Any) -> Any:
