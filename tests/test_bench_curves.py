@@ -61,3 +61,20 @@ def test_a_learning_curve_scores_each_checkpoint_of_one_training_run():
     assert all(len(values) == 2 for values in curve.scores.values())
     assert all(0.0 <= a <= 1.0 for a in curve.scores["attainment"])
     assert curve.budget in (10, 20)
+
+
+def test_a_dataset_can_live_in_a_world_with_sparse_levels_and_a_misspecified_prior():
+    spec = DatasetSpec.make("medium", "small", level_missing_prob=0.8, misspecification="severe")
+    assert spec.env_options == {
+        "measurement_noise": 1.0,
+        "level_missing_prob": 0.8,
+        "misspecification": "severe",
+    }
+    assert spec.label == "medium-small (levels missing 0.8, prior severely misspecified)"
+    assert DatasetSpec.make("medium", "small", misspecification="none") == DatasetSpec.make("medium", "small")
+    with pytest.raises(ValueError, match="unknown misspecification 'awful'"):
+        DatasetSpec.make("medium", "small", misspecification="awful")
+    with pytest.raises(ValueError, match=r"level_missing_prob = 1.0 must be in \[0, 1\)"):
+        DatasetSpec.make("medium", "small", level_missing_prob=1.0)
+    tasks = offline.build_tasks(_offline_args("--misspecification", "mild", "--level-missing-prob", "0.5"))
+    assert {t.dataset.env_options["misspecification"] for t in tasks} == {"mild"}

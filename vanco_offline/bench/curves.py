@@ -35,6 +35,8 @@ from vanco_offline.bench.offline_grid import (
     VALIDATION_SEED,
     CellTask,
     DatasetSpec,
+    add_world_arguments,
+    world_of,
 )
 
 __all__ = [
@@ -175,6 +177,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     parser.add_argument("--patients", type=int, default=200, help="validation patients (default 200)")
     parser.add_argument("--data-preset", default="default", help="training data of every algorithm (default)")
+    add_world_arguments(parser)
     parser.add_argument("--data-seed", type=int, default=0, help="seed of the simulated cohort (default 0)")
     parser.add_argument("--workers", type=int, default=1, help="algorithms trained in parallel (default 1)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder ({DEFAULT_OUT})")
@@ -199,7 +202,7 @@ def build_tasks(args: argparse.Namespace) -> list[CellTask]:
             data_preset=args.data_preset,
         )
     )
-    spec = DatasetSpec.make(args.dataset, args.size, seed=args.data_seed)
+    spec = DatasetSpec.make(args.dataset, args.size, seed=args.data_seed, **world_of(args))
     return [
         CellTask(
             spec,

@@ -34,6 +34,8 @@ from vanco_offline.bench.offline_grid import (
     VALIDATION_SEED,
     CellTask,
     DatasetSpec,
+    add_world_arguments,
+    world_of,
 )
 from vanco_offline.bench.offline_variants import REWARD_VARIANTS
 
@@ -131,6 +133,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--ope-seeds", type=int, default=1, help="seeds per cell that also get FQE/WIS/WDR (0 = none)"
     )
     parser.add_argument("--ope-steps", type=int, help="FQE gradient steps (default 3000, quick 1000)")
+    add_world_arguments(parser)
     parser.add_argument("--data-seed", type=int, default=0, help="seed of the simulated cohorts (default 0)")
     parser.add_argument("--backend", choices=["local", "ray"], default="local", help="local processes or Ray")
     parser.add_argument("--workers", type=int, help="parallel workers (default: the machine's CPUs)")
@@ -203,7 +206,7 @@ def build_tasks(args: argparse.Namespace) -> list[CellTask]:
     tasks = []
     for name in datasets:
         for size_name in sizes:
-            spec = DatasetSpec.make(name, size_name, seed=args.data_seed)
+            spec = DatasetSpec.make(name, size_name, seed=args.data_seed, **world_of(args))
             for algo in algos:
                 for seed in range(args.seeds):
                     # Reference policies carry the variant too: their OPE runs on the learned
@@ -366,7 +369,7 @@ def _run_tune(args: argparse.Namespace) -> int:
     dataset = (args.datasets or ["medium"])[0]
     size_name = (args.sizes or ["small"])[0]
     task = CellTask(
-        DatasetSpec.make(dataset, size_name, seed=args.data_seed),
+        DatasetSpec.make(dataset, size_name, seed=args.data_seed, **world_of(args)),
         algos[0],
         0,
         n_steps=args.steps or size["steps"],

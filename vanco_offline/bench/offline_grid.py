@@ -31,9 +31,11 @@ __all__ = [
     "AlgoSpec",
     "CellTask",
     "DatasetSpec",
+    "add_world_arguments",
     "build_config",
     "config_class",
     "load_dataset",
+    "world_of",
 ]
 
 #: Simulator options of every dataset and of the held-out patients: noise and missing levels on.
@@ -63,9 +65,18 @@ class DatasetSpec:
     seed: int = 0
     level_missing_prob: float = ENV_OPTIONS["level_missing_prob"]
     measurement_noise: float = ENV_OPTIONS["measurement_noise"]
+    misspecification: str | None = None
 
     @classmethod
-    def make(cls, name: str, size: str, seed: int = 0, n_stays: int | None = None) -> DatasetSpec:
+    def make(
+        cls,
+        name: str,
+        size: str,
+        seed: int = 0,
+        n_stays: int | None = None,
+        level_missing_prob: float | None = None,
+        misspecification: str | None = None,
+    ) -> DatasetSpec:
         if name not in DATASETS:
             raise ValueError(f"unknown dataset {name!r}; choose from {sorted(DATASETS)}")
         if size not in SIZES and n_stays is None:
@@ -73,11 +84,34 @@ class DatasetSpec:
         stays = SIZES[size] if n_stays is None else int(n_stays)
         if stays < 2:
             raise ValueError(f"dataset {name}-{size}: n_stays = {stays} must be >= 2")
-        return cls(name=name, size=size, n_stays=stays, seed=seed)
+        missing = (
+            ENV_OPTIONS["level_missing_prob"] if level_missing_prob is None else float(level_missing_prob)
+        )
+        if not 0.0 <= missing < 1.0:
+            raise ValueError(f"dataset {name}-{size}: level_missing_prob = {missing} must be in [0, 1)")
+        if misspecification == "none":
+            misspecification = None
+        if misspecification is not None:
+            from vanco_pk.patients import get_misspecification
+
+            get_misspecification(misspecification)  # the simulator's own check and message
+        return cls(
+            name=name,
+            size=size,
+            n_stays=stays,
+            seed=seed,
+            level_missing_prob=missing,
+            misspecification=misspecification,
+        )
 
     @property
     def label(self) -> str:
-        return f"{self.name}-{self.size}"
+        world = []
+        if self.level_missing_prob != ENV_OPTIONS["level_missing_prob"]:
+            world.append(f"levels missing {self.level_missing_prob:g}")
+        if self.misspecification:
+            world.append(f"prior {self.misspecification}ly misspecified")
+        return f"{self.name}-{self.size}" + (f" ({', '.join(world)})" if world else "")
 
     @property
     def mixture(self) -> dict[str, float]:
@@ -85,7 +119,37 @@ class DatasetSpec:
 
     @property
     def env_options(self) -> dict[str, Any]:
-        return {"measurement_noise": self.measurement_noise, "level_missing_prob": self.level_missing_prob}
+        options: dict[str, Any] = {
+            "measurement_noise": self.measurement_noise,
+            "level_missing_prob": self.level_missing_prob,
+        }
+        if self.misspecification:
+            # The true patients' model; MIPD and the exposure tracker keep the Goti prior.
+            options["misspecification"] = self.misspecification
+        return options
+
+
+def add_world_arguments(parser: Any) -> None:
+    """``--level-missing-prob`` and ``--misspecification``: the simulated world of data and patients."""
+    parser.add_argument(
+        "--level-missing-prob",
+        type=float,
+        help=f"share of troughs not measured (default {ENV_OPTIONS['level_missing_prob']})",
+    )
+    parser.add_argument(
+        "--misspecification",
+        choices=["none", "mild", "severe"],
+        help="true patients from a shifted population model (vanco_pk.patients.MISSPECIFICATIONS) while "
+        "MIPD and the PK features keep the Goti prior (default none)",
+    )
+
+
+def world_of(args: Any) -> dict[str, Any]:
+    """The ``DatasetSpec.make`` keywords of :func:`add_world_arguments`'s options."""
+    return {
+        "level_missing_prob": getattr(args, "level_missing_prob", None),
+        "misspecification": getattr(args, "misspecification", None),
+    }
 
 
 @dataclasses.dataclass(frozen=True)
