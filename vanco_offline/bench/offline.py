@@ -173,13 +173,15 @@ def data_variant(args: argparse.Namespace) -> dict[str, object]:
         variant["last_dose"] = variant["last_dose"] or data.last_dose
         variant["pk_features"] = variant["pk_features"] or data.pk_features
         if data.reward == "exposure":
-            if args.reward_variant not in ("project", "exposure"):
+            if args.reward_variant != "project" and not args.reward_variant.startswith("exposure"):
                 raise ValueError(
                     f"--data-preset {name} trains on the 'exposure' reward; --reward-variant "
                     f"{args.reward_variant} asks for another (add --data-preset seven_features to try a "
                     "candidate reward on the seed's observation)"
                 )
-            variant["reward_variant"] = "exposure"
+            # An exposure-* candidate keeps the preset's observation and changes the AUC term.
+            if not args.reward_variant.startswith("exposure-"):
+                variant["reward_variant"] = "exposure"
     return variant
 
 
