@@ -62,6 +62,17 @@ def test_the_policy_doses_the_prior_plus_a_bounded_correction(pk_data):
     np.testing.assert_allclose(algo.predict(x)[:, 0], prior_mg, atol=0.05)
 
 
+def test_with_q_candidates_the_critic_picks_one_of_the_doses_in_the_band(pk_data):
+    algo = _algo(pk_data, residual_scale=0.2, q_candidates=5)
+    x = _observations(pk_data)
+    prior_mg = np.clip(x[:, -1], 0.0, 3000.0)
+    offsets = np.clip(prior_mg[:, None] + np.linspace(-300.0, 300.0, 5)[None, :], 0.0, 3000.0)
+    dose = algo.predict(x)[:, 0]
+    assert np.all(np.min(np.abs(offsets - dose[:, None]), axis=1) < 0.05)
+    with pytest.raises(ValueError, match="q_candidates=1"):
+        ResidualVancoIQLConfig(q_candidates=1)
+
+
 def test_it_trains_saves_and_loads_with_the_same_doses(pk_data, tmp_path):
     algo = _algo(pk_data, residual_scale=0.5)
     algo.fit(

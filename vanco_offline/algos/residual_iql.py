@@ -65,12 +65,19 @@ class ResidualVancoIQLConfig(VancoIQLConfig):
         column names.
     residual_scale : float
         The largest correction, in action-scaler units (> 0).
+    q_candidates : int
+        0 (default): the greedy dose is the policy's location. ``K >= 2``: the greedy dose
+        is the one of ``K`` evenly spaced doses in :math:`d(s) \pm \rho` (clipped to the
+        range) with the highest minimum-over-critics :math:`Q(s, a)` -- the critic decides
+        within the band the prior allows, as BCQ decides among its candidates. Training
+        is the same either way.
     Other parameters are :class:`~vanco_offline.algos.VancoIQLConfig`'s; ``policy_head``
     must be ``tanh_mean`` or ``deterministic``.
     """
 
     prior_index: int = -1
     residual_scale: float = 1.0
+    q_candidates: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -81,6 +88,14 @@ class ResidualVancoIQLConfig(VancoIQLConfig):
             )
         if not (isinstance(self.prior_index, int | np.integer)):
             raise ValueError(f"ResidualVancoIQLConfig: prior_index={self.prior_index!r} must be an integer")
+        if not (
+            isinstance(self.q_candidates, int | np.integer)
+            and (self.q_candidates == 0 or self.q_candidates >= 2)
+        ):
+            raise ValueError(
+                f"ResidualVancoIQLConfig: q_candidates={self.q_candidates!r} must be 0 (policy mean) or an "
+                "integer >= 2"
+            )
         if not self.residual_scale > 0:
             raise ValueError(f"ResidualVancoIQLConfig: residual_scale={self.residual_scale!r} must be > 0")
 
@@ -139,8 +154,16 @@ class ResidualVancoIQLImpl(VancoIQLImpl):
     """VancoIQL's update with the policy's location at ``prior(s) + scale * tanh(mu)``."""
 
     def set_prior(
-        self, index: int, slope: float, intercept: float, low: float, high: float, scale: float
+        self,
+        index: int,
+        slope: float,
+        intercept: float,
+        low: float,
+        high: float,
+        scale: float,
+        q_candidates: int = 0,
     ) -> None:
+        self._q_candidates = int(q_candidates)
         self._prior_index = index
         self._prior_slope = slope
         self._prior_intercept = intercept
@@ -170,7 +193,23 @@ class ResidualVancoIQLImpl(VancoIQLImpl):
         return normal_log_prob(actions, loc, logstd.exp())
 
     def inner_predict_best_action(self, x: TorchObservation) -> torch.Tensor:
-        return self._location(x)[0].clamp(-1.0, 1.0)
+        if not self._q_candidates:
+            return self._location(x)[0].clamp(-1.0, 1.0)
+        assert isinstance(x, torch.Tensor)
+        k = self._q_candidates
+        offsets = torch.linspace(-self._residual_scale, self._residual_scale, k, device=x.device)
+        candidates = (self.prior(x) + offsets[None, :]).clamp(-1.0, 1.0)  # (B, K)
+        flat_x = x.repeat_interleave(k, dim=0)
+        q = self._min_q(flat_x, candidates.reshape(-1, 1)).reshape(-1, k)
+        best = q.argmax(dim=1, keepdim=True)
+        return candidates.gather(1, best)
+
+    def _min_q(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        q_funcs = self._modules.q_funcs
+        value = q_funcs[0](obs, actions).q_value
+        for q_func in q_funcs[1:]:
+            value = torch.minimum(value, q_func(obs, actions).q_value)
+        return value
 
     def inner_sample_action(self, x: TorchObservation) -> torch.Tensor:
         loc, logstd = self._location(x)
@@ -196,4 +235,6 @@ class ResidualVancoIQL(VancoIQL):
         impl = self._impl
         assert isinstance(impl, ResidualVancoIQLImpl)
         index = int(cfg.prior_index) % int(observation_shape[0])
-        impl.set_prior(index, slope, intercept, -bound, bound, float(cfg.residual_scale))
+        impl.set_prior(
+            index, slope, intercept, -bound, bound, float(cfg.residual_scale), int(cfg.q_candidates)
+        )
