@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from vanco_offline.clinical import ClinicalLimits, SupportCheck, apply_limits, renal_maintenance_cap
+from vanco_offline.clinical import ClinicalLimits, StateSupport, apply_limits, renal_maintenance_cap
 
 ADULT = {"weight_kg": 70.0, "age": 50.0, "sex": 0, "dialysis": 0}
 
@@ -77,7 +77,7 @@ def test_support_check_flags_far_states_and_round_trips():
     rng = np.random.default_rng(0)
     x = rng.normal([15, 1.0, 9, 15, 37.5, 120, 85], [5, 0.3, 2, 5, 0.5, 15, 10], size=(2000, 7))
     names = ["vanco_level", "creatinine", "wbc", "bun", "temperature", "sbp", "heart_rate"]
-    support = SupportCheck.fit(x, names)
+    support = StateSupport.fit(x, names)
     assert support.check(x.mean(axis=0)) == []
     far = x.mean(axis=0).copy()
     far[1] = 9.0
@@ -87,6 +87,6 @@ def test_support_check_flags_far_states_and_round_trips():
     odd = x.mean(axis=0) + 2.2 * x.std(axis=0)
     odd_reasons = support.check(odd)
     assert len(odd_reasons) == 1 and "Mahalanobis" in odd_reasons[0]
-    assert SupportCheck.from_json(support.to_json()).check(odd) == odd_reasons
+    assert StateSupport.from_json(support.to_json()).check(odd) == odd_reasons
     inside = np.mean([support.check(row) == [] for row in x[:400]])
     assert inside > 0.95

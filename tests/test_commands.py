@@ -142,7 +142,9 @@ def test_recommend_bad_input(seven_features_model_dir, capsys, tmp_path):
     assert "--json" in err
     foreign = tmp_path / "foreign.d3"
     foreign.write_text("hello")
-    assert "not a vanco-offline model" in _error(capsys, ["recommend", "--model", str(foreign), "--clinical"])
+    assert "--trust-pickle" in _error(capsys, ["recommend", "--model", str(foreign), "--clinical"])
+    argv = ["recommend", "--model", str(foreign), "--clinical", "--trust-pickle"]
+    assert "not opened" in _error(capsys, argv)  # no model.json records its hash
     assert "does not exist" in _error(capsys, ["recommend", "--model", str(tmp_path / "x.d3"), "--clinical"])
 
 
@@ -203,7 +205,7 @@ def test_evaluate_reports_diagnostics_ope_and_truth(trained_model_dir, capsys, t
         "relative_improvement",
         "action_saturation",
     }
-    assert set(result["ope"]) == {"fqe", "wis", "wdr"}
+    assert set(result["ope"]) == {"fqe", "twin", "wis", "wdr"}
     for estimate in result["ope"].values():
         assert all(map(math.isfinite, estimate.values())) and estimate["low"] <= estimate["high"]
     assert result["truth"]["std_error"] > 0

@@ -66,13 +66,19 @@ def test_bundle_runs_without_torch_or_d3rlpy(trained, tmp_path):
     state.write_text(json.dumps(dict(zip(result.observation_names, map(float, row), strict=True))))
     script = (
         "import runpy, sys\n"
-        "for name in ('torch', 'd3rlpy', 'vanco_offline', 'vanco_pk'):\n"
-        "    sys.modules[name] = None  # any import of the training code fails\n"
-        f"sys.argv = ['bundle.py', {str(path)!r}, {str(state)!r}]\n"
-        f"runpy.run_path({bundle_module.__file__!r}, run_name='__main__')\n"
+        "for name in ('torch', 'd3rlpy'):\n"
+        "    sys.modules[name] = None  # any import of torch or d3rlpy fails\n"
+        f"sys.argv = ['bundle', {str(path)!r}, {str(state)!r}]\n"
+        "runpy.run_module('vanco_offline.bundle', run_name='__main__')\n"
+        "assert 'torch' not in {m.split('.')[0] for m, v in sys.modules.items() if v is not None}\n"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
-    assert json.loads(out.stdout) == pytest.approx([_model_doses(algo, row[None])[0]], abs=0.05)
+    (answer,) = json.loads(out.stdout)
+    assert answer["model_dose_mg"] == pytest.approx(_model_doses(algo, row[None])[0], abs=0.05)
+    # Without covariates the caps cannot apply, and without a stored support no check ran: both said.
+    assert any("covariates" in w for w in answer["warnings"])
+    flags = answer["outside_training_support"]
+    assert flags and "no training-data support" in flags[0]
 
 
 def test_onnx_export_matches(trained, tmp_path):

@@ -28,6 +28,12 @@ def _import_gym_quietly() -> None:
 
 _import_gym_quietly()
 
-from vanco_offline import algos  # noqa: E402  (registers the algorithms with d3rlpy)
+try:
+    from vanco_offline import algos  # registers the algorithms with d3rlpy
+except ModuleNotFoundError as _missing:
+    # Without torch/d3rlpy only the torch-free parts work (the bundle runtime, the safety
+    # layer); there is nothing to register with d3rlpy then.
+    if (_missing.name or "").split(".")[0] not in ("torch", "d3rlpy"):
+        raise
 
 __all__ = ["__version__", "algos"]

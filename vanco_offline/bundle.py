@@ -1,29 +1,44 @@
-"""Run an exported vanco-offline policy bundle with numpy alone.
+"""Run a vanco-offline policy bundle without torch, through the safety layer.
 
-A bundle is one ``.safetensors`` file: the policy network's weights as plain tensors and,
-in the file's metadata, a JSON description of the computation (observation scaling, the
-layers, the output transform, dose scaling) plus the feature names, the dose grid, the
-training config and the training data's support. Loading it parses JSON and raw tensors
-only, so a bundle shared between hospitals cannot execute code when opened (d3rlpy's
-``.d3`` files, by contrast, are Python pickles: open only those you trust).
+A bundle is one ``.safetensors`` file: every network's weights as plain tensors and, in the
+file's metadata, a JSON description of the greedy policy's computation (observation scaling,
+the layers, the output transform, dose scaling) plus the feature names, the dose grid, the
+d3rlpy config, the training data's support, a description of the model and a checksum of it
+all. Loading it parses JSON and raw tensors only, so a bundle shared between hospitals cannot
+execute code when opened (d3rlpy's ``.d3`` files, by contrast, are Python pickles).
 
-This module imports nothing from vanco_offline, d3rlpy or torch: copy it next to a bundle
-and run ``python bundle.py MODEL.safetensors STATE.json`` on a machine that has only
-numpy and safetensors.
+:func:`load_bundle` refuses a bundle that is not whole: a checksum that does not match,
+non-finite weights, a malformed layer, scalers that are not positive and finite, an action
+range outside 0-3000 mg, a support that does not fit the features, or a policy whose output on
+the training mean is not a dose. :meth:`Bundle.recommend` doses one state through
+:mod:`vanco_offline.safety` (strict parsing, range checks, clinical limits, renal and loading
+caps, support check), exactly as ``vanco-offline recommend`` does.
+
+This module needs numpy, safetensors, ``vanco_pk`` and :mod:`vanco_offline.safety`; not torch,
+not d3rlpy. On a machine with those::
+
+    python -m vanco_offline.bundle MODEL.safetensors STATE.json
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from vanco_pk.targets import DOSE_MAX_MG as _DOSE_MAX
+
+from vanco_offline.clinical import StateSupport
+from vanco_offline.safety import check_dose, parse_state
 
 FORMAT = "vanco-offline-bundle"
-VERSION = 1
+VERSION = 2
 METADATA_KEY = "vanco_offline"
 
 _ACTIVATIONS = {
@@ -62,7 +77,11 @@ def _choose_level(logits: np.ndarray, rule: str) -> np.ndarray:
 
 @dataclass
 class Bundle:
-    """A loaded policy bundle: ``predict`` maps observations to doses in mg."""
+    """A loaded, checked policy bundle.
+
+    ``predict`` is the policy's raw greedy dose (what the exporter compares with the model);
+    ``recommend`` is the dose for a patient, through the safety layer.
+    """
 
     metadata: dict[str, Any]
     tensors: dict[str, np.ndarray]
@@ -71,8 +90,16 @@ class Bundle:
     def observation_names(self) -> list[str]:
         return list(self.metadata["observation_names"])
 
+    @property
+    def support(self) -> StateSupport | None:
+        support = self.metadata.get("support")
+        return None if support is None else StateSupport(**support)
+
     def predict(self, observations: np.ndarray) -> np.ndarray:
-        """Greedy dose in mg for each row of ``observations`` (shape (n, n_features))."""
+        """The policy's raw greedy dose in mg for each row of ``observations`` (n, n_features).
+
+        No clinical limit is applied: give a patient :meth:`recommend`'s dose instead.
+        """
         x = np.asarray(observations, dtype=np.float64)
         if x.ndim == 1:
             x = x[None]
@@ -86,24 +113,48 @@ class Bundle:
         scaler = self.metadata.get("observation_scaler")
         if scaler is not None:
             x = (x - np.asarray(scaler["mean"])) / (np.asarray(scaler["std"]) + scaler["eps"])
-        for layer in self.metadata["layers"]:
-            x = self._apply(layer, x)
+        with np.errstate(over="ignore", invalid="ignore"):
+            for layer in self.metadata["layers"]:
+                x = self._apply(layer, x)
         output = self.metadata["output"]
         if output in _DISCRETE_OUTPUTS:
+            if not np.isfinite(x).all():
+                return np.full(len(x), np.nan)
             return np.asarray(self.metadata["dose_grid_mg"], dtype=np.float64)[_choose_level(x, output)]
         if output == "tanh":
             x = np.tanh(x)
         elif output == "clip":
             x = np.clip(x, -1.0, 1.0)
-        elif output != "identity":
-            raise ValueError(
-                f"bundle output {output!r} is not one of {sorted(_DISCRETE_OUTPUTS)} or tanh, clip, identity"
-            )
         action_scaler = self.metadata.get("action_scaler")
         if action_scaler is not None:
             low, high = np.asarray(action_scaler["minimum"]), np.asarray(action_scaler["maximum"])
             x = (high - low) * (x + 1.0) / 2.0 + low
         return x[:, 0]
+
+    def recommend(self, state: Mapping[str, Any]) -> dict[str, Any]:
+        """The dose for one patient state (feature names to values, covariates, ``first_dose``).
+
+        Parsed and checked by :mod:`vanco_offline.safety`: a bad field is a ValueError naming
+        it, a non-finite or impossible model output an ``UnsafeDose``, every limit that acts and
+        every out-of-support feature is listed in the result.
+        """
+        fill = bool(self.metadata.get("model", {}).get("conversion", {}).get("fill_unmeasured_level"))
+        observation, covariates, first_dose = parse_state(
+            state, self.observation_names, fill_unmeasured_level=fill
+        )
+        raw = float(self.predict(observation[None])[0])
+        checked = check_dose(
+            raw, observation, self.observation_names, covariates, support=self.support, first_dose=first_dose
+        )
+        return {
+            "dose_mg": checked.dose_mg,
+            "model_dose_mg": checked.model_dose_mg,
+            "min_infusion_minutes": checked.limited.min_infusion_minutes,
+            "renal_cap_mg": checked.limited.renal_cap_mg,
+            "clipped_by": checked.limited.clipped_by,
+            "warnings": checked.limited.warnings,
+            "outside_training_support": checked.support_warnings,
+        }
 
     def _apply(self, layer: dict[str, Any], x: np.ndarray) -> np.ndarray:
         op = layer["op"]
@@ -114,13 +165,32 @@ class Bundle:
             var = x.var(axis=1, keepdims=True)
             y = (x - mean) / np.sqrt(var + layer["eps"])
             return y * self.tensors[layer["weight"]] + self.tensors[layer["bias"]]
-        if op in _ACTIVATIONS:
-            return _ACTIVATIONS[op](x)
-        raise ValueError(f"bundle layer op {op!r} is not supported by this runtime")
+        return _ACTIVATIONS[op](x)
+
+
+def checksum(metadata: Mapping[str, Any], tensors: Mapping[str, np.ndarray]) -> str:
+    """SHA-256 of the metadata (less its ``checksum``) and every tensor's name, shape and bytes."""
+    digest = hashlib.sha256()
+    body = {k: v for k, v in metadata.items() if k != "checksum"}
+    digest.update(json.dumps(body, sort_keys=True).encode())
+    for name in sorted(tensors):
+        array = np.ascontiguousarray(tensors[name], dtype=np.float32)
+        digest.update(f"{name}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
 
 
 def load_bundle(path: str | Path) -> Bundle:
-    """Load a bundle written by ``vanco_offline.export.export_bundle`` (no code is executed)."""
+    """Load and check a bundle written by ``vanco_offline.export.export_bundle`` (no code runs).
+
+    Raises
+    ------
+    FileNotFoundError
+        Nothing at ``path``.
+    ValueError
+        Not a bundle, a bundle of another version, or one that fails a check (see the module
+        docstring); the message names what is wrong.
+    """
     from safetensors import safe_open
     from safetensors.numpy import load_file
 
@@ -130,36 +200,152 @@ def load_bundle(path: str | Path) -> Bundle:
     try:
         with safe_open(str(path), framework="numpy") as handle:
             raw = (handle.metadata() or {}).get(METADATA_KEY)
-        tensors = {k: v.astype(np.float64) for k, v in load_file(str(path)).items()}
+        tensors = load_file(str(path))
     except Exception as exc:  # safetensors raises its own error types for foreign files
         raise ValueError(f"{path} is not a vanco-offline bundle (not a safetensors file: {exc})") from None
     if raw is None:
         raise ValueError(
             f"{path} is a safetensors file but not a vanco-offline bundle (no '{METADATA_KEY}' metadata)"
         )
-    metadata = json.loads(raw)
-    if metadata.get("format") != FORMAT or metadata.get("version") != VERSION:
+    try:
+        metadata = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: the bundle's description is not valid JSON ({exc.msg})") from None
+    if (
+        not isinstance(metadata, dict)
+        or metadata.get("format") != FORMAT
+        or metadata.get("version") != VERSION
+    ):
+        found = (metadata.get("format"), metadata.get("version")) if isinstance(metadata, dict) else metadata
         raise ValueError(
-            f"{path}: bundle format {metadata.get('format')!r} version {metadata.get('version')!r}; "
-            f"this runtime reads {FORMAT!r} version {VERSION}"
+            f"{path}: bundle format/version {found!r}; this runtime reads {FORMAT!r} version {VERSION} "
+            "(export the model again with this version)"
         )
-    return Bundle(metadata=metadata, tensors=tensors)
+    if metadata.get("checksum") != checksum(metadata, tensors):
+        raise ValueError(
+            f"{path}: the checksum does not match the contents: the bundle is corrupted or was edited"
+        )
+    bundle = Bundle(metadata=metadata, tensors={k: v.astype(np.float64) for k, v in tensors.items()})
+    try:
+        _check(bundle)
+    except (KeyError, TypeError, IndexError, AttributeError) as exc:
+        raise ValueError(
+            f"{path}: the bundle's description is malformed ({type(exc).__name__}: {exc})"
+        ) from None
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    return bundle
+
+
+def _finite_list(value: Any, n: int, what: str) -> np.ndarray:
+    array = np.asarray(value, dtype=np.float64)
+    if array.shape != (n,) or not np.isfinite(array).all():
+        raise ValueError(f"the {what} must be {n} finite numbers, got {value!r}")
+    return array
+
+
+def _check(bundle: Bundle) -> None:
+    """Every check of :func:`load_bundle` past the checksum (KeyError/TypeError: malformed)."""
+    meta, tensors = bundle.metadata, bundle.tensors
+    names = meta["observation_names"]
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+        raise ValueError(f"observation_names must be a non-empty list of feature names, got {names!r}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"observation_names has duplicates: {names}")
+    bad = [k for k, v in tensors.items() if not np.isfinite(v).all()]
+    if bad:
+        raise ValueError(f"the weights {bad[:3]} hold NaN or infinity: the model is broken")
+    if meta["action"] not in ("continuous", "discrete"):
+        raise ValueError(f"action must be 'continuous' or 'discrete', got {meta['action']!r}")
+    output = meta["output"]
+    discrete = meta["action"] == "discrete"
+    if (output in _DISCRETE_OUTPUTS) != discrete or output not in (
+        *_DISCRETE_OUTPUTS,
+        "tanh",
+        "clip",
+        "identity",
+    ):
+        raise ValueError(f"output {output!r} does not fit a {meta['action']} policy")
+    grid = np.asarray(meta["dose_grid_mg"], dtype=np.float64)
+    if (
+        grid.ndim != 1
+        or not len(grid)
+        or not np.isfinite(grid).all()
+        or grid.min() < 0
+        or grid.max() > _DOSE_MAX
+    ):
+        raise ValueError(f"dose_grid_mg must be doses within 0-{_DOSE_MAX:g} mg")
+    scaler = meta.get("observation_scaler")
+    if scaler is not None:
+        _finite_list(scaler["mean"], len(names), "observation scaler's mean")
+        std = _finite_list(scaler["std"], len(names), "observation scaler's std")
+        eps = float(scaler["eps"])
+        if (std < 0).any() or not (math.isfinite(eps) and eps > 0):
+            raise ValueError("the observation scaler's std must be >= 0 and its eps > 0")
+    action_scaler = meta.get("action_scaler")
+    if not discrete:
+        if action_scaler is None:
+            raise ValueError("a continuous policy needs its action scaler (the dose range in mg)")
+        low = _finite_list(action_scaler["minimum"], 1, "action scaler's minimum")[0]
+        high = _finite_list(action_scaler["maximum"], 1, "action scaler's maximum")[0]
+        if not 0.0 <= low < high <= _DOSE_MAX:
+            raise ValueError(
+                f"the action scaler maps the policy to {low:g}-{high:g} mg, "
+                f"outside the clinical 0-{_DOSE_MAX:g} mg"
+            )
+    for layer in meta["layers"]:
+        op = layer["op"]
+        if op in ("linear", "layer_norm"):
+            missing = [layer[k] for k in ("weight", "bias") if layer[k] not in tensors]
+            if missing:
+                raise ValueError(f"layer {op} refers to tensors {missing} that are not in the file")
+            if op == "layer_norm" and not float(layer["eps"]) > 0:
+                raise ValueError("a layer_norm's eps must be > 0")
+        elif op not in _ACTIVATIONS:
+            raise ValueError(f"layer op {op!r} is not supported by this runtime")
+    support = bundle.support
+    if support is not None and support.names != names:
+        raise ValueError(f"the support is over {support.names}, the policy over {names}")
+    probe = np.asarray(support.mean)[None] if support is not None else np.zeros((1, len(names)))
+    try:
+        dose = float(bundle.predict(probe)[0])
+    except ValueError as exc:  # numpy shape mismatch between layers
+        raise ValueError(f"the layers do not compose ({exc})") from None
+    if not (math.isfinite(dose) and -1.0 <= dose <= _DOSE_MAX + 1.0):
+        raise ValueError(
+            f"the policy's dose for the training mean is {dose!r} mg: the model is broken or edited"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m vanco_offline.bundle MODEL.safetensors STATE.json``: one JSON line per run.
+
+    STATE.json holds one state object or a list of them; the output is a JSON list of
+    :meth:`Bundle.recommend` results. Any bad input is one line on stderr and exit code 2.
+    """
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2:
-        print("usage: python bundle.py MODEL.safetensors STATE.json", file=sys.stderr)
+        print("usage: python -m vanco_offline.bundle MODEL.safetensors STATE.json", file=sys.stderr)
         return 2
-    bundle = load_bundle(argv[0])
-    state = json.loads(Path(argv[1]).read_text())
-    rows = state if isinstance(state, list) else [state]
-    missing = sorted({name for row in rows for name in bundle.observation_names if name not in row})
-    if missing:
-        print(f"the state is missing features {missing}", file=sys.stderr)
+    try:
+        bundle = load_bundle(argv[0])
+        try:
+            state = json.loads(Path(argv[1]).read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{argv[1]} is not valid JSON ({exc.msg}, line {exc.lineno})") from None
+        rows = state if isinstance(state, list) else [state]
+        if not rows:
+            raise ValueError(f"{argv[1]} holds an empty list; give one state or a list of states")
+        results = []
+        for index, row in enumerate(rows):
+            try:
+                results.append(bundle.recommend(row))
+            except ValueError as exc:
+                raise ValueError(f"state {index}: {exc}" if len(rows) > 1 else str(exc)) from None
+    except (ValueError, OSError) as exc:
+        print(f"bundle: error: {exc}", file=sys.stderr)
         return 2
-    x = np.array([[row[name] for name in bundle.observation_names] for row in rows], dtype=np.float64)
-    print(json.dumps([float(dose) for dose in bundle.predict(x)]))
+    print(json.dumps(results))
     return 0
 
 

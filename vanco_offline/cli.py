@@ -5,7 +5,9 @@ Each subcommand lives in its own module, imported only when that subcommand runs
 defines ``add_arguments(parser)`` and ``run(args) -> int``.
 
 Bad input (a missing file, a malformed YAML, an unknown preset, an out-of-range value, a
-file that is not ours) ends with one line on stderr and exit code 2, never a traceback.
+file that is not ours) ends with one line on stderr and exit code 2, never a traceback; so
+does a missing optional package, with the extra that installs it
+(:mod:`vanco_offline.extras`). ``--debug`` (before the command) shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("vanco_offline.commands.export", "export a trained model (torchscript, onnx, bundle)"),
     "recommend": ("vanco_offline.commands.recommend", "recommend a dose for one patient state"),
     "plot": ("vanco_offline.commands.plot", "plot training curves, dose-response and PK profiles"),
+    "extract": ("vanco_offline.commands.extract", "build a dosing table from MIMIC-IV files (DuckDB)"),
 }
 
 #: ``vanco-offline bench NAME``: name -> (module, one-line help)
@@ -58,6 +61,9 @@ def _build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
         prog=PROG,
         description="Offline reinforcement learning for vancomycin dosing in the ICU.",
     )
+    parser.add_argument(
+        "--debug", action="store_true", help="show the full traceback of an error instead of one line"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     chosen = argv[0] if argv else None
     for name, (module, help_text) in COMMANDS.items():
@@ -84,20 +90,52 @@ def main(argv: Sequence[str] | None = None) -> int:
     # d3rlpy imports the unmaintained `gym`, which prints a warning on import.
     warnings.filterwarnings("ignore", module="gym")
     warnings.filterwarnings("ignore", message=".*Gym has been unmaintained.*")
-    parser = _build_parser(argv)
+    parser = _build_parser([a for a in argv if a != "--debug"][:2])
     args = parser.parse_args(argv)
     name = args.command if args.command != "bench" else f"bench {args.bench}"
     if args.command == "bench":
         from vanco_offline.commands.common import quiet_d3rlpy
 
         quiet_d3rlpy()  # a benchmark's output is its table, not d3rlpy's per-fit logs
+    from vanco_offline.progress import configure_output
+
+    configure_output()
     try:
         code = importlib.import_module(args._module).run(args)
-    except USER_ERRORS as exc:
+    except (*USER_ERRORS, ImportError) as exc:
+        if args.debug:
+            raise
+        if isinstance(exc, ImportError):
+            exc = _as_missing_extra(exc)
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"{PROG} {name}: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:
+        # Outputs are written whole or not at all (train removes its run folder): say so.
+        print(f"{PROG} {name}: interrupted; {_interrupted(exc, args)}", file=sys.stderr)
+        return 130
     return int(code or 0)
+
+
+def _as_missing_extra(exc: ImportError) -> Exception:
+    """A missing optional package as one line naming its extra; any other ImportError as is."""
+    from vanco_offline.extras import EXTRAS, MissingExtraError, missing_extra
+
+    if isinstance(exc, MissingExtraError):
+        return exc
+    module = (exc.name or "").split(".")[0]
+    if module in EXTRAS:
+        return missing_extra(module)
+    raise exc
+
+
+def _interrupted(exc: KeyboardInterrupt, args: argparse.Namespace) -> str:
+    """What an interrupted command left: the command's own message, else its output named."""
+    if exc.args and isinstance(exc.args[0], str):
+        return exc.args[0]
+    outputs = [getattr(args, name, None) for name in ("out", "output")]
+    where = next((str(o) for o in outputs if o), None)
+    return f"nothing saved to {where}" if where else "nothing saved"
 
 
 if __name__ == "__main__":

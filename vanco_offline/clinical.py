@@ -2,7 +2,7 @@
 
 A learned policy is never allowed to answer unsafely in silence: every recommendation passes
 through :func:`apply_limits`, which clips to the clinical limits and says which limit acted,
-and :class:`SupportCheck`, which flags a patient state unlike any the policy was trained on.
+and :class:`StateSupport`, which flags a patient state unlike any the policy was trained on.
 
 Limits (Rybak et al. 2020 consensus guideline, ASHP/IDSA/PIDS/SIDP):
 
@@ -31,7 +31,7 @@ from vanco_pk.targets import (
     TROUGH_TARGET,
 )
 
-__all__ = ["ClinicalLimits", "LimitedDose", "SupportCheck", "apply_limits", "renal_maintenance_cap"]
+__all__ = ["ClinicalLimits", "LimitedDose", "StateSupport", "apply_limits", "renal_maintenance_cap"]
 
 _LEVEL, _CREATININE = FEATURES.index("vanco_level"), FEATURES.index("creatinine")
 
@@ -161,7 +161,7 @@ def _clip(result: LimitedDose, bound: float, reason: str) -> None:
 
 
 @dataclass
-class SupportCheck:
+class StateSupport:
     """Where the training data lies: per-feature ranges and a Mahalanobis radius.
 
     A state is outside the support when a feature falls outside the central ``coverage`` range
@@ -178,12 +178,30 @@ class SupportCheck:
     radius: float
     coverage: float
 
+    def __post_init__(self) -> None:
+        # A support read from a file (model.json, a bundle) may be hand-edited or truncated:
+        # check it whole here, so a bad one is one clear error when loaded, not a crash later.
+        n = len(self.names) if isinstance(self.names, list) else -1
+        if n < 1 or not all(isinstance(name, str) and name for name in self.names):
+            raise ValueError(f"the support's names must be a non-empty list of names, got {self.names!r}")
+        try:
+            vectors = [np.asarray(getattr(self, k), dtype=np.float64) for k in ("low", "high", "mean")]
+            precision = np.asarray(self.precision, dtype=np.float64)
+            radius, coverage = float(self.radius), float(self.coverage)
+        except (TypeError, ValueError):
+            raise ValueError("the support holds values that are not numbers") from None
+        if any(v.shape != (n,) for v in vectors) or precision.shape != (n, n):
+            raise ValueError(f"the support's ranges, mean and precision do not match its {n} features")
+        finite = all(np.isfinite(v).all() for v in (*vectors, precision)) and np.isfinite(radius)
+        if not finite or not (vectors[0] <= vectors[1]).all() or radius < 0 or not 0 < coverage < 1:
+            raise ValueError("the support holds non-finite or inconsistent values (low > high, radius < 0)")
+
     @classmethod
     def fit(cls, observations: np.ndarray, names: list[str] | tuple[str, ...], coverage: float = 0.995):
         x = np.asarray(observations, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != len(names) or len(x) < 2 * x.shape[1]:
             raise ValueError(
-                f"SupportCheck.fit needs an (n, {len(names)}) array with n >= {2 * len(names)}; got {x.shape}"
+                f"StateSupport.fit needs an (n, {len(names)}) array with n >= {2 * len(names)}; got {x.shape}"
             )
         tail = (1.0 - coverage) / 2.0
         mean = x.mean(axis=0)
@@ -221,7 +239,7 @@ class SupportCheck:
         return json.dumps(asdict(self))
 
     @classmethod
-    def from_json(cls, text: str) -> SupportCheck:
+    def from_json(cls, text: str) -> StateSupport:
         return cls(**json.loads(text))
 
 

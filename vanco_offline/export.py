@@ -1,9 +1,12 @@
 """Export a trained policy: TorchScript and ONNX through d3rlpy, or a code-free bundle.
 
-The bundle (see :mod:`vanco_offline.bundle`) is the format to share: weights as plain
-tensors and a JSON description, readable with numpy and safetensors alone, that cannot
-execute code when loaded. The exporter checks its own output: the bundle must reproduce the
-algorithm's greedy doses on probe states before the file is written.
+The bundle (see :mod:`vanco_offline.bundle`) is the format to share and the model folder's
+primary file: every network's weights as plain tensors and a JSON description (d3rlpy config
+with the fitted scalers, the policy's layers, the features, the training data's support, a
+checksum), readable with numpy and safetensors alone, that cannot execute code when loaded.
+With torch, :func:`vanco_offline.trained.load_model` rebuilds the full d3rlpy algorithm from
+it. The exporter checks its own output: the bundle must reproduce the algorithm's greedy
+doses on probe states (NaN counts as a difference), or nothing is written.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from d3rlpy.base import LearnableConfigWithShape
 from d3rlpy.preprocessing import MinMaxActionScaler, StandardObservationScaler
 from torch import nn
 from vanco_pk.targets import DOSE_GRID_MG
@@ -21,7 +25,7 @@ from vanco_pk.targets import DOSE_GRID_MG
 from vanco_offline import bundle as runtime
 from vanco_offline.algos import DiscreteVancoIQL, VancoIQL, save_policy_onnx
 
-__all__ = ["FORMATS", "export_bundle", "export_policy"]
+__all__ = ["FORMATS", "export_bundle", "export_policy", "module_tensors"]
 
 FORMATS = {"torchscript": ".pt", "onnx": ".onnx", "bundle": ".safetensors"}
 
@@ -44,7 +48,8 @@ def export_policy(algo: Any, path: str | Path, fmt: str, **bundle_options: Any) 
     path = Path(path)
     if path.suffix != FORMATS[fmt]:
         raise ValueError(f"a {fmt} export must be written to a {FORMATS[fmt]} file, not {path.name}")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():
+        raise ValueError(f"cannot write {path}: the folder {path.parent} does not exist")
     if fmt == "bundle":
         return export_bundle(algo, path, **bundle_options)
     if fmt == "onnx":
@@ -62,7 +67,7 @@ def export_bundle(
     *,
     observation_names: list[str],
     support: dict[str, Any] | None = None,
-    extra: dict[str, Any] | None = None,
+    model: dict[str, Any] | None = None,
     probe: np.ndarray | None = None,
 ) -> Path:
     """Write a code-free bundle of a VancoIQL or DiscreteVancoIQL greedy policy.
@@ -74,9 +79,10 @@ def export_bundle(
     observation_names : list of str
         The features of the observation, in order; a bundle user must know them.
     support : dict, optional
-        ``SupportCheck`` fields of the training data, for out-of-support warnings.
-    extra : dict, optional
-        JSON-serialisable provenance (preset, data source, training steps).
+        ``StateSupport`` fields of the training data, for out-of-support warnings.
+    model : dict, optional
+        JSON-serialisable description of the model (``TrainedModel.metadata()``: conversion,
+        preset, data provenance, training), so the bundle alone is a complete model.
     probe : array, optional
         States on which the bundle must reproduce ``algo.predict``; random standard-normal
         states in the scaled space when omitted.
@@ -95,17 +101,22 @@ def export_bundle(
     n_inputs = algo.impl.observation_shape[0]
     if len(observation_names) != n_inputs:
         raise ValueError(f"{len(observation_names)} observation names for a policy with {n_inputs} inputs")
-    tensors: dict[str, np.ndarray] = {}
+    tensors = module_tensors(algo)
+    if not all(np.isfinite(t).all() for t in tensors.values()):
+        raise ValueError("the model's weights hold NaN or infinity (training diverged): nothing was written")
     policy = algo.impl.policy
-    layers = _encoder_layers(policy._encoder, tensors)
+    layers = _encoder_layers(policy._encoder, "policy._encoder._layers")
     discrete = isinstance(algo, DiscreteVancoIQL)
-    head = policy._fc if (discrete or not hasattr(policy, "_mu")) else policy._mu
-    layers.append(_linear(head, "head", tensors))
+    head = "_fc" if (discrete or not hasattr(policy, "_mu")) else "_mu"
+    layers.append(_linear(f"policy.{head}"))
+    with_shape = LearnableConfigWithShape(
+        observation_shape=algo.impl.observation_shape, action_size=algo.impl.action_size, config=algo.config
+    )
     metadata = {
         "format": runtime.FORMAT,
         "version": runtime.VERSION,
         "algorithm": algo.config.get_type(),
-        "config": json.loads(algo.config.serialize()) if hasattr(algo.config, "serialize") else {},
+        "config": json.loads(with_shape.serialize()),
         "observation_names": list(observation_names),
         "action": "discrete" if discrete else "continuous",
         "dose_grid_mg": DOSE_GRID_MG.tolist(),
@@ -116,19 +127,39 @@ def export_bundle(
         else ("clip" if algo.config.policy_head == "plain" else "tanh"),
         "action_scaler": None if discrete else _action_scaler(algo.action_scaler),
         "support": support,
-        "extra": extra or {},
+        "model": model or {},
     }
+    tensors = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}
+    metadata["checksum"] = runtime.checksum(metadata, tensors)
     path = Path(path)
-    save_file(
-        {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()},
-        str(path),
-        metadata={runtime.METADATA_KEY: json.dumps(metadata)},
-    )
-    _check_reproduces(algo, path, probe, discrete)
+    # Written beside the target and renamed once checked: an interrupted or failed export
+    # leaves no half-written bundle (and never replaces a good one with a bad one).
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        save_file(tensors, str(partial), metadata={runtime.METADATA_KEY: json.dumps(metadata)})
+        _check_reproduces(algo, partial, probe, discrete)
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
     return path
 
 
-def _encoder_layers(encoder: nn.Module, tensors: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+def module_tensors(algo: Any) -> dict[str, np.ndarray]:
+    """Every network's parameters and buffers as ``{"<module>.<state_dict key>": array}``.
+
+    The names are those of d3rlpy's checkpointer (``policy``, ``q_funcs``, ``value_func``,
+    ...), so :func:`vanco_offline.trained.load_model` loads them back with ``load_state_dict``;
+    optimizer states are left out (a bundle is for inference).
+    """
+    tensors: dict[str, np.ndarray] = {}
+    for name, module in algo.impl.modules.create_checkpointer("cpu:0").modules.items():
+        if isinstance(module, nn.Module):
+            for key, value in module.state_dict().items():
+                tensors[f"{name}.{key}"] = value.detach().cpu().numpy()
+    return tensors
+
+
+def _encoder_layers(encoder: nn.Module, prefix: str) -> list[dict[str, Any]]:
     sequential = getattr(encoder, "_layers", None)
     if not isinstance(sequential, nn.Sequential):
         raise ValueError(
@@ -137,18 +168,9 @@ def _encoder_layers(encoder: nn.Module, tensors: dict[str, np.ndarray]) -> list[
     layers: list[dict[str, Any]] = []
     for index, module in enumerate(sequential):
         if isinstance(module, nn.Linear):
-            layers.append(_linear(module, f"encoder.{index}", tensors))
+            layers.append(_linear(f"{prefix}.{index}"))
         elif isinstance(module, nn.LayerNorm):
-            tensors[f"encoder.{index}.weight"] = module.weight.detach().cpu().numpy()
-            tensors[f"encoder.{index}.bias"] = module.bias.detach().cpu().numpy()
-            layers.append(
-                {
-                    "op": "layer_norm",
-                    "weight": f"encoder.{index}.weight",
-                    "bias": f"encoder.{index}.bias",
-                    "eps": module.eps,
-                }
-            )
+            layers.append({**_linear(f"{prefix}.{index}"), "op": "layer_norm", "eps": module.eps})
         elif isinstance(module, nn.Dropout):
             continue  # identity at inference
         elif type(module) in _ACTIVATION_NAMES:
@@ -158,9 +180,7 @@ def _encoder_layers(encoder: nn.Module, tensors: dict[str, np.ndarray]) -> list[
     return layers
 
 
-def _linear(module: nn.Linear, name: str, tensors: dict[str, np.ndarray]) -> dict[str, Any]:
-    tensors[f"{name}.weight"] = module.weight.detach().cpu().numpy()
-    tensors[f"{name}.bias"] = module.bias.detach().cpu().numpy()
+def _linear(name: str) -> dict[str, Any]:
     return {"op": "linear", "weight": f"{name}.weight", "bias": f"{name}.bias"}
 
 
@@ -202,8 +222,11 @@ def _check_reproduces(algo: Any, path: Path, probe: np.ndarray | None, discrete:
     expected = DOSE_GRID_MG[expected.astype(int)] if discrete else expected[:, 0]
     got = loaded.predict(probe)
     worst = float(np.max(np.abs(got - expected)))
-    if worst > _TOLERANCE_MG:
-        path.unlink(missing_ok=True)
+    if not np.isfinite(expected).all():
+        raise ValueError(
+            "the model's doses are NaN or infinite on probe states: the model is broken; nothing written"
+        )
+    if not worst <= _TOLERANCE_MG:  # NaN fails too
         raise RuntimeError(
             f"internal error: the bundle's doses differ from the model's by up to {worst:.3f} mg; "
             "nothing was written, please report this"

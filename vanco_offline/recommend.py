@@ -1,9 +1,9 @@
 """A dose recommendation for one patient, never unsafe in silence.
 
-The trained policy's greedy dose passes through the clinical limits of
-:mod:`vanco_offline.clinical` (each limit that acts is named), the state is checked against
-the training data's support (a state unlike the training data is flagged, not answered
-quietly), the learned Q of a few alternative doses is shown beside it, and so is the dose
+The state is parsed strictly and the trained policy's greedy dose passes through the safety
+layer of :mod:`vanco_offline.safety`: a broken model's output is refused, each clinical limit
+that acts is named, and a state unlike the training data is flagged, not answered quietly; the
+learned Q of a few alternative doses is shown beside it, and so is the dose
 model-informed precision dosing (MIPD, Bayesian AUC-guided) would give.
 
 A model trained with ``last_dose`` or ``pk_features`` (:data:`HISTORY_COLUMNS`) needs the
@@ -26,8 +26,17 @@ from vanco_pk import make_policy
 from vanco_pk.exposure import PK_FEATURES
 from vanco_pk.targets import COVARIATES, DOSE_GRID_MG, FEATURES
 
-from vanco_offline.clinical import ClinicalLimits, LimitedDose, apply_limits
-from vanco_offline.data.schema import LAST_DOSE, RANGES
+from vanco_offline.clinical import ClinicalLimits, LimitedDose
+from vanco_offline.data.schema import LAST_DOSE
+from vanco_offline.safety import (
+    check_dose,
+    check_range,
+    parse_bool,
+    parse_covariates,
+    parse_number,
+    parse_sex,
+    parse_state,
+)
 from vanco_offline.trained import TrainedModel
 
 __all__ = [
@@ -121,6 +130,11 @@ def observation_from_state(
     including the current state (its last row), from which the observation is built as the
     converter builds it; ``state`` must then agree with that last row.
     """
+    unknown = sorted(set(state) - set(model.observation_names) - set(COVARIATES) - {"first_dose"})
+    if unknown:
+        raise ValueError(
+            f"the state has unknown fields {unknown}; the model's features are {model.observation_names}"
+        )
     needed = history_columns(model)
     if needed:
         if history is None:
@@ -129,33 +143,12 @@ def observation_from_state(
                 f"has {', '.join(needed)}, built from the earlier doses and levels)"
             )
         return _observation_from_history(model, state, history)
-    values: dict[str, float] = {}
-    for name in model.observation_names:
-        raw = state.get(name)
-        if name == "vanco_level" and (raw is None or _is_nan(raw)):
-            if not model.conversion.get("fill_unmeasured_level"):
-                raise ValueError(
-                    "the state has no vanco_level and the model was not trained with unmeasured levels"
-                )
-            raw = 0.0
-        if raw is None:
-            raise ValueError(
-                f"the state lacks the feature {name!r}; the model needs {model.observation_names}"
-            )
-        try:
-            value = float(raw)
-        except (TypeError, ValueError):
-            raise ValueError(f"the state's {name!r} is {raw!r}, not a number") from None
-        if not math.isfinite(value):
-            raise ValueError(f"the state's {name!r} is {raw!r}; give a finite number")
-        _check_range(name, value)
-        values[name] = value
-    unknown = sorted(set(state) - set(model.observation_names) - set(COVARIATES) - {"first_dose"})
-    if unknown:
-        raise ValueError(
-            f"the state has unknown fields {unknown}; the model's features are {model.observation_names}"
-        )
-    return np.array([values[name] for name in model.observation_names], dtype=np.float32)
+    observation, _, _ = parse_state(
+        state,
+        list(model.observation_names),
+        fill_unmeasured_level=bool(model.conversion.get("fill_unmeasured_level")),
+    )
+    return observation.astype(np.float32)
 
 
 def _observation_from_history(
@@ -177,15 +170,20 @@ def _observation_from_history(
         )
     last = history.iloc[-1]
     for name, given in state.items():
-        if name in FEATURES + COVARIATES and name in history.columns and not _is_nan(given):
-            if not _is_nan(last[name]) and not math.isclose(float(given), float(last[name]), rel_tol=1e-6):
+        given_at_all = given is not None and not _is_nan(given)
+        if name in FEATURES + COVARIATES and name in history.columns and given_at_all:
+            given = parse_number(name, given)
+            logged = parse_sex(last[name], "the history") if name == "sex" else last[name]
+            if not _is_nan(logged) and not math.isclose(given, float(logged), rel_tol=1e-6):
                 raise ValueError(
                     f"the state's {name!r} is {given!r} but the last row of the stay's history has "
                     f"{last[name]!r}: the history must end with the current state"
                 )
     values = table.iloc[-1].to_numpy(np.float32)
     for name, value in zip(model.observation_names, values, strict=True):
-        _check_range(name, float(value))
+        if not math.isfinite(float(value)):
+            raise ValueError(f"the stay's history gives {name} = {value}; give the rows that define it")
+        check_range(name, float(value))
     return values
 
 
@@ -223,11 +221,10 @@ def recommend(
     """
     if mode not in ("greedy", "sample"):
         raise ValueError(f"mode must be 'greedy' or 'sample', got {mode!r}")
-    covariates = dict(covariates or {})
-    for name in COVARIATES:
-        if name in covariates and name != "sex":
-            _check_range(name, float(covariates[name]))
-    observation = observation_from_state(model, {**covariates, **state}, history)
+    covariates = parse_covariates(covariates)
+    if first_dose is not None:
+        first_dose = parse_bool("first_dose", first_dose)
+    observation = observation_from_state(model, {**state, **covariates}, history)
     features = np.array([observation[model.observation_names.index(f)] for f in FEATURES], dtype=np.float64)
     if first_dose is None and history is not None and history_columns(model):
         # The stay's rows say whether a dose was given before; no need to infer it from the level.
@@ -237,17 +234,25 @@ def recommend(
     action = np.asarray(predict(observation[None]))
     discrete = model.action == "discrete"
     model_dose = float(DOSE_GRID_MG[int(action.reshape(-1)[0])] if discrete else action.reshape(-1)[0])
-    limited = apply_limits(model_dose, features, covariates or None, first_dose=first_dose, limits=limits)
+    checked = check_dose(
+        model_dose,
+        observation,
+        list(model.observation_names),
+        covariates,
+        support=model.support,
+        first_dose=first_dose,
+        limits=limits,
+    )
     alternatives = _alternative_q(algo, observation, discrete)
     mipd_history = history if history is not None and set(COVARIATES) <= set(history.columns) else None
     mipd_dose, basis = _mipd_dose(features, covariates, mipd_history)
     return Recommendation(
         model_dose_mg=model_dose,
-        limited=limited,
+        limited=checked.limited,
         alternatives=alternatives,
         mipd_dose_mg=mipd_dose,
         mipd_basis=basis,
-        support_warnings=model.support.check(observation),
+        support_warnings=checked.support_warnings,
         observation=dict(zip(model.observation_names, map(float, observation), strict=True)),
     )
 
@@ -327,19 +332,6 @@ def _mipd_dose(
     naive[0] = np.nan
     pmf = policy.action_probs(naive, {"time_h": 0.0, "level_measured": False})
     return float(DOSE_GRID_MG[int(np.argmax(pmf))]), "population prior from the covariates (no level yet)"
-
-
-def _check_range(name: str, value: float) -> None:
-    spec = RANGES.get(name)
-    if spec is None:
-        return
-    below = value <= spec.low if spec.low_exclusive else value < spec.low
-    if below or value > spec.high:
-        hint = spec.above if value > spec.high else spec.below
-        raise ValueError(
-            f"{name} = {value:g} {spec.unit} is outside the plausible range "
-            f"[{spec.low:g}, {spec.high:g}]: {hint}"
-        )
 
 
 def _is_nan(value: Any) -> bool:

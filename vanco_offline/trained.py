@@ -1,32 +1,46 @@
-"""A trained model on disk: d3rlpy's ``model.d3`` plus ``model.json`` describing its inputs.
+"""A trained model on disk, safe to open by default.
 
-d3rlpy's ``.d3`` file holds the networks, optimizers and scalers; what it cannot hold is
-what a clinician needs to use the model: the names and order of the observation features,
-how the table was converted (imputation, unmeasured levels), the preset it was trained
-with and where the training data lay (for out-of-support warnings). ``model.json`` beside
-it holds that. A ``.d3`` file is a Python pickle: load only models you trust; share the
-code-free bundle of :mod:`vanco_offline.export` instead.
+A model folder written by :func:`save_model` holds
+
+- ``model.safetensors``: the primary file, a code-free bundle (:mod:`vanco_offline.bundle`)
+  with every network's weights, the d3rlpy config with its fitted scalers, the features, the
+  training data's support, the model's description and a checksum. :func:`load_model` rebuilds
+  the d3rlpy algorithm from it without unpickling anything;
+- ``model.json``: the same description for people, with the SHA-256 of both model files;
+- ``model.d3``: d3rlpy's own file, for ``d3rlpy.load_learnable`` (to resume training). It is a
+  Python pickle, which can run any code when opened: :func:`load_model` opens it only with
+  ``trust_pickle=True`` (``--trust-pickle``), and then only when its SHA-256 matches the one
+  recorded in ``model.json`` at training time.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
-import zipfile
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import d3rlpy
+import numpy as np
 
-from vanco_offline.clinical import SupportCheck
+from vanco_offline.clinical import StateSupport
 
-__all__ = ["METADATA_FILE", "MODEL_FILE", "TrainedModel", "load_model", "save_model"]
+__all__ = [
+    "METADATA_FILE",
+    "MODEL_FILE",
+    "PICKLE_FILE",
+    "TrainedModel",
+    "load_model",
+    "save_model",
+    "sha256",
+]
 
-MODEL_FILE = "model.d3"
+MODEL_FILE = "model.safetensors"
+PICKLE_FILE = "model.d3"
 METADATA_FILE = "model.json"
 _FORMAT = "vanco-offline-model"
-_VERSION = 1
+_VERSION = 2
 
 
 @dataclasses.dataclass
@@ -44,7 +58,7 @@ class TrainedModel:
     conversion : dict
         Keyword arguments given to :func:`vanco_offline.data.convert` (``reward``,
         ``fill_unmeasured_level``, ``covariates``, ...), so new data is converted the same way.
-    support : SupportCheck
+    support : StateSupport
         Where the training observations lie.
     preset : dict
         The preset the model was trained with (name, source and all its fields).
@@ -58,7 +72,7 @@ class TrainedModel:
     observation_names: list[str]
     action: str
     conversion: dict[str, Any]
-    support: SupportCheck
+    support: StateSupport
     preset: dict[str, Any]
     data: dict[str, Any]
     training: dict[str, Any]
@@ -67,7 +81,7 @@ class TrainedModel:
         return {
             "format": _FORMAT,
             "version": _VERSION,
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "algorithm": self.algo.config.get_type(),
             "observation_names": list(self.observation_names),
             "action": self.action,
@@ -80,65 +94,242 @@ class TrainedModel:
 
 
 def save_model(model: TrainedModel, directory: str | Path) -> Path:
-    """Write ``model.d3`` and ``model.json`` into ``directory``; returns the ``.d3`` path."""
+    """Write ``model.safetensors``, ``model.d3`` and ``model.json`` into an existing ``directory``.
+
+    Returns the ``.safetensors`` path. A model whose weights are not finite is refused
+    (ValueError) and nothing is written.
+    """
+    from vanco_offline.export import export_bundle
+
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    model.algo.save(str(directory / MODEL_FILE))
-    (directory / METADATA_FILE).write_text(json.dumps(model.metadata(), indent=2, default=_json_default))
-    return directory / MODEL_FILE
+    if not directory.is_dir():
+        raise ValueError(f"cannot save the model: the folder {directory} does not exist")
+    metadata = json.loads(json.dumps(model.metadata(), default=_json_default))
+    bundle = export_bundle(
+        model.algo,
+        directory / MODEL_FILE,
+        observation_names=list(model.observation_names),
+        support=metadata["support"],
+        model={k: metadata[k] for k in _DESCRIPTION},
+    )
+    model.algo.save(str(directory / PICKLE_FILE))
+    metadata["files"] = {MODEL_FILE: sha256(bundle), PICKLE_FILE: sha256(directory / PICKLE_FILE)}
+    (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
+    return bundle
 
 
-def load_model(path: str | Path) -> TrainedModel:
-    """Load a model saved by :func:`save_model` (``path`` is the ``.d3`` file or its folder).
+#: The parts of ``TrainedModel.metadata()`` a bundle carries under ``"model"``.
+_DESCRIPTION = (
+    "format",
+    "version",
+    "created",
+    "algorithm",
+    "action",
+    "conversion",
+    "preset",
+    "data",
+    "training",
+)
+
+
+def sha256(path: str | Path) -> str:
+    """The SHA-256 of a file, in hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_model(path: str | Path, *, trust_pickle: bool = False) -> TrainedModel:
+    """Load a model: its folder, its ``model.safetensors`` (or an exported bundle), or a ``.d3``.
+
+    A folder loads its ``model.safetensors``. A ``.d3`` file (or a folder that has only one)
+    is a pickle: it loads only with ``trust_pickle=True`` and a ``model.json`` beside it
+    recording the file's SHA-256 at training time.
 
     Raises
     ------
     FileNotFoundError
         Nothing at ``path``.
     ValueError
-        ``path`` is not a vanco-offline model (no ``model.json`` beside it, a foreign
-        ``model.json``, or a file d3rlpy cannot read).
+        Not a vanco-offline model, a pickle without ``trust_pickle``, a hash that does not
+        match, a tampered or malformed description, non-finite weights; the message says which.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"model {path} does not exist")
-    model_file = path / MODEL_FILE if path.is_dir() else path
-    metadata_file = model_file.parent / METADATA_FILE
-    if not model_file.is_file():
-        raise ValueError(f"{path} is a folder without {MODEL_FILE}: not a vanco-offline model")
-    if not metadata_file.is_file():
+    if path.is_dir():
+        if (path / MODEL_FILE).is_file():
+            path = path / MODEL_FILE
+        elif (path / PICKLE_FILE).is_file():
+            path = path / PICKLE_FILE
+        else:
+            raise ValueError(f"{path} is a folder without {MODEL_FILE}: not a vanco-offline model")
+    if path.suffix == ".d3":
+        return _load_pickle(path, trust_pickle)
+    if path.suffix != ".safetensors":
         raise ValueError(
-            f"{model_file} is not a vanco-offline model: no {METADATA_FILE} beside it "
-            "(train one with `vanco-offline train`)"
+            f"{path} is not a vanco-offline model: give its folder, a .safetensors bundle or a .d3 file"
         )
+    return _load_bundle(path)
+
+
+def _recorded_hash(model_file: Path) -> str | None:
+    """The SHA-256 that ``model.json`` beside ``model_file`` records for it (None: no record)."""
+    metadata_file = model_file.parent / METADATA_FILE
+    if not metadata_file.is_file():
+        return None
+    try:
+        recorded = json.loads(metadata_file.read_text()).get("files", {}).get(model_file.name)
+    except (json.JSONDecodeError, AttributeError):
+        raise ValueError(f"{metadata_file} is not a valid model description (not a JSON object)") from None
+    return recorded if isinstance(recorded, str) else None
+
+
+def _load_bundle(path: Path) -> TrainedModel:
+    from vanco_offline.bundle import load_bundle
+
+    recorded = _recorded_hash(path)
+    if recorded is not None and recorded != sha256(path):
+        raise ValueError(
+            f"{path} does not match the SHA-256 recorded in {path.parent / METADATA_FILE}: "
+            "the file was replaced or edited after training"
+        )
+    bundle = load_bundle(path)
+    meta = bundle.metadata
+    algo = _rebuild(meta, bundle.tensors, path)
+    description = meta.get("model") or {}
+    return _trained_model(
+        algo,
+        {**description, "observation_names": meta["observation_names"], "support": meta["support"]},
+        path,
+    )
+
+
+def _rebuild(meta: dict[str, Any], tensors: dict[str, np.ndarray], path: Path) -> Any:
+    """The d3rlpy algorithm described by a bundle's config, with the bundle's weights loaded."""
+    import torch
+    from d3rlpy.base import LearnableConfigWithShape
+    from torch import nn
+
+    import vanco_offline.algos  # noqa: F401  (registers VancoIQL with d3rlpy)
+
+    try:
+        config = LearnableConfigWithShape.deserialize(json.dumps(meta["config"]))
+        algo = config.create(device=False)
+    except Exception as exc:  # d3rlpy raises many types for an unknown or malformed config
+        raise ValueError(
+            f"{path}: d3rlpy cannot build the model from its config ({type(exc).__name__}: {exc})"
+        ) from None
+    modules = {
+        name: module
+        for name, module in algo.impl.modules.create_checkpointer("cpu:0").modules.items()
+        if isinstance(module, nn.Module)
+    }
+    for name, module in modules.items():
+        state = {
+            k[len(name) + 1 :]: torch.from_numpy(v.astype(np.float32))
+            for k, v in tensors.items()
+            if k.startswith(f"{name}.")
+        }
+        try:
+            module.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            first = str(exc).splitlines()[0]
+            raise ValueError(
+                f"{path}: the weights of {name} do not fit the model's config ({first})"
+            ) from None
+    unknown = sorted(k for k in tensors if k.split(".")[0] not in modules)
+    if unknown:
+        raise ValueError(f"{path}: tensors {unknown[:3]} belong to no network of the model")
+    return algo
+
+
+def _load_pickle(path: Path, trust_pickle: bool) -> TrainedModel:
+    if not trust_pickle:
+        raise ValueError(
+            f"{path} is a Python pickle, which can run any code when opened: load the model folder's "
+            f"{MODEL_FILE} instead, or pass --trust-pickle if you trust this file"
+        )
+    metadata_file = path.parent / METADATA_FILE
+    if not metadata_file.is_file():
+        raise ValueError(f"{path}: no {METADATA_FILE} beside it records its hash; it is not opened")
+    recorded = _recorded_hash(path)
+    if recorded is None:
+        raise ValueError(f"{metadata_file} records no SHA-256 for {path.name}; it is not opened")
+    if recorded != sha256(path):
+        raise ValueError(
+            f"{path} does not match the SHA-256 recorded in {metadata_file} at training time: "
+            "it is not the trained model, and it is not opened"
+        )
+    import d3rlpy
+
+    import vanco_offline.algos  # noqa: F401  (registers VancoIQL with d3rlpy before loading)
+
+    try:
+        algo = d3rlpy.load_learnable(str(path))
+    except Exception as exc:  # d3rlpy raises many types for a broken archive
+        raise ValueError(f"d3rlpy cannot load {path}: {type(exc).__name__}: {exc}") from None
     try:
         metadata = json.loads(metadata_file.read_text())
     except json.JSONDecodeError as exc:
         raise ValueError(f"{metadata_file} is not valid JSON ({exc.msg}, line {exc.lineno})") from None
-    if not isinstance(metadata, dict) or metadata.get("format") != _FORMAT:
-        raise ValueError(f"{metadata_file} does not describe a vanco-offline model")
-    if metadata.get("version") != _VERSION:
-        raise ValueError(
-            f"{metadata_file}: model format version {metadata.get('version')}, expected {_VERSION}"
-        )
-    if not zipfile.is_zipfile(model_file):
-        raise ValueError(f"{model_file} is not a d3rlpy model file (d3rlpy writes zip archives)")
-    import vanco_offline.algos  # noqa: F401  (registers VancoIQL with d3rlpy before loading)
+    return _trained_model(algo, metadata, metadata_file)
 
+
+def _trained_model(algo: Any, metadata: Any, source: Path) -> TrainedModel:
+    """A TrainedModel from an algorithm and its description, every field checked (one-line errors)."""
+    if not isinstance(metadata, dict) or metadata.get("format") != _FORMAT:
+        raise ValueError(f"{source} does not describe a vanco-offline model")
+    if metadata.get("version") != _VERSION:
+        raise ValueError(f"{source}: model format version {metadata.get('version')}, expected {_VERSION}")
+    names = metadata.get("observation_names")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+        raise ValueError(
+            f"{source}: observation_names must be a non-empty list of feature names, got {names!r}"
+        )
+    n_inputs = algo.impl.observation_shape[0]
+    if len(names) != n_inputs:
+        raise ValueError(f"{source}: {len(names)} observation names for a model with {n_inputs} inputs")
+    discrete = algo.get_action_type().name == "DISCRETE"
+    action = metadata.get("action")
+    if action not in ("continuous", "discrete") or (action == "discrete") != discrete:
+        expected = "discrete" if discrete else "continuous"
+        raise ValueError(f"{source}: action is {action!r} but the model's actions are {expected}")
+    if not isinstance(metadata.get("support"), dict):
+        raise ValueError(f"{source}: the training data's support is missing; the model is not used")
     try:
-        algo = d3rlpy.load_learnable(str(model_file))
-    except Exception as exc:  # d3rlpy raises many types for a broken archive
-        raise ValueError(f"d3rlpy cannot load {model_file}: {type(exc).__name__}: {exc}") from None
+        support = StateSupport(**metadata["support"])
+    except TypeError as exc:
+        raise ValueError(f"{source}: the support is malformed ({exc})") from None
+    except ValueError as exc:
+        raise ValueError(f"{source}: {exc}") from None
+    if support.names != names:
+        raise ValueError(f"{source}: the support is over {support.names}, the model over {names}")
+    for key in ("conversion", "preset", "data", "training"):
+        if not isinstance(metadata.get(key), dict):
+            raise ValueError(f"{source}: {key!r} must be an object, got {metadata.get(key)!r}")
+    _check_finite(algo, source)
     return TrainedModel(
         algo=algo,
-        observation_names=list(metadata["observation_names"]),
-        action=metadata["action"],
+        observation_names=list(names),
+        action=action,
         conversion=dict(metadata["conversion"]),
-        support=SupportCheck(**metadata["support"]),
+        support=support,
         preset=dict(metadata["preset"]),
         data=dict(metadata["data"]),
         training=dict(metadata["training"]),
     )
+
+
+def _check_finite(algo: Any, source: Path) -> None:
+    """ValueError when any network weight is NaN or infinite (a diverged or edited model)."""
+    from vanco_offline.export import module_tensors
+
+    bad = [name for name, value in module_tensors(algo).items() if not np.isfinite(value).all()]
+    if bad:
+        raise ValueError(f"{source}: the weights {bad[:3]} hold NaN or infinity; the model is not used")
 
 
 def _json_default(value: Any) -> Any:

@@ -8,6 +8,8 @@ Without a table it trains on the built-in synthetic cohort (clinician dosing in 
 from __future__ import annotations
 
 import dataclasses
+import re
+import shutil
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ from d3rlpy.logging import FileAdapterFactory, NoopAdapterFactory
 
 from vanco_offline.algos.evaluators import standard_evaluators
 from vanco_offline.algos.residual_iql import check_prior_column
-from vanco_offline.clinical import SupportCheck
+from vanco_offline.clinical import StateSupport
 from vanco_offline.configs import Preset, build_algo
 from vanco_offline.data import (
     CarryForward,
@@ -128,10 +130,18 @@ def train(
     valid_fraction : float
         Share of stays held out for the diagnostics logged each epoch.
     experiment : str, optional
-        Name of the run's folder under ``log_root``; default ``<preset>_<timestamp>``.
+        Name of the run's folder under ``log_root`` (a plain name: letters, digits, ``.``,
+        ``_``, ``-``); default ``<preset>_<timestamp>``. The folder is created atomically before
+        training: a second run with the same name fails at once instead of sharing it.
     log_root : path or None
-        Where d3rlpy's FileAdapter writes the logs, checkpoints and the final model; None
-        keeps everything in memory.
+        Where d3rlpy's FileAdapter writes the logs, checkpoints and the final model (all inside
+        the run's folder); None keeps everything in memory.
+
+    Raises
+    ------
+    KeyboardInterrupt
+        Re-raised after an interruption, once the run's folder is removed; its message is
+        "nothing saved in <folder>".
     """
     if not 0.0 < valid_fraction < 1.0:
         raise ValueError(f"valid_fraction must be between 0 and 1, got {valid_fraction}")
@@ -160,10 +170,70 @@ def train(
         logger: Any = NoopAdapterFactory()
     else:
         name = experiment or f"{preset.name}_{datetime.now().strftime('%Y%m%d%H%M%S')}"
-        log_dir = Path(log_root) / name
-        if log_dir.exists():
-            raise ValueError(f"experiment folder {log_dir} already exists; choose another --experiment name")
+        log_dir = make_run_folder(log_root, name)
         logger = FileAdapterFactory(root_dir=str(log_root))
+    try:
+        return _fit_and_save(
+            algo,
+            preset,
+            converted,
+            train_part,
+            valid_part,
+            conversion,
+            data_source,
+            steps,
+            per_epoch,
+            log_dir,
+            logger,
+            show_progress,
+        )
+    except BaseException as exc:
+        if log_dir is not None:
+            shutil.rmtree(log_dir, ignore_errors=True)  # ours: created above, for this run alone
+        if isinstance(exc, KeyboardInterrupt):
+            where = f" in {log_dir}" if log_dir is not None else ""
+            raise KeyboardInterrupt(f"nothing saved{where}") from None
+        raise
+
+
+#: An experiment name: a plain folder name, never a path.
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def make_run_folder(log_root: str | Path, name: str) -> Path:
+    """Create ``log_root/name`` atomically (ValueError if ``name`` is not plain or the folder exists)."""
+    if not _PLAIN_NAME.fullmatch(name) or ".." in name:
+        raise ValueError(
+            f"experiment name {name!r} must be a plain folder name (letters, digits, '.', '_', '-'; "
+            "no '/', '..' or absolute path); choose where it goes with --log-dir"
+        )
+    root = Path(log_root)
+    root.mkdir(parents=True, exist_ok=True)
+    folder = root / name
+    try:
+        folder.mkdir()
+    except FileExistsError:
+        raise ValueError(
+            f"experiment folder {folder} already exists; choose another --experiment name"
+        ) from None
+    return folder
+
+
+def _fit_and_save(
+    algo: Any,
+    preset: Preset,
+    converted: ConversionResult,
+    train_part: ConversionResult,
+    valid_part: ConversionResult,
+    conversion: dict[str, Any],
+    data_source: str | None,
+    steps: int,
+    per_epoch: int,
+    log_dir: Path | None,
+    logger: Any,
+    show_progress: bool,
+) -> TrainingResult:
+    seed = preset.training.seed
     history = algo.fit(
         train_part.dataset,
         n_steps=steps,
@@ -181,7 +251,7 @@ def train(
         observation_names=list(converted.observation_names),
         action=preset.data.action,
         conversion=conversion,
-        support=SupportCheck.fit(observations, list(converted.observation_names)),
+        support=StateSupport.fit(observations, list(converted.observation_names)),
         preset={"name": preset.name, "source": preset.source, **dataclasses.asdict(preset)},
         data={
             "source": data_source or "a table given in memory",
@@ -193,6 +263,13 @@ def train(
         },
         training={"n_steps": steps, "seed": seed, "final_metrics": history[-1][1] if history else {}},
     )
+    from vanco_offline.export import module_tensors
+
+    if not all(np.isfinite(t).all() for t in module_tensors(algo).values()):
+        raise ValueError(
+            "training diverged: the networks' weights are NaN or infinite (check the learning rates and "
+            "the reward scale); nothing was saved"
+        )
     model_path = save_model(model, log_dir) if log_dir is not None else None
     return TrainingResult(model, converted.report, train_part, valid_part, log_dir, model_path, history)
 

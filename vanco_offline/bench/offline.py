@@ -144,6 +144,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="run the seed's tuning guide (expectile x temperature x lr) for VancoIQL in Ray Tune instead",
     )
+    parser.add_argument(
+        "--tune-storage",
+        metavar="PATH_OR_URI",
+        help="where Ray Tune stores the sweep: a folder or s3://, gs:// ... (default: OUT/tune)",
+    )
 
 
 def _hidden(text: str) -> tuple[int, ...]:
@@ -382,7 +387,7 @@ def _run_tune(args: argparse.Namespace) -> int:
         **data_variant(args),
     )
     start = time.perf_counter()
-    storage = (args.out / "tune").resolve()
+    storage = args.tune_storage or (args.out / "tune").resolve()
     rows = tune_sweep(
         task,
         TUNE_SPACE,

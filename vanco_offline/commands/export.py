@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 from pathlib import Path
+
+from vanco_offline.commands.files import (
+    add_model_argument,
+    add_overwrite_argument,
+    atomic_output,
+    check_output,
+    load_model_argument,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model", required=True, help="model.d3 (or its folder) written by `vanco-offline train`"
-    )
+    add_model_argument(parser)
     parser.add_argument(
         "--format",
         choices=("torchscript", "onnx", "bundle"),
@@ -19,22 +26,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "code when opened (share this one); torchscript (.pt) and onnx (.onnx) through d3rlpy",
     )
     parser.add_argument("--out", default=None, help="output file (default: beside the model)")
+    add_overwrite_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from vanco_offline.export import FORMATS, export_policy
-    from vanco_offline.trained import load_model
+    from vanco_offline.trained import METADATA_FILE, MODEL_FILE, PICKLE_FILE
 
-    model = load_model(args.model)
+    if args.format == "onnx":
+        try:  # torch's exporter needs it and fails late with its own error type otherwise
+            import onnx  # noqa: F401
+        except ImportError:
+            from vanco_offline.extras import missing_extra
+
+            raise missing_extra("onnx", "onnx", "export --format onnx") from None
     folder = Path(args.model) if Path(args.model).is_dir() else Path(args.model).parent
     out = Path(args.out) if args.out else folder / f"policy{FORMATS[args.format]}"
+    model_files = [args.model, *(folder / name for name in (MODEL_FILE, PICKLE_FILE, METADATA_FILE))]
+    out = check_output(out, args.overwrite, model_files, "--out")
+    if out.suffix != FORMATS[args.format]:
+        raise ValueError(f"a {args.format} export is written to a {FORMATS[args.format]} file, not {out}")
+    model = load_model_argument(args)
     options = {}
     if args.format == "bundle":
+        metadata = json.loads(json.dumps(model.metadata(), default=str))
         options = {
             "observation_names": model.observation_names,
             "support": dataclasses.asdict(model.support),
-            "extra": {"preset": model.preset.get("name"), "data": model.data, "training": model.training},
+            "model": {k: v for k, v in metadata.items() if k not in ("observation_names", "support")},
         }
-    path = export_policy(model.algo, out, args.format, **options)
-    print(f"wrote {path} ({args.format})")
+    with atomic_output(out) as partial:
+        export_policy(model.algo, partial, args.format, **options)
+    print(f"wrote {out} ({args.format})")
     return 0

@@ -5,13 +5,20 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from vanco_offline.commands.files import add_model_argument, add_overwrite_argument, load_model_argument
+
 KINDS = ("curves", "dose-response", "histogram", "pk")
+#: The file each kind writes into --out.
+FILES = {
+    "curves": "training_curves.png",
+    "dose-response": "dose_response.png",
+    "histogram": "dose_histogram.png",
+    "pk": "pk_profiles.png",
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model", required=True, help="model.d3 (or its folder) written by `vanco-offline train`"
-    )
+    add_model_argument(parser)
     parser.add_argument(
         "--data", default=None, help="table for the dose histogram (default: the sample cohort)"
     )
@@ -20,26 +27,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--what", default=",".join(KINDS), help=f"comma-separated subset of {', '.join(KINDS)} (default: all)"
     )
     parser.add_argument(
-        "--patient-seed", type=int, default=7, help="the simulated patient of the PK profiles"
+        "--patient-seed", type=int, default=7, help="the simulated patient of the PK profiles (>= 0)"
     )
+    add_overwrite_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from vanco_offline.plots import write_plots
-    from vanco_offline.trained import load_model
 
     kinds = [k.strip() for k in args.what.split(",") if k.strip()]
     unknown = sorted(set(kinds) - set(KINDS))
     if unknown or not kinds:
         raise ValueError(f"--what {args.what!r}: choose from {', '.join(KINDS)}")
+    if args.patient_seed < 0:
+        raise ValueError(f"--patient-seed {args.patient_seed} must be a non-negative integer")
     model_dir = Path(args.model) if Path(args.model).is_dir() else Path(args.model).parent
-    model = load_model(args.model)
+    out = Path(args.out) if args.out else model_dir
+    if not out.is_dir():
+        raise ValueError(f"--out {out} is not an existing folder")
+    existing = [str(out / FILES[k]) for k in kinds if (out / FILES[k]).exists()]
+    if existing and not args.overwrite:
+        raise ValueError(f"{', '.join(existing)} already exist(s); pass --overwrite to replace")
+    model = load_model_argument(args)
     table = None
     if args.data is not None:
         from vanco_offline.data import load_table
 
         table = load_table(args.data)
-    out = Path(args.out) if args.out else model_dir
     for path in write_plots(
         model, out, kinds, log_dir=model_dir, table=table, patient_seed=args.patient_seed
     ):

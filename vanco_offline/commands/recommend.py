@@ -9,11 +9,31 @@ from typing import Any
 
 from vanco_pk.targets import COVARIATES, FEATURES
 
+from vanco_offline.commands.files import (
+    add_model_argument,
+    add_overwrite_argument,
+    atomic_output,
+    check_output,
+    load_model_argument,
+)
+
+#: The unit of each state flag, shown in --help.
+_UNITS = {
+    "vanco_level": "mg/L (omit if never measured)",
+    "creatinine": "mg/dL",
+    "wbc": "10^9/L",
+    "bun": "mg/dL",
+    "temperature": "degC",
+    "sbp": "mmHg",
+    "heart_rate": "beats/min",
+    "weight_kg": "kg",
+    "age": "years",
+    "height_cm": "cm",
+}
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model", required=True, help="model.d3 (or its folder) written by `vanco-offline train`"
-    )
+    add_model_argument(parser)
     source = parser.add_mutually_exclusive_group()
     source.add_argument(
         "--json", metavar="JSON_OR_FILE", help="the state as a JSON object, or a file holding one"
@@ -30,8 +50,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--mode", choices=("greedy", "sample"), default="greedy", help="--samples: greedy or sampled doses"
     )
+    state = parser.add_argument_group(
+        "state flags (alone, or beside --json to override its fields, which is reported; not with --csv)"
+    )
     for name in FEATURES + COVARIATES:
-        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=float, default=None)
+        flag = f"--{name.replace('_', '-')}"
+        if name == "sex":
+            state.add_argument(flag, dest=name, default=None, help="0/m/male or 1/f/female")
+        elif name == "dialysis":
+            state.add_argument(flag, dest=name, default=None, help="0/1, true/false, yes/no")
+        else:
+            state.add_argument(flag, dest=name, type=float, default=None, metavar="X", help=_UNITS[name])
     dose = parser.add_mutually_exclusive_group()
     dose.add_argument(
         "--first-dose", dest="first_dose", action="store_true", default=None, help="this is a loading dose"
@@ -40,12 +69,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--maintenance", dest="first_dose", action="store_false", help="this is a maintenance dose"
     )
     parser.add_argument("--output", metavar="FILE", help="also write the result as JSON")
+    add_overwrite_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from vanco_offline.trained import load_model
-
-    model = load_model(args.model)
+    if args.output:
+        inputs = [args.model, args.csv, args.data, _json_file(args)]
+        check_output(args.output, args.overwrite, inputs, "--output")
+    flags = [name for name in FEATURES + COVARIATES if getattr(args, name) is not None]
+    if flags and (args.clinical or args.samples is not None or args.csv is not None):
+        source = "--clinical" if args.clinical else "--samples" if args.samples is not None else "--csv"
+        raise ValueError(
+            f"{', '.join('--' + f.replace('_', '-') for f in flags)} cannot be combined with {source} "
+            "(the state comes from there); edit the table, or give the state with --json or flags alone"
+        )
+    model = load_model_argument(args)
     if args.clinical:
         result: Any = _clinical_table(model)
     elif args.samples is not None:
@@ -53,8 +91,13 @@ def run(args: argparse.Namespace) -> int:
     else:
         result = _one_state(model, args)
     if args.output:
-        Path(args.output).write_text(json.dumps(result, indent=2))
+        with atomic_output(Path(args.output)) as partial:
+            partial.write_text(json.dumps(result, indent=2, default=str))
     return 0
+
+
+def _json_file(args: argparse.Namespace) -> str | None:
+    return args.json if args.json is not None and Path(args.json).is_file() else None
 
 
 def _one_state(model: Any, args: argparse.Namespace) -> dict[str, Any]:
@@ -71,8 +114,18 @@ def _one_state(model: Any, args: argparse.Namespace) -> dict[str, Any]:
             ) from None
         if not isinstance(fields, dict):
             raise ValueError("--json must hold one JSON object of feature names to values")
+        for name in FEATURES + COVARIATES:
+            value = getattr(args, name)
+            if value is not None:
+                if name in fields:
+                    flag = f"--{name.replace('_', '-')}"
+                    print(f"note: {flag} {value} overrides the JSON's {name} {fields[name]!r}")
+                fields[name] = value
+        if args.first_dose is not None and "first_dose" in fields:
+            print(f"note: the dose flag overrides the JSON's first_dose {fields['first_dose']!r}")
+            fields["first_dose"] = args.first_dose
     elif args.csv is not None:
-        fields, history = _csv_state(args.csv, args.row)
+        fields, history = _csv_state(model, args.csv, args.row)
     else:
         fields = {
             name: getattr(args, name) for name in FEATURES + COVARIATES if getattr(args, name) is not None
@@ -88,10 +141,15 @@ def _one_state(model: Any, args: argparse.Namespace) -> dict[str, Any]:
     return rec.to_dict()
 
 
-def _csv_state(path: str, row: int) -> tuple[dict[str, Any], Any]:
+def _csv_state(model: Any, path: str, row: int) -> tuple[dict[str, Any], Any]:
     from vanco_offline.data import load_table
+    from vanco_offline.data.validation import validate
+    from vanco_offline.training import conversion_kwargs
 
     table = load_table(path)
+    # The converter's checks (times sorted and unique within a stay, units, doses...): the
+    # stay's rows are the patient's history, and read out of order they would give another dose.
+    table = validate(table, action=model.action, **conversion_kwargs(model.conversion))
     if not -len(table) <= row < len(table):
         raise ValueError(f"--row {row} is outside {path}, which has {len(table)} rows")
     current = table.iloc[row]

@@ -18,6 +18,8 @@ from typing import Any
 from vanco_pk.policies import POLICIES
 from vanco_pk.targets import REWARDS
 
+from vanco_offline.commands.files import add_overwrite_argument, atomic_output, check_output
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patients", type=int, required=True, metavar="N", help="number of ICU stays")
@@ -31,14 +33,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="policies by stay in exact shares, e.g. clinician=0.7,mipd=0.2,random=0.1",
     )
     parser.add_argument("--out", required=True, metavar="FILE", help="output table (.csv, .csv.gz, .parquet)")
+    add_overwrite_argument(parser)
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of patients, noise and policies (default 0)"
     )
     sim = parser.add_argument_group("simulator")
-    sim.add_argument("--noise", type=float, default=1.0, help="measurement noise multiplier (default 1)")
-    sim.add_argument("--missing-prob", type=float, default=0.0, help="probability a trough is not measured")
-    sim.add_argument("--interval-h", type=float, default=12.0, help="hours between decisions (default 12)")
-    sim.add_argument("--days", type=float, default=7.0, help="length of a stay in days (default 7)")
+    sim.add_argument(
+        "--noise",
+        type=float,
+        default=1.0,
+        metavar="X",
+        help="multiplier of the level's assay error (22.7 %% + 3.4 mg/L at 1; default 1)",
+    )
+    sim.add_argument(
+        "--missing-prob", type=float, default=0.0, metavar="P", help="probability (0-1) a trough is not drawn"
+    )
+    sim.add_argument(
+        "--interval-h", type=float, default=12.0, metavar="H", help="hours between decisions (default 12 h)"
+    )
+    sim.add_argument("--days", type=float, default=7.0, metavar="D", help="length of a stay (default 7 days)")
     sim.add_argument(
         "--misspecification", choices=("none", "mild", "severe"), default="none", help="true model vs Goti"
     )
@@ -93,14 +106,15 @@ def parse_options(items: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
     from vanco_pk.simulator import SimulatorConfig
 
     from vanco_offline.data.cohort import generate_cohort
     from vanco_offline.data.io import save_table
+    from vanco_offline.progress import progress_bar, show_progress
 
     if not args.out.lower().endswith((".csv", ".csv.gz", ".parquet", ".pq")):
         raise ValueError(f"--out {args.out}: write a .csv, .csv.gz, .parquet or .pq file")
+    out = check_output(args.out, args.overwrite, [], "--out")
     if args.patients < 1:
         raise ValueError(f"--patients {args.patients} must be at least 1")
     policy: str | dict[str, float] = (
@@ -111,8 +125,11 @@ def run(args: argparse.Namespace) -> int:
         if not math.isfinite(getattr(args, name)):
             raise ValueError(f"--{name.replace('_', '-')} must be a finite number")
     steps = SimulatorConfig(decision_interval_h=args.interval_h, episode_days=args.days).n_steps
-    with tqdm(
-        total=args.patients * (steps + 1), unit="decision", disable=args.quiet, desc="simulating", leave=False
+    with progress_bar(
+        total=args.patients * (steps + 1),
+        unit="decision",
+        disable=args.quiet or not show_progress(),
+        desc="simulating",
     ) as bar:
         table = generate_cohort(
             args.patients,
@@ -128,7 +145,9 @@ def run(args: argparse.Namespace) -> int:
             misspecification=args.misspecification,
             reward=args.reward,
         )
-    path = save_table(table, args.out)
+    with atomic_output(out) as partial:
+        save_table(table, partial)
+    path = out
     stays = table["stay_id"].nunique()
     shares = table.groupby("behavior_policy", sort=False)["stay_id"].nunique()
     mix = ", ".join(f"{name} {count}" for name, count in shares.items())

@@ -8,11 +8,13 @@ from vanco_offline.commands.common import add_data_argument, format_metrics, qui
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from vanco_offline.configs.presets import available_presets
+
     parser.add_argument(
         "--config",
         default="default",
         metavar="PRESET_OR_YAML",
-        help="a packaged preset (default, base, seed, conservative, run_ok, tuned, discrete) "
+        help=f"a packaged preset ({', '.join(available_presets())}) "
         "or a YAML file that may `extends:` one (default: default)",
     )
     add_data_argument(parser)

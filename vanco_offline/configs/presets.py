@@ -155,12 +155,17 @@ def _resolve(ref: str, base_dir: Path | None, chain: tuple[str, ...]) -> tuple[d
     """The merged mapping of ``ref`` and its ``extends`` ancestors, and ``ref``'s source label."""
     if _is_path(ref):
         path = Path(ref) if base_dir is None or Path(ref).is_absolute() else base_dir / ref
+        # The cycle check compares resolved paths: "a.yaml" extending "../dir/a.yaml" is itself.
+        identity = str(path.resolve())
+        if identity in chain:
+            raise ValueError(f"{path}: 'extends' forms a cycle: it extends itself through {ref!r}")
         text, source = path.read_text(encoding="utf-8"), str(path)
         here: Path | None = path.parent
     else:
         text, source = _read_packaged(ref)
+        identity = source
         here = None
-    if source in chain:
+    if identity in chain:
         raise ValueError(f"{source}: 'extends' forms a cycle: {' -> '.join((*chain, source))}")
     data = _parse(text, source)
     parent_ref = data.pop("extends", None)
@@ -168,7 +173,7 @@ def _resolve(ref: str, base_dir: Path | None, chain: tuple[str, ...]) -> tuple[d
         return data, source
     if not isinstance(parent_ref, str):
         raise ValueError(f"{source}: extends must be a preset name or a path, got {parent_ref!r}")
-    parent, _ = _resolve(parent_ref, here, (*chain, source))
+    parent, _ = _resolve(parent_ref, here, (*chain, identity))
     return _merge(parent, data), source
 
 
@@ -223,6 +228,8 @@ def _build(raw: dict[str, Any], name: str, source: str) -> Preset:
             f"{source}: network.hidden_units={list(network.hidden_units)} must be a non-empty list of "
             "positive integers"
         )
+    if isinstance(training.seed, bool) or not isinstance(training.seed, int) or training.seed < 0:
+        raise ValueError(f"{source}: training.seed={training.seed!r} must be a non-negative integer")
     if training.n_steps_per_epoch < 1 or training.n_steps < training.n_steps_per_epoch:
         raise ValueError(
             f"{source}: training.n_steps={training.n_steps} must be >= training.n_steps_per_epoch="

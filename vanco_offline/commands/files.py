@@ -1,0 +1,73 @@
+"""What commands read and write: a model given safely, outputs that never destroy a file.
+
+- ``--model`` takes a model folder, its ``model.safetensors`` or an exported bundle; a ``.d3``
+  pickle only with ``--trust-pickle`` (see :func:`vanco_offline.trained.load_model`).
+- An output never replaces an existing file or folder unless ``--overwrite`` is given, and
+  never one of the command's own inputs, even with ``--overwrite``.
+- An output is written under a temporary name beside its target and renamed when complete,
+  so an error or Ctrl-C leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+MODEL_HELP = (
+    "the model: its folder (written by `vanco-offline train`), its model.safetensors or an exported "
+    "bundle; a .d3 file is a Python pickle and loads only with --trust-pickle"
+)
+
+
+def add_model_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, metavar="MODEL", help=MODEL_HELP)
+    parser.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="allow loading a .d3 pickle (it can run code when opened); only when its SHA-256 matches the "
+        "one model.json recorded at training time",
+    )
+
+
+def load_model_argument(args: argparse.Namespace) -> Any:
+    from vanco_offline.trained import load_model
+
+    return load_model(args.model, trust_pickle=args.trust_pickle)
+
+
+def add_overwrite_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing output (never one of the inputs)"
+    )
+
+
+def check_output(path: str | Path, overwrite: bool, inputs: list[str | Path | None], option: str) -> Path:
+    """``path`` as a Path, or ValueError when writing it would replace an input or, without
+    ``overwrite``, an existing file or folder."""
+    path = Path(path)
+    target = path.resolve()
+    for source in filter(None, inputs):
+        source = Path(source).resolve()
+        if target == source or source in target.parents or target in source.parents:
+            raise ValueError(f"{option} {path} would overwrite the input {source}; write somewhere else")
+    if path.exists() and not overwrite:
+        raise ValueError(f"{option} {path} already exists; pass --overwrite to replace it")
+    if path.is_dir() and overwrite:
+        raise ValueError(f"{option} {path} is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise ValueError(f"{option} {path}: the folder {path.parent} does not exist")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_output(path: Path) -> Iterator[Path]:
+    """Yield a temporary path (same suffixes) to write; renamed to ``path`` on success, else removed."""
+    partial = path.with_name(f".partial-{path.name}")
+    try:
+        yield partial
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
