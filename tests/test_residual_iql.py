@@ -88,6 +88,17 @@ def test_it_trains_saves_and_loads_with_the_same_doses(pk_data, tmp_path):
     loaded = d3rlpy.load_learnable(str(path))
     assert isinstance(loaded, ResidualVancoIQL) and loaded.config.residual_scale == 0.5
     np.testing.assert_allclose(loaded.predict(x), algo.predict(x), atol=1e-4)
+    # The torch-free bundle adds the prior dose too (the exporter refuses one that does not).
+    from vanco_offline.bundle import load_bundle
+    from vanco_offline.export import export_bundle
+
+    bundle = export_bundle(
+        algo, tmp_path / "b.safetensors", observation_names=list(pk_data.observation_names)
+    )
+    np.testing.assert_allclose(load_bundle(bundle).predict(x[:50]), algo.predict(x[:50])[:, 0], atol=0.5)
+    picker = _algo(pk_data, q_candidates=3)
+    with pytest.raises(ValueError, match="q_candidates=3 picks its dose with the critics"):
+        export_bundle(picker, tmp_path / "q.safetensors", observation_names=list(pk_data.observation_names))
 
 
 def test_a_residual_on_data_without_the_pk_dose_is_refused_by_name(pk_data):
