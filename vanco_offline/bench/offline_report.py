@@ -148,7 +148,7 @@ def _compare(a: tuple[float, float, float], b: tuple[float, float, float], highe
 
 
 def verdicts(rows: Sequence[Aggregate], algo: str = "VancoIQL", margin: float = 0.15) -> list[str]:
-    """The issue's targets, per dataset: attainment vs the clinician, AKI, and vs each d3rlpy baseline.
+    """The issue's targets, per dataset: attainment vs the clinician, AKI, vs MIPD and each d3rlpy baseline.
 
     A learned row's label may carry its data variant (``"VancoIQL [reward exposure, ...]"``);
     it is compared with the baselines trained on the same variant and with the reference
@@ -171,6 +171,12 @@ def verdicts(rows: Sequence[Aggregate], algo: str = "VancoIQL", margin: float = 
                 f"attainment {gain * 100:+.1f} pp vs clinician (target >= {margin * 100:+.0f}), "
                 f"AKI {aki * 100:+.1f} pp -> {'MET' if ok else 'MISSED'};"
             )
+        mipd = by.get((dataset, "mipd"))
+        if mipd is not None:
+            gain = mine.iqm["attainment"][0] - mipd.iqm["attainment"][0]
+            aki = mine.iqm["aki_rate"][0] - mipd.iqm["aki_rate"][0]
+            versus = _compare(mine.iqm["attainment"], mipd.iqm["attainment"], True)
+            parts.append(f"vs MIPD {gain * 100:+.1f} pp ({versus}), AKI {aki * 100:+.1f} pp;")
         same_kind = [b for b in _D3RLPY if b.startswith("Discrete") == name.startswith("Discrete")]
         against = []
         for base in same_kind:
