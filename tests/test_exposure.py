@@ -5,7 +5,7 @@ import pytest
 from vanco_pk import make_policy, pk
 from vanco_pk.exposure import PK_FEATURES, ExposureTracker, target_dose_mg
 from vanco_pk.policies import DoseHistory, forward_auc
-from vanco_pk.policies.bayes import trailing_auc
+from vanco_pk.estimation import trailing_auc
 from vanco_pk.targets import DOSE_GRID_MG
 from vanco_pk.vector import VancoPKVectorEnv
 

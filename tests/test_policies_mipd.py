@@ -10,7 +10,7 @@ from vanco_pk.kidney import KidneyParams
 from vanco_pk.patients import sample_patients
 from vanco_pk.pk import GOTI_2018
 from vanco_pk.policies import DoseHistory, forward_auc, make_policy, map_estimate
-from vanco_pk.policies.bayes import history_from_policy, map_objective
+from vanco_pk.estimation import history_from_policy, map_objective
 from vanco_pk.targets import DOSE_GRID_MG
 from vanco_pk.vector import VancoPKVectorEnv
 
