@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from vanco_pk.policies import POLICIES, TRUTH_KEYS, DosingPolicy, grid_index, make_policy, replay
+from vanco_pk.scenario import protocol_for
 from vanco_pk.targets import COVARIATES, DOSE_GRID_MG, FEATURES, dose_to_grid_index
 from vanco_pk.vector import VancoPKVectorEnv
 
@@ -190,6 +191,12 @@ def _simulate_batch(
             {c: v[members] for c, v in covariates.items()}, seed=[policy_seeds[idx[m]] for m in members]
         )
         groups[name] = (members, policy)
+    # The monitoring protocol follows the team that doses the stay (trough-guided clinician,
+    # AUC-guided MIPD); the ideal world keeps a level at every decision.
+    protocols = np.empty(len(idx), dtype=object)
+    for members, policy in groups.values():
+        protocols[members] = protocol_for(env.config.scenario, policy.sampling)
+    env.set_sampling(protocols)
     p = len(idx)
     rows = n_steps + 1
     table = {

@@ -170,6 +170,7 @@ class ClinicianPolicy(DosingPolicy):
     """
 
     name = "clinician"
+    sampling = "trough_guided"
 
     def __init__(self, config: ClinicianConfig | None = None, interval_h: float = 12.0, **overrides: Any):
         super().__init__(interval_h)

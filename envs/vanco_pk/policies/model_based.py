@@ -72,6 +72,7 @@ class MIPDPolicy(_AUCTargetPolicy):
     """
 
     name = "mipd"
+    sampling = "auc_guided"
 
     def __init__(
         self,
