@@ -16,6 +16,7 @@ import math
 from typing import Any
 
 from vanco_pk.policies import POLICIES
+from vanco_pk.scenario import SCENARIOS
 from vanco_pk.targets import REWARDS
 
 
@@ -35,6 +36,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--seed", type=int, default=0, help="seed of patients, noise and policies (default 0)"
     )
     sim = parser.add_argument_group("simulator")
+    sim.add_argument(
+        "--scenario",
+        choices=sorted(SCENARIOS),
+        default="icu",
+        help="the simulated world: icu (default; levels only when the protocol orders them, a true "
+        "population model unlike the dosing prior, changing kidneys, graded AKI) or ideal",
+    )
     sim.add_argument("--noise", type=float, default=1.0, help="measurement noise multiplier (default 1)")
     sim.add_argument("--missing-prob", type=float, default=0.0, help="probability a trough is not measured")
     sim.add_argument("--interval-h", type=float, default=12.0, help="hours between decisions (default 12)")
@@ -127,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
             level_missing_prob=args.missing_prob,
             misspecification=args.misspecification,
             reward=args.reward,
+            scenario=args.scenario,
         )
     path = save_table(table, args.out)
     stays = table["stay_id"].nunique()
