@@ -36,12 +36,13 @@ def test_get_scenario_names_dicts_and_errors():
         get_scenario("hospital")
     with pytest.raises(ValueError, match="unknown field"):
         get_scenario({"sampling_rate": 1})
-    with pytest.raises(ValueError, match="Scenario.sampling"):
+    with pytest.raises(ValueError, match=r"Scenario\.sampling"):
         Scenario(sampling="daily")
-    with pytest.raises(ValueError, match="Scenario.iov_cl_sd"):
+    with pytest.raises(ValueError, match=r"Scenario\.iov_cl_sd"):
         Scenario(iov_cl_sd=-0.1)
     assert not IDEAL.extra_draws and ICU.extra_draws
-    assert protocol_for(ICU, "auc_guided") == "auc_guided" and protocol_for(IDEAL, "auc_guided") == "every_decision"
+    assert protocol_for(ICU, "auc_guided") == "auc_guided"
+    assert protocol_for(IDEAL, "auc_guided") == "every_decision"
 
 
 def test_icu_is_deterministic_by_seed_and_vector_matches_single():
@@ -74,7 +75,8 @@ def test_no_field_of_the_true_patient_reaches_an_observation_or_a_non_oracle_pol
         sim = env.simulator
         before = env._observation()
         # Shuffle every true quantity across patients: what is observed must not move.
-        for name in ("cl", "v1", "v2", "q", "a1", "a2", "auc24", "trough", "peak", "burden", "iov", "cl_coef"):
+        truth = ("cl", "v1", "v2", "q", "a1", "a2", "auc24", "trough", "peak", "burden", "iov", "cl_coef")
+        for name in truth:
             setattr(sim, name, getattr(sim, name)[rng.permutation(6)])
         sim.kidney.injury = sim.kidney.injury[rng.permutation(6)]
         np.testing.assert_array_equal(env._observation(), before)
@@ -84,7 +86,8 @@ def test_no_field_of_the_true_patient_reaches_an_observation_or_a_non_oracle_pol
         shuffled = {**seen, **{k: np.asarray(info[k])[rng.permutation(6)] for k in TRUTH_KEYS}}
         truthful = {**seen, **{k: np.asarray(info[k]) for k in TRUTH_KEYS}}
         for pol in policies.values():
-            np.testing.assert_array_equal(pol.action_probs(features, shuffled), pol.action_probs(features, truthful))
+            pmf = pol.action_probs(features, shuffled)
+            np.testing.assert_array_equal(pmf, pol.action_probs(features, truthful))
             pol.act(features, seen)
 
 
@@ -140,7 +143,7 @@ def test_inter_occasion_variability_has_the_specified_variance_and_holds_within_
     env = VancoPKVectorEnv(400, scenario=quiet, patients=TYPICAL)
     env.reset(seed=0)
     factors = []
-    for k in range(14):
+    for _ in range(14):
         env.step(np.full((400, 1), 1000.0))
         factors.append(np.log(env.simulator.iov.copy()))
     factors = np.array(factors)
