@@ -41,6 +41,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "speed": ("vanco_offline.bench.speed", "VancoIQL vs d3rlpy IQL gradient steps per second"),
     "ope": ("vanco_offline.bench.ope", "off-policy evaluation calibrated on the simulator"),
     "offline": ("vanco_offline.bench.offline", "VancoIQL vs d3rlpy CQL/BCQ/IQL/BC and clinical dosing"),
+    "fidelity": ("vanco_offline.bench.fidelity", "simulated ICU statistics beside published figures"),
 }
 
 
