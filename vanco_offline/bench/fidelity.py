@@ -24,7 +24,7 @@ Statistics (``P`` = patients, intervals are the 12-h decision intervals):
   ratio of AKI, MIPD vs clinician, with a Wald 95 % interval (printed, not checked);
 * ``mipd_optimal``: MIPD's share of intervals from 24 h on with AUC24 in 400-600 and
   trough <= 20 mg/L ("percentage of optimal treatment" of Guo et al.), with the levels its
-  protocol draws (1-2 in the first 48 h in ``icu``).
+  protocol draws (one trough by 48 h in ``icu``, the AUC-guided protocol).
 
 The published figures and their sources are in :data:`ANCHORS`; ``docs/simulator.md``
 holds the table of the last run and the full references.
