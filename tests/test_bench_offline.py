@@ -123,6 +123,10 @@ def test_all_learned_algorithms_share_scalers_budget_and_network():
     task = tiny_task("VancoIQL", 0)
     for name, spec in ALGORITHMS.items():
         data = discrete if spec.action == "discrete" else result
+        if spec.preset == "residual":  # centred on a PK feature these seven-feature data lack
+            with pytest.raises(ValueError, match="pk_features=True"):
+                build_config(spec, dataclasses.replace(task, algo=name), data)
+            continue
         config = build_config(spec, dataclasses.replace(task, algo=name), data)
         assert config.batch_size == 64, name
         if spec.preset == "seed":
@@ -289,11 +293,13 @@ def test_verdicts_compare_a_data_variant_with_baselines_on_the_same_variant():
         row("DiscreteVancoIQL [reward exposure, PK features]", 0.62),
         row("clinician", 0.43, aki=0.024),
         row("oracle", 0.90, aki=0.0),
+        row("mipd", 0.668, aki=0.007),
     ]
     (verdict,) = verdicts(rows)
     assert verdict.startswith("medium-small, VancoIQL [reward exposure, PK features]:")
     assert "+18.0 pp vs clinician" in verdict and "-> MET" in verdict
     assert "IQL overlap" in verdict and "BC better" in verdict and "gap to oracle 29.0 pp" in verdict
+    assert "vs MIPD -5.8 pp (worse), AKI +0.3 pp" in verdict
     (discrete,) = verdicts(rows, "DiscreteVancoIQL")
     assert "+19.0 pp" in discrete and "vs d3rlpy" not in discrete
 

@@ -210,7 +210,7 @@ def test_evaluate_reports_diagnostics_ope_and_truth(trained_model_dir, capsys, t
         "relative_improvement",
         "action_saturation",
     }
-    assert set(result["ope"]) == {"fqe", "wis", "wdr"}
+    assert set(result["ope"]) == {"fqe", "twin", "wis", "wdr"}
     for estimate in result["ope"].values():
         assert all(map(math.isfinite, estimate.values())) and estimate["low"] <= estimate["high"]
     assert result["truth"]["std_error"] > 0

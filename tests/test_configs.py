@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from d3rlpy.preprocessing import MinMaxActionScaler, StandardObservationScaler
 
-from vanco_offline.algos import DiscreteVancoIQL, VancoIQL
+from vanco_offline.algos import DiscreteVancoIQL, ResidualVancoIQL, VancoIQL
 from vanco_offline.configs import (
     DataSpec,
     NetworkSpec,
@@ -25,6 +25,7 @@ PACKAGED = [
     "conservative",
     "default",
     "discrete",
+    "residual",
     "run_ok",
     "seed",
     "seven_features",
@@ -44,7 +45,8 @@ def test_every_packaged_preset_loads_and_builds():
         preset = load_preset(name)
         assert isinstance(preset, Preset) and preset.name == name and preset.description
         algo = build_algo(preset)
-        assert isinstance(algo, DiscreteVancoIQL if preset.algo == "discrete_vanco_iql" else VancoIQL)
+        kinds = {"discrete_vanco_iql": DiscreteVancoIQL, "residual_vanco_iql": ResidualVancoIQL}
+        assert isinstance(algo, kinds.get(preset.algo, VancoIQL))
 
 
 def test_the_seed_and_its_guide_are_carried_by_the_presets():
@@ -137,7 +139,7 @@ BAD_PRESETS = [
     ("training:\n  n_steps: 100", r"training.n_steps=100 must be >= training.n_steps_per_epoch=1000"),
     ("network:\n  hidden_units: 32", r"network.hidden_units=32 must be a list of integers"),
     ("algo: discrete_vanco_iql", r"needs data.action: discrete"),
-    ("algo: cql", r"algo='cql'; choose one of \['vanco_iql', 'discrete_vanco_iql'\]"),
+    ("algo: cql", r"algo='cql'; choose one of \['vanco_iql', 'residual_vanco_iql', 'discrete_vanco_iql'\]"),
 ]
 
 

@@ -152,7 +152,6 @@ def test_episode_truncates_after_its_decisions_and_must_be_reset():
         ({"reward": "sparse"}, "unknown reward 'sparse'"),
         ({"misspecification": "wild"}, "unknown misspecification"),
         ({"patients": [70.0]}, "patients must be None"),
-        ({"render_mode": "human"}, "does not render"),
     ],
 )
 def test_bad_options_raise_clear_errors(kwargs, message):

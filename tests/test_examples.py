@@ -14,6 +14,7 @@ SMALL = {
     "compare_d3rlpy.py": ["--patients", "30", "--steps", "50", "--eval-patients", "10"],
     "rollout_vanco_pk.py": ["--policy", "clinician"],
     "online_agent.py": ["--steps", "300", "--eval-patients", "10"],
+    "sb3_ppo.py": ["--steps", "64", "--eval-patients", "2"],
     "analysis.py": ["--patients", "40", "--steps", "100", "--fqe-steps", "100", "--eval-patients", "10"],
 }
 EXPECTED = {
@@ -23,7 +24,9 @@ EXPECTED = {
     "rollout_vanco_pk.py": "return",
     "online_agent.py": "online SAC",
     "analysis.py": "Off-policy evaluation",
+    "sb3_ppo.py": "PPO (online, SB3)",
 }
+NEEDS = {"sb3_ppo.py": "stable_baselines3"}
 
 
 def test_every_example_is_tested():
@@ -32,6 +35,8 @@ def test_every_example_is_tested():
 
 @pytest.mark.parametrize("name", sorted(SMALL))
 def test_example_runs(name, monkeypatch, capsys, tmp_path):
+    if name in NEEDS:
+        pytest.importorskip(NEEDS[name])
     argv = [name, *SMALL[name]]
     if "--log-dir" in (EXAMPLES / name).read_text():
         argv += ["--log-dir", str(tmp_path)]

@@ -11,7 +11,9 @@ from vanco_pk.policies import make_policy
 from vanco_offline.data import convert
 from vanco_offline.data.cohort import generate_cohort
 from vanco_offline.ope import (
+    BehaviorSettings,
     FQESettings,
+    IntervalSettings,
     SimulatorTruth,
     evaluate,
     fit_behavior_model,
@@ -36,9 +38,9 @@ def test_the_behaviour_policy_replayed_gets_weights_of_exactly_one(cohort):
         result,
         table=table,
         estimators=("pdis", "wis", "wdr"),
-        behavior_model=behavior,
+        behavior=BehaviorSettings(model=behavior),
         fqe=TINY_FQE,
-        n_bootstrap=200,
+        intervals=IntervalSettings(200),
     )
     assert report.behavior_source == "logged behavior_prob"
     weights = report.estimates["pdis"].weights
@@ -50,7 +52,7 @@ def test_the_behaviour_policy_replayed_gets_weights_of_exactly_one(cohort):
     assert "clinician" in str(report) and "wdr" in report.table()
 
 
-def test_a_deterministic_algorithm_is_softened_and_checked_against_the_simulator(cohort):
+def test_a_greedy_algorithm_is_evaluated_greedy_and_softened_only_for_importance_sampling(cohort):
     _, result, behavior = cohort
     torch.manual_seed(0)
     algo = DiscreteCQLConfig().create()
@@ -58,26 +60,34 @@ def test_a_deterministic_algorithm_is_softened_and_checked_against_the_simulator
     report = evaluate(
         algo,
         result,
-        behavior_model=behavior,
+        behavior=BehaviorSettings(model=behavior),
         fqe=TINY_FQE,
-        n_bootstrap=100,
+        intervals=IntervalSettings(100),
         truth=SimulatorTruth(n_patients=60, batch=60),
         seed=1,
     )
-    assert report.policy.endswith("softened: 0.9 x policy + 0.1 x uniform dose")
+    assert report.policy == "DiscreteCQL"
+    assert report.softened_policy.endswith("softened: 0.9 x policy + 0.1 x uniform dose")
     assert any("deterministic" in note for note in report.notes)
     assert report.greedy_q is not None and np.isfinite(report.greedy_q)
     assert report.truth is not None and report.truth.horizon == 14 and report.truth.n_patients == 60
+    # The greedy policy and its softened version are different policies with different truths.
+    assert report.truth_softened is not None and report.truth_softened.value != report.truth.value
     assert 0.0 <= report.support.conditional_mass <= 1.0
-    for name in ("fqe", "pdis", "wis", "wpdis", "dr", "wdr"):
+    for name in ("fqe", "lfqe", "pdis", "wis", "wpdis", "dr", "wdr"):
         est = report.estimates[name]
         assert np.isfinite(est.value) and est.interval.low <= est.interval.high
+        assert est.softened == (name not in ("fqe", "lfqe"))
+        assert report.truth_for(name) is (report.truth_softened if est.softened else report.truth)
+    assert "twin" not in report.estimates  # no table, no twin
+    table = report.table()
+    assert "softened" in table and "uncalibrated" in table
     again = evaluate(
         algo,
         result,
-        behavior_model=behavior,
+        behavior=BehaviorSettings(model=behavior),
         fqe=TINY_FQE,
-        n_bootstrap=100,
+        intervals=IntervalSettings(100),
         estimators=("fqe", "wdr"),
         seed=1,
     )
@@ -94,8 +104,8 @@ def test_the_behaviour_model_stands_in_when_the_data_have_no_behaviour_prob(coho
         result,
         table=table,
         estimators=("pdis", "wis"),
-        behavior_model=behavior,
-        n_bootstrap=50,
+        behavior=BehaviorSettings(model=behavior),
+        intervals=IntervalSettings(50),
     )
     assert report.behavior_source.startswith("fitted behaviour model")
     assert report.calibration.log_loss < report.calibration.baseline_log_loss
@@ -105,7 +115,9 @@ def test_replaying_a_reference_policy_needs_the_covariates(cohort):
     table, _, behavior = cohort
     bare = convert(table, "discrete", fill_unmeasured_level=True)
     with pytest.raises(ValueError, match=r"needs each patient.s.*table=table"):
-        evaluate(make_policy("clinician"), bare, estimators=("pdis",), behavior_model=behavior)
+        evaluate(
+            make_policy("clinician"), bare, estimators=("pdis",), behavior=BehaviorSettings(model=behavior)
+        )
 
 
 def test_bad_options_and_mismatched_inputs_raise(cohort):
@@ -123,8 +135,8 @@ def test_bad_options_and_mismatched_inputs_raise(cohort):
             result,
             table=table,
             estimators=("pdis",),
-            behavior_model=behavior,
-            n_bootstrap=10,
+            behavior=BehaviorSettings(model=behavior),
+            intervals=IntervalSettings(10),
             truth=SimulatorTruth(n_patients=4, env_options={"episode_days": 3}),
         )
     with pytest.raises(ValueError, match=r"stay .* has 3 values for 14 transitions"):
@@ -133,7 +145,13 @@ def test_bad_options_and_mismatched_inputs_raise(cohort):
         to_trajectories(result, behavior_prob=[np.full(14, 1.5)] * result.report.stays)
     other = generate_cohort(40, "random", seed=9)
     with pytest.raises(ValueError, match="differ from the dataset's"):
-        evaluate(make_policy("clinician"), result, table=other, estimators=("pdis",), behavior_model=behavior)
+        evaluate(
+            make_policy("clinician"),
+            result,
+            table=other,
+            estimators=("pdis",),
+            behavior=BehaviorSettings(model=behavior),
+        )
 
 
 def test_bench_ope_rejects_bad_sizes_before_any_work():

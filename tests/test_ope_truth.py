@@ -14,7 +14,9 @@ from vanco_offline.data import convert
 from vanco_offline.data.cohort import cohort_seeds, generate_cohort
 from vanco_offline.ope import (
     AlgoPolicy,
+    BehaviorSettings,
     FQESettings,
+    IntervalSettings,
     SimulatorTruth,
     evaluate,
     fit_behavior_model,
@@ -99,9 +101,9 @@ def test_evaluate_takes_data_with_pk_features_and_the_exposure_reward(table):
     report = evaluate(
         algo,
         result,
-        behavior_model=behavior,
+        behavior=BehaviorSettings(model=behavior),
         fqe=FQESettings(n_steps=60, batch_size=32, hidden_units=(16,)),
-        n_bootstrap=50,
+        intervals=IntervalSettings(50),
         truth=SimulatorTruth(n_patients=8, batch=8, env_options={**ENV, "reward": "exposure"}),
     )
     assert report.truth is not None and report.truth.n_patients == 8

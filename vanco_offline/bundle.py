@@ -110,6 +110,7 @@ class Bundle:
             )
         if not np.isfinite(x).all():
             raise ValueError("observations contain NaN or infinity; impute them as in training first")
+        raw = x
         scaler = self.metadata.get("observation_scaler")
         if scaler is not None:
             x = (x - np.asarray(scaler["mean"])) / (np.asarray(scaler["std"]) + scaler["eps"])
@@ -126,6 +127,13 @@ class Bundle:
         elif output == "clip":
             x = np.clip(x, -1.0, 1.0)
         action_scaler = self.metadata.get("action_scaler")
+        residual = self.metadata.get("residual")
+        if residual is not None:
+            # ResidualVancoIQL: the prior dose (an observation column, mg) plus the scaled output.
+            low, high = float(action_scaler["minimum"][0]), float(action_scaler["maximum"][0])
+            prior = np.clip(raw[:, int(residual["prior_index"])], low, high)
+            prior = 2.0 * (prior - low) / (high - low) - 1.0
+            x = np.clip(prior[:, None] + float(residual["scale"]) * x, -1.0, 1.0)
         if action_scaler is not None:
             low, high = np.asarray(action_scaler["minimum"]), np.asarray(action_scaler["maximum"])
             x = (high - low) * (x + 1.0) / 2.0 + low
@@ -293,6 +301,13 @@ def _check(bundle: Bundle) -> None:
                 f"the action scaler maps the policy to {low:g}-{high:g} mg, "
                 f"outside the clinical 0-{_DOSE_MAX:g} mg"
             )
+    residual = meta.get("residual")
+    if residual is not None:
+        index, scale = residual["prior_index"], float(residual["scale"])
+        if discrete or not isinstance(index, int) or not 0 <= index < len(names):
+            raise ValueError(f"residual prior_index {index!r} is not a column of {names} (continuous only)")
+        if not (math.isfinite(scale) and scale > 0):
+            raise ValueError(f"residual scale {scale!r} must be a positive number")
     for layer in meta["layers"]:
         op = layer["op"]
         if op in ("linear", "layer_norm"):

@@ -5,7 +5,9 @@ Each subcommand lives in its own module, imported only when that subcommand runs
 defines ``add_arguments(parser)`` and ``run(args) -> int``.
 
 Bad input (a missing file, a malformed YAML, an unknown preset, an out-of-range value, a
-file that is not ours) ends with one line on stderr and exit code 2, never a traceback.
+file that is not ours) ends with one line on stderr and exit code 2, never a traceback; so
+does a missing optional package, with the extra that installs it
+(:mod:`vanco_offline.extras`). ``--debug`` (before the command) shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("vanco_offline.commands.export", "export a trained model (torchscript, onnx, bundle)"),
     "recommend": ("vanco_offline.commands.recommend", "recommend a dose for one patient state"),
     "plot": ("vanco_offline.commands.plot", "plot training curves, dose-response and PK profiles"),
+    "extract": ("vanco_offline.commands.extract", "build a dosing table from MIMIC-IV files (DuckDB)"),
 }
 
 #: ``vanco-offline bench NAME``: name -> (module, one-line help)
@@ -41,6 +44,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "speed": ("vanco_offline.bench.speed", "VancoIQL vs d3rlpy IQL gradient steps per second"),
     "ope": ("vanco_offline.bench.ope", "off-policy evaluation calibrated on the simulator"),
     "offline": ("vanco_offline.bench.offline", "VancoIQL vs d3rlpy CQL/BCQ/IQL/BC and clinical dosing"),
+    "curves": ("vanco_offline.bench.curves", "learning curves on validation patients; the budgets they pick"),
 }
 
 
@@ -56,6 +60,9 @@ def _build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Offline reinforcement learning for vancomycin dosing in the ICU.",
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="show the full traceback of an error instead of one line"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     chosen = argv[0] if argv else None
@@ -83,16 +90,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     # d3rlpy imports the unmaintained `gym`, which prints a warning on import.
     warnings.filterwarnings("ignore", module="gym")
     warnings.filterwarnings("ignore", message=".*Gym has been unmaintained.*")
+    debug = "--debug" in argv  # accepted anywhere on the line, not only before the command
+    argv = [a for a in argv if a != "--debug"]
     parser = _build_parser(argv)
     args = parser.parse_args(argv)
+    args.debug = debug
     name = args.command if args.command != "bench" else f"bench {args.bench}"
     if args.command == "bench":
         from vanco_offline.commands.common import quiet_d3rlpy
 
         quiet_d3rlpy()  # a benchmark's output is its table, not d3rlpy's per-fit logs
+    from vanco_offline.progress import configure_output
+
+    configure_output()
     try:
         code = importlib.import_module(args._module).run(args)
-    except USER_ERRORS as exc:
+    except (*USER_ERRORS, ImportError) as exc:
+        if args.debug:
+            raise
+        if isinstance(exc, ImportError):
+            exc = _as_missing_extra(exc)
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"{PROG} {name}: error: {message}", file=sys.stderr)
         return 2
@@ -101,6 +118,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG} {name}: interrupted; {_interrupted(exc, args)}", file=sys.stderr)
         return 130
     return int(code or 0)
+
+
+def _as_missing_extra(exc: ImportError) -> Exception:
+    """A missing optional package as one line naming its extra; any other ImportError as is."""
+    from vanco_offline.extras import EXTRAS, MissingExtraError, missing_extra
+
+    if isinstance(exc, MissingExtraError):
+        return exc
+    module = (exc.name or "").split(".")[0]
+    if module in EXTRAS:
+        return missing_extra(module)
+    raise exc
 
 
 def _interrupted(exc: KeyboardInterrupt, args: argparse.Namespace) -> str:

@@ -132,6 +132,7 @@ def export_bundle(
         if discrete
         else ("clip" if algo.config.policy_head == "plain" else "tanh"),
         "action_scaler": None if discrete else _action_scaler(algo.action_scaler),
+        "residual": _residual(algo),
         "support": support,
         "model": model or {},
     }
@@ -151,6 +152,22 @@ def export_bundle(
     finally:
         partial.unlink(missing_ok=True)
     return path
+
+
+def _residual(algo: Any) -> dict[str, Any] | None:
+    """A residual policy's prior column and scale (the bundle adds the prior dose), else None."""
+    from vanco_offline.algos import ResidualVancoIQL
+
+    if not isinstance(algo, ResidualVancoIQL):
+        return None
+    cfg = algo.config
+    if cfg.q_candidates:
+        raise ValueError(
+            f"bundle export: ResidualVancoIQL with q_candidates={cfg.q_candidates} picks its dose with the "
+            "critics, which a bundle does not hold; use --format onnx or torchscript"
+        )
+    index = int(cfg.prior_index) % int(algo.impl.observation_shape[0])
+    return {"prior_index": index, "scale": float(cfg.residual_scale)}
 
 
 def module_tensors(algo: Any) -> dict[str, np.ndarray]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +81,7 @@ class TrainedModel:
         return {
             "format": _FORMAT,
             "version": _VERSION,
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "algorithm": self.algo.config.get_type(),
             "observation_names": list(self.observation_names),
             "action": self.action,

@@ -20,6 +20,7 @@ import pandas as pd
 from d3rlpy.logging import FileAdapterFactory, NoopAdapterFactory
 
 from vanco_offline.algos.evaluators import standard_evaluators
+from vanco_offline.algos.residual_iql import check_prior_column
 from vanco_offline.clinical import StateSupport
 from vanco_offline.configs import Preset, build_algo
 from vanco_offline.data import (
@@ -163,6 +164,7 @@ def train(
 
     d3rlpy.seed(seed)
     algo = build_algo(preset, train_part.dataset)
+    check_prior_column(algo.config, converted.observation_names)
     log_dir = None
     if log_root is None:
         logger: Any = NoopAdapterFactory()

@@ -24,6 +24,7 @@ from vanco_pk.patients import (
     Patients,
     get_misspecification,
 )
+from vanco_pk.render import RENDER_MODES, EpisodeTrace
 from vanco_pk.simulator import EXTENDED_FEATURES, LEVEL_REPORT_MAX, BatchSimulator, SimulatorConfig
 from vanco_pk.targets import AUC_REWARDS, DOSE_GRID_MG, DOSE_MAX_MG, FEATURES, get_reward_function
 
@@ -215,6 +216,9 @@ class VancoPKEnv(gym.Env[np.ndarray, np.ndarray]):
         drawn from the seed). With several, ``reset(options={"patient_index": i})`` picks
         one; otherwise one is picked from the seeded stream.
     population, kidney_params, infection_params : model parameters (advanced).
+    render_mode : ``None``, ``"ansi"`` (the chart so far as text) or ``"rgb_array"`` (the true
+        concentration-time curve with the measured levels; needs matplotlib), see
+        :mod:`vanco_pk.render`. Another mode only warns at ``render()``, as Gymnasium does.
 
     ## Seeding
     ``reset(seed=s)`` makes the episode a function of ``s`` alone: the patient, the noise
@@ -223,7 +227,7 @@ class VancoPKEnv(gym.Env[np.ndarray, np.ndarray]):
     seed ``s`` equals this env with seed ``s + i``.
     """
 
-    metadata = {"render_modes": []}  # noqa: RUF012 - the Gymnasium convention
+    metadata = {"render_modes": list(RENDER_MODES), "render_fps": 4}  # noqa: RUF012 - the Gymnasium convention
     _discrete = False
 
     def __init__(
@@ -242,8 +246,6 @@ class VancoPKEnv(gym.Env[np.ndarray, np.ndarray]):
         infection_params: InfectionParams = DEFAULT_INFECTION,
         render_mode: str | None = None,
     ):
-        if render_mode is not None:
-            raise ValueError(f"render_mode = {render_mode!r}: this environment does not render; use None")
         self.config = SimulatorConfig(
             decision_interval_h=float(decision_interval_h),
             episode_days=float(episode_days),
@@ -267,7 +269,8 @@ class VancoPKEnv(gym.Env[np.ndarray, np.ndarray]):
             self.extended_obs, self.config.episode_days, self.pk_features, self.config.decision_interval_h
         )
         self.action_space = self._make_action_space()
-        self.render_mode = None
+        self.render_mode = render_mode
+        self._trace = EpisodeTrace(self.config.decision_interval_h) if render_mode is not None else None
         self._sim = BatchSimulator(1, self.config)
         self._tracker = make_tracker(self.config) if self.tracks_exposure else None
         self._started = False
@@ -296,6 +299,8 @@ class VancoPKEnv(gym.Env[np.ndarray, np.ndarray]):
         if self._tracker is not None:
             self._tracker.reset(self._sim.covariates)
             observe_chart(self._tracker, self._sim)
+        if self._trace is not None:
+            self._trace.reset(self._sim)
         self._started = True
         info = self._info(np.zeros(1, dtype=bool))
         return self._observation()[0], info
@@ -314,7 +319,11 @@ class VancoPKEnv(gym.Env[np.ndarray, np.ndarray]):
                 f"the episode ended after {self.config.n_steps} decisions (truncated); call reset()"
             )
         dose, clipped = parse_dose(action, self._discrete)
+        if self._trace is not None:
+            self._trace.record(self._sim, float(dose[0]))
         reward = float(advance(self._sim, self._tracker, self._reward, self.reward_name, dose)[0])
+        if self._trace is not None:
+            self._trace.observe(self._sim)
         truncated = bool(self._sim.truncated[0])
         return self._observation()[0], reward, False, truncated, self._info(clipped)
 
@@ -322,6 +331,13 @@ class VancoPKEnv(gym.Env[np.ndarray, np.ndarray]):
         info = _scalars(self._sim.info())
         info["action_clipped"] = bool(clipped[0])
         return info
+
+    def render(self) -> str | np.ndarray | None:
+        """``"ansi"``: the chart so far as text; ``"rgb_array"``: the concentration curve (matplotlib)."""
+        if self.render_mode not in RENDER_MODES or not self._started:
+            gym.logger.warn(f"render_mode = {self.render_mode!r}: nothing to render (modes: {RENDER_MODES})")
+            return None
+        return self._trace.ansi() if self.render_mode == "ansi" else self._trace.rgb_array()
 
     @property
     def simulator(self) -> BatchSimulator:

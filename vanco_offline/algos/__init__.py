@@ -1,6 +1,7 @@
-"""Algorithms: VancoIQL (continuous dose) and DiscreteVancoIQL (dose grid), registered with d3rlpy.
+"""Algorithms: VancoIQL (continuous dose), ResidualVancoIQL (a learned correction to a PK dose) and
+DiscreteVancoIQL (dose grid), registered with d3rlpy.
 
-Importing this package (``import vanco_offline`` does) registers both configs with
+Importing this package (``import vanco_offline`` does) registers the configs with
 ``d3rlpy.base.register_learnable`` (d3rlpy 2.8 exports it there, not from ``d3rlpy.algos``)
 and :class:`FusedAdamFactory` with d3rlpy's optimizer registry, so that
 ``d3rlpy.load_learnable`` can rebuild saved models. Python runs a module's body once per
@@ -24,6 +25,7 @@ from vanco_offline.algos.evaluators import (
 )
 from vanco_offline.algos.export import save_policy_onnx
 from vanco_offline.algos.optimizers import FusedAdamFactory
+from vanco_offline.algos.residual_iql import ResidualVancoIQL, ResidualVancoIQLConfig
 from vanco_offline.algos.sampler import FastReplayBuffer, FlatTransitions
 from vanco_offline.algos.vanco_iql import VancoIQL, VancoIQLConfig
 
@@ -39,6 +41,8 @@ __all__ = [
     "MeanValueEvaluator",
     "MonteCarloReturnEvaluator",
     "PolicyImprovementEvaluator",
+    "ResidualVancoIQL",
+    "ResidualVancoIQLConfig",
     "VancoIQL",
     "VancoIQLConfig",
     "save_policy_onnx",
@@ -48,3 +52,4 @@ __all__ = [
 register_optimizer_factory(FusedAdamFactory)
 register_learnable(VancoIQLConfig)
 register_learnable(DiscreteVancoIQLConfig)
+register_learnable(ResidualVancoIQLConfig)

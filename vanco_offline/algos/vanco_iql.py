@@ -132,6 +132,9 @@ class VancoIQLConfig(LearnableConfig):
 
 
 class VancoIQL(PolicyExportMixin, FastFitMixin, QLearningAlgoBase[VancoIQLImpl, VancoIQLConfig]):
+    #: The impl built by ``inner_create_impl`` (a subclass may change the policy's loss).
+    _impl_class: type[VancoIQLImpl] = VancoIQLImpl
+
     def inner_create_impl(self, observation_shape: Shape, action_size: int) -> None:
         cfg = self._config
         if self.compiled:
@@ -166,7 +169,7 @@ class VancoIQL(PolicyExportMixin, FastFitMixin, QLearningAlgoBase[VancoIQLImpl, 
             device=self._device,
             enable_ddp=self._enable_ddp,
         )
-        self._impl = VancoIQLImpl(
+        self._impl = self._impl_class(
             observation_shape=observation_shape,
             action_size=action_size,
             modules=critics.modules(VancoIQLModules, policy),

@@ -19,6 +19,7 @@ cell), ``table.md`` and ``attainment.png``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -29,14 +30,18 @@ from vanco_offline.bench.offline_grid import (
     DATASETS,
     REFERENCE_POLICIES,
     SIZES,
+    TEST_SEED,
+    VALIDATION_SEED,
     CellTask,
     DatasetSpec,
+    add_world_arguments,
+    world_of,
 )
 from vanco_offline.bench.offline_variants import REWARD_VARIANTS
 
 DEFAULT_OUT = Path("d3rlpy_logs") / "bench" / "offline"
 #: Validation patients for --tune: not the test patients of the benchmark table.
-TUNE_EVAL_SEED = 2 * 10**9
+TUNE_EVAL_SEED = VALIDATION_SEED
 #: Rows that train on their own preset's data (the seed's), not on the run's data variant.
 SEED_ROWS = ("VancoIQL (base)", "VancoIQL (seed)")
 
@@ -76,6 +81,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hidden", default="32,32", help="hidden layers of every network (default 32,32)")
     parser.add_argument("--eval-patients", type=int, help="held-out patients (default 300, quick 200)")
     parser.add_argument(
+        "--validation",
+        action="store_true",
+        help=f"score on the validation patients (seed {VALIDATION_SEED}) to make a choice; without it, on "
+        f"the "
+        f"test patients (seed {TEST_SEED}) of the reported tables, which choose nothing",
+    )
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config fields set on every learned algorithm that has them (e.g. weight_temp=1 "
+        "residual_scale=0.2); a candidate for a choice made with --validation",
+    )
+    parser.add_argument(
         "--covariates", action="store_true", help="append the covariates to every observation"
     )
     parser.add_argument(
@@ -113,6 +133,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--ope-seeds", type=int, default=1, help="seeds per cell that also get FQE/WIS/WDR (0 = none)"
     )
     parser.add_argument("--ope-steps", type=int, help="FQE gradient steps (default 3000, quick 1000)")
+    add_world_arguments(parser)
     parser.add_argument("--data-seed", type=int, default=0, help="seed of the simulated cohorts (default 0)")
     parser.add_argument("--backend", choices=["local", "ray"], default="local", help="local processes or Ray")
     parser.add_argument("--workers", type=int, help="parallel workers (default: the machine's CPUs)")
@@ -122,6 +143,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--tune",
         action="store_true",
         help="run the seed's tuning guide (expectile x temperature x lr) for VancoIQL in Ray Tune instead",
+    )
+    parser.add_argument(
+        "--tune-storage",
+        metavar="PATH_OR_URI",
+        help="where Ray Tune stores the sweep: a folder or s3://, gs:// ... (default: OUT/tune)",
     )
 
 
@@ -152,13 +178,15 @@ def data_variant(args: argparse.Namespace) -> dict[str, object]:
         variant["last_dose"] = variant["last_dose"] or data.last_dose
         variant["pk_features"] = variant["pk_features"] or data.pk_features
         if data.reward == "exposure":
-            if args.reward_variant not in ("project", "exposure"):
+            if args.reward_variant != "project" and not args.reward_variant.startswith("exposure"):
                 raise ValueError(
                     f"--data-preset {name} trains on the 'exposure' reward; --reward-variant "
                     f"{args.reward_variant} asks for another (add --data-preset seven_features to try a "
                     "candidate reward on the seed's observation)"
                 )
-            variant["reward_variant"] = "exposure"
+            # An exposure-* candidate keeps the preset's observation and changes the AUC term.
+            if not args.reward_variant.startswith("exposure-"):
+                variant["reward_variant"] = "exposure"
     return variant
 
 
@@ -180,18 +208,61 @@ def build_tasks(args: argparse.Namespace) -> list[CellTask]:
         "ope_steps": args.ope_steps or size["ope_steps"],
     }
     variant = data_variant(args)
+    seed_of_patients = VALIDATION_SEED if getattr(args, "validation", False) else TEST_SEED
+    overrides = _overrides(getattr(args, "set", []))
     tasks = []
     for name in datasets:
         for size_name in sizes:
-            spec = DatasetSpec.make(name, size_name, seed=args.data_seed)
+            spec = DatasetSpec.make(name, size_name, seed=args.data_seed, **world_of(args))
             for algo in algos:
                 for seed in range(args.seeds):
                     # Reference policies carry the variant too: their OPE runs on the learned
                     # rows' data and reward (their rollouts do not use it). The seed's rows
                     # reproduce the seed: its observation and reward, whatever the run's.
                     data = {} if algo in SEED_ROWS else variant
-                    tasks.append(CellTask(spec, algo, seed, ope=seed < args.ope_seeds, **common, **data))
+                    fields = _fields_of(algo, overrides)
+                    tasks.append(
+                        CellTask(
+                            spec,
+                            algo,
+                            seed,
+                            ope=seed < args.ope_seeds,
+                            eval_seed=seed_of_patients,
+                            overrides=fields,
+                            **common,
+                            **data,
+                        )
+                    )
+    if overrides and not any(t.overrides for t in tasks):
+        raise ValueError(f"--set {sorted(overrides)}: no chosen learned algorithm has these config fields")
     return tasks
+
+
+def _overrides(items: list[str]) -> dict[str, object]:
+    """``["weight_temp=0.5", "n_critics=4", "policy_head=plain"]`` -> ``{"weight_temp": 0.5, "n_critics": 4,
+    "policy_head": "plain"}``."""
+    out: dict[str, object] = {}
+    for item in items:
+        key, eq, text = item.partition("=")
+        if not eq or not key:
+            raise ValueError(f"--set {item!r}: give KEY=VALUE, e.g. weight_temp=1")
+        for kind in (int, float, str):
+            try:
+                out[key] = kind(text)
+                break
+            except ValueError:
+                continue
+    return out
+
+
+def _fields_of(algo: str, overrides: dict[str, object]) -> dict[str, object]:
+    """The overrides that are fields of ``algo``'s config (none for reference policies)."""
+    if not overrides or algo not in ALGORITHMS:
+        return {}
+    from vanco_offline.bench.offline_grid import config_class
+
+    names = {f.name for f in dataclasses.fields(config_class(ALGORITHMS[algo]))}
+    return {k: v for k, v in overrides.items() if k in names}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -226,13 +297,19 @@ def run(args: argparse.Namespace) -> int:
     t0 = tasks[0]
     header = (
         f"{len(tasks)} cells, {t0.n_steps} steps, batch {t0.batch_size}, hidden {list(t0.hidden_units)}, "
-        f"{t0.eval_patients} held-out patients, training data "
+        f"{t0.eval_patients} {'validation' if t0.eval_seed == VALIDATION_SEED else 'test'} patients "
+        f"(seed {t0.eval_seed}), {_describe(tasks)}training data "
         f"{next((t.variant for t in tasks if t.learned and t.variant), 'as the project converts it')}, "
         f"backend {args.backend}, wall time {wall:.0f} s"
     )
     _write_report(results, args.out, header)
     (args.out / "results.partial.json").unlink(missing_ok=True)
     return 0
+
+
+def _describe(tasks: list[CellTask]) -> str:
+    sets = sorted({f"{k}={v}" for t in tasks for k, v in t.overrides.items()})
+    return f"config fields set {', '.join(sets)}, " if sets else ""
 
 
 def _write_report(results: list, out: Path, header: str) -> None:
@@ -247,7 +324,8 @@ def _write_report(results: list, out: Path, header: str) -> None:
     )
 
     rows = aggregate(results)
-    lines = verdicts(rows) + verdicts(rows, "DiscreteVancoIQL") + ope_summary(rows)
+    lines = verdicts(rows) + verdicts(rows, "ResidualVancoIQL") + verdicts(rows, "DiscreteVancoIQL")
+    lines += ope_summary(rows)
     text = f"{header}\n\n{format_table(rows)}\n\n" + "\n".join(f"- {line}" for line in lines) + "\n"
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results_to_json(results), indent=1))
@@ -298,7 +376,7 @@ def _run_tune(args: argparse.Namespace) -> int:
     dataset = (args.datasets or ["medium"])[0]
     size_name = (args.sizes or ["small"])[0]
     task = CellTask(
-        DatasetSpec.make(dataset, size_name, seed=args.data_seed),
+        DatasetSpec.make(dataset, size_name, seed=args.data_seed, **world_of(args)),
         algos[0],
         0,
         n_steps=args.steps or size["steps"],
@@ -309,7 +387,7 @@ def _run_tune(args: argparse.Namespace) -> int:
         **data_variant(args),
     )
     start = time.perf_counter()
-    storage = (args.out / "tune").resolve()
+    storage = args.tune_storage or (args.out / "tune").resolve()
     rows = tune_sweep(
         task,
         TUNE_SPACE,

@@ -31,8 +31,11 @@ __all__ = [
     "AlgoSpec",
     "CellTask",
     "DatasetSpec",
+    "add_world_arguments",
     "build_config",
+    "config_class",
     "load_dataset",
+    "world_of",
 ]
 
 #: Simulator options of every dataset and of the held-out patients: noise and missing levels on.
@@ -46,6 +49,10 @@ DATASETS: dict[str, dict[str, float]] = {
 #: Size name -> number of stays (14 transitions each at the default 12 h x 7 days).
 SIZES: dict[str, int] = {"small": 150, "large": 3600}
 REFERENCE_POLICIES: tuple[str, ...] = ("clinician", "mipd", "oracle", "fixed", "random")
+#: Seed of the test patients of the reported tables: they choose nothing.
+TEST_SEED = 10**9
+#: Seed of the validation patients: every choice (budget, beta, tau, variant, preset) is made on these.
+VALIDATION_SEED = 2 * 10**9
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,9 +65,18 @@ class DatasetSpec:
     seed: int = 0
     level_missing_prob: float = ENV_OPTIONS["level_missing_prob"]
     measurement_noise: float = ENV_OPTIONS["measurement_noise"]
+    misspecification: str | None = None
 
     @classmethod
-    def make(cls, name: str, size: str, seed: int = 0, n_stays: int | None = None) -> DatasetSpec:
+    def make(
+        cls,
+        name: str,
+        size: str,
+        seed: int = 0,
+        n_stays: int | None = None,
+        level_missing_prob: float | None = None,
+        misspecification: str | None = None,
+    ) -> DatasetSpec:
         if name not in DATASETS:
             raise ValueError(f"unknown dataset {name!r}; choose from {sorted(DATASETS)}")
         if size not in SIZES and n_stays is None:
@@ -68,11 +84,34 @@ class DatasetSpec:
         stays = SIZES[size] if n_stays is None else int(n_stays)
         if stays < 2:
             raise ValueError(f"dataset {name}-{size}: n_stays = {stays} must be >= 2")
-        return cls(name=name, size=size, n_stays=stays, seed=seed)
+        missing = (
+            ENV_OPTIONS["level_missing_prob"] if level_missing_prob is None else float(level_missing_prob)
+        )
+        if not 0.0 <= missing < 1.0:
+            raise ValueError(f"dataset {name}-{size}: level_missing_prob = {missing} must be in [0, 1)")
+        if misspecification == "none":
+            misspecification = None
+        if misspecification is not None:
+            from vanco_pk.patients import get_misspecification
+
+            get_misspecification(misspecification)  # the simulator's own check and message
+        return cls(
+            name=name,
+            size=size,
+            n_stays=stays,
+            seed=seed,
+            level_missing_prob=missing,
+            misspecification=misspecification,
+        )
 
     @property
     def label(self) -> str:
-        return f"{self.name}-{self.size}"
+        world = []
+        if self.level_missing_prob != ENV_OPTIONS["level_missing_prob"]:
+            world.append(f"levels missing {self.level_missing_prob:g}")
+        if self.misspecification:
+            world.append(f"prior {self.misspecification}ly misspecified")
+        return f"{self.name}-{self.size}" + (f" ({', '.join(world)})" if world else "")
 
     @property
     def mixture(self) -> dict[str, float]:
@@ -80,7 +119,37 @@ class DatasetSpec:
 
     @property
     def env_options(self) -> dict[str, Any]:
-        return {"measurement_noise": self.measurement_noise, "level_missing_prob": self.level_missing_prob}
+        options: dict[str, Any] = {
+            "measurement_noise": self.measurement_noise,
+            "level_missing_prob": self.level_missing_prob,
+        }
+        if self.misspecification:
+            # The true patients' model; MIPD and the exposure tracker keep the Goti prior.
+            options["misspecification"] = self.misspecification
+        return options
+
+
+def add_world_arguments(parser: Any) -> None:
+    """``--level-missing-prob`` and ``--misspecification``: the simulated world of data and patients."""
+    parser.add_argument(
+        "--level-missing-prob",
+        type=float,
+        help=f"share of troughs not measured (default {ENV_OPTIONS['level_missing_prob']})",
+    )
+    parser.add_argument(
+        "--misspecification",
+        choices=["none", "mild", "severe"],
+        help="true patients from a shifted population model (vanco_pk.patients.MISSPECIFICATIONS) while "
+        "MIPD and the PK features keep the Goti prior (default none)",
+    )
+
+
+def world_of(args: Any) -> dict[str, Any]:
+    """The ``DatasetSpec.make`` keywords of :func:`add_world_arguments`'s options."""
+    return {
+        "level_missing_prob": getattr(args, "level_missing_prob", None),
+        "misspecification": getattr(args, "misspecification", None),
+    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,6 +189,7 @@ ALGORITHMS: dict[str, AlgoSpec] = {
     spec.name: spec
     for spec in (
         AlgoSpec("VancoIQL", "continuous", preset="default"),
+        AlgoSpec("ResidualVancoIQL", "continuous", preset="residual"),
         AlgoSpec("IQL", "continuous", d3rlpy="IQLConfig"),
         AlgoSpec("CQL", "continuous", d3rlpy="CQLConfig"),
         AlgoSpec("BCQ", "continuous", d3rlpy="BCQConfig"),
@@ -155,7 +225,8 @@ class CellTask:
     eval_patients : int
         Held-out patients for the rollout scores.
     eval_seed : int
-        Seed of the held-out patients (the same for every cell).
+        Seed of the held-out patients (the same for every cell): :data:`TEST_SEED` for a
+        reported table, :data:`VALIDATION_SEED` for a choice.
     ope : bool
         Also compute FQE / WIS / WDR estimates and the matching simulator truth.
     ope_steps : int
@@ -183,7 +254,7 @@ class CellTask:
     batch_size: int = 256
     hidden_units: tuple[int, ...] = (32, 32)
     eval_patients: int = 500
-    eval_seed: int = 10**9
+    eval_seed: int = TEST_SEED
     ope: bool = False
     ope_steps: int = 3000
     covariates: bool = False
@@ -304,10 +375,23 @@ def load_dataset(
     return _table(spec), _converted(spec, action, reward, covariates, reward_variant, last_dose, pk_features)
 
 
+def config_class(spec: AlgoSpec) -> type:
+    """The config class of ``spec``: its preset's (VancoIQL, ResidualVancoIQL, ...) or d3rlpy's."""
+    if spec.preset is not None:
+        from vanco_offline.configs import load_preset
+        from vanco_offline.configs.presets import _config_class
+
+        return _config_class(load_preset(spec.preset).algo)
+    import d3rlpy.algos
+
+    return getattr(d3rlpy.algos, str(spec.d3rlpy))
+
+
 def build_config(spec: AlgoSpec, task: CellTask, result: Any) -> Any:
     """The d3rlpy config of ``spec`` for ``task``, with the scalers fitted on ``result``."""
     from d3rlpy.models.encoders import VectorEncoderFactory
 
+    from vanco_offline.algos.residual_iql import check_prior_column
     from vanco_offline.data import fit_scalers
 
     encoder = VectorEncoderFactory(hidden_units=list(task.hidden_units))
@@ -330,7 +414,9 @@ def build_config(spec: AlgoSpec, task: CellTask, result: Any) -> Any:
             clinical = preset.data.action_scaler == "clinical"
             fields["action_scaler"] = scalers.action_scaler if clinical else None
         _check_overrides(task, config, spec.name)
-        return dataclasses.replace(config, **fields, **dict(task.overrides))
+        config = dataclasses.replace(config, **fields, **dict(task.overrides))
+        check_prior_column(config, result.observation_names)
+        return config
     import d3rlpy.algos
 
     cls = getattr(d3rlpy.algos, str(spec.d3rlpy))

@@ -1,11 +1,12 @@
 """Aggregate the benchmark's cells: IQM with stratified-bootstrap CIs, a markdown table, a plot.
 
-The interquartile mean over seeds is ``rliable.metrics.aggregate_iqm``. Its confidence
-interval is rliable's stratified bootstrap (resample runs with replacement within each
-task, percentile interval), implemented here with a seeded ``numpy.random.Generator``:
-``rliable.library`` cannot be used in this environment (its ``arch`` dependency fails to
-import with pandas 3 in arch 7.x, and arch 8 removed the ``random_state`` argument rliable
-passes), and rliable's own bootstrap draws from numpy's global random state.
+The interquartile mean over seeds is ``scipy.stats.trim_mean(x, 0.25, axis=None)``, the
+definition ``rliable.metrics.aggregate_iqm`` uses. Its confidence interval is rliable's
+stratified bootstrap (resample runs with replacement within each task, percentile
+interval), implemented here with a seeded ``numpy.random.Generator``: ``rliable.library``
+cannot be used (its ``arch`` dependency fails to import with pandas 3 in arch 7.x, and
+arch 8 removed the ``random_state`` argument rliable passes), and rliable's own bootstrap
+draws from numpy's global random state. So rliable is not a dependency.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rliable.metrics import aggregate_iqm
+from scipy.stats import trim_mean
 
 from vanco_offline.bench.offline_cell import OPE_ESTIMATORS, CellResult
 from vanco_offline.bench.offline_grid import ALGORITHMS, REFERENCE_POLICIES
@@ -45,6 +46,11 @@ METRICS: dict[str, tuple[str, str, bool]] = {
 _D3RLPY = ("IQL", "CQL", "BCQ", "BC", "DiscreteCQL", "DiscreteBCQ", "DiscreteBC")
 
 
+def _iqm(scores: np.ndarray) -> float:
+    """Interquartile mean of all scores (rliable's ``aggregate_iqm``)."""
+    return float(trim_mean(scores, proportiontocut=0.25, axis=None))
+
+
 def iqm_interval(
     scores: np.ndarray, reps: int = 2000, confidence: float = 0.95, seed: int = 0
 ) -> tuple[float, float, float]:
@@ -58,14 +64,14 @@ def iqm_interval(
         x = x[:, None]
     if x.ndim != 2 or x.shape[0] < 1:
         raise ValueError(f"scores must be (runs, tasks), got shape {np.shape(scores)}")
-    point = float(aggregate_iqm(x))
+    point = float(_iqm(x))
     if x.shape[0] == 1:
         return point, point, point
     rng = np.random.default_rng(seed)
     runs, tasks = x.shape
     index = rng.integers(0, runs, size=(reps, runs, tasks))
     samples = np.take_along_axis(np.broadcast_to(x, (reps, runs, tasks)), index, axis=1)
-    values = np.array([aggregate_iqm(s) for s in samples])
+    values = np.array([_iqm(s) for s in samples])
     alpha = (1.0 - confidence) / 2.0
     low, high = np.quantile(values, [alpha, 1.0 - alpha])
     return point, float(low), float(high)
@@ -142,7 +148,7 @@ def _compare(a: tuple[float, float, float], b: tuple[float, float, float], highe
 
 
 def verdicts(rows: Sequence[Aggregate], algo: str = "VancoIQL", margin: float = 0.15) -> list[str]:
-    """The issue's targets, per dataset: attainment vs the clinician, AKI, and vs each d3rlpy baseline.
+    """The issue's targets, per dataset: attainment vs the clinician, AKI, vs MIPD and each d3rlpy baseline.
 
     A learned row's label may carry its data variant (``"VancoIQL [reward exposure, ...]"``);
     it is compared with the baselines trained on the same variant and with the reference
@@ -165,6 +171,12 @@ def verdicts(rows: Sequence[Aggregate], algo: str = "VancoIQL", margin: float = 
                 f"attainment {gain * 100:+.1f} pp vs clinician (target >= {margin * 100:+.0f}), "
                 f"AKI {aki * 100:+.1f} pp -> {'MET' if ok else 'MISSED'};"
             )
+        mipd = by.get((dataset, "mipd"))
+        if mipd is not None:
+            gain = mine.iqm["attainment"][0] - mipd.iqm["attainment"][0]
+            aki = mine.iqm["aki_rate"][0] - mipd.iqm["aki_rate"][0]
+            versus = _compare(mine.iqm["attainment"], mipd.iqm["attainment"], True)
+            parts.append(f"vs MIPD {gain * 100:+.1f} pp ({versus}), AKI {aki * 100:+.1f} pp;")
         same_kind = [b for b in _D3RLPY if b.startswith("Discrete") == name.startswith("Discrete")]
         against = []
         for base in same_kind:

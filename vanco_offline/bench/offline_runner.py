@@ -21,7 +21,7 @@ from typing import Any
 from vanco_offline.bench.offline_cell import CellResult, run_cell
 from vanco_offline.bench.offline_grid import CellTask
 
-__all__ = ["BACKENDS", "TUNE_SPACE", "run_grid", "tune_sweep", "worker_init"]
+__all__ = ["BACKENDS", "TUNE_SPACE", "cluster_runtime_env", "run_grid", "tune_sweep", "worker_init"]
 
 BACKENDS = ("local", "ray")
 #: The seed's tuning guide: expectile 0.5-0.9, temperature 0.5-10, learning rate 3e-5 -> 1e-4.
@@ -107,12 +107,36 @@ def _import_ray() -> Any:
     return ray
 
 
+def cluster_runtime_env(pip: Sequence[str] = ()) -> dict[str, Any]:
+    """Ray ``runtime_env`` for a cluster run: this checkout's code travels to every worker.
+
+    ``py_modules`` uploads the ``vanco_offline`` and ``vanco_pk`` package folders, so the
+    nodes need only Ray and the dependencies (torch, d3rlpy, ...) preinstalled, or listed in
+    ``pip`` to be installed per job. One torch thread per worker, as the local backend.
+    """
+    import vanco_pk
+
+    import vanco_offline
+
+    env: dict[str, Any] = {
+        "py_modules": [os.path.dirname(vanco_offline.__file__), os.path.dirname(vanco_pk.__file__)],
+        "env_vars": {"OMP_NUM_THREADS": "1"},
+    }
+    if pip:
+        env["pip"] = list(pip)
+    return env
+
+
 def _ensure_ray(ray: Any, workers: int | None, address: str | None) -> bool:
-    """Connect to (or start) Ray; True when this call started it (and should shut it down)."""
+    """Connect to (or start) Ray; True when this call started it (and should shut it down).
+
+    A cluster (``address``) gets :func:`cluster_runtime_env`, so its nodes need not have
+    this package installed; a local cluster runs this machine's installation.
+    """
     if ray.is_initialized():
         return False
     if address is not None:
-        ray.init(address=address, log_to_driver=False)
+        ray.init(address=address, runtime_env=cluster_runtime_env(), log_to_driver=False)
     else:
         ray.init(num_cpus=workers or os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
     return True
@@ -168,6 +192,10 @@ def tune_sweep(
     trial's ``expectile``, ``weight_temp`` and learning rate (actor and critic), one trial
     per grid point and seed. Score trials on *validation* patients (``task.eval_seed``
     different from the benchmark's test patients) to keep the test patients out of tuning.
+    ``storage_path`` is where Tune keeps the experiment (``vanco_offline_tune/`` under it):
+    a local folder, or a URI that pyarrow's filesystems know (``s3://...``, ``gs://...``)
+    so that a cluster's trials write where every node can reach; default Tune's own
+    (``~/ray_results``).
 
     Returns
     -------

@@ -14,7 +14,8 @@ reward is ``low=10, high=20, below_scale=10``).
 estimated AUC24 of the next row, :data:`vanco_pk.targets.EXPOSURE_AUC`); the
 ``exposure-*`` variants are candidate shapes of its AUC term
 (:class:`vanco_pk.targets.AUCExposure`) with the same estimate and the same kidney and
-infection terms.
+infection terms, and ``exposure-hindsight`` the project's term on the hindsight AUC24 (the
+stay refitted with all its levels, :mod:`vanco_offline.data.hindsight`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from vanco_pk.targets import (
     kidney_reward,
 )
 
-__all__ = ["COMPUTED_REWARDS", "REWARD_VARIANTS", "RewardVariant", "variant_reward"]
+__all__ = ["COMPUTED_REWARDS", "HINDSIGHT_REWARDS", "REWARD_VARIANTS", "RewardVariant", "variant_reward"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +68,12 @@ REWARD_VARIANTS: dict[str, RewardVariant | AUCExposure | None] = {
     "exposure-linear": AUCExposure(scale=200.0, log=False),
     # ... and log-symmetric but twice as steep as the project's (-1 per factor 1.22).
     "exposure-steep": AUCExposure(scale=math.log(1.5) / 2.0),
+    # The project's AUC term on the hindsight AUC24 (every level of the stay refits it,
+    # vanco_offline.data.hindsight) instead of the filtered estimate of the decision.
+    "exposure-hindsight": EXPOSURE_AUC,
 }
+#: Variants whose AUC is the hindsight estimate (:mod:`vanco_offline.data.hindsight`).
+HINDSIGHT_REWARDS: tuple[str, ...] = ("exposure-hindsight",)
 #: Variants the converter computes itself (``convert(reward=...)``), by the reward name it takes.
 COMPUTED_REWARDS: dict[str, str] = {"exposure": "exposure"}
 
@@ -100,7 +106,12 @@ def variant_reward(table, name: str):
     if isinstance(variant, AUCExposure):
         from vanco_offline.data import pk_feature_table
 
-        auc = pk_feature_table(table)["pk_auc24"].to_numpy()
+        if name in HINDSIGHT_REWARDS:
+            from vanco_offline.data.hindsight import hindsight_auc_table
+
+            auc = hindsight_auc_table(table).to_numpy()
+        else:
+            auc = pk_feature_table(table)["pk_auc24"].to_numpy()
         exposure = np.where(last, 0.0, variant(np.nan_to_num(nxt(auc))))
     else:
         exposure = variant.exposure(nxt(now("vanco_level")))

@@ -36,6 +36,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="FILE.h5", help="save the dataset (d3rlpy HDF5 + our metadata)")
     add_overwrite_argument(parser)
     parser.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
+    minari = parser.add_argument_group("Minari export (the [minari] extra)")
+    minari.add_argument("--minari", metavar="NAME", help="also write a Minari dataset (e.g. vanco/icu-v0)")
+    minari.add_argument("--minari-root", metavar="DIR", help="Minari datasets folder (default: Minari's own)")
+    minari.add_argument(
+        "--minari-env",
+        metavar="ENV_ID",
+        help="the env a simulator cohort came from, for recover_environment() (default: vanco_pk's env "
+        "when the table is a simulated cohort and its features are the env's; 'none' for no env)",
+    )
     impute = parser.add_argument_group("imputation (off unless chosen; counted in the report)")
     age = impute.add_mutually_exclusive_group()
     age.add_argument(
@@ -71,6 +80,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from vanco_offline.data import CarryForward, convert, load_table, save_dataset
 
+    if args.minari:
+        from vanco_offline.data.minari_format import _minari
+
+        _minari()  # a missing extra stops here, before any work
     impute = None
     if args.impute_max_age_h is not None:
         impute = CarryForward(max_age_h=_age(args.impute_max_age_h, "--impute-max-age-h"))
@@ -100,7 +113,25 @@ def run(args: argparse.Namespace) -> int:
         path = out
         if not args.json:
             print(f"saved {result.dataset.transition_count:,} transitions to {path}")
+    if args.minari:
+        _write_minari(args, table, result)
     return 0
+
+
+def _write_minari(args: argparse.Namespace, table, result) -> None:
+    from vanco_offline.data import export_minari
+
+    env = args.minari_env
+    if env is None and "behavior_policy" in table.columns:  # written by generate_cohort / simulate
+        candidate = "vanco_pk:VancoPKDiscrete-v0" if args.action == "discrete" else "vanco_pk:VancoPK-v0"
+        import gymnasium
+
+        names = tuple(gymnasium.make(candidate).unwrapped.observation_names)
+        env = candidate if names == tuple(result.observation_names) else None
+    env = None if env in (None, "none") else env
+    dataset = export_minari(result, args.minari, root=args.minari_root, env=env)
+    where = f" (env {env}: recover_environment() rebuilds it)" if env else " (no env: logged data)"
+    print(f"wrote Minari dataset {args.minari}: {dataset.total_episodes:,} episodes{where}")
 
 
 def _age(value: float, option: str) -> float:

@@ -39,8 +39,9 @@ def run(args: argparse.Namespace) -> int:
     from vanco_offline.bench.offline_rollout import EvalPatients, algo_actor, reference_actor, rollout
     from vanco_offline.commands.common import quiet_d3rlpy
     from vanco_offline.configs import load_preset
-    from vanco_offline.ope import FQESettings, SimulatorTruth, evaluate
+    from vanco_offline.ope import FQESettings, IntervalSettings, SimulatorTruth, evaluate
     from vanco_offline.plots import write_plots
+    from vanco_offline.progress import show_progress
     from vanco_offline.training import BUILTIN_COHORT, builtin_cohort, train
 
     quiet_d3rlpy()
@@ -60,22 +61,26 @@ def run(args: argparse.Namespace) -> int:
         n_steps=args.steps,
         experiment=out.name,
         log_root=out.parent,
-        show_progress=False,
+        show_progress=show_progress(),  # d3rlpy's bar, on a terminal only
     )
     algo = result.model.algo
 
     print(
-        "3/5 off-policy evaluation on the held-out stays (FQE, WIS, WDR) and the simulator's truth ...",
+        "3/5 off-policy evaluation on the held-out stays (FQE, PK twins, WIS, WDR) and the simulator's "
+        "truth ...",
         flush=True,
     )
+    # The truth scores the reward the model was trained and evaluated on.
+    truth_options = {**env_options, "reward": preset.data.reward or "default"}
     ope = evaluate(
         algo,
         result.valid,
         gamma=algo.config.gamma,
-        estimators=("fqe", "wis", "wdr"),
+        estimators=("fqe", "twin", "wis", "wdr"),
+        table=table,
         fqe=FQESettings(n_steps=args.fqe_steps, seed=args.seed),
-        truth=SimulatorTruth(n_patients=1000, seed=10**6 + args.seed, env_options=env_options),
-        n_bootstrap=500,
+        truth=SimulatorTruth(n_patients=1000, seed=10**6 + args.seed, env_options=truth_options),
+        intervals=IntervalSettings(n_bootstrap=500),
         seed=args.seed,
     )
 

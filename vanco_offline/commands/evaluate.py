@@ -27,7 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(automatic for the built-in cohort)",
     )
     parser.add_argument(
-        "--missing-prob", type=float, default=0.0, help="with --truth: the table's --missing-prob"
+        "--missing-prob",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="with --truth: the table's --missing-prob (probability 0-1 a trough is not drawn)",
     )
     parser.add_argument("--fqe-steps", type=int, default=4000, help="FQE gradient steps (default 4000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap, FQE and the truth")
@@ -37,7 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vanco_offline.algos.evaluators import standard_evaluators
-    from vanco_offline.ope import FQESettings, SimulatorTruth, evaluate
+    from vanco_offline.ope import FQESettings, SimulatorTruth, TwinSettings, evaluate
+    from vanco_offline.ope.report import coverage_label
+    from vanco_offline.ope.twin import TWIN_COVARIATES
+    from vanco_offline.progress import stages
     from vanco_offline.training import BUILTIN_COHORT, builtin_cohort, convert_like
 
     quiet_d3rlpy()
@@ -57,27 +64,42 @@ def run(args: argparse.Namespace) -> int:
         truth_options = {"level_missing_prob": args.missing_prob}
     else:
         truth_options = None
+    # The truth and the twins score the reward the model's data were converted with.
+    reward = {"reward": model.conversion["reward"]} if model.conversion.get("reward") else {}
     if truth_options is not None:
-        truth = SimulatorTruth(n_patients=1000, seed=10**6 + args.seed, env_options=truth_options)
+        truth = SimulatorTruth(
+            n_patients=1000, seed=10**6 + args.seed, env_options={**truth_options, **reward}
+        )
     data = convert_like(table, model.action, model.conversion)
+    # The PK twins need each stay's covariates (weight, age, sex, dialysis).
+    twin_ok = all(c in table for c in TWIN_COVARIATES)
 
-    diagnostics = {
-        name: float(evaluator(model.algo, data.dataset)) for name, evaluator in standard_evaluators().items()
-    }
-    report = evaluate(
-        model.algo,
-        data,
-        gamma=model.algo.config.gamma,
-        estimators=("fqe", "wis", "wdr"),
-        fqe=FQESettings(n_steps=args.fqe_steps, seed=args.seed),
-        truth=truth,
-        seed=args.seed,
-    )
+    estimators = ("fqe", "twin", "wis", "wdr") if twin_ok else ("fqe", "wis", "wdr")
+    ope_stage = "FQE, " + ("the PK twins, " if twin_ok else "") + "WIS, WDR"
+    ope_stage += " and the truth" if truth is not None else ""
+    with stages(["the seed's diagnostics", ope_stage], desc="evaluate ") as bar:
+        evaluators = standard_evaluators()
+        diagnostics = {name: float(fn(model.algo, data.dataset)) for name, fn in evaluators.items()}
+        bar.next()
+        report = evaluate(
+            model.algo,
+            data,
+            gamma=model.algo.config.gamma,
+            estimators=estimators,
+            table=table,
+            fqe=FQESettings(n_steps=args.fqe_steps, seed=args.seed),
+            twin=TwinSettings(env_options={**(truth_options or {}), **reward}, seed=args.seed),
+            truth=truth,
+            seed=args.seed,
+        )
+        bar.next()
     print(f"data: {source}")
     print("the seed's diagnostics on this data:")
     print(format_metrics(diagnostics))
     print()
     print(report)
+    if not twin_ok:
+        print(f"twin: not run; the table lacks the covariates {list(TWIN_COVARIATES)} the PK twins need")
     if args.output:
         result = {
             "model": str(args.model),
@@ -87,10 +109,21 @@ def run(args: argparse.Namespace) -> int:
                 name: {"value": est.value, "low": est.interval.low, "high": est.interval.high}
                 for name, est in report.estimates.items()
             },
+            # What each estimate is of, and its interval's measured coverage (or "uncalibrated").
+            "ope_labels": {
+                name: {
+                    "of": "softened policy" if est.softened else "policy",
+                    "interval": coverage_label(name, est.interval.confidence),
+                }
+                for name, est in report.estimates.items()
+            },
             "logged_return": report.logged_return.value,
             "truth": None
             if report.truth is None
             else {"value": report.truth.value, "std_error": report.truth.std_error},
+            "truth_softened": None
+            if report.truth_softened is None
+            else {"value": report.truth_softened.value, "std_error": report.truth_softened.std_error},
             "warnings": report.warnings,
             "notes": report.notes,
         }

@@ -33,6 +33,13 @@ def run(args: argparse.Namespace) -> int:
     from vanco_offline.export import FORMATS, export_policy
     from vanco_offline.trained import METADATA_FILE, MODEL_FILE, PICKLE_FILE
 
+    if args.format == "onnx":
+        try:  # torch's exporter needs it and fails late with its own error type otherwise
+            import onnx  # noqa: F401
+        except ImportError:
+            from vanco_offline.extras import missing_extra
+
+            raise missing_extra("onnx", "onnx", "export --format onnx") from None
     folder = Path(args.model) if Path(args.model).is_dir() else Path(args.model).parent
     out = Path(args.out) if args.out else folder / f"policy{FORMATS[args.format]}"
     model_files = [args.model, *(folder / name for name in (MODEL_FILE, PICKLE_FILE, METADATA_FILE))]

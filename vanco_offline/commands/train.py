@@ -8,11 +8,13 @@ from vanco_offline.commands.common import add_data_argument, format_metrics, qui
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from vanco_offline.configs.presets import available_presets
+
     parser.add_argument(
         "--config",
         default="default",
         metavar="PRESET_OR_YAML",
-        help="a packaged preset (default, base, seed, conservative, run_ok, tuned, discrete) "
+        help=f"a packaged preset ({', '.join(available_presets())}) "
         "or a YAML file that may `extends:` one (default: default)",
     )
     add_data_argument(parser)
@@ -37,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vanco_offline.configs import load_preset
+    from vanco_offline.progress import show_progress
     from vanco_offline.training import train
 
     if args.quiet:
@@ -51,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         impute_max_age_h=args.impute_max_age_h,
         experiment=args.experiment,
         log_root=args.log_dir,
-        show_progress=not args.quiet,
+        show_progress=not args.quiet and show_progress(),  # a bar on a terminal only
     )
     print(f"preset     {preset.name} ({preset.source})")
     print(

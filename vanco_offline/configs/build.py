@@ -19,7 +19,7 @@ __all__ = ["build_algo", "make_config"]
 
 def make_config(preset: Preset) -> Any:
     """The algorithm config of ``preset``, with unfitted scalers (d3rlpy's ``fit`` fits them)."""
-    from vanco_offline.algos import DiscreteVancoIQLConfig, VancoIQLConfig
+    from vanco_offline.algos import DiscreteVancoIQLConfig, ResidualVancoIQLConfig, VancoIQLConfig
 
     encoder = VectorEncoderFactory(
         hidden_units=list(preset.network.hidden_units), activation=preset.network.activation
@@ -39,6 +39,8 @@ def make_config(preset: Preset) -> Any:
         # The clinical dose bounds, not the data's min and max: a cohort that never saw
         # 3000 mg must still map 3000 mg to +1.
         kwargs["action_scaler"] = MinMaxActionScaler(minimum=np.array([0.0]), maximum=np.array([DOSE_MAX_MG]))
+    if preset.algo == "residual_vanco_iql":
+        return ResidualVancoIQLConfig(**kwargs)
     return VancoIQLConfig(**kwargs)
 
 

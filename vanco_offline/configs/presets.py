@@ -4,8 +4,8 @@ A preset file has up to six top-level keys::
 
     extends: base              # optional: a packaged preset name or a path (relative to this file)
     description: ...           # optional free text
-    algo: vanco_iql            # or discrete_vanco_iql
-    config: {...}              # fields of VancoIQLConfig / DiscreteVancoIQLConfig
+    algo: vanco_iql            # or residual_vanco_iql, discrete_vanco_iql
+    config: {...}              # fields of VancoIQLConfig / ResidualVancoIQLConfig / DiscreteVancoIQLConfig
     network: {hidden_units: [32, 32], activation: relu}
     training: {n_steps: 5000, n_steps_per_epoch: 1000, seed: 0}
     data: {reward: default, action: continuous, observation_scaler: standard,
@@ -36,7 +36,7 @@ __all__ = [
     "load_preset",
 ]
 
-ALGOS = ("vanco_iql", "discrete_vanco_iql")
+ALGOS = ("vanco_iql", "residual_vanco_iql", "discrete_vanco_iql")
 TOP_LEVEL_KEYS = ("extends", "description", "algo", "config", "network", "training", "data")
 # Config fields that presets set elsewhere (or not at all), with where they belong.
 _CONFIG_ELSEWHERE = {
@@ -235,12 +235,17 @@ def _build(raw: dict[str, Any], name: str, source: str) -> Preset:
             f"{source}: training.n_steps={training.n_steps} must be >= training.n_steps_per_epoch="
             f"{training.n_steps_per_epoch} >= 1 (d3rlpy trains n_steps // n_steps_per_epoch epochs)"
         )
-    expected_action = "continuous" if algo == "vanco_iql" else "discrete"
+    expected_action = "discrete" if algo == "discrete_vanco_iql" else "continuous"
     if data.action != expected_action:
         raise ValueError(f"{source}: algo {algo} needs data.action: {expected_action}, got {data.action}")
     if algo == "discrete_vanco_iql" and data.action_scaler != "none":
         raise ValueError(
             f"{source}: discrete_vanco_iql needs data.action_scaler: none (its actions are dose-grid indices)"
+        )
+    if algo == "residual_vanco_iql" and not (data.pk_features and data.action_scaler == "clinical"):
+        raise ValueError(
+            f"{source}: residual_vanco_iql centres its policy on the PK feature pk_dose_auc500: it needs "
+            "data.pk_features: true and data.action_scaler: clinical"
         )
     description = raw.get("description", "")
     if not isinstance(description, str):
@@ -284,9 +289,10 @@ def _section(raw: dict[str, Any], section: str, cls: type, source: str) -> Any:
 
 
 def _config_class(algo: str) -> type:
-    from vanco_offline.algos import DiscreteVancoIQLConfig, VancoIQLConfig
+    from vanco_offline.algos import DiscreteVancoIQLConfig, ResidualVancoIQLConfig, VancoIQLConfig
 
-    return VancoIQLConfig if algo == "vanco_iql" else DiscreteVancoIQLConfig
+    classes = {"vanco_iql": VancoIQLConfig, "residual_vanco_iql": ResidualVancoIQLConfig}
+    return classes.get(algo, DiscreteVancoIQLConfig)
 
 
 def _check_config(values: dict[str, Any], algo: str, source: str) -> dict[str, Any]:

@@ -21,6 +21,7 @@ metadata keeps the action kind and the observation names under ``vanco_offline``
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import warnings
@@ -44,9 +45,9 @@ def _minari() -> Any:
     try:
         import minari
     except ImportError:
-        raise ImportError(
-            "Minari export/import needs the optional 'minari' package: pip install 'vanco-offline[minari]'"
-        ) from None
+        from vanco_offline.extras import missing_extra
+
+        raise missing_extra("minari", "minari", "Minari export/import") from None
     return minari
 
 
@@ -77,6 +78,7 @@ def export_minari(
     author_email: str | None = None,
     code_permalink: str | None = None,
     description: str | None = None,
+    env: str | gymnasium.envs.registration.EnvSpec | None = None,
 ) -> Any:
     """Write a converted dataset as a Minari dataset and return the ``MinariDataset``.
 
@@ -91,11 +93,28 @@ def export_minari(
         ``~/.minari/datasets``).
     author, author_email, code_permalink, description : str, optional
         Minari metadata (Minari warns when the first three are missing).
+    env : str or EnvSpec, optional
+        The environment the data came from, for a simulator cohort (e.g.
+        ``"vanco_pk:VancoPK-v0"``, or an ``EnvSpec`` with the cohort's kwargs), so that
+        ``dataset.recover_environment()`` rebuilds it. Its observation must have the
+        dataset's features; logged hospital data has none.
     """
     minari = _minari()
     from minari.data_collector import EpisodeBuffer
 
     dims = len(result.observation_names)
+    if env is not None:
+        if isinstance(env, str):
+            module, _, env_id = env.rpartition(":")
+            if module:
+                importlib.import_module(module)  # registers the id, as gymnasium.make("module:id") does
+            env = gymnasium.spec(env_id)
+        names = tuple(getattr(gymnasium.make(env).unwrapped, "observation_names", ()))
+        if names != tuple(result.observation_names):
+            raise ValueError(
+                f"env {env.id!r} observes {list(names)}, the dataset {list(result.observation_names)}: "
+                "give the env options that emit the dataset's features, or no env"
+            )
     observation_space = gymnasium.spaces.Box(-np.inf, np.inf, shape=(dims,), dtype=np.float32)
     if result.action == "discrete":
         action_space: gymnasium.Space = gymnasium.spaces.Discrete(ACTION_SIZE_DISCRETE)
@@ -143,6 +162,7 @@ def export_minari(
         dataset = minari.create_dataset_from_buffers(
             dataset_id,
             buffers,
+            env=env,
             observation_space=observation_space,
             action_space=action_space,
             algorithm_name="logged ICU dosing (behaviour policy)",

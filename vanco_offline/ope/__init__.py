@@ -1,4 +1,4 @@
-"""Off-policy evaluation: FQE, importance sampling, doubly robust, bootstrap CIs.
+"""Off-policy evaluation: FQE, linear FQE, PK digital twins, importance sampling, doubly robust, CIs.
 
 Typical use::
 
@@ -13,9 +13,19 @@ simulator (``vanco-offline bench ope``).
 
 from vanco_offline.ope.behavior import BehaviorModel, Calibration, fit_behavior_model
 from vanco_offline.ope.bootstrap import Interval, bootstrap_counts, percentile_interval
+from vanco_offline.ope.diagnostics import action_support, greedy_q
 from vanco_offline.ope.estimators import ImportanceWeights, WeightDiagnostics, estimate, importance_weights
-from vanco_offline.ope.evaluate import ESTIMATORS, evaluate, greedy_q, model_values, support_check
-from vanco_offline.ope.fqe import FittedQ, FQESettings, TargetActionFeed, fit_fqe, fqe_config
+from vanco_offline.ope.evaluate import ESTIMATORS, evaluate
+from vanco_offline.ope.fqe import (
+    FittedQ,
+    FQESettings,
+    ModelValues,
+    TargetActionFeed,
+    fit_fqe,
+    fqe_config,
+    model_values,
+)
+from vanco_offline.ope.linear_fqe import LinearFittedQ, LinearFQESettings, fit_linear_fqe
 from vanco_offline.ope.policy import (
     AlgoPolicy,
     ArrayPolicy,
@@ -24,16 +34,20 @@ from vanco_offline.ope.policy import (
     ReferencePolicy,
     as_policy,
 )
-from vanco_offline.ope.report import Estimate, OPEReport, SupportCheck
+from vanco_offline.ope.report import ActionSupport, Estimate, OPEReport
+from vanco_offline.ope.settings import BehaviorSettings, IntervalSettings, SupportSettings
 from vanco_offline.ope.tabular import TabularMDP
 from vanco_offline.ope.trajectories import Trajectories, to_trajectories
 from vanco_offline.ope.truth import SimulatorTruth, TrueValue, simulate_value
+from vanco_offline.ope.twin import PKPosterior, TwinEstimate, TwinSettings, pk_posterior, twin_estimate
 
 __all__ = [
     "ESTIMATORS",
+    "ActionSupport",
     "AlgoPolicy",
     "ArrayPolicy",
     "BehaviorModel",
+    "BehaviorSettings",
     "Calibration",
     "Estimate",
     "EvaluatedPolicy",
@@ -41,28 +55,38 @@ __all__ = [
     "FittedQ",
     "ImportanceWeights",
     "Interval",
+    "IntervalSettings",
+    "LinearFQESettings",
+    "LinearFittedQ",
     "LoggedContext",
+    "ModelValues",
     "OPEReport",
+    "PKPosterior",
     "ReferencePolicy",
     "SimulatorTruth",
-    "SupportCheck",
+    "SupportSettings",
     "TabularMDP",
     "TargetActionFeed",
     "Trajectories",
     "TrueValue",
+    "TwinEstimate",
+    "TwinSettings",
     "WeightDiagnostics",
+    "action_support",
     "as_policy",
     "bootstrap_counts",
     "estimate",
     "evaluate",
     "fit_behavior_model",
     "fit_fqe",
+    "fit_linear_fqe",
     "fqe_config",
     "greedy_q",
     "importance_weights",
     "model_values",
     "percentile_interval",
+    "pk_posterior",
     "simulate_value",
-    "support_check",
     "to_trajectories",
+    "twin_estimate",
 ]

@@ -1,9 +1,17 @@
-"""``evaluate(policy, data) -> OPEReport``: every estimator, its interval and its diagnostics."""
+"""``evaluate(policy, data) -> OPEReport``: every estimator, its interval and its diagnostics.
+
+The policy is evaluated as it is given -- a greedy policy greedy -- by the estimators that
+can (``fqe``, ``lfqe``, ``twin``). Importance sampling cannot evaluate a deterministic policy
+(it keeps only the stays that agree with it at every step), so the weighted estimators
+evaluate the softened policy ``(1 - epsilon) x policy + epsilon x uniform dose`` and the
+report labels their rows "softened" and compares them with the softened policy's truth.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from d3rlpy.dataset import ReplayBufferBase
@@ -12,83 +20,38 @@ from vanco_pk.targets import FEATURES
 from vanco_offline.data import ConversionResult
 from vanco_offline.ope.behavior import BehaviorModel, fit_behavior_model
 from vanco_offline.ope.bootstrap import bootstrap_counts, percentile_interval
+from vanco_offline.ope.diagnostics import action_support, greedy_q
 from vanco_offline.ope.estimators import IS_ESTIMATORS, MODEL_ESTIMATORS, estimate, importance_weights
-from vanco_offline.ope.fqe import FittedQ, FQESettings, fit_fqe
-from vanco_offline.ope.policy import AlgoPolicy, LoggedContext, as_policy
-from vanco_offline.ope.report import Estimate, OPEReport, SupportCheck
+from vanco_offline.ope.fqe import FQESettings, ModelValues, model_values
+from vanco_offline.ope.linear_fqe import LinearFittedQ, LinearFQESettings, fit_linear_fqe
+from vanco_offline.ope.policy import AlgoPolicy, EvaluatedPolicy, LoggedContext, as_policy
+from vanco_offline.ope.report import Estimate, OPEReport
+from vanco_offline.ope.settings import BehaviorSettings, IntervalSettings, SupportSettings
 from vanco_offline.ope.trajectories import Trajectories, to_trajectories
 from vanco_offline.ope.truth import SimulatorTruth, TrueValue, simulate_value
+from vanco_offline.ope.twin import TwinEstimate, TwinSettings, twin_estimate
 
-__all__ = ["ESTIMATORS", "ModelValues", "evaluate", "greedy_q", "model_values", "support_check"]
+__all__ = ["DIRECT_ESTIMATORS", "ESTIMATORS", "evaluate"]
 
-ESTIMATORS: tuple[str, ...] = ("fqe", *IS_ESTIMATORS, *MODEL_ESTIMATORS)
-#: Softening given to a deterministic policy when importance sampling is asked for.
-DEFAULT_EPSILON = 0.1
-
-
-class ModelValues:
-    """FQE's ``Q(s_t, a)`` at every logged step, and what the estimators take from it."""
-
-    def __init__(self, fitted: FittedQ, trajectories: Trajectories, pmf: np.ndarray):
-        traj = trajectories
-        stay, step = np.nonzero(traj.mask)
-        q = np.zeros_like(pmf)
-        q[stay, step] = fitted.q_values(traj, stay, step)
-        self.fitted = fitted
-        self.q_all = q
-        self.q_logged = np.take_along_axis(q, traj.actions[..., None], axis=2)[..., 0]
-        self.v_states = (q * pmf).sum(axis=2)
-
-    @property
-    def initial_values(self) -> np.ndarray:
-        return self.v_states[:, 0]
+#: Estimators of the policy as given (a greedy policy stays greedy).
+DIRECT_ESTIMATORS: tuple[str, ...] = ("fqe", "lfqe", "twin")
+ESTIMATORS: tuple[str, ...] = (*DIRECT_ESTIMATORS, *IS_ESTIMATORS, *MODEL_ESTIMATORS)
 
 
-def model_values(
-    trajectories: Trajectories, pmf: np.ndarray, gamma: float, settings: FQESettings, algo: Any = None
-) -> ModelValues:
-    """Fit FQE for the policy ``pmf`` and evaluate its Q at every logged step."""
-    return ModelValues(fit_fqe(trajectories, pmf, gamma, settings, algo=algo), trajectories, pmf)
+@dataclasses.dataclass
+class _Problem:
+    """What every step of :func:`evaluate` reads: the data, the policy as given and as weighted."""
 
-
-def support_check(
-    trajectories: Trajectories,
-    pmf: np.ndarray,
-    behavior: BehaviorModel,
-    threshold: float = 0.01,
-    warn_above: float = 0.1,
-) -> SupportCheck:
-    """How much of the evaluated policy's mass lies on doses the behaviour policy rarely gives."""
-    traj = trajectories
-    mask = traj.mask
-    rare_here = behavior.probabilities < threshold
-    conditional = float((pmf * rare_here).sum(axis=2)[mask].mean())
-    freq = np.bincount(traj.actions[mask], minlength=traj.n_actions) / traj.n_transitions
-    rare = freq < threshold
-    marginal = float(pmf[..., rare].sum(axis=-1)[mask].mean()) if rare.any() else 0.0
-    return SupportCheck(
-        threshold=threshold,
-        conditional_mass=conditional,
-        marginal_mass=marginal,
-        rare_doses=tuple(float(v) for v in traj.action_values[rare]),
-        warn_above=warn_above,
-    )
-
-
-def greedy_q(algo: Any, trajectories: Trajectories) -> float | None:
-    """The seed's criterion: mean over logged states of the algorithm's Q of its greedy action.
-
-    None for an algorithm without a Q-function (e.g. behaviour cloning).
-    """
-    obs = trajectories.observations[trajectories.mask].astype(np.float32)
-    try:
-        values = [
-            algo.predict_value(obs[i : i + 8192], algo.predict(obs[i : i + 8192]))
-            for i in range(0, len(obs), 8192)
-        ]
-    except (NotImplementedError, AttributeError, AssertionError):
-        return None
-    return float(np.mean(np.concatenate(values)))
+    traj: Trajectories
+    context: LoggedContext
+    policy: EvaluatedPolicy
+    weighted: EvaluatedPolicy
+    pmf: np.ndarray
+    weighted_pmf: np.ndarray | None
+    gamma: float
+    counts: np.ndarray
+    confidence: float
+    notes: list[str]
 
 
 def evaluate(
@@ -96,19 +59,17 @@ def evaluate(
     data: ConversionResult | ReplayBufferBase | Trajectories,
     *,
     gamma: float = 0.99,
-    estimators: Sequence[str] = ESTIMATORS,
+    estimators: Sequence[str] | None = None,
     epsilon: float | None = None,
     name: str | None = None,
     table: Any = None,
     context: LoggedContext | None = None,
-    behavior: Literal["auto", "logged", "model"] = "auto",
-    behavior_model: BehaviorModel | None = None,
+    behavior: BehaviorSettings | None = None,
     fqe: FQESettings | None = None,
-    clip: float | str | None = None,
-    n_bootstrap: int = 1000,
-    confidence: float = 0.95,
-    support_threshold: float = 0.01,
-    support_warn: float = 0.1,
+    linear: LinearFQESettings | None = None,
+    twin: TwinSettings | None = None,
+    intervals: IntervalSettings | None = None,
+    support: SupportSettings | None = None,
     truth: SimulatorTruth | TrueValue | None = None,
     seed: int = 0,
 ) -> OPEReport:
@@ -123,133 +84,84 @@ def evaluate(
         the logged ``behavior_prob``).
     gamma : float
         Discount per decision; use the one the policy was trained with.
-    estimators : sequence of str
-        Any of ``fqe``, ``pdis``, ``wis``, ``wpdis``, ``dr``, ``wdr``.
+    estimators : sequence of str, optional
+        Any of ``fqe`` (d3rlpy FQE), ``lfqe`` (linear FQE refitted per bootstrap resample),
+        ``twin`` (PK digital twins; needs the dosing table), ``pdis``, ``wis``, ``wpdis``,
+        ``dr``, ``wdr``. Default: all, ``twin`` only when the table is given.
     epsilon : float, optional
-        Evaluate ``(1 - epsilon) * policy + epsilon * uniform``. Default: 0.1 for a
-        deterministic policy when an importance-weighted estimator is asked for (IS of a
-        deterministic policy keeps almost no stay), else 0. Stated in the report.
+        Evaluate ``(1 - epsilon) * policy + epsilon * uniform`` with every estimator.
+        Default: the policy as given; the importance-weighted estimators then evaluate a
+        deterministic policy softened by ``behavior.soften`` (0.1), labelled so.
     name : str, optional
     table : pandas.DataFrame, optional
         The dosing table ``data`` was converted from: reference policies replay its stays
-        (``vanco_offline.data.cohort.score_table``).
+        and the twin estimator reads each stay's chart from it.
     context : LoggedContext, optional
         Instead of ``table``: covariates, times, level flags and truth for replaying a
         history-dependent policy.
-    behavior : {"auto", "logged", "model"}
-        Behaviour probabilities for IS: the logged ``behavior_prob`` ("auto" when present)
-        or the fitted behaviour model.
-    behavior_model : BehaviorModel, optional
-        A model already fitted on the same data (reused across policies); else one is fitted
-        here (also for the support check).
+    behavior : BehaviorSettings, optional
     fqe : FQESettings, optional
-        FQE hyperparameters (default ``FQESettings()``).
-    clip : float or "sqrt_n", optional
-        Upper bound on cumulative importance weights; "sqrt_n" truncates each step's
-        weights at sqrt(n) times their mean (:func:`~vanco_offline.ope.importance_weights`).
-    n_bootstrap, confidence : int, float
-        Percentile bootstrap over stays.
-    support_threshold, support_warn : float
-        See :class:`~vanco_offline.ope.report.SupportCheck`.
+    linear : LinearFQESettings, optional
+        The linear FQE of ``lfqe`` and the model of ``dr`` and ``wdr``.
+    twin : TwinSettings, optional
+        Default: ``TwinSettings(env_options=...)`` with the world of a ``SimulatorTruth``
+        given as ``truth`` (its misspecification dropped), else the default world.
+    intervals : IntervalSettings, optional
+    support : SupportSettings, optional
     truth : SimulatorTruth or TrueValue, optional
         The simulator's ground truth (computed here from a ``SimulatorTruth``, whose
-        ``env_options["reward"]`` must be the reward the data were converted with, e.g.
-        ``"exposure"``; an algorithm is fed its observation columns rebuilt online).
+        ``env_options["reward"]`` must be the reward the data were converted with); for a
+        softened weighted policy its truth is computed too.
     seed : int
-        Seeds the bootstrap, the behaviour model and (unless ``fqe.seed`` differs) nothing
-        else; FQE is seeded by ``fqe.seed``.
+        Seeds the bootstrap, the behaviour model and the twins; FQE is seeded by ``fqe.seed``.
 
     Returns
     -------
     OPEReport
-        ``print(report)`` shows the table.
 
     Raises
     ------
     ValueError
         Unknown estimator or option, data/policy mismatch, bad probabilities.
     """
-    unknown = [e for e in estimators if e not in ESTIMATORS]
-    if unknown or not estimators:
-        raise ValueError(f"unknown estimator(s) {unknown}; choose from {ESTIMATORS}")
-    if behavior not in ("auto", "logged", "model"):
-        raise ValueError(f"behavior must be 'auto', 'logged' or 'model', got {behavior!r}")
+    chosen = _check_estimators(
+        estimators, table is not None or (context is not None and context.table is not None)
+    )
     if not 0.0 < gamma <= 1.0:
         raise ValueError(f"gamma must be in (0, 1], got {gamma!r}")
-    traj = to_trajectories(data)
-    if context is None:
-        names = data.observation_names if isinstance(data, ConversionResult) else FEATURES
-        context = LoggedContext(observation_names=tuple(names), table=table)
-    elif table is not None:
-        raise ValueError("give either table= or context=, not both (LoggedContext has a table field)")
-    notes: list[str] = []
-    weighted = [e for e in estimators if e in IS_ESTIMATORS + MODEL_ESTIMATORS]
-    pol = as_policy(policy, epsilon, name)
-    if epsilon is None and pol.deterministic and pol.epsilon == 0 and weighted:
-        pol = as_policy(pol, DEFAULT_EPSILON)
-        notes.append(
-            "the policy is deterministic, so importance sampling would keep only stays that match it at "
-            "every step; every estimate (and the truth) is for the softened policy "
-            f"{1 - DEFAULT_EPSILON:g} x policy + {DEFAULT_EPSILON:g} x uniform dose "
-            "(pass epsilon=0 with estimators=('fqe',) for the greedy one)"
-        )
-    pmf = pol.logged_pmf(traj, context)
-
-    if behavior_model is None:
-        behavior_model = fit_behavior_model(traj, seed=seed)
-    elif behavior_model.probabilities.shape != pmf.shape:
-        raise ValueError(
-            f"behavior_model was fitted on data of shape {behavior_model.probabilities.shape}, "
-            f"not {pmf.shape}: fit it on the same data"
-        )
-    if behavior == "logged" and traj.behavior_prob is None:
-        raise ValueError("behavior='logged' but the data have no behavior_prob; use behavior='model'")
-    use_logged = traj.behavior_prob is not None and behavior != "model"
-    mu = traj.behavior_prob if use_logged else behavior_model.logged(traj)
-    source = "logged behavior_prob" if use_logged else "fitted behaviour model (out-of-fold)"
-    if not use_logged and behavior_model.n_floored:
-        notes.append(
-            f"{behavior_model.n_floored} logged dose(s) got the behaviour model's floor probability "
-            f"{behavior_model.floor:g}: their weights are large and uncertain"
-        )
-    target_logged = np.take_along_axis(pmf, traj.actions[..., None], axis=2)[..., 0]
-    weights = importance_weights(target_logged, mu, traj.mask, clip)
-
-    model: ModelValues | None = None
-    if "fqe" in estimators or any(e in MODEL_ESTIMATORS for e in estimators):
-        algo = pol.algo if isinstance(pol, AlgoPolicy) else None
-        model = model_values(traj, pmf, gamma, fqe or FQESettings(), algo=algo)
-
-    counts = bootstrap_counts(traj.n_stays, n_bootstrap, seed)
+    behavior = behavior or BehaviorSettings()
+    intervals = intervals or IntervalSettings()
+    problem = _problem(policy, data, chosen, epsilon, name, table, context, gamma, intervals, behavior, seed)
+    traj = problem.traj
     results: dict[str, Estimate] = {}
-    for est in estimators:
-        if est == "fqe":
-            assert model is not None
-            v0 = model.initial_values
-            value, reps = float(v0.mean()), counts @ v0 / traj.n_stays
-            results[est] = Estimate(est, value, percentile_interval(reps, confidence))
-            continue
-        extra = {}
-        if est in MODEL_ESTIMATORS:
-            assert model is not None
-            extra = {"q_logged": model.q_logged, "v_states": model.v_states}
-        value = float(estimate(est, weights, traj.rewards, gamma, **extra))
-        reps = estimate(est, weights, traj.rewards, gamma, counts=counts, **extra)
-        results[est] = Estimate(est, value, percentile_interval(reps, confidence), weights.diagnostics())
+    neural = _neural_fqe(problem, fqe) if "fqe" in chosen else None
+    if neural is not None:
+        v0 = neural.initial_values
+        reps = problem.counts @ v0 / traj.n_stays
+        results["fqe"] = Estimate("fqe", float(v0.mean()), percentile_interval(reps, intervals.confidence))
+    if "lfqe" in chosen:
+        fit = fit_linear_fqe(traj, problem.pmf, gamma, linear or LinearFQESettings(), problem.counts)
+        results["lfqe"] = Estimate(
+            "lfqe", fit.value, percentile_interval(fit.replicates, intervals.confidence)
+        )
+    twin_result = None
+    if "twin" in chosen:
+        twin_result = _twin(problem, twin, truth, seed)
+        results["twin"] = Estimate("twin", twin_result.value, twin_result.interval)
+    behavior_model = _behavior_model(problem, behavior, seed)
+    source, dr_model = "-", None
+    if any(e in IS_ESTIMATORS + MODEL_ESTIMATORS for e in chosen):
+        weighted, source, dr_model = _weighted_estimates(problem, chosen, behavior, behavior_model, linear)
+        results.update(weighted)
+    results = {e: results[e] for e in chosen}
     returns = traj.returns(gamma)
     logged = Estimate(
-        "logged", float(returns.mean()), percentile_interval(counts @ returns / traj.n_stays, confidence)
+        "logged",
+        float(returns.mean()),
+        percentile_interval(problem.counts @ returns / traj.n_stays, intervals.confidence),
     )
-    support = support_check(traj, pmf, behavior_model, support_threshold, support_warn)
-
-    true_value = truth if isinstance(truth, TrueValue) or truth is None else None
-    if isinstance(truth, SimulatorTruth):
-        true_value = simulate_value(pol, gamma, truth, context.observation_names)
-        if true_value.horizon != traj.horizon:
-            raise ValueError(
-                f"the simulator runs {true_value.horizon} decisions but the longest logged stay has "
-                f"{traj.horizon}: give SimulatorTruth the env_options that generated the data"
-            )
+    true_value, true_softened = _truths(problem, truth)
+    pol = problem.policy
     return OPEReport(
         policy=pol.describe(),
         n_stays=traj.n_stays,
@@ -259,12 +171,190 @@ def evaluate(
         estimates=results,
         behavior_source=source,
         calibration=behavior_model.calibration,
-        support=support,
+        support=action_support(traj, problem.pmf, behavior_model, support or SupportSettings()),
         logged_return=logged,
         greedy_q=greedy_q(pol.algo, traj) if isinstance(pol, AlgoPolicy) else None,
         truth=true_value,
-        fqe_losses=None if model is None else model.fitted.losses,
-        notes=notes,
-        target_pmf=pmf,
-        model=model,
+        fqe_losses=None if neural is None else neural.fitted.losses,
+        notes=problem.notes,
+        target_pmf=problem.weighted_pmf if problem.weighted_pmf is not None else problem.pmf,
+        model=dr_model,
+        softened_policy=problem.weighted.describe() if problem.weighted is not pol else None,
+        truth_softened=true_softened,
+        twin=twin_result,
+        fitted_q=neural,
     )
+
+
+def _check_estimators(estimators: Sequence[str] | None, has_table: bool) -> tuple[str, ...]:
+    if estimators is None:
+        return tuple(e for e in ESTIMATORS if e != "twin" or has_table)
+    unknown = [e for e in estimators if e not in ESTIMATORS]
+    if unknown or not estimators:
+        raise ValueError(f"unknown estimator(s) {unknown}; choose from {ESTIMATORS}")
+    if "twin" in estimators and not has_table:
+        raise ValueError("the twin estimator reads each stay's chart from the dosing table: pass table=")
+    return tuple(dict.fromkeys(estimators))
+
+
+def _problem(
+    policy: Any,
+    data: Any,
+    chosen: tuple[str, ...],
+    epsilon: float | None,
+    name: str | None,
+    table: Any,
+    context: LoggedContext | None,
+    gamma: float,
+    intervals: IntervalSettings,
+    behavior: BehaviorSettings,
+    seed: int,
+) -> _Problem:
+    """The trajectories, the replay context, the policy as given and as the weighted estimators see it."""
+    traj = to_trajectories(data)
+    if context is None:
+        names = data.observation_names if isinstance(data, ConversionResult) else FEATURES
+        context = LoggedContext(observation_names=tuple(names), table=table)
+    elif table is not None:
+        raise ValueError("give either table= or context=, not both (LoggedContext has a table field)")
+    notes: list[str] = []
+    pol = as_policy(policy, epsilon, name)
+    pmf = pol.logged_pmf(traj, context)
+    weighted, weighted_pmf = pol, None
+    needs_weights = any(e in IS_ESTIMATORS + MODEL_ESTIMATORS for e in chosen)
+    if needs_weights:
+        weighted_pmf = pmf
+        if epsilon is None and pol.deterministic and pol.epsilon == 0:
+            soften = behavior.soften
+            weighted = as_policy(pol, soften)
+            weighted_pmf = weighted.logged_pmf(traj, context)
+            notes.append(
+                "the policy is deterministic: fqe, lfqe and twin evaluate it as it is (greedy); importance "
+                "sampling would keep only the stays that match it at every step, so pdis/wis/wpdis/dr/wdr "
+                f"evaluate the softened policy {1 - soften:g} x policy + {soften:g} x "
+                "uniform dose (rows marked 'softened'), a different and worse policy"
+            )
+    counts = bootstrap_counts(traj.n_stays, intervals.n_bootstrap, seed)
+    return _Problem(
+        traj, context, pol, weighted, pmf, weighted_pmf, gamma, counts, intervals.confidence, notes
+    )
+
+
+def _neural_fqe(problem: _Problem, settings: FQESettings | None) -> ModelValues:
+    algo = problem.policy.algo if isinstance(problem.policy, AlgoPolicy) else None
+    return model_values(problem.traj, problem.pmf, problem.gamma, settings or FQESettings(), algo=algo)
+
+
+def _twin(problem: _Problem, settings: TwinSettings | None, truth: Any, seed: int) -> TwinEstimate:
+    if settings is None:
+        world = dict(truth.env_options) if isinstance(truth, SimulatorTruth) else {}
+        settings = TwinSettings(env_options=world, seed=seed)
+    settings = dataclasses.replace(settings, n_bootstrap=len(problem.counts), confidence=problem.confidence)
+    result = twin_estimate(
+        problem.policy,
+        problem.context.table,
+        problem.traj.stay_ids,
+        problem.gamma,
+        settings,
+        problem.context.observation_names,
+        problem.traj.horizon,
+    )
+    problem.notes.append(result.note)
+    return result
+
+
+def _behavior_model(problem: _Problem, behavior: BehaviorSettings, seed: int) -> BehaviorModel:
+    traj = problem.traj
+    model = behavior.model
+    if model is None:
+        return fit_behavior_model(traj, seed=seed)
+    expected = (*traj.mask.shape, traj.n_actions)
+    if model.probabilities.shape != expected:
+        raise ValueError(
+            f"the behaviour model was fitted on data of shape {model.probabilities.shape}, not {expected}: "
+            "fit it on the same data"
+        )
+    return model
+
+
+def _weighted_estimates(
+    problem: _Problem,
+    chosen: tuple[str, ...],
+    behavior: BehaviorSettings,
+    model: BehaviorModel,
+    linear: LinearFQESettings | None,
+) -> tuple[dict[str, Estimate], str, LinearFittedQ | None]:
+    """IS and DR estimates of the weighted (softened) policy; DR's model refitted per resample."""
+    traj, pmf = problem.traj, problem.weighted_pmf
+    assert pmf is not None
+    if behavior.source == "logged" and traj.behavior_prob is None:
+        raise ValueError("behavior source 'logged' but the data have no behavior_prob; use 'model'")
+    use_logged = traj.behavior_prob is not None and behavior.source != "model"
+    mu = traj.behavior_prob if use_logged else model.logged(traj)
+    source = "logged behavior_prob" if use_logged else "fitted behaviour model (out-of-fold)"
+    if not use_logged and model.n_floored:
+        problem.notes.append(
+            f"{model.n_floored} logged dose(s) got the behaviour model's floor probability "
+            f"{model.floor:g}: their weights are large and uncertain"
+        )
+    target = np.take_along_axis(pmf, traj.actions[..., None], axis=2)[..., 0]
+    weights = importance_weights(target, mu, traj.mask, behavior.clip)
+    softened = problem.weighted is not problem.policy
+    fit = None
+    if any(e in MODEL_ESTIMATORS for e in chosen):
+        fit = fit_linear_fqe(traj, pmf, problem.gamma, linear or LinearFQESettings(), problem.counts)
+    out: dict[str, Estimate] = {}
+    for est in (e for e in chosen if e in IS_ESTIMATORS + MODEL_ESTIMATORS):
+        if est in MODEL_ESTIMATORS:
+            assert (
+                fit is not None and fit.replicate_q_logged is not None and fit.replicate_v_states is not None
+            )
+            value = float(
+                estimate(
+                    est, weights, traj.rewards, problem.gamma, q_logged=fit.q_logged, v_states=fit.v_states
+                )
+            )
+            reps = np.array(
+                [
+                    estimate(
+                        est,
+                        weights,
+                        traj.rewards,
+                        problem.gamma,
+                        counts=c,
+                        q_logged=fit.replicate_q_logged[b],
+                        v_states=fit.replicate_v_states[b],
+                    )
+                    for b, c in enumerate(problem.counts)
+                ]
+            )
+        else:
+            value = float(estimate(est, weights, traj.rewards, problem.gamma))
+            reps = estimate(est, weights, traj.rewards, problem.gamma, counts=problem.counts)
+        out[est] = Estimate(
+            est,
+            value,
+            percentile_interval(reps, problem.confidence),
+            weights.diagnostics(),
+            softened=softened,
+        )
+    return out, source, fit
+
+
+def _truths(problem: _Problem, truth: Any) -> tuple[TrueValue | None, TrueValue | None]:
+    """The truth of the policy as given and, when the weighted estimators softened it, of that one."""
+    if truth is None or isinstance(truth, TrueValue):
+        return truth, None
+    names = problem.context.observation_names
+    out = []
+    for pol in (
+        (problem.policy, problem.weighted) if problem.weighted is not problem.policy else (problem.policy,)
+    ):
+        value = simulate_value(pol, problem.gamma, truth, names)
+        if value.horizon != problem.traj.horizon:
+            raise ValueError(
+                f"the simulator runs {value.horizon} decisions but the longest logged stay has "
+                f"{problem.traj.horizon}: give SimulatorTruth the env_options that generated the data"
+            )
+        out.append(value)
+    return out[0], out[1] if len(out) > 1 else None

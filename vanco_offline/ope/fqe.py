@@ -66,7 +66,15 @@ from vanco_offline.ope._threads import single_thread
 from vanco_offline.ope.feed import FQEInputs, TargetActionFeed, TransitionTable, scaled_next
 from vanco_offline.ope.trajectories import Trajectories
 
-__all__ = ["FQESettings", "FittedQ", "TargetActionFeed", "fit_fqe", "fqe_config"]
+__all__ = [
+    "FQESettings",
+    "FittedQ",
+    "ModelValues",
+    "TargetActionFeed",
+    "fit_fqe",
+    "fqe_config",
+    "model_values",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -338,3 +346,28 @@ def fit_fqe(
         reward_scale=scale,
         losses=np.array(losses),
     )
+
+
+class ModelValues:
+    """FQE's ``Q(s_t, a)`` at every logged step, and what the estimators take from it."""
+
+    def __init__(self, fitted: FittedQ, trajectories: Trajectories, pmf: np.ndarray):
+        traj = trajectories
+        stay, step = np.nonzero(traj.mask)
+        q = np.zeros_like(pmf)
+        q[stay, step] = fitted.q_values(traj, stay, step)
+        self.fitted = fitted
+        self.q_all = q
+        self.q_logged = np.take_along_axis(q, traj.actions[..., None], axis=2)[..., 0]
+        self.v_states = (q * pmf).sum(axis=2)
+
+    @property
+    def initial_values(self) -> np.ndarray:
+        return self.v_states[:, 0]
+
+
+def model_values(
+    trajectories: Trajectories, pmf: np.ndarray, gamma: float, settings: FQESettings, algo: Any = None
+) -> ModelValues:
+    """Fit FQE for the policy ``pmf`` and evaluate its Q at every logged step."""
+    return ModelValues(fit_fqe(trajectories, pmf, gamma, settings, algo=algo), trajectories, pmf)

@@ -12,16 +12,32 @@ from vanco_offline.ope.bootstrap import Interval
 from vanco_offline.ope.estimators import WeightDiagnostics
 from vanco_offline.ope.truth import TrueValue
 
-__all__ = ["Estimate", "OPEReport", "SupportCheck"]
+__all__ = ["MEASURED_COVERAGE", "ActionSupport", "Estimate", "OPEReport", "coverage_label"]
 
 ESTIMATOR_HELP: dict[str, str] = {
     "fqe": "fitted Q evaluation (d3rlpy FQE), mean V(s0) over the logged first states",
+    "lfqe": "linear backward-induction FQE, refitted on every bootstrap resample",
+    "twin": "PK digital twins of the logged patients (MAP + importance-resampled posterior, rollouts)",
     "pdis": "per-decision importance sampling",
     "wis": "weighted (self-normalised) trajectory importance sampling",
     "wpdis": "weighted per-decision importance sampling",
-    "dr": "per-decision doubly robust (FQE as the model)",
-    "wdr": "weighted doubly robust (FQE as the model)",
+    "dr": "per-decision doubly robust (linear FQE as the model, refitted per resample)",
+    "wdr": "weighted doubly robust (linear FQE as the model, refitted per resample)",
 }
+
+#: Measured coverage of each estimator's 95 % interval on the calibration panel of
+#: ``vanco-offline bench ope`` (the run named in :data:`COVERAGE_SOURCE`; docs/ope.md). An
+#: estimator absent here prints "uncalibrated".
+MEASURED_COVERAGE: dict[str, float] = {}
+COVERAGE_SOURCE = "no calibration run recorded"
+
+
+def coverage_label(estimator: str, confidence: float = 0.95) -> str:
+    """'covered truth in NN % of panel policies' or 'uncalibrated' for a printed interval."""
+    cov = MEASURED_COVERAGE.get(estimator)
+    if cov is None or abs(confidence - 0.95) > 1e-9:
+        return "uncalibrated"
+    return f"covers {cov:.0%}*"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,21 +49,25 @@ class Estimate:
     estimator : str
     value : float
     interval : Interval
-        Percentile bootstrap over stays. For ``fqe``, ``dr`` and ``wdr`` the Q-model is held
-        fixed across resamples, so the interval omits the model's fitting variance.
+        Percentile bootstrap over stays. For ``fqe`` the Q-model is held fixed across
+        resamples (the interval omits its fitting error); ``lfqe``, ``dr`` and ``wdr`` refit
+        their linear Q on every resample; ``twin`` resamples stays and twins.
     weights : WeightDiagnostics or None
         For importance-weighted estimators.
+    softened : bool
+        The estimate is of the softened policy (importance sampling), not of the policy as given.
     """
 
     estimator: str
     value: float
     interval: Interval
     weights: WeightDiagnostics | None = None
+    softened: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
-class SupportCheck:
-    """Does the evaluated policy put mass on doses the data rarely has?
+class ActionSupport:
+    """Does the evaluated policy put mass on doses the data rarely has (action support)?
 
     Attributes
     ----------
@@ -98,7 +118,7 @@ class OPEReport:
         Where the behaviour probabilities of IS came from.
     calibration : Calibration or None
         The behaviour model's out-of-fold calibration.
-    support : SupportCheck or None
+    support : ActionSupport or None
     logged_return : Estimate
         The behaviour policy's own average discounted return (on-policy, from the data).
     greedy_q : float or None
@@ -110,9 +130,17 @@ class OPEReport:
         FQE's TD loss trace (mean per 200 updates).
     notes : list of str
     target_pmf : ndarray (n, H, K) or None
-        The evaluated (softened) policy's probabilities at the logged steps.
-    model : ModelValues or None
-        FQE's fitted Q and its values at the logged steps (for further estimators).
+        The probabilities at the logged steps of the policy the weighted estimators evaluated.
+    model : LinearFittedQ or None
+        The DR model (linear FQE of that policy, with its per-resample refits).
+    softened_policy : str or None
+        The softened policy of the weighted estimators, when it is not the policy as given.
+    truth_softened : TrueValue or None
+        Its simulator truth.
+    twin : TwinEstimate or None
+        The twin estimator's attainment, AKI rate and posterior.
+    fitted_q : ModelValues or None
+        The d3rlpy FQE fit of ``fqe``.
     """
 
     policy: str
@@ -123,7 +151,7 @@ class OPEReport:
     estimates: dict[str, Estimate]
     behavior_source: str
     calibration: Calibration | None
-    support: SupportCheck | None
+    support: ActionSupport | None
     logged_return: Estimate
     greedy_q: float | None = None
     truth: TrueValue | None = None
@@ -131,6 +159,17 @@ class OPEReport:
     notes: list[str] = dataclasses.field(default_factory=list)
     target_pmf: np.ndarray | None = dataclasses.field(default=None, repr=False)
     model: Any = dataclasses.field(default=None, repr=False)
+    softened_policy: str | None = None
+    truth_softened: TrueValue | None = None
+    twin: Any = dataclasses.field(default=None, repr=False)
+    fitted_q: Any = dataclasses.field(default=None, repr=False)
+
+    def truth_for(self, estimator: str) -> TrueValue | None:
+        """The truth an estimator's value is to be compared with (the softened policy's for IS/DR)."""
+        est = self.estimates.get(estimator)
+        if est is not None and est.softened:
+            return self.truth_softened
+        return self.truth
 
     def value(self, estimator: str) -> float:
         if estimator not in self.estimates:
@@ -155,27 +194,42 @@ class OPEReport:
     def table(self) -> str:
         level = next(iter(self.estimates.values())).interval.confidence if self.estimates else 0.95
         header = (
-            f"{'estimator':<10} {'value':>9} {f'{level:.0%} CI':>21} {'ESS':>8} {'ESS %':>6} "
-            f"{'max w':>6} {'clipped':>7} {'w mean':>7}"
+            f"{'estimator':<10} {'of':<8} {'value':>9} {f'{level:.0%} CI':>21} {'interval':>12} {'ESS':>8} "
+            f"{'ESS %':>6} {'max w':>6} {'clipped':>7} {'w mean':>7}"
         )
         lines = [header, "-" * len(header)]
         for name, est in self.estimates.items():
             lines.append(_row(name, est))
-        lines.append(_row("logged", self.logged_return) + "   (behaviour policy, on-policy)")
+        lines.append(_row("logged", self.logged_return, label="-") + "   (behaviour policy, on-policy)")
         if self.greedy_q is not None:
             lines.append(
-                f"{'greedy_q':<10} {self.greedy_q:9.3f}   (the seed's criterion: the algorithm's own Q)"
+                f"{'greedy_q':<10} {'policy':<8} {self.greedy_q:9.3f}   "
+                "(the seed's criterion: the algorithm's own Q)"
             )
-        if self.truth is not None:
-            lines.append(
-                f"{'truth':<10} {self.truth.value:9.3f}   +- {self.truth.std_error:.3f} s.e. "
-                f"({self.truth.n_patients} fresh simulated patients)"
+        for label, truth in (("policy", self.truth), ("softened", self.truth_softened)):
+            if truth is not None:
+                lines.append(
+                    f"{'truth':<10} {label:<8} {truth.value:9.3f}   +- {truth.std_error:.3f} s.e. "
+                    f"({truth.n_patients} fresh simulated patients)"
+                )
+        if any(MEASURED_COVERAGE.get(n) is not None for n in self.estimates):
+            lines.append(f"* share of panel policies whose 95 % interval held the truth: {COVERAGE_SOURCE}")
+        if self.twin is not None:
+            t = self.twin
+            a, k = t.attainment_interval, t.aki_interval
+            line = (
+                f"twin outcomes: AUC24 400-600 attainment {t.attainment:.1%} [{a.low:.1%}, {a.high:.1%}], "
+                f"AKI {t.aki_rate:.1%} [{k.low:.1%}, {k.high:.1%}] ({coverage_label('twin attainment')})"
             )
+            if self.truth is not None and np.isfinite(self.truth.attainment):
+                line += f"; truth {self.truth.attainment:.1%} and {self.truth.aki_rate:.1%}"
+            lines.append(line)
         return "\n".join(lines)
 
     def __str__(self) -> str:
         head = [
-            f"Off-policy evaluation of {self.policy}",
+            f"Off-policy evaluation of {self.policy}"
+            + (f" (importance sampling: {self.softened_policy})" if self.softened_policy else ""),
             f"data: {self.n_stays} stays, {self.n_transitions} transitions, horizon {self.horizon}, "
             f"gamma {self.gamma:g}; behaviour probabilities: {self.behavior_source}",
         ]
@@ -192,8 +246,10 @@ class OPEReport:
         return "\n".join(parts)
 
 
-def _row(name: str, est: Estimate) -> str:
+def _row(name: str, est: Estimate, label: str | None = None) -> str:
     ci = f"[{est.interval.low:8.3f}, {est.interval.high:8.3f}]"
+    label = label or ("softened" if est.softened else "policy")
+    calibration = "-" if name == "logged" else coverage_label(name, est.interval.confidence)
     w = est.weights
     if w is None:
         tail = f"{'-':>8} {'-':>6} {'-':>6} {'-':>7} {'-':>7}"
@@ -202,4 +258,4 @@ def _row(name: str, est: Estimate) -> str:
             f"{w.ess:8.1f} {w.ess_fraction:6.1%} {w.max_weight_share:6.3f} {w.fraction_clipped:7.1%} "
             f"{w.mean_weight:7.3f}"
         )
-    return f"{name:<10} {est.value:9.3f} {ci:>21} {tail}"
+    return f"{name:<10} {label:<8} {est.value:9.3f} {ci:>21} {calibration:>12} {tail}"

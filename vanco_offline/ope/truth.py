@@ -19,12 +19,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from vanco_pk.targets import DOSE_GRID_MG, FEATURES
+from vanco_pk.targets import AUC24_TARGET, DOSE_GRID_MG, FEATURES
 from vanco_pk.vector import VancoPKVectorEnv
 
 from vanco_offline.ope.policy import EvaluatedPolicy, soften
 
-__all__ = ["SimulatorTruth", "TrueValue", "simulate_value"]
+__all__ = ["Outcomes", "SimulatorTruth", "TrueValue", "roll_out", "simulate_value"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +86,13 @@ class SimulatorTruth:
 
 @dataclasses.dataclass(frozen=True)
 class TrueValue:
-    """Mean discounted return of a policy over simulated patients, with its standard error."""
+    """Mean discounted return of a policy over simulated patients, with its standard error.
+
+    ``attainment`` is the mean over patients of the fraction of decision intervals whose
+    true AUC24 (at the interval's end) is in 400-600 mg*h/L (the offline benchmark's
+    definition, :mod:`vanco_offline.bench.offline_rollout`); ``aki_rate`` the fraction of
+    patients with KDIGO AKI at any time of the episode.
+    """
 
     value: float
     std_error: float
@@ -94,12 +100,64 @@ class TrueValue:
     horizon: int
     gamma: float
     returns: np.ndarray = dataclasses.field(repr=False)
+    attainment: float = float("nan")
+    aki_rate: float = float("nan")
 
     def __str__(self) -> str:
         return (
             f"{self.value:.3f} +- {self.std_error:.3f} (simulator, {self.n_patients} fresh patients, "
             f"{self.horizon} decisions, gamma {self.gamma:g})"
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcomes:
+    """Per patient of a rollout: discounted return, attainment fraction and AKI (arrays (P,))."""
+
+    returns: np.ndarray
+    attainment: np.ndarray
+    aki: np.ndarray
+    horizon: int
+
+
+def roll_out(
+    policy: EvaluatedPolicy,
+    gamma: float,
+    env: VancoPKVectorEnv,
+    seed: int | list[int],
+    stream: int,
+    observation_names: Sequence[str] = FEATURES,
+) -> Outcomes:
+    """Roll ``policy`` (softened by its ``epsilon``) out once on the patients of ``env``.
+
+    ``seed`` resets the environment (its patients' draws and noise); ``stream`` seeds the
+    policy's own randomness and the softened policy's random doses.
+    """
+    n = env.num_envs
+    actor = policy.simulator_policy(observation_names, env.config.decision_interval_h)
+    horizon = env.config.n_steps
+    obs, info = env.reset(seed=seed)
+    actor.reset(info["covariates"], seed=[np.random.SeedSequence([stream, i]) for i in range(n)])
+    rng = np.random.default_rng([stream, 1])
+    total = np.zeros(n)
+    in_range = np.zeros(n)
+    aki = np.zeros(n, dtype=bool)
+    low, high = AUC24_TARGET
+    for t in range(horizon):
+        pmf = soften(np.atleast_2d(actor.action_probs(obs, _single_info(info))), policy.epsilon)
+        u = rng.random(n)[:, None]
+        index = np.minimum((u >= np.cumsum(pmf, axis=1)).sum(axis=1), len(DOSE_GRID_MG) - 1)
+        dose = DOSE_GRID_MG[index]
+        actor.record(dose)
+        obs, reward, terminated, _, info = env.step(dose.reshape(n, 1))
+        total += gamma**t * reward
+        auc = np.asarray(info["auc24"])
+        in_range += (auc >= low) & (auc <= high)
+        aki |= np.asarray(info["aki_so_far"], dtype=bool)
+        if np.any(terminated):
+            raise RuntimeError("the simulator terminated an episode early, which the rollout does not handle")
+    env.close()
+    return Outcomes(returns=total, attainment=in_range / horizon, aki=aki, horizon=horizon)
 
 
 def simulate_value(
@@ -122,40 +180,23 @@ def simulate_value(
     -------
     TrueValue
     """
-    returns = []
-    horizon = 0
+    parts = []
     for start in range(0, truth.n_patients, truth.batch):
         n = min(truth.batch, truth.n_patients - start)
         env = VancoPKVectorEnv(num_envs=n, **dict(truth.env_options))
-        actor = policy.simulator_policy(observation_names, env.config.decision_interval_h)
-        horizon = env.config.n_steps
-        seed = truth.seed + start
-        obs, info = env.reset(seed=truth.seeds(start, n))
-        actor.reset(info["covariates"], seed=[np.random.SeedSequence([seed, i]) for i in range(n)])
-        rng = np.random.default_rng([seed, 1])
-        total = np.zeros(n)
-        for t in range(horizon):
-            pmf = soften(np.atleast_2d(actor.action_probs(obs, _single_info(info))), policy.epsilon)
-            u = rng.random(n)[:, None]
-            index = np.minimum((u >= np.cumsum(pmf, axis=1)).sum(axis=1), len(DOSE_GRID_MG) - 1)
-            dose = DOSE_GRID_MG[index]
-            actor.record(dose)
-            obs, reward, terminated, _, info = env.step(dose.reshape(n, 1))
-            total += gamma**t * reward
-            if np.any(terminated):
-                raise RuntimeError(
-                    "the simulator terminated an episode early, which simulate_value does not handle"
-                )
-        returns.append(total)
-        env.close()
-    values = np.concatenate(returns)
+        parts.append(
+            roll_out(policy, gamma, env, truth.seeds(start, n), truth.seed + start, observation_names)
+        )
+    values = np.concatenate([p.returns for p in parts])
     return TrueValue(
         value=float(values.mean()),
         std_error=float(values.std(ddof=1) / np.sqrt(len(values))),
         n_patients=len(values),
-        horizon=horizon,
+        horizon=parts[0].horizon,
         gamma=gamma,
         returns=values,
+        attainment=float(np.concatenate([p.attainment for p in parts]).mean()),
+        aki_rate=float(np.concatenate([p.aki for p in parts]).mean()),
     )
 
 

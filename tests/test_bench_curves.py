@@ -1,0 +1,80 @@
+"""Validation vs test patients in the benchmarks, and the learning curves of ``bench curves``."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from vanco_offline.bench import curves, offline
+from vanco_offline.bench.curves import checkpoints, learning_curve, pick_budget
+from vanco_offline.bench.offline_grid import TEST_SEED, VALIDATION_SEED, CellTask, DatasetSpec
+
+
+def _offline_args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    offline.add_arguments(parser)
+    return parser.parse_args(["--quick", *argv])
+
+
+def test_checkpoints_are_log_spaced_and_the_budget_is_the_best_validation_one():
+    assert checkpoints(10000) == [1000, 2000, 5000, 10000]
+    assert checkpoints(30000, first=2000) == [2000, 5000, 10000, 20000, 30000]
+    assert checkpoints(1000) == [1000]
+    with pytest.raises(ValueError, match="first"):
+        checkpoints(500)
+    assert pick_budget([1000, 2000, 5000], [0.60, 0.64, 0.64]) == 2000
+    with pytest.raises(ValueError, match="one attainment per checkpoint"):
+        pick_budget([1000, 2000], [0.5])
+
+
+def test_choices_are_scored_on_validation_patients_and_tables_on_test_patients():
+    assert VALIDATION_SEED != TEST_SEED and offline.TUNE_EVAL_SEED == VALIDATION_SEED
+    assert {t.eval_seed for t in offline.build_tasks(_offline_args())} == {TEST_SEED}
+    tasks = offline.build_tasks(_offline_args("--validation", "--set", "residual_scale=0.2", "weight_temp=1"))
+    assert {t.eval_seed for t in tasks} == {VALIDATION_SEED}
+    by = {t.algo: dict(t.overrides) for t in tasks}
+    assert by["ResidualVancoIQL"] == {"residual_scale": 0.2, "weight_temp": 1}
+    assert by["VancoIQL"] == {"weight_temp": 1} and by["IQL"] == {"weight_temp": 1}
+    assert by["CQL"] == {} and by["mipd"] == {}
+    with pytest.raises(ValueError, match="no chosen learned algorithm has these config fields"):
+        offline.build_tasks(_offline_args("--set", "nonsense=1"))
+    with pytest.raises(ValueError, match="give KEY=VALUE"):
+        offline.build_tasks(_offline_args("--set", "weight_temp"))
+    parser = argparse.ArgumentParser()
+    curves.add_arguments(parser)
+    assert {t.eval_seed for t in curves.build_tasks(parser.parse_args([]))} == {VALIDATION_SEED}
+
+
+def test_a_learning_curve_scores_each_checkpoint_of_one_training_run():
+    task = CellTask(
+        DatasetSpec.make("medium", "tiny", n_stays=8),
+        "VancoIQL",
+        0,
+        n_steps=20,
+        batch_size=32,
+        eval_patients=4,
+        eval_seed=VALIDATION_SEED,
+    )
+    curve = learning_curve(task, [10, 20])
+    assert curve.steps == [10, 20]
+    assert all(len(values) == 2 for values in curve.scores.values())
+    assert all(0.0 <= a <= 1.0 for a in curve.scores["attainment"])
+    assert curve.budget in (10, 20)
+
+
+def test_a_dataset_can_live_in_a_world_with_sparse_levels_and_a_misspecified_prior():
+    spec = DatasetSpec.make("medium", "small", level_missing_prob=0.8, misspecification="severe")
+    assert spec.env_options == {
+        "measurement_noise": 1.0,
+        "level_missing_prob": 0.8,
+        "misspecification": "severe",
+    }
+    assert spec.label == "medium-small (levels missing 0.8, prior severely misspecified)"
+    assert DatasetSpec.make("medium", "small", misspecification="none") == DatasetSpec.make("medium", "small")
+    with pytest.raises(ValueError, match="unknown misspecification 'awful'"):
+        DatasetSpec.make("medium", "small", misspecification="awful")
+    with pytest.raises(ValueError, match=r"level_missing_prob = 1.0 must be in \[0, 1\)"):
+        DatasetSpec.make("medium", "small", level_missing_prob=1.0)
+    tasks = offline.build_tasks(_offline_args("--misspecification", "mild", "--level-missing-prob", "0.5"))
+    assert {t.dataset.env_options["misspecification"] for t in tasks} == {"mild"}
