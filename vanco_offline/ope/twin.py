@@ -39,9 +39,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from vanco_pk.estimation import DoseHistory, map_estimate, map_objective
 from vanco_pk.patients import N_PATIENT_DRAWS, Covariates, Patients
 from vanco_pk.pk import GOTI_2018, GotiModel
-from vanco_pk.estimation import DoseHistory, map_estimate, map_objective
 from vanco_pk.targets import FEATURES
 from vanco_pk.vector import VancoPKVectorEnv
 
