@@ -98,7 +98,9 @@ def test_ray_backend_on_a_local_two_cpu_cluster_gives_the_local_numbers(tiny_gri
 
 
 def test_rollout_scores_a_held_dose_and_a_maximum_dose_by_hand():
-    patients = EvalPatients(n_patients=8, seed=5, env_options={"level_missing_prob": 0.3})
+    # ideal: without drug nobody gets AKI there (icu has a sepsis baseline hazard).
+    options = {"level_missing_prob": 0.3, "scenario": "ideal"}
+    patients = EvalPatients(n_patients=8, seed=5, env_options=options)
     none = rollout(lambda obs, info: np.zeros(len(obs)), patients)
     assert none.attainment == 0.0 and none.target_48h == 0.0 and none.aki_rate == 0.0
     assert none.time_to_target_h == 168.0  # never on target: censored at the episode length
@@ -112,7 +114,9 @@ def test_seed_preset_reproduces_the_failure_and_default_fixes_it():
     """The seed's verbatim settings drive the greedy dose to the bound; the default preset does not."""
     seed = run_cell(tiny_task("VancoIQL (seed)", 0, n_steps=1000))
     fixed = run_cell(tiny_task("VancoIQL", 0, n_steps=300))
-    assert seed.scores["dose_at_max"] > 0.7  # 0.83 here after 1,000 steps; ~1.0 after the 5,000 of the bench
+    # 0.83 after 1,000 steps on ideal-world data, 0.68 on the icu data the benchmark now
+    # generates (sparser levels); ~1.0 after the 5,000 steps of the bench.
+    assert seed.scores["dose_at_max"] > 0.6
     assert fixed.scores["dose_at_max"] < 0.1
     assert seed_action_map(np.array([-1.0, 0.0, 1.0, 7.0])).tolist() == [0.0, 1500.0, 3000.0, 3000.0]
 
