@@ -1,4 +1,4 @@
-"""VancoIQL's fit keeps d3rlpy's contract (TransitionMiniBatch to update, tuple observations) on a device path."""
+"""VancoIQL's device-side fit keeps d3rlpy's contract: TransitionMiniBatch to update, tuple observations."""
 
 from __future__ import annotations
 
@@ -44,14 +44,14 @@ def _dataset() -> MDPDataset:
 
 def _config(**kwargs) -> VancoIQLConfig:
     enc = VectorEncoderFactory([8, 8])
-    return VancoIQLConfig(
+    options = dict(
         actor_encoder_factory=enc,
         critic_encoder_factory=enc,
         value_encoder_factory=enc,
         batch_size=BATCH,
         action_scaler=MinMaxActionScaler(minimum=np.array([0.0]), maximum=np.array([3000.0])),
-        **kwargs,
     )
+    return VancoIQLConfig(**(options | kwargs))
 
 
 def test_fit_hands_update_transition_minibatches_of_the_batch_size():

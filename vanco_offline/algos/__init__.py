@@ -25,6 +25,7 @@ from vanco_offline.algos.evaluators import (
 from vanco_offline.algos.export import save_policy_onnx
 from vanco_offline.algos.optimizers import FusedAdamFactory
 from vanco_offline.algos.sampler import FastReplayBuffer, FlatTransitions
+from vanco_offline.algos.seeds import fit_seeds
 from vanco_offline.algos.vanco_iql import VancoIQL, VancoIQLConfig
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "PolicyImprovementEvaluator",
     "VancoIQL",
     "VancoIQLConfig",
+    "fit_seeds",
     "save_policy_onnx",
     "standard_evaluators",
 ]

@@ -19,6 +19,9 @@ __all__ = [
     "AdvantageWeighting",
     "DeviceLosses",
     "IQLImplBase",
+    "batch_mean",
+    "batch_std",
+    "batch_sum",
     "expectile_loss",
     "normal_log_prob",
     "soft_update",
@@ -28,12 +31,32 @@ __all__ = [
 _LOG_SQRT_2PI = math.log(math.sqrt(2 * math.pi))
 
 
+def batch_mean(x: torch.Tensor) -> torch.Tensor:
+    """The mean over a mini-batch: of all elements of (batch, n); per seed of (seeds, batch, n).
+
+    The losses reduce through these helpers so that the same code trains one model
+    (d3rlpy's ``.mean()``, bit for bit) or a stack of seeds (one loss per seed, see
+    :mod:`vanco_offline.algos.seeds`).
+    """
+    return x.mean() if x.dim() <= 2 else x.mean(dim=(-2, -1))
+
+
+def batch_sum(x: torch.Tensor) -> torch.Tensor:
+    """The sum over a mini-batch, per seed for a (seeds, batch, n) tensor (see :func:`batch_mean`)."""
+    return x.sum() if x.dim() <= 2 else x.sum(dim=(-2, -1))
+
+
+def batch_std(x: torch.Tensor) -> torch.Tensor:
+    """Population standard deviation over a mini-batch, per seed (kept broadcastable) for 3-D tensors."""
+    return x.std(unbiased=False) if x.dim() <= 2 else x.std(dim=(-2, -1), unbiased=False, keepdim=True)
+
+
 def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
     """Asymmetric squared loss ``|tau - 1(diff < 0)| * diff**2`` averaged over the batch."""
     # Same operations in the same order as d3rlpy's IQLImpl.compute_value_loss, so that
     # the two produce bit-identical losses.
     weight = (expectile - (diff < 0.0).float()).abs().detach()
-    return (weight * (diff**2)).mean()
+    return batch_mean(weight * (diff**2))
 
 
 def sum_losses(losses: Iterable[torch.Tensor]) -> torch.Tensor:
@@ -82,7 +105,7 @@ class AdvantageWeighting:
             # extracts, and dividing by the spread makes weight_temp independent of the
             # reward's units (the seed's reward put |A| in the tens, so exp(beta*A) was
             # either ~0 or clipped and the policy followed a handful of samples).
-            advantage = advantage / (advantage.std(unbiased=False) + 1e-6)
+            advantage = advantage / (batch_std(advantage) + 1e-6)
         return (self.weight_temp * advantage).exp().clamp(max=self.max_weight)
 
     def loss(self, weights: torch.Tensor, log_probs: torch.Tensor) -> torch.Tensor:
@@ -90,8 +113,8 @@ class AdvantageWeighting:
         if self.self_normalize:
             # Dividing by the weight sum keeps the loss on the scale of one sample's NLL
             # whatever weight_temp and max_weight are, so it cannot grow with the clip.
-            return -(weights * log_probs).sum() / weights.sum().clamp(min=1e-12)
-        return -(weights * log_probs).mean()
+            return -batch_sum(weights * log_probs) / batch_sum(weights).clamp(min=1e-12)
+        return -batch_mean(weights * log_probs)
 
 
 #: The metrics of one IQL update, in the order of :attr:`DeviceLosses.values`.

@@ -14,7 +14,13 @@ from d3rlpy.torch_utility import Modules
 from d3rlpy.types import Shape, TorchObservation
 from torch import nn
 
-from vanco_offline.algos.torch.common import AdvantageWeighting, IQLImplBase, expectile_loss, sum_losses
+from vanco_offline.algos.torch.common import (
+    AdvantageWeighting,
+    IQLImplBase,
+    batch_mean,
+    expectile_loss,
+    sum_losses,
+)
 
 __all__ = ["DECISION_RULES", "DiscreteVancoIQLImpl", "DiscreteVancoIQLModules", "choose_level"]
 
@@ -95,14 +101,13 @@ class DiscreteVancoIQLImpl(DiscreteQFunctionMixin, IQLImplBase):
         # Each Q head regresses Q(s, a_logged) on r + gamma * V(s'); V regresses on the
         # minimum target Q of the logged dose level by the expectile loss.
         obs = batch.observations
-        # d3rlpy keeps discrete actions as float (N, 1) in mini-batches.
-        actions = batch.actions.long().view(-1, 1)
+        actions = _level_index(batch.actions)
         with torch.no_grad():
             v_next = nets.value_func(batch.next_observations)
             y = batch.rewards + self._gamma**batch.intervals * v_next * (1 - batch.terminals)
-            q_target = _min_q(nets.targ_q_funcs, obs).gather(1, actions)
+            q_target = _min_q(nets.targ_q_funcs, obs).gather(-1, actions)
         q_loss = sum_losses(
-            ((q_func(obs).q_value.gather(1, actions) - y) ** 2).mean() for q_func in nets.q_funcs
+            batch_mean((q_func(obs).q_value.gather(-1, actions) - y) ** 2) for q_func in nets.q_funcs
         )
         v_loss = expectile_loss(q_target - nets.value_func(obs), self._expectile)
         return q_loss, v_loss, q_target
@@ -111,10 +116,10 @@ class DiscreteVancoIQLImpl(DiscreteQFunctionMixin, IQLImplBase):
         # A categorical policy over the dose levels by advantage-weighted cross-entropy
         # with the logged level (discrete advantage-weighted regression).
         obs = batch.observations
-        actions = batch.actions.long().view(-1, 1)
+        actions = _level_index(batch.actions)
         with torch.no_grad():
             weights = self._weighting.weights(q_target - nets.value_func(obs))
-        log_probs = F.log_softmax(nets.policy(obs).logits, dim=1).gather(1, actions)
+        log_probs = F.log_softmax(nets.policy(obs).logits, dim=-1).gather(-1, actions)
         return self._weighting.loss(weights, log_probs), weights
 
     def inner_predict_best_action(self, x: TorchObservation) -> torch.Tensor:
@@ -138,3 +143,10 @@ def _min_q(q_funcs: Any, obs: torch.Tensor) -> torch.Tensor:
     for q_func in q_funcs[1:]:
         value = torch.minimum(value, q_func(obs).q_value)
     return value
+
+
+def _level_index(actions: torch.Tensor) -> torch.Tensor:
+    # d3rlpy keeps discrete actions as float (N, 1) in mini-batches; a stack of seeds
+    # has them as (seeds, N, 1).
+    index = actions.long()
+    return index.view(-1, 1) if index.dim() <= 2 else index

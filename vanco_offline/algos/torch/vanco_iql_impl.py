@@ -19,6 +19,7 @@ from torch import nn
 from vanco_offline.algos.torch.common import (
     AdvantageWeighting,
     IQLImplBase,
+    batch_mean,
     expectile_loss,
     normal_log_prob,
     sum_losses,
@@ -90,7 +91,7 @@ class VancoIQLImpl(ContinuousQFunctionMixin, IQLImplBase):
             q_target = _min_q(nets.targ_q_funcs, obs, actions)
         # Summed from the first head on (d3rlpy starts from a tensor 0.0: the same sum bit
         # for bit, without a host-to-device copy that a CUDA graph could not capture).
-        q_loss = sum_losses(((q_func(obs, actions).q_value - y) ** 2).mean() for q_func in nets.q_funcs)
+        q_loss = sum_losses(batch_mean((q_func(obs, actions).q_value - y) ** 2) for q_func in nets.q_funcs)
         v_loss = expectile_loss(q_target - nets.value_func(obs), self._expectile)
         return q_loss, v_loss, q_target
 
