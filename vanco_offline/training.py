@@ -113,6 +113,7 @@ def train(
     experiment: str | None = None,
     log_root: str | Path | None = DEFAULT_LOG_ROOT,
     show_progress: bool = True,
+    device: str | bool = False,
 ) -> TrainingResult:
     """Train ``preset`` on ``table`` (default: the built-in synthetic cohort).
 
@@ -131,6 +132,8 @@ def train(
     log_root : path or None
         Where d3rlpy's FileAdapter writes the logs, checkpoints and the final model; None
         keeps everything in memory.
+    device : str or bool
+        Torch device to train on (d3rlpy's ``DeviceArg``: ``False``/``"cpu:0"``, ``"cuda:0"``, ...).
     """
     if not 0.0 < valid_fraction < 1.0:
         raise ValueError(f"valid_fraction must be between 0 and 1, got {valid_fraction}")
@@ -152,7 +155,7 @@ def train(
         raise ValueError(f"n_steps must be at least 1, got {steps}")
 
     d3rlpy.seed(seed)
-    algo = build_algo(preset, train_part.dataset)
+    algo = build_algo(preset, train_part.dataset, device=device)
     log_dir = None
     if log_root is None:
         logger: Any = NoopAdapterFactory()
