@@ -116,6 +116,7 @@ def train(
     experiment: str | None = None,
     log_root: str | Path | None = DEFAULT_LOG_ROOT,
     show_progress: bool = True,
+    device: str | bool = False,
 ) -> TrainingResult:
     """Train ``preset`` on ``table`` (default: the built-in synthetic cohort).
 
@@ -136,6 +137,8 @@ def train(
     log_root : path or None
         Where d3rlpy's FileAdapter writes the logs, checkpoints and the final model (all inside
         the run's folder); None keeps everything in memory.
+    device : str or bool
+        Torch device to train on (d3rlpy's ``DeviceArg``: ``False``/``"cpu:0"``, ``"cuda:0"``, ...).
 
     Raises
     ------
@@ -163,7 +166,7 @@ def train(
         raise ValueError(f"n_steps must be at least 1, got {steps}")
 
     d3rlpy.seed(seed)
-    algo = build_algo(preset, train_part.dataset)
+    algo = build_algo(preset, train_part.dataset, device=device)
     check_prior_column(algo.config, converted.observation_names)
     log_dir = None
     if log_root is None:

@@ -291,7 +291,12 @@ def run(args: argparse.Namespace) -> int:
         )
 
     results = run_grid(
-        tasks, backend=args.backend, workers=args.workers, ray_address=args.ray_address, progress=progress
+        tasks,
+        backend=args.backend,
+        workers=args.workers,
+        ray_address=args.ray_address,
+        progress=progress,
+        seeds_together=True,
     )
     wall = time.perf_counter() - start
     t0 = tasks[0]
