@@ -13,7 +13,7 @@ from pathlib import Path
 
 from vanco_offline.commands.common import DIAGNOSTICS, quiet_d3rlpy
 from vanco_offline.configs import load_preset
-from vanco_offline.ope import FQESettings, SimulatorTruth, evaluate
+from vanco_offline.ope import FQESettings, IntervalSettings, SimulatorTruth, evaluate
 from vanco_offline.plots import write_plots
 from vanco_offline.training import BUILTIN_COHORT, builtin_cohort, train
 
@@ -42,7 +42,7 @@ for preset_name in ("base", "default"):
         estimators=("fqe", "wdr"),
         fqe=FQESettings(n_steps=args.fqe_steps),
         truth=truth,
-        n_bootstrap=300,
+        intervals=IntervalSettings(n_bootstrap=300),
     )
     metrics = run.model.training["final_metrics"]
     rows.append((preset_name, metrics, report))

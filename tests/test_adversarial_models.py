@@ -92,6 +92,23 @@ def test_trust_pickle_opens_the_trained_pickle_only(folder, capsys):
     assert "SHA-256" in _error(capsys, ["recommend", "--model", str(folder), "--clinical", "--trust-pickle"])
 
 
+def test_a_bundle_whose_config_disagrees_with_its_policy_is_refused(folder, tmp_path, capsys):
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    from vanco_offline import bundle as runtime
+
+    with safe_open(str(folder / MODEL_FILE), framework="numpy") as handle:
+        metadata = json.loads(handle.metadata()[runtime.METADATA_KEY])
+    tensors = load_file(str(folder / MODEL_FILE))
+    # A careful edit: the d3rlpy config's dose range, with the checksum recomputed.
+    metadata["config"]["config"]["params"]["action_scaler"]["params"]["maximum"] = [2000.0]
+    metadata["checksum"] = runtime.checksum(metadata, tensors)
+    edited = tmp_path / "edited.safetensors"
+    save_file(tensors, str(edited), metadata={runtime.METADATA_KEY: json.dumps(metadata)})
+    assert "different doses" in _error(capsys, ["recommend", "--model", str(edited), "--clinical"])
+
+
 def test_a_swapped_bundle_is_refused(folder, trained_model_dir, capsys):
     shutil.copy(trained_model_dir / MODEL_FILE, folder / MODEL_FILE)  # another model's file
     assert "replaced or edited" in _error(capsys, ["recommend", "--model", str(folder), "--clinical"])

@@ -26,9 +26,12 @@ def test_a_missing_optional_package_is_one_line_naming_its_extra(monkeypatch, ca
     assert len(err.splitlines()) == 1 and extra in err and "Traceback" not in err, err
 
 
-def test_debug_shows_the_traceback():
+@pytest.mark.parametrize("where", [0, -1])
+def test_debug_shows_the_traceback(where):
+    argv = ["extract", "mimic", "--mimic-dir", "/no/such/dir", "--out", "x.csv"]
+    argv.insert(where if where == 0 else len(argv), "--debug")
     with pytest.raises(ValueError, match="no such folder"):
-        main(["--debug", "extract", "mimic", "--mimic-dir", "/no/such/dir", "--out", "x.csv"])
+        main(argv)
 
 
 class _Terminal:

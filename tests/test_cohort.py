@@ -152,5 +152,6 @@ def test_simulate_command_writes_a_table(tmp_path, capsys):
     table = load_table(out)
     assert table.groupby("behavior_policy")["stay_id"].nunique().to_dict() == {"clinician": 3, "random": 3}
     assert main(["simulate", "--patients", "2", "--out", str(tmp_path / "c.txt")]) == 2
-    assert main(["simulate", "--patients", "2", "--mixture", "clinician", "--out", str(out)]) == 2
+    mixture = ["simulate", "--patients", "2", "--mixture", "clinician", "--out", str(out), "--overwrite"]
+    assert main(mixture) == 2
     assert "NAME=WEIGHT" in capsys.readouterr().err

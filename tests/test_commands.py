@@ -20,6 +20,11 @@ def _error(capsys, argv) -> str:
 def test_train_writes_logs_model_and_metadata(trained_model_dir: Path):
     assert (trained_model_dir / "model.d3").is_file()
     meta = json.loads((trained_model_dir / "model.json").read_text())
+    # The safe primary file and the hashes that let a trusted pickle be checked before opening.
+    from vanco_offline.trained import sha256
+
+    for name in ("model.safetensors", "model.d3"):
+        assert meta["files"][name] == sha256(trained_model_dir / name)
     assert meta["observation_names"][:2] == ["vanco_level", "creatinine"]
     assert meta["data"]["transitions"] == 2100
     assert meta["training"]["n_steps"] == 300

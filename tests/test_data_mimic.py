@@ -32,6 +32,8 @@ EMPTY = {  # header of a table that may have no row
                         "itemid", "value", "valueuom", "statusdescription"],
     "omr": ["subject_id", "chartdate", "seq_num", "result_name", "result_value"],
     "admissions": ["subject_id", "hadm_id", "admittime", "dischtime", "deathtime"],
+    "prescriptions": ["subject_id", "hadm_id", "pharmacy_id", "drug_type", "starttime", "stoptime", "drug",
+                      "prod_strength", "form_rx", "dose_val_rx", "dose_unit_rx", "route"],
 }  # fmt: skip
 
 
@@ -42,7 +44,7 @@ def _ids(i: int) -> tuple[int, int, int]:
 def write_mimic(cohort: pd.DataFrame, root: Path, fmt: str) -> None:
     """Write ``cohort`` (generate_cohort's table) as MIMIC-IV v3 tables under ``root``."""
     t = {name: [] for name in ("icustays", "inputevents", "chartevents", "procedureevents",
-                               "labevents", "patients", "omr", "admissions")}  # fmt: skip
+                               "labevents", "patients", "omr", "admissions", "prescriptions")}  # fmt: skip
     for i, (_, stay) in enumerate(cohort.groupby("stay_id", sort=True)):
         subject, hadm, stay_id = _ids(i)
         t0 = BASE + pd.Timedelta(days=11 * i)
@@ -76,11 +78,21 @@ def write_mimic(cohort: pd.DataFrame, root: Path, fmt: str) -> None:
         for _, row in stay.iterrows():
             at = t0 + pd.Timedelta(hours=row.time_h)
             if row.dose_mg > 0:
-                grams = i % 3 == 1
+                grams, counted = i % 3 == 1, i % 3 == 2  # MetaVision often counts antibiotics in doses
+                amount, unit = (row.dose_mg / 1000, "grams") if grams else (1.0, "dose") if counted else (row.dose_mg, "mg")
+                if counted:  # the mg is in the order active then; an oral order beside it is not IV
+                    rx = dict(subject_id=subject, hadm_id=hadm, pharmacy_id=len(t["prescriptions"]), drug_type="MAIN",
+                              starttime=at - pd.Timedelta(hours=1), stoptime=at + pd.Timedelta(hours=11),
+                              drug="Vancomycin", prod_strength="1g Vial", form_rx=None)
+                    t["prescriptions"] += [
+                        {**rx, "dose_val_rx": f"{row.dose_mg:g}", "dose_unit_rx": "mg", "route": "IV"},
+                        {**rx, "starttime": at - pd.Timedelta(minutes=30), "drug": "Vancomycin Oral Liquid",
+                         "dose_val_rx": "125", "dose_unit_rx": "mg", "route": "PO/NG"},
+                    ]
                 t["inputevents"].append(dict(
                     subject_id=subject, hadm_id=hadm, stay_id=stay_id, caregiver_id=1, starttime=at,
                     endtime=at + pd.Timedelta(hours=2), storetime=at, itemid=225798,
-                    amount=row.dose_mg / 1000 if grams else row.dose_mg, amountuom="grams" if grams else "mg",
+                    amount=amount, amountuom=unit,
                     rate=None, rateuom=None, orderid=i, linkorderid=i, ordercategoryname="08-Antibiotics (IV)",
                     patientweight=first.weight_kg, totalamount=250.0, totalamountuom="mL", isopenbag=0,
                     statusdescription="FinishedRunning", originalamount=row.dose_mg, originalrate=0,
@@ -118,6 +130,8 @@ def write_mimic(cohort: pd.DataFrame, root: Path, fmt: str) -> None:
                 patientweight=80.0, totalamount=250.0, totalamountuom="mL", isopenbag=0,
                 statusdescription="FinishedRunning", originalamount=1000.0, originalrate=0,
             ))  # fmt: skip
+            if note == "volume only":  # and a dose count with no prescription to give its mg
+                t["inputevents"].append({**t["inputevents"][-1], "amount": 1.0, "amountuom": "dose"})
     rewritten = dict(t["inputevents"][0])
     rewritten.update(starttime=rewritten["starttime"] + pd.Timedelta(hours=1), statusdescription="Rewritten")
     t["inputevents"].append(rewritten)
@@ -157,6 +171,9 @@ def test_simulated_cohort_round_trips_through_mimic_tables(cohort, tmp_path, fmt
     assert report.stays_dropped == {"no dose in mg": 1}
     assert report.administrations_dropped["rewritten orders"] == 1
     assert report.administrations_dropped["amount not in mg or g (a volume)"] == 1
+    assert report.administrations_dropped["counted in doses, no IV vancomycin prescription in mg then"] == 1
+    counted = cohort[cohort.stay_id.isin(cohort.stay_id.unique()[2::3])]
+    assert report.administrations_from_prescriptions == int((counted.dose_mg > 0).sum()) > 0
     short = table[table.stay_id == 30_000_000 + n + 2]
     assert short.done.tolist() == [True] and short.dose_mg.tolist() == [1000.0]
 
@@ -198,3 +215,10 @@ def test_missing_or_malformed_mimic_folder_is_one_line_exit_2(tmp_path, capsys, 
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and message in err, err
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_data_readme_shows_the_sql_that_runs():
+    from vanco_offline.data.mimic import extraction_sql
+
+    readme = (Path(__file__).resolve().parents[1] / "data" / "README.md").read_text()
+    assert f"```sql\n{extraction_sql()}\n```" in readme

@@ -2,38 +2,35 @@
 
 Importing the package registers :class:`~vanco_offline.algos.VancoIQLConfig` and
 :class:`~vanco_offline.algos.DiscreteVancoIQLConfig` with d3rlpy, so that
-``d3rlpy.load_learnable`` can rebuild saved models.
+``d3rlpy.load_learnable`` can rebuild saved models. The registration happens when d3rlpy
+is imported (at once if it already is), so that ``import vanco_offline`` alone -- the
+command line's ``--help``, the numpy bundle runtime -- does not load torch and d3rlpy.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
-import sys
+import importlib
+from types import ModuleType
+from typing import Any
+
+from vanco_offline._hooks import when_imported
 
 __version__ = "0.1.0"
 
 
-def _import_gym_quietly() -> None:
-    # d3rlpy imports the unmaintained `gym`, whose import prints a multi-line notice to
-    # stderr on every run; silence that one print, not warnings in general.
-    if "gym" in sys.modules:
-        return
-    with contextlib.redirect_stderr(io.StringIO()):
-        try:
-            import gym  # noqa: F401
-        except ImportError:
-            pass
+def _register_algorithms(d3rlpy: ModuleType) -> None:
+    importlib.import_module("vanco_offline.algos")
 
 
-_import_gym_quietly()
+# d3rlpy imports the unmaintained `gym`, whose import prints a multi-line notice to stderr.
+when_imported("gym", quiet=True)
+when_imported("d3rlpy", _register_algorithms)
 
-try:
-    from vanco_offline import algos  # registers the algorithms with d3rlpy
-except ModuleNotFoundError as _missing:
-    # Without torch/d3rlpy only the torch-free parts work (the bundle runtime, the safety
-    # layer); there is nothing to register with d3rlpy then.
-    if (_missing.name or "").split(".")[0] not in ("torch", "d3rlpy"):
-        raise
+
+def __getattr__(name: str) -> Any:
+    if name == "algos":
+        return importlib.import_module("vanco_offline.algos")
+    raise AttributeError(f"module 'vanco_offline' has no attribute {name!r}")
+
 
 __all__ = ["__version__", "algos"]

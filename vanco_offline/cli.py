@@ -45,6 +45,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "ope": ("vanco_offline.bench.ope", "off-policy evaluation calibrated on the simulator"),
     "offline": ("vanco_offline.bench.offline", "VancoIQL vs d3rlpy CQL/BCQ/IQL/BC and clinical dosing"),
     "curves": ("vanco_offline.bench.curves", "learning curves on validation patients; the budgets they pick"),
+    "fidelity": ("vanco_offline.bench.fidelity", "simulated ICU statistics beside published figures"),
 }
 
 
@@ -90,8 +91,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # d3rlpy imports the unmaintained `gym`, which prints a warning on import.
     warnings.filterwarnings("ignore", module="gym")
     warnings.filterwarnings("ignore", message=".*Gym has been unmaintained.*")
-    parser = _build_parser([a for a in argv if a != "--debug"][:2])
+    debug = "--debug" in argv  # accepted anywhere on the line, not only before the command
+    argv = [a for a in argv if a != "--debug"]
+    parser = _build_parser(argv)
     args = parser.parse_args(argv)
+    args.debug = debug
     name = args.command if args.command != "bench" else f"bench {args.bench}"
     if args.command == "bench":
         from vanco_offline.commands.common import quiet_d3rlpy

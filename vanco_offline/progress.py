@@ -10,13 +10,13 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.abc
-import importlib.util
 import os
 import sys
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TextIO
+
+from vanco_offline._hooks import when_imported
 
 __all__ = ["configure_output", "progress_bar", "show_progress", "stages", "use_color"]
 
@@ -53,7 +53,7 @@ def stages(names: Sequence[str], desc: str = "") -> Iterator[Any]:
     ``with stages(["diagnostics", "OPE"]) as bar: ...; bar.next(); ...`` -- for steps
     whose own loops report nothing (a library call of tens of seconds).
     """
-    layout = "{desc}{n_fmt}/{total_fmt} [{elapsed}] {postfix}"
+    layout = "{desc}{n_fmt}/{total_fmt} [{elapsed}]{postfix}"
     bar = progress_bar(total=len(names), desc=desc, bar_format=layout)
     stop = threading.Event()
 
@@ -94,32 +94,10 @@ def _structlog_colors(colors: bool) -> None:
     structlog.configure(processors=processors)
 
 
-class _AfterD3rlpyLogger(importlib.abc.MetaPathFinder):
-    """Re-applies the colour rule right after ``d3rlpy.logging.logger`` configures structlog."""
-
-    NAME = "d3rlpy.logging.logger"
-
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
-        if name != self.NAME:
-            return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(name)
-        if spec is None or spec.loader is None:
-            return spec
-        loader = spec.loader
-        original = loader.exec_module
-
-        def exec_module(module: Any) -> None:
-            original(module)
-            _structlog_colors(use_color())
-
-        loader.exec_module = exec_module  # type: ignore[method-assign]
-        return spec
-
-
 def configure_output() -> None:
     """Make d3rlpy's structlog lines follow :func:`use_color` (now, or when d3rlpy is imported)."""
-    if _AfterD3rlpyLogger.NAME in sys.modules:
-        _structlog_colors(use_color())
-    elif not any(isinstance(f, _AfterD3rlpyLogger) for f in sys.meta_path):
-        sys.meta_path.insert(0, _AfterD3rlpyLogger())
+    when_imported("d3rlpy.logging.logger", _color_d3rlpy_logs)
+
+
+def _color_d3rlpy_logs(module: Any) -> None:
+    _structlog_colors(use_color())

@@ -200,11 +200,22 @@ def _load_bundle(path: Path) -> TrainedModel:
     meta = bundle.metadata
     algo = _rebuild(meta, bundle.tensors, path)
     description = meta.get("model") or {}
-    return _trained_model(
+    model = _trained_model(
         algo,
         {**description, "observation_names": meta["observation_names"], "support": meta["support"]},
         path,
     )
+    # The d3rlpy config (scalers included) and the runtime's description must give one policy:
+    # a bundle whose two halves disagree was edited, and which half is right cannot be known.
+    probe = np.asarray([model.support.mean, model.support.low, model.support.high], dtype=np.float32)
+    expected = bundle.predict(probe)
+    action = np.asarray(algo.predict(probe))
+    got = np.asarray(meta["dose_grid_mg"])[action.astype(int)] if model.action == "discrete" else action[:, 0]
+    if not np.all(np.abs(got - expected) <= 0.05):
+        raise ValueError(
+            f"{path}: the model's config and its policy description give different doses (edited)"
+        )
+    return model
 
 
 def _rebuild(meta: dict[str, Any], tensors: dict[str, np.ndarray], path: Path) -> Any:

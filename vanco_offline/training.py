@@ -169,7 +169,8 @@ def train(
     if log_root is None:
         logger: Any = NoopAdapterFactory()
     else:
-        name = experiment or f"{preset.name}_{datetime.now().strftime('%Y%m%d%H%M%S')}"
+        default = f"{preset.name}_{datetime.now().strftime('%Y%m%d%H%M%S')}"
+        name = default if experiment is None else experiment
         log_dir = make_run_folder(log_root, name)
         logger = FileAdapterFactory(root_dir=str(log_root))
     try:

@@ -51,7 +51,7 @@ def check_output(path: str | Path, overwrite: bool, inputs: list[str | Path | No
     target = path.resolve()
     for source in filter(None, inputs):
         source = Path(source).resolve()
-        if target == source or source in target.parents or target in source.parents:
+        if target == source or target in source.parents:
             raise ValueError(f"{option} {path} would overwrite the input {source}; write somewhere else")
     if path.exists() and not overwrite:
         raise ValueError(f"{option} {path} already exists; pass --overwrite to replace it")

@@ -16,6 +16,7 @@ import math
 from typing import Any
 
 from vanco_pk.policies import POLICIES
+from vanco_pk.scenario import SCENARIOS
 from vanco_pk.targets import REWARDS
 
 from vanco_offline.commands.files import add_overwrite_argument, atomic_output, check_output
@@ -38,6 +39,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--seed", type=int, default=0, help="seed of patients, noise and policies (default 0)"
     )
     sim = parser.add_argument_group("simulator")
+    sim.add_argument(
+        "--scenario",
+        choices=sorted(SCENARIOS),
+        default="icu",
+        help="the simulated world: icu (default; levels only when the protocol orders them, a true "
+        "population model unlike the dosing prior, changing kidneys, graded AKI) or ideal",
+    )
     sim.add_argument(
         "--noise",
         type=float,
@@ -114,7 +122,6 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.out.lower().endswith((".csv", ".csv.gz", ".parquet", ".pq")):
         raise ValueError(f"--out {args.out}: write a .csv, .csv.gz, .parquet or .pq file")
-    out = check_output(args.out, args.overwrite, [], "--out")
     if args.patients < 1:
         raise ValueError(f"--patients {args.patients} must be at least 1")
     policy: str | dict[str, float] = (
@@ -124,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
     for name in ("noise", "missing_prob", "interval_h", "days"):
         if not math.isfinite(getattr(args, name)):
             raise ValueError(f"--{name.replace('_', '-')} must be a finite number")
+    out = check_output(args.out, args.overwrite, [], "--out")
     steps = SimulatorConfig(decision_interval_h=args.interval_h, episode_days=args.days).n_steps
     with progress_bar(
         total=args.patients * (steps + 1),
@@ -144,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
             level_missing_prob=args.missing_prob,
             misspecification=args.misspecification,
             reward=args.reward,
+            scenario=args.scenario,
         )
     with atomic_output(out) as partial:
         save_table(table, partial)

@@ -19,7 +19,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_data_argument(parser)
     parser.add_argument("--steps", type=int, default=None, help="override the preset's gradient steps")
-    parser.add_argument("--experiment", default=None, help="run folder name under --log-dir")
+    parser.add_argument(
+        "--experiment",
+        default=None,
+        help="run folder name under --log-dir: a plain name, created for this run alone (an existing one is "
+        "an error); default <preset>_<timestamp>",
+    )
     parser.add_argument(
         "--log-dir", default="d3rlpy_logs", help="where logs and the model go (default d3rlpy_logs)"
     )
@@ -34,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vanco_offline.configs import load_preset
+    from vanco_offline.progress import show_progress
     from vanco_offline.training import train
 
     if args.quiet:
@@ -48,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         impute_max_age_h=args.impute_max_age_h,
         experiment=args.experiment,
         log_root=args.log_dir,
-        show_progress=not args.quiet,
+        show_progress=not args.quiet and show_progress(),  # a bar on a terminal only
     )
     print(f"preset     {preset.name} ({preset.source})")
     print(
