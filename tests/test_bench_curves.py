@@ -48,7 +48,7 @@ def test_choices_are_scored_on_validation_patients_and_tables_on_test_patients()
 
 def test_a_learning_curve_scores_each_checkpoint_of_one_training_run():
     task = CellTask(
-        DatasetSpec.make("medium", "tiny", n_stays=8),
+        DatasetSpec.make("medium", "tiny", n_stays=8, scenario="ideal"),
         "VancoIQL",
         0,
         n_steps=20,
@@ -69,11 +69,17 @@ def test_a_dataset_can_live_in_a_world_with_sparse_levels_and_a_misspecified_pri
         "measurement_noise": 1.0,
         "level_missing_prob": 0.8,
         "misspecification": "severe",
+        "scenario": "icu",
     }
     assert spec.label == "medium-small (levels missing 0.8, prior severely misspecified)"
+    ideal = DatasetSpec.make("medium", "small", scenario="ideal")
+    assert ideal.label == "medium-small (ideal)" and ideal.env_options["level_missing_prob"] == 0.3
+    assert DatasetSpec.make("medium", "small").env_options["level_missing_prob"] == 0.0  # the protocol's
     assert DatasetSpec.make("medium", "small", misspecification="none") == DatasetSpec.make("medium", "small")
     with pytest.raises(ValueError, match="unknown misspecification 'awful'"):
         DatasetSpec.make("medium", "small", misspecification="awful")
+    with pytest.raises(ValueError, match="unknown scenario 'mars'"):
+        DatasetSpec.make("medium", "small", scenario="mars")
     with pytest.raises(ValueError, match=r"level_missing_prob = 1.0 must be in \[0, 1\)"):
         DatasetSpec.make("medium", "small", level_missing_prob=1.0)
     tasks = offline.build_tasks(_offline_args("--misspecification", "mild", "--level-missing-prob", "0.5"))

@@ -11,7 +11,7 @@ from vanco_offline.data.hindsight import hindsight_auc_table
 
 
 def test_hindsight_equals_the_filtered_estimate_where_no_later_level_exists():
-    table = generate_cohort(6, {"clinician": 1.0}, seed=2, level_missing_prob=0.5)
+    table = generate_cohort(6, {"clinician": 1.0}, seed=2, level_missing_prob=0.5, scenario="ideal")
     filtered = pk_feature_table(table)["pk_auc24"].to_numpy()
     hindsight = hindsight_auc_table(table).to_numpy()
     last = ~table["stay_id"].duplicated(keep="last").to_numpy()

@@ -9,7 +9,7 @@ over seeds with stratified-bootstrap 95 % CIs, OPE estimates beside the simulato
 and the issue's verdicts (:mod:`vanco_offline.bench.offline_report`). ``--tune`` runs the
 seed's tuning guide (expectile, temperature, learning rate) through Ray Tune instead.
 
-Sizes: ``--quick`` (medium-small, all 16 policies x 5 seeds, 1,000 steps, 200 patients)
+Sizes: ``--quick`` (medium-small, all 17 policies x 5 seeds, 1,000 steps, 200 patients)
 and the default (6 datasets, 5,000 steps, 500 patients); ``docs/benchmark.md`` gives the
 measured wall times and the size that was run.
 Results go to ``--out`` (default ``d3rlpy_logs/bench/offline``): ``results.json`` (every

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from vanco_pk.scenario import SCENARIOS
 
 __all__ = [
     "ALGORITHMS",
@@ -66,6 +67,7 @@ class DatasetSpec:
     level_missing_prob: float = ENV_OPTIONS["level_missing_prob"]
     measurement_noise: float = ENV_OPTIONS["measurement_noise"]
     misspecification: str | None = None
+    scenario: str = "icu"
 
     @classmethod
     def make(
@@ -76,6 +78,7 @@ class DatasetSpec:
         n_stays: int | None = None,
         level_missing_prob: float | None = None,
         misspecification: str | None = None,
+        scenario: str | None = None,
     ) -> DatasetSpec:
         if name not in DATASETS:
             raise ValueError(f"unknown dataset {name!r}; choose from {sorted(DATASETS)}")
@@ -84,9 +87,12 @@ class DatasetSpec:
         stays = SIZES[size] if n_stays is None else int(n_stays)
         if stays < 2:
             raise ValueError(f"dataset {name}-{size}: n_stays = {stays} must be >= 2")
-        missing = (
-            ENV_OPTIONS["level_missing_prob"] if level_missing_prob is None else float(level_missing_prob)
-        )
+        world = scenario or "icu"
+        if world not in SCENARIOS:
+            raise ValueError(f"unknown scenario {world!r}; choose from {sorted(SCENARIOS)}")
+        # In icu the monitoring protocol decides which levels are drawn; in ideal a level is
+        # due at every decision and 30 % of them are missed (the tables measured before icu).
+        missing = float(_default_missing(world) if level_missing_prob is None else level_missing_prob)
         if not 0.0 <= missing < 1.0:
             raise ValueError(f"dataset {name}-{size}: level_missing_prob = {missing} must be in [0, 1)")
         if misspecification == "none":
@@ -102,12 +108,13 @@ class DatasetSpec:
             seed=seed,
             level_missing_prob=missing,
             misspecification=misspecification,
+            scenario=world,
         )
 
     @property
     def label(self) -> str:
-        world = []
-        if self.level_missing_prob != ENV_OPTIONS["level_missing_prob"]:
+        world = [] if self.scenario == "icu" else [self.scenario]
+        if self.level_missing_prob != _default_missing(self.scenario):
             world.append(f"levels missing {self.level_missing_prob:g}")
         if self.misspecification:
             world.append(f"prior {self.misspecification}ly misspecified")
@@ -122,6 +129,7 @@ class DatasetSpec:
         options: dict[str, Any] = {
             "measurement_noise": self.measurement_noise,
             "level_missing_prob": self.level_missing_prob,
+            "scenario": self.scenario,
         }
         if self.misspecification:
             # The true patients' model; MIPD and the exposure tracker keep the Goti prior.
@@ -129,12 +137,25 @@ class DatasetSpec:
         return options
 
 
+def _default_missing(scenario: str) -> float:
+    """Share of due levels missed by default: 0.3 in ideal (a level due at every decision), 0 in icu."""
+    return float(ENV_OPTIONS["level_missing_prob"]) if scenario == "ideal" else 0.0
+
+
 def add_world_arguments(parser: Any) -> None:
-    """``--level-missing-prob`` and ``--misspecification``: the simulated world of data and patients."""
+    """``--scenario``, ``--level-missing-prob``, ``--misspecification``: the world of data and patients."""
+    parser.add_argument(
+        "--scenario",
+        choices=sorted(SCENARIOS),
+        default="icu",
+        help="the simulated world (vanco_pk.scenario): icu (default: levels by protocol, changing kidneys, "
+        "a second population model as truth, graded AKI) or ideal (the tables measured before icu)",
+    )
     parser.add_argument(
         "--level-missing-prob",
         type=float,
-        help=f"share of troughs not measured (default {ENV_OPTIONS['level_missing_prob']})",
+        help="share of due troughs not measured (default 0 in icu, "
+        f"{ENV_OPTIONS['level_missing_prob']} in ideal)",
     )
     parser.add_argument(
         "--misspecification",
@@ -147,6 +168,7 @@ def add_world_arguments(parser: Any) -> None:
 def world_of(args: Any) -> dict[str, Any]:
     """The ``DatasetSpec.make`` keywords of :func:`add_world_arguments`'s options."""
     return {
+        "scenario": getattr(args, "scenario", None),
         "level_missing_prob": getattr(args, "level_missing_prob", None),
         "misspecification": getattr(args, "misspecification", None),
     }

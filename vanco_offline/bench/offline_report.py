@@ -42,6 +42,7 @@ METRICS: dict[str, tuple[str, str, bool]] = {
     "aki_rate": ("AKI rate", "{:.1%}", False),
     "return_": ("return", "{:.2f}", True),
     "dose_at_max": ("doses at 3 g", "{:.0%}", False),
+    "levels_per_week": ("levels / week", "{:.1f}", False),
 }
 _D3RLPY = ("IQL", "CQL", "BCQ", "BC", "DiscreteCQL", "DiscreteBCQ", "DiscreteBC")
 
@@ -98,7 +99,12 @@ def aggregate(results: Sequence[CellResult], reps: int = 2000, seed: int = 0) ->
     rows = []
     for (dataset, algo), cells in groups.items():
         cells = sorted(cells, key=lambda c: c.seed)
-        iqm = {m: iqm_interval(np.array([c.scores[m] for c in cells]), reps, seed=seed) for m in METRICS}
+        # A results.json written before a metric existed has none of it: that column stays out.
+        iqm = {
+            m: iqm_interval(np.array([c.scores[m] for c in cells]), reps, seed=seed)
+            for m in METRICS
+            if all(m in c.scores for c in cells)
+        }
         with_ope = [c for c in cells if c.ope]
         ope = {k: float(np.mean([c.ope[k] for c in with_ope if k in c.ope])) for k in _ope_keys(with_ope)}
         note = next((c.ope_note for c in cells if c.ope_note), "")
@@ -128,7 +134,7 @@ def format_table(rows: Sequence[Aggregate], metrics: Sequence[str] = tuple(METRI
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r.dataset, r.algo, str(r.n_seeds)]
-        cells += [_cell(r.iqm[m], METRICS[m][1]) for m in metrics]
+        cells += [_cell(r.iqm[m], METRICS[m][1]) if m in r.iqm else "-" for m in metrics]
         if has_ope:
             cells += [f"{r.ope[k]:.2f}" if k in r.ope else "-" for k in (*OPE_ESTIMATORS, "truth")]
         cells.append(f"{r.train_seconds:.0f}" if r.algo.split(" [")[0] in ALGORITHMS else "-")

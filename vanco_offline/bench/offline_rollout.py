@@ -5,8 +5,9 @@ Every policy of the offline benchmark -- a trained d3rlpy algorithm or a referen
 same patients (the environment reset with the same seed), with the same noise and
 missing-level settings as the data, and scored on the simulator's truth in ``info``:
 
-* ``attainment``: fraction of decision intervals whose true AUC24 (at the interval's end)
-  lies in 400-600 mg*h/L, over all intervals and patients;
+* ``attainment``: :data:`vanco_pk.targets.ATTAINMENT_DEFINITION` -- fraction of decision
+  intervals ending at or after 24 h whose true AUC24 (at the interval's end) lies in
+  400-600 mg*h/L, over those intervals and all patients;
 * ``target_48h``: fraction of patients whose AUC24 is in 400-600 at some interval end by 48 h;
 * ``time_to_target_h``: restricted mean time (h) to the first interval end with AUC24 in
   400-600; a patient who never gets there counts as the episode length;
@@ -14,7 +15,8 @@ missing-level settings as the data, and scored on the simulator's truth in ``inf
 * ``return_``: mean undiscounted sum of the project's reward per patient, and
   ``discounted_return`` with ``gamma`` (what OPE estimates);
 * ``dose_at_max``: fraction of doses within 1 % of 3000 mg (the seed's failure), and
-  ``mean_dose_mg``.
+  ``mean_dose_mg``;
+* ``levels_per_week``: troughs drawn per patient, per 7 days (the scenario's protocol).
 
 A learned policy sees the observation it was trained on: the simulator's features rounded
 as the cohort tables write them (``vanco_offline.data.cohort.DECIMALS``), plus covariates,
@@ -32,7 +34,15 @@ from typing import Any
 
 import numpy as np
 from vanco_pk.exposure import PK_FEATURES, TRACKER_COVARIATES, ExposureTracker
-from vanco_pk.targets import AUC24_TARGET, COVARIATES, CREATININE, DOSE_GRID_MG, DOSE_MAX_MG, FEATURES
+from vanco_pk.targets import (
+    ATTAINMENT_FROM_H,
+    AUC24_TARGET,
+    COVARIATES,
+    CREATININE,
+    DOSE_GRID_MG,
+    DOSE_MAX_MG,
+    FEATURES,
+)
 from vanco_pk.vector import VancoPKVectorEnv
 
 __all__ = [
@@ -97,6 +107,7 @@ class RolloutScores:
     discounted_return: float
     dose_at_max: float
     mean_dose_mg: float
+    levels_per_week: float
     n_patients: int
 
     def as_dict(self) -> dict[str, float]:
@@ -131,6 +142,7 @@ def rollout(actor: Actor, patients: EvalPatients, reset: Callable[[Mapping[str, 
     total = np.zeros(n)
     discounted = np.zeros(n)
     aki = np.zeros(n, dtype=bool)
+    levels = np.zeros(n)
     for t in range(steps):
         dose = np.asarray(actor(obs, _plain(info)), dtype=np.float64).reshape(-1)
         if dose.shape != (n,) or not np.all(np.isfinite(dose)):
@@ -142,13 +154,14 @@ def rollout(actor: Actor, patients: EvalPatients, reset: Callable[[Mapping[str, 
         auc = np.asarray(info["auc24"])
         in_range[t] = (auc >= low) & (auc <= high)
         aki |= np.asarray(info["aki_so_far"], dtype=bool)
+        levels += np.asarray(info["level_measured"], dtype=np.float64)
     env.close()
     end_h = interval * np.arange(1, steps + 1)
     reached = in_range.any(axis=0)
     first = np.where(reached, end_h[np.argmax(in_range, axis=0)], steps * interval)
     by_48h = in_range[end_h <= 48.0].any(axis=0)
     return RolloutScores(
-        attainment=float(in_range.mean()),
+        attainment=float(in_range[end_h >= ATTAINMENT_FROM_H].mean()),
         target_48h=float(by_48h.mean()),
         time_to_target_h=float(first.mean()),
         aki_rate=float(aki.mean()),
@@ -156,6 +169,7 @@ def rollout(actor: Actor, patients: EvalPatients, reset: Callable[[Mapping[str, 
         discounted_return=float(discounted.mean()),
         dose_at_max=float((doses >= _AT_MAX_MG).mean()),
         mean_dose_mg=float(doses.mean()),
+        levels_per_week=float(levels.mean() * 168.0 / (steps * interval)),
         n_patients=n,
     )
 
@@ -252,7 +266,6 @@ class ObservationBuilder:
                 value = np.isfinite(np.asarray(info["raw_level"], dtype=np.float64)).astype(np.float64)
             columns.append(value)
         return np.stack(columns, axis=1).astype(np.float32)
-
 
 
 def observation_builder(observation_names: Sequence[str], interval_h: float = 12.0) -> ObservationBuilder:
