@@ -145,23 +145,23 @@ def plot_pk_profiles(
     """Concentration-time curves of one simulated patient under each policy (same patient).
 
     ``actors`` maps a label to ``(act, reset)`` as built by
-    :func:`vanco_offline.bench.offline_rollout.algo_actor` / ``reference_actor``.
+    :func:`vanco_offline.rollout.algo_actor` / ``reference_actor``.
     """
     from vanco_pk.vector import VancoPKVectorEnv
 
-    from vanco_offline.bench.offline_rollout import _plain
+    from vanco_offline.rollout import plain_info
 
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6.5), sharex=True, height_ratios=(3, 1))
     for label, (act, reset) in actors.items():
         env = VancoPKVectorEnv(num_envs=1, **dict(env_options or {}))
         obs, info = env.reset(seed=seed)
-        reset(_plain(info)["covariates"])
+        reset(plain_info(info)["covariates"])
         times, conc, auc_t, auc = [], [], [], []
         for _ in range(env.config.n_steps):
-            start = _plain(info)
+            start = plain_info(info)
             dose = np.asarray(act(obs, start), dtype=np.float64).reshape(1)
             obs, _, _, _, info = env.step(dose.reshape(1, 1))
-            after = _plain(info)
+            after = plain_info(info)
             t, c = _interval_profile(
                 start,
                 float(after["dose_mg"][0]),
@@ -247,7 +247,7 @@ def write_plots(
     Without a table the histogram uses a small built-in synthetic cohort; the PK profiles
     compare the model with the clinician and MIPD policies on one simulated patient.
     """
-    from vanco_offline.bench.offline_rollout import algo_actor, reference_actor
+    from vanco_offline.rollout import algo_actor, reference_actor
 
     out = Path(out)
     written = []

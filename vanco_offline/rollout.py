@@ -41,6 +41,7 @@ __all__ = [
     "RolloutScores",
     "algo_actor",
     "observation_builder",
+    "plain_info",
     "reference_actor",
     "rollout",
 ]
@@ -124,7 +125,7 @@ def rollout(actor: Actor, patients: EvalPatients, reset: Callable[[Mapping[str, 
     interval = env.config.decision_interval_h
     steps = env.config.n_steps
     if reset is not None:
-        reset(_plain(info)["covariates"])
+        reset(plain_info(info)["covariates"])
     low, high = AUC24_TARGET
     in_range = np.zeros((steps, n), dtype=bool)
     doses = np.zeros((steps, n))
@@ -132,7 +133,7 @@ def rollout(actor: Actor, patients: EvalPatients, reset: Callable[[Mapping[str, 
     discounted = np.zeros(n)
     aki = np.zeros(n, dtype=bool)
     for t in range(steps):
-        dose = np.asarray(actor(obs, _plain(info)), dtype=np.float64).reshape(-1)
+        dose = np.asarray(actor(obs, plain_info(info)), dtype=np.float64).reshape(-1)
         if dose.shape != (n,) or not np.all(np.isfinite(dose)):
             raise ValueError(f"the policy gave doses of shape {dose.shape} (or non-finite) for {n} patients")
         doses[t] = np.clip(dose, 0.0, DOSE_MAX_MG)
@@ -160,12 +161,13 @@ def rollout(actor: Actor, patients: EvalPatients, reset: Callable[[Mapping[str, 
     )
 
 
-def _plain(info: Mapping[str, Any]) -> dict[str, Any]:
+def plain_info(info: Mapping[str, Any]) -> dict[str, Any]:
+    """``info`` of a vector env without Gymnasium's ``_key`` masks, nested mappings included."""
     out: dict[str, Any] = {}
     for key, value in info.items():
         if key.startswith("_"):
             continue
-        out[key] = _plain(value) if isinstance(value, Mapping) else value
+        out[key] = plain_info(value) if isinstance(value, Mapping) else value
     return out
 
 
