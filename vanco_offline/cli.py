@@ -18,6 +18,8 @@ import sys
 import warnings
 from collections.abc import Sequence
 
+from vanco_offline.commands import CommandError
+
 PROG = "vanco-offline"
 
 #: name -> (module, one-line help)
@@ -46,10 +48,6 @@ BENCHES: dict[str, tuple[str, str]] = {
     "offline": ("vanco_offline.bench.offline", "VancoIQL vs d3rlpy CQL/BCQ/IQL/BC and clinical dosing"),
     "curves": ("vanco_offline.bench.curves", "learning curves on validation patients; the budgets they pick"),
 }
-
-
-class CommandError(Exception):
-    """Raised by a command for a user error that deserves one line and exit code 2."""
 
 
 #: Exceptions that mean "the user's input is wrong", reported without a traceback.
