@@ -15,7 +15,7 @@ from vanco_pk.vector import VancoPKDiscreteVectorEnv, VancoPKVectorEnv
 
 @pytest.mark.parametrize("env_id", ["vanco_pk:VancoPK-v0", "vanco_pk:VancoPKDiscrete-v0"])
 def test_check_env_passes_with_pk_features_and_the_exposure_reward(env_id):
-    env = gym.make(env_id, pk_features=True, extended_obs=True, reward="exposure")
+    env = gym.make(env_id, pk_features=True, extended_obs=True, reward="exposure", scenario="ideal")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         warnings.filterwarnings("ignore", message=".*symmetric and normalized space.*")

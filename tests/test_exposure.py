@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 from vanco_pk import make_policy, pk
+from vanco_pk.estimation import trailing_auc
 from vanco_pk.exposure import PK_FEATURES, ExposureTracker, target_dose_mg
 from vanco_pk.policies import DoseHistory, forward_auc
-from vanco_pk.policies.bayes import trailing_auc
 from vanco_pk.targets import DOSE_GRID_MG
 from vanco_pk.vector import VancoPKVectorEnv
 
@@ -14,7 +14,7 @@ COV = {"weight_kg": [70.0, 95.0], "age": [50.0, 72.0], "sex": [0.0, 1.0], "dialy
 
 def _simulated(n=120, seed=3, missing=0.3):
     """A clinician-dosed rollout fed to a tracker: per step, its features, the prior's AUC and info."""
-    env = VancoPKVectorEnv(num_envs=n, level_missing_prob=missing)
+    env = VancoPKVectorEnv(num_envs=n, level_missing_prob=missing, scenario="ideal")  # truth = the prior
     obs, info = env.reset(seed=seed)
     clinician = make_policy("clinician")
     clinician.reset(info["covariates"], seed=0)

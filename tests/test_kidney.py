@@ -16,6 +16,7 @@ def _state(crcl=87.5, creatinine=1.0, dialysis=0, params=kd.DEFAULT_KIDNEY):
 
 def _run(load_mg, dose_mg, days=7, **kwargs):
     """A typical patient on a fixed regimen; returns per-step info dicts."""
+    kwargs = {"scenario": "ideal", **kwargs}  # the threshold injury model of the ideal world
     env = VancoPKEnv(patients=TYPICAL, episode_days=days, measurement_noise=0.0, **kwargs)
     env.reset(seed=0)
     infos = []

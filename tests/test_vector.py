@@ -84,10 +84,12 @@ def test_seed_list_and_reproducible_reset():
 
 def test_fixed_patients_one_per_sub_environment_or_shared():
     cohort = Covariates([50.0, 70.0, 120.0], 50.0, 0, 175.0, 0, 1.0)
-    envs = VancoPKVectorEnv(3, patients=cohort)
+    envs = VancoPKVectorEnv(3, patients=cohort, scenario="ideal")
     _, info = envs.reset(seed=0)
     np.testing.assert_array_equal(info["covariates"]["weight_kg"], [50.0, 70.0, 120.0])
-    shared = VancoPKVectorEnv(4, patients=Patients.typical(Covariates(70.0, 50.0, 0, 175.0, 0, 1.0)))
+    # ideal: no inter-occasion variability, so identical patients have identical CL
+    typical = Patients.typical(Covariates(70.0, 50.0, 0, 175.0, 0, 1.0))
+    shared = VancoPKVectorEnv(4, patients=typical, scenario="ideal")
     _, info = shared.reset(seed=0)
     assert np.all(info["cl"] == info["cl"][0])
     with pytest.raises(ValueError, match="one per sub-environment"):

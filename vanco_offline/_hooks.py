@@ -64,7 +64,8 @@ def when_imported(name: str, callback: Callback | None = None, *, quiet: bool = 
     A hook already waiting for the same module and callback is not installed twice.
     """
     if name in sys.modules:
-        if callback is not None:
+        # ``sys.modules[name] = None`` is Python's way to block an import: nothing to act on.
+        if callback is not None and sys.modules[name] is not None:
             callback(sys.modules[name])
         return
     for finder in sys.meta_path:

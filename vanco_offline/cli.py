@@ -47,6 +47,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "ope": ("vanco_offline.bench.ope", "off-policy evaluation calibrated on the simulator"),
     "offline": ("vanco_offline.bench.offline", "VancoIQL vs d3rlpy CQL/BCQ/IQL/BC and clinical dosing"),
     "curves": ("vanco_offline.bench.curves", "learning curves on validation patients; the budgets they pick"),
+    "fidelity": ("vanco_offline.bench.fidelity", "simulated ICU statistics beside published figures"),
 }
 
 

@@ -10,15 +10,19 @@ from __future__ import annotations
 import gymnasium
 
 from vanco_pk.env import VancoPKDiscreteEnv, VancoPKEnv
+from vanco_pk.level_request import LevelRequest
 from vanco_pk.patients import Covariates, Misspecification, Patients, sample_patients
+from vanco_pk.scenario import SCENARIOS, Scenario, get_scenario
 from vanco_pk.simulator import EXTENDED_FEATURES
 from vanco_pk.targets import (
+    ATTAINMENT_DEFINITION,
     AUC24_TARGET,
     COVARIATES,
     DOSE_GRID_MG,
     DOSE_MAX_MG,
     FEATURES,
     TROUGH_TARGET,
+    auc_attainment,
     get_reward_function,
     reward,
     seed_reward,
@@ -26,21 +30,27 @@ from vanco_pk.targets import (
 from vanco_pk.vector import VancoPKDiscreteVectorEnv, VancoPKVectorEnv
 
 __all__ = [
+    "ATTAINMENT_DEFINITION",
     "AUC24_TARGET",
     "COVARIATES",
     "DOSE_GRID_MG",
     "DOSE_MAX_MG",
     "EXTENDED_FEATURES",
     "FEATURES",
+    "SCENARIOS",
     "TROUGH_TARGET",
     "Covariates",
+    "LevelRequest",
     "Misspecification",
     "Patients",
+    "Scenario",
     "VancoPKDiscreteEnv",
     "VancoPKDiscreteVectorEnv",
     "VancoPKEnv",
     "VancoPKVectorEnv",
+    "auc_attainment",
     "get_reward_function",
+    "get_scenario",
     "reward",
     "sample_patients",
     "seed_reward",

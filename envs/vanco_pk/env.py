@@ -25,6 +25,7 @@ from vanco_pk.patients import (
     get_misspecification,
 )
 from vanco_pk.render import RENDER_MODES, EpisodeTrace
+from vanco_pk.scenario import Scenario, get_scenario
 from vanco_pk.simulator import EXTENDED_FEATURES, LEVEL_REPORT_MAX, BatchSimulator, SimulatorConfig
 from vanco_pk.targets import AUC_REWARDS, DOSE_GRID_MG, DOSE_MAX_MG, FEATURES, get_reward_function
 
@@ -215,10 +216,22 @@ class VancoPKEnv(gym.Env[np.ndarray, np.ndarray]):
         :class:`vanco_pk.patients.Covariates` (covariates fixed, PK deviations and the rest
         drawn from the seed). With several, ``reset(options={"patient_index": i})`` picks
         one; otherwise one is picked from the seeded stream.
+    scenario : the world (:mod:`vanco_pk.scenario`): ``"icu"`` (default: levels only when the
+        protocol orders them or the agent asks, draw-time and assay error, a true population
+        model that is not the dosing software's prior, inter-occasion variability, ARC,
+        explicit dialysis, graded AKI from noisy creatinine) or ``"ideal"`` (a trough at every
+        decision, truth = Goti 2018); a dict of :class:`vanco_pk.scenario.Scenario` fields
+        (with an optional ``base``) or an instance overrides options. ``level_missing_prob``
+        applies to the levels the protocol orders.
     population, kidney_params, infection_params : model parameters (advanced).
     render_mode : ``None``, ``"ansi"`` (the chart so far as text) or ``"rgb_array"`` (the true
         concentration-time curve with the measured levels; needs matplotlib), see
         :mod:`vanco_pk.render`. Another mode only warns at ``render()``, as Gymnasium does.
+
+    ## Level requests
+    ``env.request_level(True)`` before ``step`` orders a trough at the end of that interval
+    on top of the protocol; :class:`vanco_pk.level_request.LevelRequest` wraps the env so
+    the request is a second action component that an agent can learn.
 
     ## Seeding
     ``reset(seed=s)`` makes the episode a function of ``s`` alone: the patient, the noise
@@ -245,6 +258,7 @@ class VancoPKEnv(gym.Env[np.ndarray, np.ndarray]):
         kidney_params: KidneyParams = DEFAULT_KIDNEY,
         infection_params: InfectionParams = DEFAULT_INFECTION,
         render_mode: str | None = None,
+        scenario: Scenario | str | dict | None = "icu",
     ):
         self.config = SimulatorConfig(
             decision_interval_h=float(decision_interval_h),
@@ -255,6 +269,7 @@ class VancoPKEnv(gym.Env[np.ndarray, np.ndarray]):
             population=population,
             kidney=kidney_params,
             infection=infection_params,
+            scenario=get_scenario(scenario),
         )
         self.extended_obs = bool(extended_obs)
         self.pk_features = bool(pk_features)
@@ -338,6 +353,14 @@ class VancoPKEnv(gym.Env[np.ndarray, np.ndarray]):
             gym.logger.warn(f"render_mode = {self.render_mode!r}: nothing to render (modes: {RENDER_MODES})")
             return None
         return self._trace.ansi() if self.render_mode == "ansi" else self._trace.rgb_array()
+
+    def set_sampling(self, protocol: str) -> None:
+        """This patient's level protocol (a name of ``SAMPLING_PROTOCOLS``), kept across resets."""
+        self._sim.set_sampling([protocol])
+
+    def request_level(self, request: bool = True) -> None:
+        """Order a trough at the end of the next interval (on top of the scenario's protocol)."""
+        self._sim.request_levels(np.array([bool(request)]))
 
     @property
     def simulator(self) -> BatchSimulator:

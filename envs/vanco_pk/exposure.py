@@ -4,18 +4,18 @@
 holds -- the covariates, the decision times, the serum creatinine at each decision, the
 doses given and the measured troughs -- and keeps the Bayesian MAP estimate of each
 patient's CL and V1 (the Goti 2018 population model as prior, its residual error as
-likelihood; :func:`vanco_pk.policies.bayes.map_estimate`, refitted whenever a new level
+likelihood; :func:`vanco_pk.estimation.map_estimate`, refitted whenever a new level
 arrives, from the previous estimate). From it, at every decision, three named features
 (:data:`PK_FEATURES`):
 
 * ``pk_cl_map`` (L/h): the MAP clearance at the current creatinine (the population
   prediction from the covariates before any level);
 * ``pk_auc24`` (mg*h/L): the estimated AUC of the last 24 h from the doses given
-  (:func:`vanco_pk.policies.bayes.trailing_auc`): the exposure the 2020 guideline targets,
+  (:func:`vanco_pk.estimation.trailing_auc`): the exposure the 2020 guideline targets,
   estimated from logged data only, never from the simulator's truth;
 * ``pk_dose_auc500`` (mg): the dose that, repeated at each decision of the next 24 h,
   puts the predicted AUC of those 24 h at 500 (the drug on board counted;
-  :func:`vanco_pk.policies.bayes.forward_auc` over the dose grid, interpolated linearly
+  :func:`vanco_pk.estimation.forward_auc` over the dose grid, interpolated linearly
   between grid doses and clipped to 0-3000 mg). MIPD gives the nearest grid dose.
 
 The same object is the memory of the MIPD policy (:class:`vanco_pk.policies.MIPDPolicy`),
@@ -36,8 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from vanco_pk.pk import GOTI_2018, GotiModel, PKParams
-from vanco_pk.policies.bayes import (
+from vanco_pk.estimation import (
     DoseHistory,
     _take,
     auc_target_dose,
@@ -46,6 +45,7 @@ from vanco_pk.policies.bayes import (
     predicted_state,
     trailing_auc,
 )
+from vanco_pk.pk import GOTI_2018, GotiModel, PKParams
 from vanco_pk.targets import AUC24_GOAL, DOSE_GRID_MG
 
 __all__ = ["PK_FEATURES", "PK_FEATURE_UNITS", "TRACKER_COVARIATES", "ExposureTracker", "target_dose_mg"]

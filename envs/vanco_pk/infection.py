@@ -36,6 +36,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from vanco_pk.targets import MIC_MG_PER_L
+from vanco_pk.validation import check_positive
 
 __all__ = ["DEFAULT_INFECTION", "InfectionParams", "burden_step", "kill_rate", "vital_signs"]
 
@@ -73,11 +74,9 @@ class InfectionParams:
     sbp_noise_sd: float = 7.0
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            ok = np.isfinite(value) and (value >= 0 or f.name == "sbp_per_burden")
-            if not ok:
-                raise ValueError(f"InfectionParams.{f.name} = {value!r} must be a finite number >= 0")
+        check_positive(self, [f.name for f in fields(self) if f.name != "sbp_per_burden"], allow_zero=True)
+        if not np.isfinite(self.sbp_per_burden):
+            raise ValueError(f"InfectionParams.sbp_per_burden = {self.sbp_per_burden!r} must be finite")
         if self.ec50_auc_mic <= 0 or self.mic_mg_l <= 0:
             raise ValueError("InfectionParams.ec50_auc_mic and mic_mg_l must be > 0")
 

@@ -42,11 +42,12 @@ KDIGO Clinical Practice Guideline for Acute Kidney Injury. Kidney Int Suppl 2012
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
 from vanco_pk.targets import AKI_ABSOLUTE_RISE_MG_DL, AKI_RELATIVE_RISE
+from vanco_pk.validation import check_positive
 
 __all__ = [
     "DEFAULT_KIDNEY",
@@ -87,10 +88,7 @@ class KidneyParams:
     dialysis_native_fraction: float = 0.3
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if not (np.isfinite(value) and value > 0):
-                raise ValueError(f"KidneyParams.{f.name} = {value!r} must be a finite number > 0")
+        check_positive(self)
         for name in ("urea_clearance_fraction", "max_injury", "dialysis_native_fraction"):
             if getattr(self, name) > 1:
                 raise ValueError(f"KidneyParams.{name} must be <= 1")

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 from vanco_pk.targets import MAX_INFUSION_RATE_MG_PER_MIN
+from vanco_pk.validation import check_positive
 
 __all__ = [
     "ADDITIVE_ERROR_MG_L",
@@ -67,14 +68,9 @@ class GotiModel:
 
     def __post_init__(self) -> None:
         # Variances and error SDs may be 0 (a deterministic model); the rest must be positive.
-        may_be_zero = ("omega2_cl", "omega2_v1", "omega2_v2", "prop_error", "add_error_mg_l")
-        for f in fields(self):
-            value = getattr(self, f.name)
-            low_ok = value >= 0 if f.name in may_be_zero else value > 0
-            if not (np.isfinite(value) and low_ok):
-                raise ValueError(
-                    f"GotiModel.{f.name} = {value!r} must be finite and > 0 (>= 0 for variances and errors)"
-                )
+        check_positive(
+            self, allow_zero=("omega2_cl", "omega2_v1", "omega2_v2", "prop_error", "add_error_mg_l")
+        )
 
     @property
     def omega(self) -> np.ndarray:

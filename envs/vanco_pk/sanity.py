@@ -158,12 +158,13 @@ def _true_clearance_rule(auc_target: float) -> Callable[[int, dict], np.ndarray]
     return policy
 
 
-def outcome_table(n: int = 1000, seed: int = 0) -> list[OutcomeRow]:
+def outcome_table(n: int = 1000, seed: int = 0, scenario: str = "ideal") -> list[OutcomeRow]:
     """Regimens for 7 days in ``n`` generated ICU patients (the same patients for each).
 
     Fixed regimens (no level-guided adjustment), and a rule that doses each patient to an
     AUC24 of 500 from the true clearance, as a check that the reward ranks target exposure
-    above both under- and over-dosing.
+    above both under- and over-dosing. ``scenario`` is the world (``"ideal"``, the numbers
+    quoted in docs/simulator.md, or ``"icu"``).
     """
     from vanco_pk.vector import VancoPKVectorEnv  # gymnasium is only needed here
 
@@ -179,7 +180,7 @@ def outcome_table(n: int = 1000, seed: int = 0) -> list[OutcomeRow]:
     low, high = AUC24_TARGET
     rows = []
     for name, policy in regimens.items():
-        env = VancoPKVectorEnv(n)
+        env = VancoPKVectorEnv(n, scenario=scenario)
         _, info = env.reset(seed=seed)
         steps_per_day = round(24.0 / env.config.decision_interval_h)
         total = np.zeros(n)

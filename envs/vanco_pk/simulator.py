@@ -11,23 +11,20 @@ same numbers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 from scipy.special import ndtr
 
 from vanco_pk import kidney as kd
-from vanco_pk.infection import DEFAULT_INFECTION, InfectionParams, burden_step, vital_signs
-from vanco_pk.kidney import DEFAULT_KIDNEY, KidneyParams
+from vanco_pk import world
+from vanco_pk.infection import burden_step, vital_signs
 from vanco_pk.patients import (
-    ICU_POPULATION,
     N_PATIENT_DRAWS,
     Covariates,
-    ICUPopulation,
-    Misspecification,
     Patients,
 )
-from vanco_pk.pk import GOTI_2018, GotiModel, PKParams, infusion_duration_h, interval_auc, propagate
+from vanco_pk.pk import PKParams, infusion_duration_h, interval_auc, propagate
+from vanco_pk.scenario import SAMPLING_PROTOCOLS
+from vanco_pk.sim_config import N_STEP_DRAWS, SimulatorConfig
 from vanco_pk.targets import AKI_ABSOLUTE_WINDOW_H, COVARIATES, FEATURES
 
 __all__ = ["EXTENDED_FEATURES", "N_STEP_DRAWS", "BatchSimulator", "SimulatorConfig"]
@@ -35,8 +32,6 @@ __all__ = ["EXTENDED_FEATURES", "N_STEP_DRAWS", "BatchSimulator", "SimulatorConf
 #: Observation names with ``extended_obs=True``: the seven features, the covariates, then
 #: hours since the last measured level and the last dose (mg).
 EXTENDED_FEATURES: tuple[str, ...] = (*FEATURES, *COVARIATES, "hours_since_level", "last_dose_mg")
-#: Standard normals per patient and observation: level error (2), missing draw, 4 signs.
-N_STEP_DRAWS = 7
 _TRAITS = (
     "kidney_sensitivity",
     "growth_scale",
@@ -49,57 +44,23 @@ _TRAITS = (
 LEVEL_REPORT_MAX = 1000.0
 
 
-@dataclass(frozen=True)
-class SimulatorConfig:
-    """Options shared by the single and the vector environment (see :class:`vanco_pk.env.VancoPKEnv`)."""
-
-    decision_interval_h: float = 12.0
-    episode_days: float = 7.0
-    measurement_noise: float = 1.0
-    level_missing_prob: float = 0.0
-    misspecification: Misspecification = field(default_factory=Misspecification)
-    population: ICUPopulation = ICU_POPULATION
-    kidney: KidneyParams = DEFAULT_KIDNEY
-    infection: InfectionParams = DEFAULT_INFECTION
-    model: GotiModel = GOTI_2018
-
-    def __post_init__(self) -> None:
-        h = self.decision_interval_h
-        if not (np.isfinite(h) and 6.0 <= h <= 72.0):
-            raise ValueError(
-                f"decision_interval_h = {h!r} must be between 6 and 72 h (a 3 g dose needs 5 h at 10 mg/min)"
-            )
-        steps = self.episode_days * 24.0 / h
-        if not (np.isfinite(steps) and steps >= 1 and abs(steps - round(steps)) < 1e-9):
-            raise ValueError(
-                f"episode_days = {self.episode_days!r} must hold a whole number (>= 1) of "
-                f"{h:g}-h decision intervals (episode_days * 24 / decision_interval_h)"
-            )
-        if not (np.isfinite(self.measurement_noise) and self.measurement_noise >= 0):
-            raise ValueError(
-                f"measurement_noise = {self.measurement_noise!r} must be >= 0 (1 = Goti 2018 error)"
-            )
-        if not (0.0 <= self.level_missing_prob < 1.0):
-            raise ValueError(f"level_missing_prob = {self.level_missing_prob!r} must be in [0, 1)")
-
-    @property
-    def n_steps(self) -> int:
-        """Decisions per episode."""
-        return round(self.episode_days * 24.0 / self.decision_interval_h)
-
-    @property
-    def draws_per_episode(self) -> int:
-        """Standard normals one patient's episode consumes (patient traits, then observations)."""
-        return N_PATIENT_DRAWS + (self.n_steps + 1) * N_STEP_DRAWS
-
-
 class BatchSimulator:
     """``P`` simulated ICU patients on vancomycin, advanced together (numpy over patients)."""
 
     def __init__(self, n: int, config: SimulatorConfig):
         self.n = int(n)
         self.config = config
-        self.truth = config.misspecification.true_model(config.model)
+        scenario = config.scenario
+        self.scenario = scenario
+        model = config.model if scenario.true_model == "goti2018" else scenario.model
+        self.truth = config.misspecification.true_model(model)
+        self._crcl_cap = min(self.truth.crcl_cap, scenario.crcl_cap or np.inf)
+        self._level_error = (
+            self.truth.prop_error if scenario.level_prop_error is None else scenario.level_prop_error,
+            self.truth.add_error_mg_l
+            if scenario.level_add_error_mg_l is None
+            else scenario.level_add_error_mg_l,
+        )
         h = config.decision_interval_h
         # Trailing AUC24 = the last `n_full` whole intervals + part of one straddling t - 24 h.
         self._window = int(np.ceil(24.0 / h - 1e-9))
@@ -128,15 +89,27 @@ class BatchSimulator:
             raise ValueError(
                 f"normals must have shape ({len(index)}, {cfg.draws_per_episode}); got {normals.shape}"
             )
+        n_world = cfg.world_draws
+        base = normals[:, : normals.shape[1] - n_world]
+        extra = normals[:, normals.shape[1] - n_world :]
         if isinstance(fixed, Patients):
             new = fixed
         else:
-            new = Patients.from_normals(normals[:, :N_PATIENT_DRAWS], cfg.population, covariates=fixed)
+            population = world.scenario_population(cfg.population, self.scenario)
+            new = Patients.from_normals(base[:, :N_PATIENT_DRAWS], population, covariates=fixed)
+            if n_world and fixed is None:
+                arc = world.arc_factor(self.scenario, new.covariates.age, extra[:, :2])
+                new = world.apply_arc(new, arc)
         if len(new) != len(index):
             raise ValueError(f"fixed patients: {len(new)} given for {len(index)} episodes")
         self._set_patients(index, new)
+        if n_world:
+            k = world.N_WORLD_PATIENT_DRAWS
+            self.world_patient[index] = extra[:, :k]
+            shape = (len(index), cfg.n_steps + 1, world.N_WORLD_STEP_DRAWS)
+            self.world_noise[index] = extra[:, k:].reshape(shape)
         self._start(
-            index, new, normals[:, N_PATIENT_DRAWS:].reshape(len(index), cfg.n_steps + 1, N_STEP_DRAWS)
+            index, new, base[:, N_PATIENT_DRAWS:].reshape(len(index), cfg.n_steps + 1, N_STEP_DRAWS)
         )
 
     def _allocate(self) -> None:
@@ -145,6 +118,10 @@ class BatchSimulator:
         self.traits = {name: z(n) for name in _TRAITS}
         self.covariates = {name: z(n) for name in (*COVARIATES, "creatinine")}
         self.noise = z((n, self.config.n_steps + 1, N_STEP_DRAWS))
+        self.world_patient = z((n, world.N_WORLD_PATIENT_DRAWS))
+        self.world_noise = z((n, self.config.n_steps + 1, world.N_WORLD_STEP_DRAWS))
+        self.request = z(n, dtype=bool)
+        self.protocol = np.full(n, SAMPLING_PROTOCOLS.index(self.config.scenario.sampling))
         self.step_count = z(n, dtype=np.int64)
         for name in (
             "cl_coef",
@@ -164,9 +141,19 @@ class BatchSimulator:
             "peak",
             "interval_auc",
             "infusion_h",
+            "drawn_conc",
+            "draw_early_h",
+            "iov",
+            "rrt_cl",
+            "ihd_phase_h",
+            "scr_obs",
+            "scr_baseline_obs",
+            "doses_since_change",
+            "aki_events",
         ):
             setattr(self, name, z(n))
-        for name in ("ever_dosed", "level_measured", "aki", "aki_so_far"):
+        for name in ("ever_dosed", "level_measured", "aki", "aki_so_far", "ever_level", "level_since_change",
+                     "on_crrt"):
             setattr(self, name, z(n, dtype=bool))
         self.aki_stage = z(n, dtype=np.int64)
         self.obs = z((n, len(FEATURES)))
@@ -185,14 +172,15 @@ class BatchSimulator:
     def _start(self, index: np.ndarray, new: Patients, noise: np.ndarray) -> None:
         truth, cfg = self.truth, self.config
         cov = new.covariates
-        crcl = cov.crcl(truth.crcl_cap)
+        crcl = cov.crcl(self._crcl_cap)
         eta = new.eta(truth)
-        self.cl_coef[index] = (
-            truth.cl
-            * np.exp(eta[:, 0])
-            * truth.dialysis_cl_factor**cov.dialysis
-            / truth.crcl_ref**truth.crcl_exponent
-        )
+        explicit_rrt = self.scenario.dialysis == "ihd_crrt"
+        dial_cl = 1.0 if explicit_rrt else truth.dialysis_cl_factor**cov.dialysis
+        self.cl_coef[index] = truth.cl * np.exp(eta[:, 0]) * dial_cl / truth.crcl_ref**truth.crcl_exponent
+        wz = self.world_patient[index]
+        self.on_crrt[index] = (cov.dialysis == 1) & (ndtr(wz[:, 2]) < self.scenario.crrt_fraction)
+        self.ihd_phase_h[index] = ndtr(wz[:, 3]) * self.scenario.ihd_every_h
+        self.iov[index] = np.exp(self.scenario.iov_cl_sd * self.world_noise[index, 0, 1])
         self.v1[index] = truth.v1 * cov.weight_kg / truth.weight_ref * truth.dialysis_v1_factor**cov.dialysis
         self.v1[index] *= np.exp(eta[:, 1])
         self.v2[index] = truth.v2 * np.exp(eta[:, 2])
@@ -211,7 +199,10 @@ class BatchSimulator:
             "volume_l",
         ):
             getattr(self.kidney, name)[index] = getattr(base, name)
-        self.scr_history[index] = cov.creatinine[:, None]
+        scr0 = cov.creatinine * (1.0 + self.scenario.creatinine_assay_cv * self.world_noise[index, 0, 3])
+        self.scr_obs[index] = scr0
+        self.scr_baseline_obs[index] = scr0
+        self.scr_history[index] = scr0[:, None]
         self.noise[index] = noise
         self.step_count[index] = 0
         self.burden[index] = new.burden0
@@ -226,14 +217,20 @@ class BatchSimulator:
             "peak",
             "interval_auc",
             "infusion_h",
+            "drawn_conc",
+            "draw_early_h",
+            "doses_since_change",
+            "aki_events",
         ):
             getattr(self, name)[index] = 0.0
         self.level[index] = np.nan
-        for name in ("ever_dosed", "level_measured", "aki", "aki_so_far"):
+        for name in ("ever_dosed", "level_measured", "aki", "aki_so_far", "ever_level", "level_since_change",
+                     "request"):
             getattr(self, name)[index] = False
         self.aki_stage[index] = 0
         self.history[:, index] = 0.0
         self.history[4, index] = 1.0  # infusion time of the drug-free past; keeps rates finite
+        self.rrt_cl[index] = self._rrt_clearance()[index]
         self.cl[index] = self._clearance()[index]
         self.history[5, index] = self.cl[index, None]
         self._observe(index)
@@ -241,9 +238,23 @@ class BatchSimulator:
     # --- one decision interval ---------------------------------------------------------------
 
     def _clearance(self) -> np.ndarray:
-        # Drug CL follows the creatinine clearance now (native GFR + dialysis), as in Goti 2018.
-        crcl = np.minimum(self.kidney.clearance, self.truth.crcl_cap)
-        return self.cl_coef * crcl**self.truth.crcl_exponent
+        # Drug CL follows the creatinine clearance now (native GFR + dialysis), as in Goti 2018;
+        # with explicit dialysis the machine's clearance is added to the native kidneys'.
+        if self.scenario.dialysis == "ihd_crrt":
+            crcl = np.minimum(self.kidney.gfr, self._crcl_cap)
+            return self.iov * self.cl_coef * np.maximum(crcl, 1e-3) ** self.truth.crcl_exponent + self.rrt_cl
+        crcl = np.minimum(self.kidney.clearance, self._crcl_cap)
+        cl = self.cl_coef * crcl**self.truth.crcl_exponent
+        return cl * self.iov if self.config.world_draws else cl
+
+    def _rrt_clearance(self) -> np.ndarray:
+        """Extracorporeal drug clearance (L/h) over the next interval (explicit dialysis only)."""
+        if self.scenario.dialysis != "ihd_crrt":
+            return np.zeros(self.n)
+        return world.dialysis_drug_clearance(
+            self.scenario, self.covariates["dialysis"] == 1, self.on_crrt, self.covariates["weight_kg"],
+            self.ihd_phase_h, self.time_h, self.config.decision_interval_h,
+        )
 
     def pk_params(self) -> PKParams:
         """True individual parameters now; they govern the next interval."""
@@ -258,6 +269,16 @@ class BatchSimulator:
         params = self.pk_params()
         start_a1, start_a2 = self.a1, self.a2
         out = propagate(params, start_a1, start_a2, dose, t_inf, h)
+        step_next = np.minimum(self.step_count + 1, cfg.n_steps)
+        rows = np.arange(self.n)
+        wz = self.world_noise[rows, step_next]
+        if self.scenario.draw_time_sd_h > 0:
+            # The chart says the trough was drawn at the decision; it was drawn a little earlier.
+            early = world.draw_time_early_h(self.scenario, wz[:, 2], h - t_inf)
+            self.drawn_conc = propagate(params, start_a1, start_a2, dose, t_inf, h - early).trough
+            self.draw_early_h = early
+        else:
+            self.drawn_conc = out.trough
         hist = self.history
         hist[:, :, 1:] = hist[:, :, :-1]
         for row, value in enumerate((out.auc, start_a1, start_a2, dose, t_inf, params.cl)):
@@ -271,15 +292,36 @@ class BatchSimulator:
             )
             auc24 = auc24 + hist[0, :, k] - before
         traits = self.traits
+        graded = self.scenario.aki == "graded"
+        zero = np.zeros(self.n)
         self.kidney = kd.kidney_step(
-            self.kidney, auc24, out.trough, traits["kidney_sensitivity"], h, cfg.kidney
+            self.kidney,
+            zero if graded else auc24,
+            zero if graded else out.trough,
+            traits["kidney_sensitivity"],
+            h,
+            cfg.kidney,
         )
-        self.cl = self._clearance()
+        if graded:
+            event = world.aki_events(self.scenario, auc24, h, wz[:, 0])
+            injury = self.kidney.injury
+            hit = np.minimum(injury + self.scenario.aki_injury * (1.0 - injury), cfg.kidney.max_injury)
+            self.kidney.injury = np.where(event, hit, injury)
+            self.aki_events = self.aki_events + event
+        changed = dose != self.last_dose
+        self.doses_since_change = np.where(changed, 1.0, self.doses_since_change + 1.0)
+        self.level_since_change = self.level_since_change & ~changed
+        if self.scenario.iov_cl_sd > 0:
+            occasion = np.floor((self.time_h + h) / self.scenario.iov_occasion_h + 1e-9)
+            new_occasion = occasion > np.floor(self.time_h / self.scenario.iov_occasion_h + 1e-9)
+            self.iov = np.where(new_occasion, np.exp(self.scenario.iov_cl_sd * wz[:, 1]), self.iov)
         self.burden = burden_step(self.burden, out.auc * (24.0 / h), traits["growth_scale"], h, cfg.infection)
         self.a1, self.a2 = out.central_mg, out.peripheral_mg
         self.auc24, self.trough, self.peak, self.interval_auc = auc24, out.trough, out.peak, out.auc
         self.infusion_h = t_inf
         self.time_h = self.time_h + h
+        self.rrt_cl = self._rrt_clearance()
+        self.cl = self._clearance()
         self.hours_since_level = self.hours_since_level + h
         self.last_dose = dose
         self.ever_dosed = self.ever_dosed | (dose > 0)
@@ -287,21 +329,55 @@ class BatchSimulator:
         self._measure()
         self._observe(np.arange(self.n))
 
+    def set_sampling(self, protocols) -> None:
+        """Give each patient its own level protocol (names of :data:`vanco_pk.scenario.SAMPLING_PROTOCOLS`).
+
+        The monitoring protocol follows the team that doses: a trough-guided clinician and
+        AUC-guided software order levels differently. Kept across episodes.
+        """
+        names = np.broadcast_to(np.asarray(protocols, dtype=object), (self.n,))
+        bad = [str(x) for x in names if x not in SAMPLING_PROTOCOLS]
+        if bad:
+            raise ValueError(
+                f"unknown sampling protocol {bad[0]!r}; choose one of {list(SAMPLING_PROTOCOLS)}"
+            )
+        self.protocol = np.array([SAMPLING_PROTOCOLS.index(x) for x in names])
+
+    def request_levels(self, request: np.ndarray) -> None:
+        """Ask for a trough at the end of the next interval (one flag per patient), on top of the protocol."""
+        self.request = np.asarray(request, dtype=bool).reshape(self.n).copy()
+
     def _measure(self) -> None:
-        cfg, truth = self.config, self.truth
-        z = self.noise[np.arange(self.n), np.minimum(self.step_count, cfg.n_steps)]
-        measured = ndtr(z[:, 2]) >= cfg.level_missing_prob
-        noisy = self.trough * (1.0 + cfg.measurement_noise * truth.prop_error * z[:, 0])
-        noisy = np.clip(noisy + cfg.measurement_noise * truth.add_error_mg_l * z[:, 1], 0.0, LEVEL_REPORT_MAX)
+        cfg = self.config
+        rows = np.arange(self.n)
+        step = np.minimum(self.step_count, cfg.n_steps)
+        z = self.noise[rows, step]
+        ordered = self.request | world.levels_ordered(
+            self.scenario,
+            self.protocol, self.step_count, self.ever_level, self.hours_since_level,
+            self.doses_since_change, self.level_since_change,
+        )
+        self.request = np.zeros(self.n, dtype=bool)
+        measured = ordered & (ndtr(z[:, 2]) >= cfg.level_missing_prob)
+        prop, add = self._level_error
+        noisy = self.drawn_conc * (1.0 + cfg.measurement_noise * prop * z[:, 0])
+        noisy = np.clip(noisy + cfg.measurement_noise * add * z[:, 1], 0.0, LEVEL_REPORT_MAX)
         # A drug-free sample reads 0 (below the assay's limit), not additive noise.
         noisy = np.where(self.ever_dosed, noisy, 0.0)
         self.level = np.where(measured, noisy, self.level)
         self.hours_since_level = np.where(measured, 0.0, self.hours_since_level)
         self.level_measured = measured
-        # KDIGO: rise >= 0.3 mg/dL over the lowest value of the last 48 h, or >= 1.5 x baseline.
+        self.ever_level = self.ever_level | measured
+        self.level_since_change = self.level_since_change | measured
+        # KDIGO from the measured creatinine: rise >= 0.3 mg/dL over the lowest value of the
+        # last 48 h, or >= 1.5 x the first measured value.
+        cv = self.scenario.creatinine_assay_cv
         scr = self.kidney.creatinine
+        if cv:
+            scr = scr * (1.0 + cv * self.world_noise[rows, step, 3])
+        self.scr_obs = scr
         recent = np.minimum(self.scr_history.min(axis=1, initial=np.inf), scr)
-        self.aki_stage = kd.kdigo_stage(scr, self.kidney.creatinine0, recent)
+        self.aki_stage = kd.kdigo_stage(scr, self.scr_baseline_obs if cv else self.kidney.creatinine0, recent)
         self.aki = self.aki_stage > 0
         self.aki_so_far = self.aki_so_far | self.aki
         if self._kdigo_lags:
@@ -322,7 +398,7 @@ class BatchSimulator:
         )
         obs = self.obs
         obs[index, 0] = self.level[index]
-        obs[index, 1] = self.kidney.creatinine[index]
+        obs[index, 1] = self.scr_obs[index]
         obs[index, 2] = wbc
         obs[index, 3] = self.kidney.bun[index]
         obs[index, 4] = temp
@@ -372,6 +448,8 @@ class BatchSimulator:
             "aki": self.aki,
             "aki_stage": self.aki_stage,
             "aki_so_far": self.aki_so_far,
+            "aki_events": self.aki_events,
+            "draw_early_h": self.draw_early_h,
             "burden": self.burden,
             "infection_resolved": self.burden < self.config.infection.resolved_burden,
             "dose_mg": self.last_dose,

@@ -58,6 +58,33 @@ TROUGH_TARGET_SERIOUS = (15.0, 20.0)
 WBC_NORMAL = (4.0, 11.0)
 TEMPERATURE_NORMAL = (36.0, 38.0)
 
+#: The one definition of "AUC 400-600 attainment" used by every table (bench policies,
+#: fidelity, the offline benchmark): see :func:`auc_attainment`.
+ATTAINMENT_FROM_H = 24.0
+ATTAINMENT_DEFINITION = (
+    "AUC 400-600 attainment: share of 12-h decision intervals from 24 h to day 7 whose true "
+    "AUC over the last 24 h (AUC24, mg*h/L, MIC 1 mg/L) is in 400-600"
+)
+
+
+def auc_attainment(auc24: np.ndarray, time_h: np.ndarray) -> float:
+    """Share of decisions at ``time_h >= 24`` with the true AUC24 in 400-600 (:data:`ATTAINMENT_DEFINITION`).
+
+    ``auc24`` has shape (T, P): the true AUC24 at the end of each of T intervals, for P
+    patients; ``time_h`` (T,) the end time of each interval. Before 24 h the window still
+    holds drug-free time, so even a perfect first dose cannot be in range.
+    """
+    auc = np.asarray(auc24, dtype=np.float64)
+    times = np.asarray(time_h, dtype=np.float64).reshape(-1)
+    if auc.ndim != 2 or auc.shape[0] != times.size:
+        raise ValueError(f"auc_attainment: auc24 must be (T, P) with T = len(time_h) = {times.size}")
+    full = times >= ATTAINMENT_FROM_H
+    if not np.any(full):
+        raise ValueError("auc_attainment: no decision at or after 24 h")
+    low, high = AUC24_TARGET
+    return float(((auc[full] >= low) & (auc[full] <= high)).mean())
+
+
 # KDIGO acute kidney injury: +0.3 mg/dL within 48 h, or >= 1.5 x baseline.
 AKI_ABSOLUTE_RISE_MG_DL = 0.3
 AKI_ABSOLUTE_WINDOW_H = 48.0

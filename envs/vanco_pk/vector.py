@@ -144,6 +144,14 @@ class VancoPKVectorEnv(VectorEnv):
         info["action_clipped"] = clipped
         return _with_masks(info, self.num_envs)
 
+    def set_sampling(self, protocols) -> None:
+        """Level protocol per sub-environment (see :meth:`vanco_pk.simulator.BatchSimulator.set_sampling`)."""
+        self._sim.set_sampling(protocols)
+
+    def request_level(self, request) -> None:
+        """Order a trough at the end of the next interval where ``request`` is True (one flag per patient)."""
+        self._sim.request_levels(np.broadcast_to(np.asarray(request, dtype=bool), (self.num_envs,)))
+
     @property
     def simulator(self):
         """The underlying :class:`vanco_pk.simulator.BatchSimulator` (read-only use)."""

@@ -16,6 +16,7 @@ import math
 from typing import Any
 
 from vanco_pk.policies import POLICIES
+from vanco_pk.scenario import SCENARIOS
 from vanco_pk.targets import REWARDS
 
 from vanco_offline.commands.files import add_overwrite_argument, atomic_output, check_output
@@ -38,6 +39,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--seed", type=int, default=0, help="seed of patients, noise and policies (default 0)"
     )
     sim = parser.add_argument_group("simulator")
+    sim.add_argument(
+        "--scenario",
+        choices=sorted(SCENARIOS),
+        default="icu",
+        help="the simulated world: icu (default; levels only when the protocol orders them, a true "
+        "population model unlike the dosing prior, changing kidneys, graded AKI) or ideal",
+    )
     sim.add_argument(
         "--noise",
         type=float,
@@ -144,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
             level_missing_prob=args.missing_prob,
             misspecification=args.misspecification,
             reward=args.reward,
+            scenario=args.scenario,
         )
     with atomic_output(out) as partial:
         save_table(table, partial)

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from vanco_pk.policies import POLICIES, TRUTH_KEYS, DosingPolicy, grid_index, make_policy, replay
+from vanco_pk.scenario import get_scenario, protocol_for
 from vanco_pk.targets import COVARIATES, DOSE_GRID_MG, FEATURES, dose_to_grid_index
 from vanco_pk.vector import VancoPKVectorEnv
 
@@ -112,6 +113,7 @@ def generate_cohort(
     policy_options: Mapping[str, Mapping[str, Any]] | None = None,
     true_columns: bool = True,
     progress: Callable[[int], None] | None = None,
+    scenario: Any = "icu",
     **env_options: Any,
 ) -> pd.DataFrame:
     """Simulate ``n_patients`` ICU stays dosed by a reference policy (or a mixture, by stay).
@@ -135,6 +137,10 @@ def generate_cohort(
     progress : callable, optional
         Called after every decision step with the number of stay-decisions just simulated
         (they total ``n_patients * (steps + 1)``), e.g. ``tqdm.update``.
+    scenario : str, dict or Scenario
+        The simulated world (:func:`vanco_pk.scenario.get_scenario`): ``"icu"`` (default) or
+        ``"ideal"``. Each stay's levels follow the protocol of the team that doses it
+        (:func:`vanco_pk.scenario.protocol_for`); ``level_measured`` says where one was drawn.
     **env_options
         :class:`vanco_pk.env.VancoPKEnv` options: ``decision_interval_h``, ``episode_days``,
         ``measurement_noise``, ``level_missing_prob``, ``misspecification``, ``reward``,
@@ -160,6 +166,7 @@ def generate_cohort(
         raise ValueError("extended_obs: the cohort writes the covariates as columns; leave extended_obs off")
     if "patients" in env_options and env_options["patients"] is not None and n_patients > _BATCH:
         raise ValueError(f"fixed patients are supported for cohorts of at most {_BATCH} stays")
+    env_options = {**env_options, "scenario": get_scenario(scenario)}
     n = int(n_patients)
     env_seeds, policy_seeds, mix_seq = cohort_seeds(int(seed), n)
     labels = _assign(weights, n, np.random.default_rng(mix_seq))
@@ -190,6 +197,12 @@ def _simulate_batch(
             {c: v[members] for c, v in covariates.items()}, seed=[policy_seeds[idx[m]] for m in members]
         )
         groups[name] = (members, policy)
+    # The monitoring protocol follows the team that doses the stay (trough-guided clinician,
+    # AUC-guided MIPD); the ideal world keeps a level at every decision.
+    protocols = np.empty(len(idx), dtype=object)
+    for members, policy in groups.values():
+        protocols[members] = protocol_for(env.config.scenario, policy.sampling)
+    env.set_sampling(protocols)
     p = len(idx)
     rows = n_steps + 1
     table = {

@@ -75,6 +75,9 @@ class DosingPolicy:
     """
 
     name = "base"
+    #: Level protocol of the team that doses this way (``None``: the scenario's own); see
+    #: :func:`vanco_pk.scenario.protocol_for`.
+    sampling: str | None = None
     deterministic = False
     needs_truth = False
 

@@ -62,6 +62,7 @@ from scipy.special import ndtr
 from vanco_pk.pk import cockcroft_gault
 from vanco_pk.policies.base import N_DOSES, DosingPolicy
 from vanco_pk.targets import CREATININE, DOSE_GRID_MG, DOSE_MAX_MG, DOSE_STEP_MG, dose_to_grid_index
+from vanco_pk.validation import check_positive
 
 __all__ = ["NOMOGRAM", "ClinicianConfig", "ClinicianPolicy", "nomogram_regimen"]
 
@@ -142,8 +143,7 @@ class ClinicianConfig:
                         f"ClinicianConfig.trough_target = {value!r} must be (low, high) with 0 < low < high"
                     )
                 continue
-            if not np.isfinite(value) or value < 0:
-                raise ValueError(f"ClinicianConfig.{f.name} = {value!r} must be a finite number >= 0")
+            check_positive(self, [f.name], allow_zero=True)
         for name in ("miss_prob", "error_prob"):
             if getattr(self, name) >= 1:
                 raise ValueError(f"ClinicianConfig.{name} = {getattr(self, name)!r} must be in [0, 1)")
@@ -170,6 +170,7 @@ class ClinicianPolicy(DosingPolicy):
     """
 
     name = "clinician"
+    sampling = "trough_guided"
 
     def __init__(self, config: ClinicianConfig | None = None, interval_h: float = 12.0, **overrides: Any):
         super().__init__(interval_h)

@@ -2,7 +2,7 @@
 
 ``mipd`` is today's best practice (Rybak 2020; Bayesian software such as InsightRx,
 DoseMeRx, PrecisePK): a MAP estimate of the patient's CL and V1 from the measured levels and
-the doses given (:mod:`vanco_pk.policies.bayes`), with the population model as prior and
+the doses given (:mod:`vanco_pk.estimation`), with the population model as prior and
 the population prediction from covariates before any level; then the grid dose whose
 predicted AUC over the next 24 h, the dose being repeated at each decision of those 24 h
 and the drug already on board counted, is nearest 500 mg*h/L.
@@ -20,9 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from vanco_pk.estimation import auc_target_dose
+from vanco_pk.exposure import ExposureTracker
 from vanco_pk.pk import GOTI_2018, GotiModel, PKParams
 from vanco_pk.policies.base import N_DOSES, DosingPolicy
-from vanco_pk.policies.bayes import auc_target_dose
 from vanco_pk.targets import AUC24_GOAL, CREATININE
 
 __all__ = ["TRUTH_KEYS", "MIPDPolicy", "OraclePolicy"]
@@ -71,6 +72,7 @@ class MIPDPolicy(_AUCTargetPolicy):
     """
 
     name = "mipd"
+    sampling = "auc_guided"
 
     def __init__(
         self,
@@ -83,9 +85,6 @@ class MIPDPolicy(_AUCTargetPolicy):
         self.model = model
 
     def _start(self) -> None:
-        # Imported here, not at the top: vanco_pk.exposure imports this package's bayes module.
-        from vanco_pk.exposure import ExposureTracker
-
         # The tracker is the policy's Bayesian memory (one implementation of the MAP refits,
         # shared with the environments' PK features and the data layer).
         self.tracker = ExposureTracker(self.interval_h, self.target_auc, self.horizon_h, self.model)
