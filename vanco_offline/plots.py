@@ -26,6 +26,7 @@ import pandas as pd
 from vanco_pk import pk
 from vanco_pk.targets import AUC24_TARGET, DOSE_GRID_MG, FEATURES, TROUGH_TARGET
 
+from vanco_offline.algos.dosing import action_to_mg, predict_dose_mg
 from vanco_offline.clinical import apply_limits
 from vanco_offline.trained import TrainedModel
 
@@ -98,7 +99,7 @@ def plot_dose_response(
                 rows = history.copy()
                 rows.loc[rows.index[-1], feature] = float(value)
             observation = observation_from_state(model, point, rows)
-            dose = _greedy_dose(model, observation[None])[0]
+            dose = predict_dose_mg(model.algo, observation[None])[0]
             features = np.array([point[f] for f in FEATURES])
             raw.append(dose)
             limited.append(apply_limits(dose, features, dict(covariates), first_dose=False).dose_mg)
@@ -126,7 +127,7 @@ def plot_dose_histograms(
     label: str = "logged (behaviour policy)",
 ) -> Path:
     """Distribution of the policy's greedy doses on the data's states beside the logged doses."""
-    greedy = _greedy_dose(model, observations)
+    greedy = predict_dose_mg(model.algo, observations)
     bins = np.append(DOSE_GRID_MG - 125.0, DOSE_GRID_MG[-1] + 125.0)
     fig, ax = plt.subplots(figsize=(7, 3.8))
     ax.hist(np.asarray(logged_dose_mg), bins=bins, alpha=0.55, label=label, color="tab:gray")
@@ -208,13 +209,6 @@ def _interval_profile(
     return np.asarray(times), np.asarray(values)
 
 
-def _greedy_dose(model: TrainedModel, observations: np.ndarray) -> np.ndarray:
-    action = np.asarray(model.algo.predict(np.asarray(observations, dtype=np.float32)))
-    if model.action == "discrete":
-        return DOSE_GRID_MG[action.reshape(-1).astype(int)]
-    return action.reshape(len(observations), -1)[:, 0].astype(np.float64)
-
-
 def _save(fig: Any, out: str | Path) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -267,7 +261,7 @@ def write_plots(
         episodes = convert_like(table, model.action, model.conversion).dataset.episodes
         observations = np.concatenate([ep.observations[: ep.transition_count] for ep in episodes])
         actions = np.concatenate([ep.actions[: ep.transition_count] for ep in episodes]).reshape(-1)
-        logged = DOSE_GRID_MG[actions.astype(int)] if model.action == "discrete" else actions
+        logged = action_to_mg(actions, model.action == "discrete")
         written.append(plot_dose_histograms(model, observations, logged, out / "dose_histogram.png", label))
     if "pk" in kinds:
         actors = {

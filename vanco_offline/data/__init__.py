@@ -12,7 +12,7 @@ Typical use::
 The table schema (columns, units, MIMIC-IV mapping) is documented in ``data/README.md``.
 """
 
-from vanco_offline.data.convert import convert, observation_table, to_mdp_dataset
+from vanco_offline.data.convert import convert, convert_with, observation_table, to_mdp_dataset
 from vanco_offline.data.episodes import ConversionResult, make_dataset
 from vanco_offline.data.io import load_dataset, load_table, save_dataset, save_table
 from vanco_offline.data.minari_format import export_minari, import_minari
@@ -29,6 +29,7 @@ __all__ = [
     "Exclusion",
     "Scalers",
     "convert",
+    "convert_with",
     "export_minari",
     "fit_scalers",
     "import_minari",
