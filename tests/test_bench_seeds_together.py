@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from vanco_offline.bench.offline_cell import run_cell, run_cells
-from vanco_offline.bench.offline_grid import CellTask, DatasetSpec
+from vanco_offline.bench.offline.cell import run_cell, run_cells
+from vanco_offline.bench.offline.grid import CellTask, DatasetSpec
 
 TINY = DatasetSpec.make("medium", "tiny", n_stays=20)
 

@@ -10,9 +10,9 @@ from vanco_pk.scenario import protocol_for
 from vanco_pk.targets import COVARIATES, FEATURES, exposure_auc_reward, get_reward_function
 from vanco_pk.vector import VancoPKVectorEnv
 
-from vanco_offline.bench.offline_rollout import ObservationBuilder, _plain
 from vanco_offline.data import convert
 from vanco_offline.data.cohort import cohort_seeds, generate_cohort
+from vanco_offline.rollout import ObservationBuilder, plain_info
 
 SEED = 4
 OPTIONS = {"level_missing_prob": 0.3}
@@ -91,11 +91,11 @@ def test_simulator_and_converted_table_agree_for_the_same_stays(cohort):
     teams = cohort.groupby("stay_id", sort=True)["behavior_policy"].first()
     env.set_sampling([protocol_for(env.config.scenario, make_policy(name).sampling) for name in teams])
     builder = ObservationBuilder(result.observation_names)
-    builder.reset(_plain(info)["covariates"])
+    builder.reset(plain_info(info)["covariates"])
     doses = cohort["dose_mg"].to_numpy().reshape(n, rows)
     built, env_pk = [], []
     for k in range(rows):
-        built.append(builder(obs, _plain(info)))
+        built.append(builder(obs, plain_info(info)))
         env_pk.append(obs[:, -3:])
         if k < rows - 1:
             obs, _, _, _, info = env.step(doses[:, k].reshape(n, 1))

@@ -24,6 +24,7 @@ from vanco_pk.targets import DOSE_GRID_MG
 
 from vanco_offline import bundle as runtime
 from vanco_offline.algos import DiscreteVancoIQL, VancoIQL, save_policy_onnx
+from vanco_offline.algos.dosing import predict_dose_mg
 
 __all__ = ["FORMATS", "export_bundle", "export_policy", "module_tensors"]
 
@@ -244,8 +245,7 @@ def _check_reproduces(algo: Any, path: Path, probe: np.ndarray | None, discrete:
         probe = scaler.reverse_transform_numpy(scaled) if scaler is not None else scaled
     probe = np.asarray(probe, dtype=np.float32)
     with torch.no_grad():
-        expected = algo.predict(probe)
-    expected = DOSE_GRID_MG[expected.astype(int)] if discrete else expected[:, 0]
+        expected = predict_dose_mg(algo, probe)
     got = loaded.predict(probe)
     worst = float(np.max(np.abs(got - expected)))
     if not np.isfinite(expected).all():

@@ -25,6 +25,7 @@ from vanco_offline.clinical import StateSupport
 from vanco_offline.configs import Preset, build_algo
 from vanco_offline.data import (
     CarryForward,
+    ConversionOptions,
     ConversionReport,
     ConversionResult,
     convert,
@@ -62,29 +63,21 @@ def conversion_options(preset: Preset, impute_max_age_h: float | None = None) ->
     ``covariates``, ``last_dose`` and ``pk_features`` are passed on when set (a model that
     needs them records them in its metadata, so new data is converted the same way).
     """
-    options: dict[str, Any] = {"reward": preset.data.reward, "fill_unmeasured_level": True}
-    if preset.data.covariates:
-        options["covariates"] = True
-    if preset.data.last_dose:
-        options["last_dose"] = True
-    if preset.data.pk_features:
-        options["pk_features"] = True
-    if impute_max_age_h is not None:
-        options["impute"] = CarryForward(max_age_h=impute_max_age_h)
-    return options
+    return ConversionOptions(
+        action=preset.data.action,  # type: ignore[arg-type]
+        reward=preset.data.reward,
+        fill_unmeasured_level=True,
+        covariates=preset.data.covariates,
+        last_dose=preset.data.last_dose,
+        pk_features=preset.data.pk_features,
+        impute=None if impute_max_age_h is None else CarryForward(max_age_h=impute_max_age_h),
+    ).keywords()
 
 
 def conversion_kwargs(conversion: dict[str, Any]) -> dict[str, Any]:
     """A saved model's ``conversion`` as keyword arguments of :func:`vanco_offline.data.convert`
     (``model.json`` holds the imputation rule as a dict and tuples as lists)."""
-    options = dict(conversion)
-    impute = options.get("impute")
-    if isinstance(impute, dict):  # as read back from model.json
-        columns = impute.get("columns")
-        options["impute"] = CarryForward(**{**impute, "columns": tuple(columns) if columns else None})
-    if isinstance(options.get("covariates"), list):
-        options["covariates"] = tuple(options["covariates"])
-    return options
+    return ConversionOptions.from_dict(conversion).keywords()
 
 
 def convert_like(table: pd.DataFrame, action: str, conversion: dict[str, Any]) -> ConversionResult:

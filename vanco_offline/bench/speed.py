@@ -300,8 +300,8 @@ def run(args: argparse.Namespace) -> int:
     hiddens = _parse_hidden(hidden_args)
 
     from vanco_offline.algos import VancoIQLConfig
-    from vanco_offline.commands.common import quiet_d3rlpy
     from vanco_offline.data import convert, generate_cohort
+    from vanco_offline.progress import quiet_d3rlpy
 
     # d3rlpy logs every fit (scalers, models built, epoch metrics), dozens of lines that
     # would bury the table. Quietened here, after d3rlpy is imported: its import configures

@@ -1,6 +1,6 @@
 """One cell of the offline benchmark: train (or take a reference policy), roll out, score, OPE.
 
-:func:`run_cell` is a plain function of a picklable :class:`~vanco_offline.bench.offline_grid.CellTask`
+:func:`run_cell` is a plain function of a picklable :class:`~vanco_offline.bench.offline.grid.CellTask`
 returning a plain :class:`CellResult`, so that the local process pool, Ray and Ray Tune all
 run the same code. Everything is seeded from the task: the dataset from its spec,
 ``d3rlpy.seed(task.seed)`` for the networks and mini-batches, the held-out patients from
@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from vanco_offline.bench.offline_grid import ALGORITHMS, CellTask, build_config, load_dataset
-from vanco_offline.bench.offline_rollout import EvalPatients, algo_actor, reference_actor, rollout
+from vanco_offline.bench.offline.grid import ALGORITHMS, CellTask, build_config, load_dataset
+from vanco_offline.rollout import EvalPatients, algo_actor, reference_actor, rollout
 
 __all__ = ["OPE_ESTIMATORS", "CellResult", "run_cell", "run_cells", "seed_action_map", "train", "train_seeds"]
 
@@ -35,7 +35,7 @@ class CellResult:
     dataset, algo, seed : str, str, int
         The cell.
     scores : dict
-        :class:`~vanco_offline.bench.offline_rollout.RolloutScores` as a dict.
+        :class:`~vanco_offline.rollout.RolloutScores` as a dict.
     ope : dict
         ``{estimator: value}`` and ``truth`` / ``truth_se`` (the simulator's value of the
         same, possibly softened, policy); empty when OPE was not asked for.
