@@ -14,7 +14,7 @@ missing-level settings as the data, and scored on the simulator's truth in ``inf
 * ``aki_rate``: fraction of patients with KDIGO AKI at any time of the episode;
 * ``return_``: mean undiscounted sum of the project's reward per patient, and
   ``discounted_return`` with ``gamma`` (what OPE estimates);
-* ``dose_at_max``: fraction of doses within 1 % of 3000 mg (the seed's failure), and
+* ``dose_at_max``: fraction of doses within 1 % of 3000 mg (the ``seed`` preset's failure), and
   ``mean_dose_mg``;
 * ``levels_per_week``: troughs drawn per patient, per 7 days (the scenario's protocol).
 
@@ -47,6 +47,8 @@ from vanco_pk.targets import (
 )
 from vanco_pk.vector import VancoPKVectorEnv
 
+from vanco_offline.data.schema import LAST_DOSE, LEVEL_INDICATOR
+
 __all__ = [
     "EvalPatients",
     "ModelObservation",
@@ -60,10 +62,6 @@ __all__ = [
     "rollout",
 ]
 
-#: Name of the data layer's optional 0/1 "level was ever measured" feature.
-LEVEL_INDICATOR = "vanco_level_measured"
-#: The previous dose (mg), the data layer's ``last_dose=True`` column.
-LAST_DOSE = "last_dose_mg"
 _AT_MAX_MG = 0.99 * DOSE_MAX_MG
 
 #: ``actor(obs, info) -> doses (P,) in mg``; ``info`` without Gymnasium's ``_key`` masks.
@@ -288,10 +286,10 @@ def algo_actor(
     """A d3rlpy algorithm's greedy dose as an :data:`Actor`, and its per-episode reset.
 
     Discrete algorithms predict a dose-grid index; continuous ones a dose in mg (after
-    their action scaler). ``action_map`` replaces the default mapping from
-    ``algo.predict`` output to mg (used to read the seed's unscaled [-1, 1] output as the
-    seed did). ``interval_h`` is the environment's decision interval (the PK features'
-    forward dose rule). Call ``reset`` at each episode start: the observation may depend on
+    their action scaler; :func:`vanco_offline.algos.dosing.predict_dose_mg`). ``action_map``
+    replaces that mapping of ``algo.predict``'s output to mg (used to read the ``seed``
+    preset's unscaled [-1, 1] output). ``interval_h`` is the environment's decision interval
+    (the PK features' forward dose rule). Call ``reset`` at each episode start: the observation may depend on
     the stay's history.
     """
     from vanco_offline.algos.dosing import predict_dose_mg

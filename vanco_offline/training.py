@@ -24,7 +24,6 @@ from vanco_offline.algos.residual_iql import check_prior_column
 from vanco_offline.clinical import StateSupport
 from vanco_offline.configs import Preset, build_algo
 from vanco_offline.data import (
-    CarryForward,
     ConversionOptions,
     ConversionReport,
     ConversionResult,
@@ -63,15 +62,7 @@ def conversion_options(preset: Preset, impute_max_age_h: float | None = None) ->
     ``covariates``, ``last_dose`` and ``pk_features`` are passed on when set (a model that
     needs them records them in its metadata, so new data is converted the same way).
     """
-    return ConversionOptions(
-        action=preset.data.action,  # type: ignore[arg-type]
-        reward=preset.data.reward,
-        fill_unmeasured_level=True,
-        covariates=preset.data.covariates,
-        last_dose=preset.data.last_dose,
-        pk_features=preset.data.pk_features,
-        impute=None if impute_max_age_h is None else CarryForward(max_age_h=impute_max_age_h),
-    ).keywords()
+    return preset.data.conversion_options(impute_max_age_h).keywords()
 
 
 def conversion_kwargs(conversion: dict[str, Any]) -> dict[str, Any]:

@@ -23,10 +23,13 @@ import dataclasses
 import importlib.resources
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from vanco_pk.targets import REWARDS
+
+if TYPE_CHECKING:
+    from vanco_offline.data.options import ConversionOptions
 
 __all__ = [
     "DataSpec",
@@ -100,6 +103,25 @@ class DataSpec:
     covariates: bool = False
     last_dose: bool = False
     pk_features: bool = False
+
+    def conversion_options(self, impute_max_age_h: float | None = None) -> ConversionOptions:
+        """How :func:`vanco_offline.data.convert` builds this preset's observation and reward.
+
+        A never-measured level is filled with 0 mg/L (the patient is drug-naive, as the
+        simulator shows it); any other missing value is an error unless ``impute_max_age_h``
+        allows carrying the last value forward that long within a stay.
+        """
+        from vanco_offline.data.options import CarryForward, ConversionOptions
+
+        return ConversionOptions(
+            action=self.action,  # type: ignore[arg-type]
+            reward=self.reward,
+            fill_unmeasured_level=True,
+            covariates=self.covariates,
+            last_dose=self.last_dose,
+            pk_features=self.pk_features,
+            impute=None if impute_max_age_h is None else CarryForward(max_age_h=impute_max_age_h),
+        )
 
 
 @dataclasses.dataclass(frozen=True)

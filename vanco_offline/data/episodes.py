@@ -22,9 +22,8 @@ class CompactBuffer:
 
     d3rlpy's ``InfiniteBuffer`` keeps one ``(episode, index)`` tuple per transition. For a
     million-row table those million long-lived tuples make Python's garbage collector
-    rescan them again and again: building the buffer took 1.1-1.3 s, 75 % of the whole
-    conversion, against 0.16 s here (``vanco-offline bench convert``); sampling is as
-    fast. Transitions must be appended episode by episode with indices 0, 1, 2, ... (what
+    rescan them again and again (``vanco-offline bench convert`` measures both).
+    Transitions must be appended episode by episode with indices 0, 1, 2, ... (what
     ``ReplayBuffer.append_episode`` and d3rlpy's online writer do).
     """
 

@@ -15,10 +15,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from vanco_pk.exposure import TRACKER_COVARIATES, ExposureTracker
+from vanco_pk.exposure import TRACKER_COVARIATES
 
-from vanco_offline.data.pk_replay import _DEFAULT_INTERVAL_H, _check_inputs, new_levels
-from vanco_offline.data.schema import DOSE, LEVEL
+from vanco_offline.data.pk_replay import stay_chart, stays_by_length
 
 __all__ = ["hindsight_auc", "hindsight_auc_table"]
 
@@ -33,21 +32,14 @@ def hindsight_auc(checked: Any, creatinine: np.ndarray) -> np.ndarray:
     creatinine : (rows,) array
         Serum creatinine of each row after imputation (no NaN).
     """
-    _check_inputs(checked)
-    time = checked.columns["time_h"]
-    dose = checked.columns[DOSE]
-    flags, _ = new_levels(checked)
-    level = np.where(flags, checked.columns[LEVEL], np.nan)
-    lengths = checked.ends - checked.starts
-    gaps = np.diff(time)[~checked.last[:-1]]
-    interval = float(np.median(gaps)) if gaps.size else _DEFAULT_INTERVAL_H
+    chart = stay_chart(checked)
+    time, dose, level = chart.time, chart.dose, chart.level
     auc = np.zeros(checked.rows)
-    for length in np.unique(lengths).tolist():
-        first = checked.starts[lengths == length]
-        rows = first[:, None] + np.arange(length)[None, :]
+    for first, rows in stays_by_length(checked):
+        length = rows.shape[1]
         covariates = {c: checked.columns[c][first] for c in TRACKER_COVARIATES}
         # Pass 1: the MAP estimate with every level of the stay.
-        fit = ExposureTracker(interval_h=interval, horizon_h=max(24.0, interval))
+        fit = chart.tracker()
         fit.reset(covariates)
         for k in range(length):
             r = rows[:, k]
@@ -55,7 +47,7 @@ def hindsight_auc(checked: Any, creatinine: np.ndarray) -> np.ndarray:
             if k < length - 1:
                 fit.record(dose[r])
         # Pass 2: the same doses, no refit, the final estimate throughout.
-        replay = ExposureTracker(interval_h=interval, horizon_h=max(24.0, interval))
+        replay = chart.tracker()
         replay.reset(covariates)
         replay.eta = fit.eta.copy()
         for k in range(length):

@@ -15,6 +15,7 @@ first row.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 
 import numpy as np
 from vanco_pk.exposure import PK_FEATURES, ExposureTracker
@@ -24,7 +25,15 @@ from vanco_offline.data._messages import offenders, raise_problems
 from vanco_offline.data.schema import DOSE, LEVEL, LEVEL_MEASURED, TRACKER_COVARIATES
 from vanco_offline.data.validation import CheckedTable
 
-__all__ = ["PK_REPLAY_COLUMNS", "PKReplay", "new_levels", "replay_pk_features"]
+__all__ = [
+    "PK_REPLAY_COLUMNS",
+    "PKReplay",
+    "StayChart",
+    "new_levels",
+    "replay_pk_features",
+    "stay_chart",
+    "stays_by_length",
+]
 
 _DEFAULT_INTERVAL_H = 12.0
 #: The columns a table needs for the replay (``pk_features=True`` or ``reward="exposure"``).
@@ -75,6 +84,53 @@ def new_levels(checked: CheckedTable) -> tuple[np.ndarray, str]:
     return measured & ~(level == previous), f"as changes of '{LEVEL}' (no '{LEVEL_MEASURED}' column)"
 
 
+@dataclasses.dataclass(frozen=True)
+class StayChart:
+    """What a replay of the stays through :class:`~vanco_pk.exposure.ExposureTracker` reads.
+
+    Attributes
+    ----------
+    time, dose : (rows,) arrays
+        ``time_h`` and ``dose_mg`` of each row.
+    level : (rows,) array
+        The vancomycin level where a new one was measured, NaN elsewhere.
+    new_levels : (rows,) bool array
+        Rows with a new level; ``level_source`` says how they were detected.
+    interval_h : float
+        The median time between decisions (12 h for a table of single rows).
+    """
+
+    time: np.ndarray
+    dose: np.ndarray
+    level: np.ndarray
+    new_levels: np.ndarray
+    level_source: str
+    interval_h: float
+
+    def tracker(self) -> ExposureTracker:
+        """A tracker for this chart's decision interval."""
+        return ExposureTracker(interval_h=self.interval_h, horizon_h=max(24.0, self.interval_h))
+
+
+def stay_chart(checked: CheckedTable) -> StayChart:
+    """The replay's inputs of a validated table; ValueError naming what is missing or wrong."""
+    _check_inputs(checked)
+    time = checked.columns["time_h"]
+    flags, source = new_levels(checked)
+    gaps = np.diff(time)[~checked.last[:-1]]
+    interval = float(np.median(gaps)) if gaps.size else _DEFAULT_INTERVAL_H
+    level = np.where(flags, checked.columns[LEVEL], np.nan)
+    return StayChart(time, checked.columns[DOSE], level, flags, source, interval)
+
+
+def stays_by_length(checked: CheckedTable) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``(first rows (m,), rows (m, length))`` of the stays of each length, to replay them at once."""
+    lengths = checked.ends - checked.starts
+    for length in np.unique(lengths).tolist():
+        first = checked.starts[lengths == length]
+        yield first, first[:, None] + np.arange(length)[None, :]
+
+
 def replay_pk_features(checked: CheckedTable, creatinine: np.ndarray) -> PKReplay:
     """Replay every stay through the exposure tracker; ValueError naming what is missing or wrong.
 
@@ -86,27 +142,23 @@ def replay_pk_features(checked: CheckedTable, creatinine: np.ndarray) -> PKRepla
     creatinine : (rows,) array
         Serum creatinine of each row after imputation (no NaN).
     """
-    _check_inputs(checked)
-    time = checked.columns["time_h"]
-    dose = checked.columns[DOSE]
-    flags, source = new_levels(checked)
-    level = np.where(flags, checked.columns[LEVEL], np.nan)
-    lengths = checked.ends - checked.starts
-    gaps = np.diff(time)[~checked.last[:-1]]
-    interval = float(np.median(gaps)) if gaps.size else _DEFAULT_INTERVAL_H
-    tracker = ExposureTracker(interval_h=interval, horizon_h=max(24.0, interval))
+    chart = stay_chart(checked)
+    tracker = chart.tracker()
     features = np.zeros((checked.rows, len(PK_FEATURES)))
-    for length in np.unique(lengths).tolist():
-        first = checked.starts[lengths == length]
-        rows = first[:, None] + np.arange(length)[None, :]
+    for first, rows in stays_by_length(checked):
         tracker.reset({c: checked.columns[c][first] for c in TRACKER_COVARIATES})
-        for k in range(length):
+        for k in range(rows.shape[1]):
             r = rows[:, k]
-            tracker.observe(time[r], creatinine[r], level[r])
+            tracker.observe(chart.time[r], creatinine[r], chart.level[r])
             features[r] = tracker.features()
-            if k < length - 1:
-                tracker.record(dose[r])
-    return PKReplay(features=features, levels=int(flags.sum()), level_source=source, interval_h=interval)
+            if k < rows.shape[1] - 1:
+                tracker.record(chart.dose[r])
+    return PKReplay(
+        features=features,
+        levels=int(chart.new_levels.sum()),
+        level_source=chart.level_source,
+        interval_h=chart.interval_h,
+    )
 
 
 def _check_inputs(checked: CheckedTable) -> None:

@@ -6,8 +6,9 @@ policy -- learned or reference -- is rolled out on the same held-out simulated p
 (:mod:`vanco_offline.rollout`). Cells run in parallel on local processes or on
 Ray (:mod:`vanco_offline.bench.offline.runner`); the report gives the interquartile mean
 over seeds with stratified-bootstrap 95 % CIs, OPE estimates beside the simulator's truth,
-and the issue's verdicts (:mod:`vanco_offline.bench.offline.report`). ``--tune`` runs the
-seed's tuning guide (expectile, temperature, learning rate) through Ray Tune instead.
+and the verdicts against the clinician, MIPD and d3rlpy's baselines
+(:mod:`vanco_offline.bench.offline.report`). ``--tune`` runs the ``seed`` preset's tuning
+guide (expectile, temperature, learning rate) through Ray Tune instead.
 
 Sizes: ``--quick`` (medium-small, all 17 policies x 5 seeds, 1,000 steps, 200 patients)
 and the default (6 datasets, 5,000 steps, 500 patients); ``docs/benchmark.md`` gives the

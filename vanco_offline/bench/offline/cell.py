@@ -16,7 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from vanco_offline.bench.offline.grid import ALGORITHMS, CellTask, build_config, load_dataset
+from vanco_offline.bench.offline.grid import (
+    ALGORITHMS,
+    CellTask,
+    build_config,
+    load_dataset,
+    load_task_dataset,
+)
 from vanco_offline.rollout import EvalPatients, algo_actor, reference_actor, rollout
 
 __all__ = ["OPE_ESTIMATORS", "CellResult", "run_cell", "run_cells", "seed_action_map", "train", "train_seeds"]
@@ -68,15 +74,7 @@ def train(task: CellTask) -> tuple[Any, Any, Any]:
     import torch
 
     spec = ALGORITHMS[task.algo]
-    table, result = load_dataset(
-        task.dataset,
-        spec.action,
-        spec.reward,
-        task.covariates,
-        task.reward_variant,
-        task.last_dose,
-        task.pk_features,
-    )
+    table, result = load_task_dataset(task)
     config = build_config(spec, task, result)
     d3rlpy.seed(task.seed)
     torch.manual_seed(task.seed)

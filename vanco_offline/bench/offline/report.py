@@ -154,7 +154,7 @@ def _compare(a: tuple[float, float, float], b: tuple[float, float, float], highe
 
 
 def verdicts(rows: Sequence[Aggregate], algo: str = "VancoIQL", margin: float = 0.15) -> list[str]:
-    """The issue's targets, per dataset: attainment vs the clinician, AKI, vs MIPD and each d3rlpy baseline.
+    """The benchmark's targets per dataset: attainment vs the clinician, AKI, vs MIPD and d3rlpy's baselines.
 
     A learned row's label may carry its data variant (``"VancoIQL [reward exposure, ...]"``);
     it is compared with the baselines trained on the same variant and with the reference
