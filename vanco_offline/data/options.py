@@ -93,7 +93,28 @@ class CarryForward:
 
 @dataclasses.dataclass(frozen=True)
 class ConversionOptions:
-    """All the choices of a table -> dataset conversion (see :func:`~vanco_offline.data.convert`)."""
+    """How a dosing table becomes observations, actions and rewards: the one specification.
+
+    The converter (:func:`~vanco_offline.data.convert_with`), a preset
+    (``DataSpec.conversion_options``) and a saved model (``model.json``'s ``conversion``, the
+    :meth:`to_dict` form) all describe a conversion with this object. The observation is
+    the seven schema features, then the level indicator, the covariates, the previous dose
+    and the exposure features, each when asked (:func:`~vanco_offline.data.convert` documents
+    every field).
+
+    Attributes
+    ----------
+    action : {"continuous", "discrete"}
+        Dose in mg, or the index of the 250 mg dose-grid level.
+    reward : str, optional
+        A name of :data:`vanco_pk.targets.REWARDS`; None uses the table's ``reward`` column.
+    impute : CarryForward, optional
+        The rule for missing observation values (none: a NaN is an error).
+    fill_unmeasured_level, level_indicator, covariates, last_dose, pk_features : bool
+        Observation options; ``covariates`` may also name a subset of the covariates.
+    clip_doses, round_doses : bool
+        Repairs of the doses, counted in the report.
+    """
 
     action: ActionKind = "continuous"
     reward: str | None = None
