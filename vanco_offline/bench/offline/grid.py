@@ -19,10 +19,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from vanco_pk.scenario import SCENARIOS
+
+if TYPE_CHECKING:
+    from vanco_offline.data import ConversionOptions
 
 __all__ = [
     "ALGORITHMS",
@@ -340,17 +343,10 @@ def _table(spec: DatasetSpec):
 
 
 @functools.lru_cache(maxsize=16)
-def _converted(
-    spec: DatasetSpec,
-    action: str,
-    reward: str,
-    covariates: bool,
-    variant: str,
-    last_dose: bool,
-    pk_features: bool,
-):
+def _converted(spec: DatasetSpec, observation: ConversionOptions, reward: str, variant: str):
+    """``spec``'s table converted with ``observation``'s columns and ``reward`` (or ``variant``'s)."""
     from vanco_offline.bench.offline.variants import COMPUTED_REWARDS, variant_reward
-    from vanco_offline.data import convert
+    from vanco_offline.data import convert_with
 
     if variant == "project" or variant in COMPUTED_REWARDS:
         # The table's reward column is the environment's default reward; drop it so that the
@@ -360,15 +356,7 @@ def _converted(
     else:
         # The candidate reward is the table's reward column (reward=None: use the column).
         table, computed = variant_reward(_table(spec), variant), None
-    result = convert(
-        table,
-        action,
-        reward=computed,
-        fill_unmeasured_level=True,
-        covariates=covariates,
-        last_dose=last_dose,
-        pk_features=pk_features,
-    )
+    result = convert_with(table, dataclasses.replace(observation, reward=computed))
     expected = "from the table" if computed is None else f"'{computed}' reward"
     if expected not in result.report.reward_source:
         raise RuntimeError(f"the converter's rewards are {result.report.reward_source}, expected {expected}")
@@ -394,7 +382,16 @@ def load_dataset(
         computed by the converter with ``reward`` (or ``reward_variant``), covariates, the
         previous dose and the PK features appended when asked.
     """
-    return _table(spec), _converted(spec, action, reward, covariates, reward_variant, last_dose, pk_features)
+    from vanco_offline.data import ConversionOptions
+
+    observation = ConversionOptions(
+        action=action,  # type: ignore[arg-type]
+        fill_unmeasured_level=True,
+        covariates=covariates,
+        last_dose=last_dose,
+        pk_features=pk_features,
+    )
+    return _table(spec), _converted(spec, observation, reward, reward_variant)
 
 
 def load_task_dataset(task: CellTask):
