@@ -98,7 +98,9 @@ def test_ray_backend_on_a_local_two_cpu_cluster_gives_the_local_numbers(tiny_gri
 
 
 def test_rollout_scores_a_held_dose_and_a_maximum_dose_by_hand():
-    patients = EvalPatients(n_patients=8, seed=5, env_options={"level_missing_prob": 0.3})
+    patients = EvalPatients(
+        n_patients=8, seed=5, env_options={"level_missing_prob": 0.3, "scenario": "ideal"}
+    )
     none = rollout(lambda obs, info: np.zeros(len(obs)), patients)
     assert none.attainment == 0.0 and none.target_48h == 0.0 and none.aki_rate == 0.0
     assert none.time_to_target_h == 168.0  # never on target: censored at the episode length
