@@ -14,8 +14,8 @@ import vanco_offline  # noqa: F401  (first: it silences the notice d3rlpy's `gym
 import d3rlpy
 
 from vanco_offline.algos import VancoIQLConfig
-from vanco_offline.bench.offline_rollout import EvalPatients, algo_actor, reference_actor, rollout
 from vanco_offline.data import convert, fit_scalers, generate_cohort
+from vanco_offline.rollout import EvalPatients, algo_actor, reference_actor, rollout
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--patients", type=int, default=300)

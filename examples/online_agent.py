@@ -16,7 +16,7 @@ import gymnasium as gym
 import numpy as np
 from vanco_pk.targets import FEATURES
 
-from vanco_offline.bench.offline_rollout import EvalPatients, algo_actor, reference_actor, rollout
+from vanco_offline.rollout import EvalPatients, algo_actor, reference_actor, rollout
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--steps", type=int, default=2000, help="environment steps (14 per patient)")

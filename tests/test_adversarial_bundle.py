@@ -190,8 +190,11 @@ def test_runtime_with_torch_blocked_doses_through_the_safety_layer(original, tmp
     )
     script = (
         "import runpy, sys\n"
-        "for name in ('torch', 'd3rlpy'):\n"
-        "    sys.modules[name] = None\n"
+        "class Uninstalled:  # as if torch and d3rlpy were not installed\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'd3rlpy'):\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, Uninstalled())\n"
         f"sys.argv = ['bundle', {str(path)!r}, {str(state)!r}]\n"
         "try:\n"
         "    runpy.run_module('vanco_offline.bundle', run_name='__main__')\n"

@@ -3,6 +3,7 @@
 import hashlib
 import json
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -299,3 +300,11 @@ def test_recommend_csv_goes_through_the_converter_checks(seven_features_model_di
     ordered = tmp_path / "ordered.csv"
     stay.iloc[:5].to_csv(ordered, index=False)
     assert cli.main(["recommend", "--model", str(seven_features_model_dir), "--csv", str(ordered)]) == 0
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc (a folder nobody can write)")
+@pytest.mark.parametrize("fmt", ["bundle", "onnx", "torchscript"])
+def test_export_to_an_unwritable_folder_is_one_line(seven_features_model_dir, capsys, fmt):
+    suffix = {"bundle": ".safetensors", "onnx": ".onnx", "torchscript": ".pt"}[fmt]
+    argv = ["export", "--model", str(seven_features_model_dir), "--format", fmt, "--out", f"/proc/x{suffix}"]
+    assert "/proc" in _error(capsys, argv)

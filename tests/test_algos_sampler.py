@@ -96,10 +96,14 @@ def test_torch_batches_equal_d3rlpys_conversion_of_the_same_rows():
     obs_scaler = StandardObservationScaler(mean=flat.observations.mean(0), std=flat.observations.std(0))
     act_scaler = MinMaxActionScaler(minimum=np.array([0.0]), maximum=np.array([3000.0]))
     rew_scaler = StandardRewardScaler(mean=0.1, std=2.0)
-    rng = np.random.default_rng(5)
-    sampler = TorchTransitionSampler(flat, "cpu:0", rng, obs_scaler, act_scaler, rew_scaler)
-    batch = sampler.sample(64)
-    rows = np.random.default_rng(5).integers(0, len(flat), size=64)
+    sampler = TorchTransitionSampler(flat, "cpu:0", 5, obs_scaler, act_scaler, rew_scaler)
+    idx = sampler.sample_indices(64)
+    assert idx.dtype == torch.int64 and idx.device == sampler.observations.device
+    batch = sampler.gather(idx)
+    rows = idx.numpy()
+    # Same seed, same device-side draws.
+    same = TorchTransitionSampler(flat, "cpu:0", 5, obs_scaler, act_scaler, rew_scaler)
+    assert torch.equal(same.sample_indices(64), idx)
     reference = TorchMiniBatch.from_batch(
         TransitionMiniBatch(**flat.batch(rows), transitions=[]),
         gamma=0.99,

@@ -54,7 +54,10 @@ def _assert_failure_and_fix(dataset) -> None:
 def test_seed_failure_and_fix_on_a_freshly_generated_cohort():
     # Not the sample file: new stays from the vanco_pk simulator (the offline benchmark's
     # "medium" settings: assay noise on, 30 % of troughs missing), the seed's size.
-    table = generate_cohort(150, "clinician", seed=1, measurement_noise=1.0, level_missing_prob=0.3)
+    # The seed's failure as the seed had it: the ideal world, a trough at every decision.
+    table = generate_cohort(
+        150, "clinician", seed=1, measurement_noise=1.0, level_missing_prob=0.3, scenario="ideal"
+    )
     _assert_failure_and_fix(convert(table, "continuous", reward="seed", fill_unmeasured_level=True).dataset)
 
 

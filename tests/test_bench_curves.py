@@ -8,7 +8,7 @@ import pytest
 
 from vanco_offline.bench import curves, offline
 from vanco_offline.bench.curves import checkpoints, learning_curve, pick_budget
-from vanco_offline.bench.offline_grid import TEST_SEED, VALIDATION_SEED, CellTask, DatasetSpec
+from vanco_offline.bench.offline.grid import TEST_SEED, VALIDATION_SEED, CellTask, DatasetSpec
 
 
 def _offline_args(*argv: str) -> argparse.Namespace:

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from vanco_offline.bench import offline
-from vanco_offline.bench.offline_cell import run_cell, seed_action_map
-from vanco_offline.bench.offline_grid import ALGORITHMS, CellTask, DatasetSpec, build_config, load_dataset
-from vanco_offline.bench.offline_report import aggregate, format_table, iqm_interval, verdicts
-from vanco_offline.bench.offline_rollout import EvalPatients, rollout
-from vanco_offline.bench.offline_runner import run_grid
+from vanco_offline.bench.offline.cell import run_cell, seed_action_map
+from vanco_offline.bench.offline.grid import ALGORITHMS, CellTask, DatasetSpec, build_config, load_dataset
+from vanco_offline.bench.offline.report import aggregate, format_table, iqm_interval, verdicts
+from vanco_offline.bench.offline.runner import run_grid
+from vanco_offline.rollout import EvalPatients, rollout
 
 TINY = DatasetSpec.make("medium", "tiny", n_stays=20)
 
@@ -98,9 +98,9 @@ def test_ray_backend_on_a_local_two_cpu_cluster_gives_the_local_numbers(tiny_gri
 
 
 def test_rollout_scores_a_held_dose_and_a_maximum_dose_by_hand():
-    patients = EvalPatients(
-        n_patients=8, seed=5, env_options={"level_missing_prob": 0.3, "scenario": "ideal"}
-    )
+    # ideal: without drug nobody gets AKI there (icu has a sepsis baseline hazard).
+    options = {"level_missing_prob": 0.3, "scenario": "ideal"}
+    patients = EvalPatients(n_patients=8, seed=5, env_options=options)
     none = rollout(lambda obs, info: np.zeros(len(obs)), patients)
     assert none.attainment == 0.0 and none.target_48h == 0.0 and none.aki_rate == 0.0
     assert none.time_to_target_h == 168.0  # never on target: censored at the episode length
@@ -114,7 +114,9 @@ def test_seed_preset_reproduces_the_failure_and_default_fixes_it():
     """The seed's verbatim settings drive the greedy dose to the bound; the default preset does not."""
     seed = run_cell(tiny_task("VancoIQL (seed)", 0, n_steps=1000))
     fixed = run_cell(tiny_task("VancoIQL", 0, n_steps=300))
-    assert seed.scores["dose_at_max"] > 0.7  # 0.83 here after 1,000 steps; ~1.0 after the 5,000 of the bench
+    # 0.83 after 1,000 steps on ideal-world data, 0.68 on the icu data the benchmark now
+    # generates (sparser levels); ~1.0 after the 5,000 steps of the bench.
+    assert seed.scores["dose_at_max"] > 0.6
     assert fixed.scores["dose_at_max"] < 0.1
     assert seed_action_map(np.array([-1.0, 0.0, 1.0, 7.0])).tolist() == [0.0, 1500.0, 3000.0, 3000.0]
 
@@ -187,7 +189,7 @@ def test_bad_input_names_what_is_wrong(tmp_path):
 def test_command_writes_table_json_and_plot(tmp_path, monkeypatch, tiny_grid):
     tasks, results = tiny_grid
     monkeypatch.setattr(offline, "build_tasks", lambda args: tasks)
-    monkeypatch.setattr("vanco_offline.bench.offline_runner.run_grid", lambda *a, **k: results)
+    monkeypatch.setattr("vanco_offline.bench.offline.runner.run_grid", lambda *a, **k: results)
     parser = argparse.ArgumentParser()
     offline.add_arguments(parser)
     assert offline.run(parser.parse_args(["--out", str(tmp_path)])) == 0
@@ -201,8 +203,8 @@ def test_command_writes_table_json_and_plot(tmp_path, monkeypatch, tiny_grid):
 def test_reward_variant_with_the_project_numbers_is_the_project_reward(monkeypatch):
     from vanco_pk.targets import FEATURES, reward
 
-    from vanco_offline.bench import offline_variants
-    from vanco_offline.bench.offline_variants import RewardVariant, variant_reward
+    from vanco_offline.bench.offline import variants as offline_variants
+    from vanco_offline.bench.offline.variants import RewardVariant, variant_reward
 
     table, result = load_dataset(TINY, "continuous")
     monkeypatch.setitem(offline_variants.REWARD_VARIANTS, "same", RewardVariant(10.0, 20.0, 10.0))
@@ -231,7 +233,7 @@ def test_reward_variant_with_the_project_numbers_is_the_project_reward(monkeypat
 
 
 def test_exposure_variants_score_the_converters_auc_estimate():
-    from vanco_offline.bench.offline_variants import variant_reward
+    from vanco_offline.bench.offline.variants import variant_reward
 
     table, _ = load_dataset(TINY, "continuous")
     _, computed = load_dataset(TINY, "continuous", reward_variant="exposure")
@@ -258,7 +260,7 @@ def test_a_cell_trained_with_pk_features_rolls_out_with_the_same_observation():
 
 
 def test_merge_aggregates_earlier_runs_and_refuses_duplicates(tmp_path, tiny_grid):
-    from vanco_offline.bench.offline_report import results_to_json
+    from vanco_offline.bench.offline.report import results_to_json
 
     _, results = tiny_grid
     first, second = tmp_path / "a", tmp_path / "b"
@@ -281,7 +283,7 @@ def test_merge_aggregates_earlier_runs_and_refuses_duplicates(tmp_path, tiny_gri
 
 
 def test_verdicts_compare_a_data_variant_with_baselines_on_the_same_variant():
-    from vanco_offline.bench.offline_report import Aggregate
+    from vanco_offline.bench.offline.report import Aggregate
 
     def row(algo, attainment, aki=0.01):
         iqm = {"attainment": (attainment, attainment - 0.01, attainment + 0.01), "aki_rate": (aki, aki, aki)}

@@ -4,13 +4,15 @@ and the simulator."""
 import numpy as np
 import pandas as pd
 import pytest
+from vanco_pk import make_policy
 from vanco_pk.exposure import PK_FEATURES, ExposureTracker
+from vanco_pk.scenario import protocol_for
 from vanco_pk.targets import COVARIATES, FEATURES, exposure_auc_reward, get_reward_function
 from vanco_pk.vector import VancoPKVectorEnv
 
-from vanco_offline.bench.offline_rollout import ObservationBuilder, _plain
 from vanco_offline.data import convert
 from vanco_offline.data.cohort import cohort_seeds, generate_cohort
+from vanco_offline.rollout import ObservationBuilder, plain_info
 
 SEED = 4
 OPTIONS = {"level_missing_prob": 0.3}
@@ -84,18 +86,24 @@ def test_simulator_and_converted_table_agree_for_the_same_stays(cohort):
     env_seeds, _, _ = cohort_seeds(SEED, n)
     env = VancoPKVectorEnv(num_envs=n, pk_features=True, **OPTIONS)
     obs, info = env.reset(seed=env_seeds)
+    # Levels follow each stay's dosing team (clinician trough-guided, MIPD AUC-guided), as in
+    # generate_cohort; the replay must draw them on the same protocol.
+    teams = cohort.groupby("stay_id", sort=True)["behavior_policy"].first()
+    env.set_sampling([protocol_for(env.config.scenario, make_policy(name).sampling) for name in teams])
     builder = ObservationBuilder(result.observation_names)
-    builder.reset(_plain(info)["covariates"])
+    builder.reset(plain_info(info)["covariates"])
     doses = cohort["dose_mg"].to_numpy().reshape(n, rows)
     built, env_pk = [], []
     for k in range(rows):
-        built.append(builder(obs, _plain(info)))
+        built.append(builder(obs, plain_info(info)))
         env_pk.append(obs[:, -3:])
         if k < rows - 1:
             obs, _, _, _, info = env.step(doses[:, k].reshape(n, 1))
     np.testing.assert_array_equal(np.stack(built, axis=1), table_obs)
     relative = np.abs(np.stack(env_pk, 1) - table_obs[..., -3:]) / np.maximum(table_obs[..., -3:], 1.0)
-    assert np.median(relative) < 0.005 and relative.max() < 0.1, (np.median(relative), relative.max())
+    # In icu a fit rests on 1-3 levels, so the labs' rounding moves it more than with a level
+    # at every decision: max 0.11 measured here (0.1 was the bound in the ideal world).
+    assert np.median(relative) < 0.005 and relative.max() < 0.15, (np.median(relative), relative.max())
 
 
 def test_exposure_reward_scores_the_next_rows_estimated_auc(cohort):

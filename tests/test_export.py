@@ -66,8 +66,11 @@ def test_bundle_runs_without_torch_or_d3rlpy(trained, tmp_path):
     state.write_text(json.dumps(dict(zip(result.observation_names, map(float, row), strict=True))))
     script = (
         "import runpy, sys\n"
-        "for name in ('torch', 'd3rlpy'):\n"
-        "    sys.modules[name] = None  # any import of torch or d3rlpy fails\n"
+        "class Uninstalled:  # as if torch and d3rlpy were not installed\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'd3rlpy'):\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, Uninstalled())\n"
         f"sys.argv = ['bundle', {str(path)!r}, {str(state)!r}]\n"
         "runpy.run_module('vanco_offline.bundle', run_name='__main__')\n"
         "assert 'torch' not in {m.split('.')[0] for m, v in sys.modules.items() if v is not None}\n"

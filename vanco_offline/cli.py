@@ -18,6 +18,8 @@ import sys
 import warnings
 from collections.abc import Sequence
 
+from vanco_offline.commands import CommandError
+
 PROG = "vanco-offline"
 
 #: name -> (module, one-line help)
@@ -47,10 +49,6 @@ BENCHES: dict[str, tuple[str, str]] = {
     "curves": ("vanco_offline.bench.curves", "learning curves on validation patients; the budgets they pick"),
     "fidelity": ("vanco_offline.bench.fidelity", "simulated ICU statistics beside published figures"),
 }
-
-
-class CommandError(Exception):
-    """Raised by a command for a user error that deserves one line and exit code 2."""
 
 
 #: Exceptions that mean "the user's input is wrong", reported without a traceback.

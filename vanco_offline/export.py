@@ -24,6 +24,7 @@ from vanco_pk.targets import DOSE_GRID_MG
 
 from vanco_offline import bundle as runtime
 from vanco_offline.algos import DiscreteVancoIQL, VancoIQL, save_policy_onnx
+from vanco_offline.algos.dosing import predict_dose_mg
 
 __all__ = ["FORMATS", "export_bundle", "export_policy", "module_tensors"]
 
@@ -50,6 +51,12 @@ def export_policy(algo: Any, path: str | Path, fmt: str, **bundle_options: Any) 
         raise ValueError(f"a {fmt} export must be written to a {FORMATS[fmt]} file, not {path.name}")
     if not path.parent.is_dir():
         raise ValueError(f"cannot write {path}: the folder {path.parent} does not exist")
+    probe = path.with_name(f".write-check-{path.name}")
+    try:  # torch and d3rlpy report an unwritable folder as a RuntimeError deep in their writers
+        probe.open("wb").close()
+        probe.unlink()
+    except OSError as exc:
+        raise OSError(f"cannot write {path}: {exc.strerror}") from None
     if fmt == "bundle":
         return export_bundle(algo, path, **bundle_options)
     if fmt == "onnx":
@@ -137,7 +144,10 @@ def export_bundle(
     # leaves no half-written bundle (and never replaces a good one with a bad one).
     partial = path.with_name(f".{path.name}.partial")
     try:
-        save_file(tensors, str(partial), metadata={runtime.METADATA_KEY: json.dumps(metadata)})
+        try:
+            save_file(tensors, str(partial), metadata={runtime.METADATA_KEY: json.dumps(metadata)})
+        except Exception as exc:  # safetensors reports I/O failures as its own error type
+            raise OSError(f"cannot write {path}: {exc}") from None
         _check_reproduces(algo, partial, probe, discrete)
         partial.replace(path)
     finally:
@@ -235,8 +245,7 @@ def _check_reproduces(algo: Any, path: Path, probe: np.ndarray | None, discrete:
         probe = scaler.reverse_transform_numpy(scaled) if scaler is not None else scaled
     probe = np.asarray(probe, dtype=np.float32)
     with torch.no_grad():
-        expected = algo.predict(probe)
-    expected = DOSE_GRID_MG[expected.astype(int)] if discrete else expected[:, 0]
+        expected = predict_dose_mg(algo, probe)
     got = loaded.predict(probe)
     worst = float(np.max(np.abs(got - expected)))
     if not np.isfinite(expected).all():

@@ -26,6 +26,7 @@ import pandas as pd
 from vanco_pk import pk
 from vanco_pk.targets import AUC24_TARGET, DOSE_GRID_MG, FEATURES, TROUGH_TARGET
 
+from vanco_offline.algos.dosing import action_to_mg, predict_dose_mg
 from vanco_offline.clinical import apply_limits
 from vanco_offline.trained import TrainedModel
 
@@ -98,7 +99,7 @@ def plot_dose_response(
                 rows = history.copy()
                 rows.loc[rows.index[-1], feature] = float(value)
             observation = observation_from_state(model, point, rows)
-            dose = _greedy_dose(model, observation[None])[0]
+            dose = predict_dose_mg(model.algo, observation[None])[0]
             features = np.array([point[f] for f in FEATURES])
             raw.append(dose)
             limited.append(apply_limits(dose, features, dict(covariates), first_dose=False).dose_mg)
@@ -126,7 +127,7 @@ def plot_dose_histograms(
     label: str = "logged (behaviour policy)",
 ) -> Path:
     """Distribution of the policy's greedy doses on the data's states beside the logged doses."""
-    greedy = _greedy_dose(model, observations)
+    greedy = predict_dose_mg(model.algo, observations)
     bins = np.append(DOSE_GRID_MG - 125.0, DOSE_GRID_MG[-1] + 125.0)
     fig, ax = plt.subplots(figsize=(7, 3.8))
     ax.hist(np.asarray(logged_dose_mg), bins=bins, alpha=0.55, label=label, color="tab:gray")
@@ -145,23 +146,23 @@ def plot_pk_profiles(
     """Concentration-time curves of one simulated patient under each policy (same patient).
 
     ``actors`` maps a label to ``(act, reset)`` as built by
-    :func:`vanco_offline.bench.offline_rollout.algo_actor` / ``reference_actor``.
+    :func:`vanco_offline.rollout.algo_actor` / ``reference_actor``.
     """
     from vanco_pk.vector import VancoPKVectorEnv
 
-    from vanco_offline.bench.offline_rollout import _plain
+    from vanco_offline.rollout import plain_info
 
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6.5), sharex=True, height_ratios=(3, 1))
     for label, (act, reset) in actors.items():
         env = VancoPKVectorEnv(num_envs=1, **dict(env_options or {}))
         obs, info = env.reset(seed=seed)
-        reset(_plain(info)["covariates"])
+        reset(plain_info(info)["covariates"])
         times, conc, auc_t, auc = [], [], [], []
         for _ in range(env.config.n_steps):
-            start = _plain(info)
+            start = plain_info(info)
             dose = np.asarray(act(obs, start), dtype=np.float64).reshape(1)
             obs, _, _, _, info = env.step(dose.reshape(1, 1))
-            after = _plain(info)
+            after = plain_info(info)
             t, c = _interval_profile(
                 start,
                 float(after["dose_mg"][0]),
@@ -208,13 +209,6 @@ def _interval_profile(
     return np.asarray(times), np.asarray(values)
 
 
-def _greedy_dose(model: TrainedModel, observations: np.ndarray) -> np.ndarray:
-    action = np.asarray(model.algo.predict(np.asarray(observations, dtype=np.float32)))
-    if model.action == "discrete":
-        return DOSE_GRID_MG[action.reshape(-1).astype(int)]
-    return action.reshape(len(observations), -1)[:, 0].astype(np.float64)
-
-
 def _save(fig: Any, out: str | Path) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -247,7 +241,7 @@ def write_plots(
     Without a table the histogram uses a small built-in synthetic cohort; the PK profiles
     compare the model with the clinician and MIPD policies on one simulated patient.
     """
-    from vanco_offline.bench.offline_rollout import algo_actor, reference_actor
+    from vanco_offline.rollout import algo_actor, reference_actor
 
     out = Path(out)
     written = []
@@ -267,7 +261,7 @@ def write_plots(
         episodes = convert_like(table, model.action, model.conversion).dataset.episodes
         observations = np.concatenate([ep.observations[: ep.transition_count] for ep in episodes])
         actions = np.concatenate([ep.actions[: ep.transition_count] for ep in episodes]).reshape(-1)
-        logged = DOSE_GRID_MG[actions.astype(int)] if model.action == "discrete" else actions
+        logged = action_to_mg(actions, model.action == "discrete")
         written.append(plot_dose_histograms(model, observations, logged, out / "dose_histogram.png", label))
     if "pk" in kinds:
         actors = {

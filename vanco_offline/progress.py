@@ -101,3 +101,12 @@ def configure_output() -> None:
 
 def _color_d3rlpy_logs(module: Any) -> None:
     _structlog_colors(use_color())
+
+
+def quiet_d3rlpy() -> None:
+    """Show only d3rlpy's warnings: its per-epoch info logs would bury a command's own output."""
+    import logging
+
+    import structlog
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))

@@ -26,6 +26,7 @@ from vanco_pk import make_policy
 from vanco_pk.exposure import PK_FEATURES
 from vanco_pk.targets import COVARIATES, DOSE_GRID_MG, FEATURES
 
+from vanco_offline.algos.dosing import predict_dose_mg
 from vanco_offline.clinical import ClinicalLimits, LimitedDose
 from vanco_offline.data.schema import LAST_DOSE
 from vanco_offline.safety import (
@@ -230,10 +231,8 @@ def recommend(
         # The stay's rows say whether a dose was given before; no need to infer it from the level.
         first_dose = not bool(np.nansum(history["dose_mg"].to_numpy(np.float64)[:-1]) > 0)
     algo = model.algo
-    predict = algo.predict if mode == "greedy" else algo.sample_action
-    action = np.asarray(predict(observation[None]))
     discrete = model.action == "discrete"
-    model_dose = float(DOSE_GRID_MG[int(action.reshape(-1)[0])] if discrete else action.reshape(-1)[0])
+    model_dose = float(predict_dose_mg(algo, observation, sample=mode != "greedy")[0])
     checked = check_dose(
         model_dose,
         observation,

@@ -25,6 +25,7 @@ from vanco_offline.clinical import StateSupport
 from vanco_offline.configs import Preset, build_algo
 from vanco_offline.data import (
     CarryForward,
+    ConversionOptions,
     ConversionReport,
     ConversionResult,
     convert,
@@ -62,29 +63,21 @@ def conversion_options(preset: Preset, impute_max_age_h: float | None = None) ->
     ``covariates``, ``last_dose`` and ``pk_features`` are passed on when set (a model that
     needs them records them in its metadata, so new data is converted the same way).
     """
-    options: dict[str, Any] = {"reward": preset.data.reward, "fill_unmeasured_level": True}
-    if preset.data.covariates:
-        options["covariates"] = True
-    if preset.data.last_dose:
-        options["last_dose"] = True
-    if preset.data.pk_features:
-        options["pk_features"] = True
-    if impute_max_age_h is not None:
-        options["impute"] = CarryForward(max_age_h=impute_max_age_h)
-    return options
+    return ConversionOptions(
+        action=preset.data.action,  # type: ignore[arg-type]
+        reward=preset.data.reward,
+        fill_unmeasured_level=True,
+        covariates=preset.data.covariates,
+        last_dose=preset.data.last_dose,
+        pk_features=preset.data.pk_features,
+        impute=None if impute_max_age_h is None else CarryForward(max_age_h=impute_max_age_h),
+    ).keywords()
 
 
 def conversion_kwargs(conversion: dict[str, Any]) -> dict[str, Any]:
     """A saved model's ``conversion`` as keyword arguments of :func:`vanco_offline.data.convert`
     (``model.json`` holds the imputation rule as a dict and tuples as lists)."""
-    options = dict(conversion)
-    impute = options.get("impute")
-    if isinstance(impute, dict):  # as read back from model.json
-        columns = impute.get("columns")
-        options["impute"] = CarryForward(**{**impute, "columns": tuple(columns) if columns else None})
-    if isinstance(options.get("covariates"), list):
-        options["covariates"] = tuple(options["covariates"])
-    return options
+    return ConversionOptions.from_dict(conversion).keywords()
 
 
 def convert_like(table: pd.DataFrame, action: str, conversion: dict[str, Any]) -> ConversionResult:
@@ -116,6 +109,7 @@ def train(
     experiment: str | None = None,
     log_root: str | Path | None = DEFAULT_LOG_ROOT,
     show_progress: bool = True,
+    device: str | bool = False,
 ) -> TrainingResult:
     """Train ``preset`` on ``table`` (default: the built-in synthetic cohort).
 
@@ -136,6 +130,8 @@ def train(
     log_root : path or None
         Where d3rlpy's FileAdapter writes the logs, checkpoints and the final model (all inside
         the run's folder); None keeps everything in memory.
+    device : str or bool
+        Torch device to train on (d3rlpy's ``DeviceArg``: ``False``/``"cpu:0"``, ``"cuda:0"``, ...).
 
     Raises
     ------
@@ -163,7 +159,7 @@ def train(
         raise ValueError(f"n_steps must be at least 1, got {steps}")
 
     d3rlpy.seed(seed)
-    algo = build_algo(preset, train_part.dataset)
+    algo = build_algo(preset, train_part.dataset, device=device)
     check_prior_column(algo.config, converted.observation_names)
     log_dir = None
     if log_root is None:

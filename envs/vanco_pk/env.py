@@ -147,11 +147,15 @@ class VancoPKEnv(gym.Env[np.ndarray, np.ndarray]):
     ``Box(float32, (7,))``: :data:`vanco_pk.targets.FEATURES` in order and schema units --
     ``vanco_level`` (mg/L, last *measured* trough), ``creatinine`` (mg/dL), ``wbc``
     (10^9/L), ``bun`` (mg/dL), ``temperature`` (C), ``sbp`` (mmHg), ``heart_rate`` (bpm).
-    The level carries the Goti residual error (22.7 % proportional + 3.4 mg/L additive,
-    times ``measurement_noise``, clipped at 0, reported up to 1000 mg/L), is drawn at the
-    end of every interval unless missing (``level_missing_prob``; then carried forward),
-    and is 0.0 while never measured (at reset the patient is vancomycin-naive). A sample
-    from a patient who has had no drug yet reads exactly 0 (below the assay's limit).
+    The level is a trough drawn at the end of an interval: in ``scenario="icu"`` only when
+    the level protocol orders it or the agent requests it (``request_level``), with a
+    7.5 % + 1.0 mg/L assay error and a real draw up to 2 h before the documented time; in
+    ``"ideal"`` at every interval with the Goti residual error (22.7 % proportional +
+    3.4 mg/L additive). Both are scaled by ``measurement_noise``, clipped at 0, reported up
+    to 1000 mg/L, skipped with probability ``level_missing_prob`` and otherwise carried
+    forward; 0.0 while never measured (at reset the patient is vancomycin-naive). A sample
+    from a patient who has had no drug yet reads exactly 0 (below the assay's limit). In
+    ``icu`` the creatinine carries a 3 % assay error.
     With ``extended_obs=True``: ``Box(float32, (14,))`` named by
     :data:`vanco_pk.EXTENDED_FEATURES` -- the seven features, the covariates ``weight_kg``,
     ``age``, ``sex`` (0 male, 1 female), ``height_cm``, ``dialysis`` (0/1), then
@@ -193,10 +197,13 @@ class VancoPKEnv(gym.Env[np.ndarray, np.ndarray]):
     ``kidney_injury`` (fraction of native GFR lost); ``aki`` (KDIGO criteria met at
     ``time_h``: creatinine >= 1.5 x baseline or >= 0.3 mg/dL above its lowest value in the
     last 48 h), ``aki_stage`` (0-3), ``aki_so_far`` (``aki`` at any decision of the
-    episode); ``burden`` (infection, 0-1) and ``infection_resolved``; ``dose_mg`` (dose
-    actually given), ``infusion_h``, ``action_clipped``, ``level_measured`` (a new level
-    was drawn at this step's end), ``raw_level`` (the observation's level, NaN while never
-    measured); ``covariates`` (``weight_kg``, ``age``, ``sex``, ``height_cm``, ``dialysis``,
+    episode; in ``icu`` from the measured creatinine against its first value),
+    ``aki_events`` (graded-hazard AKI events so far; 0 in ``ideal``); ``burden``
+    (infection, 0-1) and ``infection_resolved``; ``dose_mg`` (dose actually given),
+    ``infusion_h``, ``action_clipped``, ``level_measured`` (a new level was drawn at this
+    step's end), ``draw_early_h`` (hours the real draw preceded the documented time),
+    ``raw_level`` (the observation's level, NaN while never measured); ``covariates``
+    (``weight_kg``, ``age``, ``sex``, ``height_cm``, ``dialysis``,
     ``baseline_creatinine``: a clinician knows them, so policies may read them). At reset
     the exposure keys are 0.
 

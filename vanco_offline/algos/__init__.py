@@ -27,6 +27,7 @@ from vanco_offline.algos.export import save_policy_onnx
 from vanco_offline.algos.optimizers import FusedAdamFactory
 from vanco_offline.algos.residual_iql import ResidualVancoIQL, ResidualVancoIQLConfig
 from vanco_offline.algos.sampler import FastReplayBuffer, FlatTransitions
+from vanco_offline.algos.seeds import fit_seeds
 from vanco_offline.algos.vanco_iql import VancoIQL, VancoIQLConfig
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "ResidualVancoIQLConfig",
     "VancoIQL",
     "VancoIQLConfig",
+    "fit_seeds",
     "save_policy_onnx",
     "standard_evaluators",
 ]

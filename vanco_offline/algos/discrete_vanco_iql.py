@@ -27,6 +27,7 @@ from vanco_offline.algos.torch.discrete_vanco_iql_impl import (
     DiscreteVancoIQLImpl,
     DiscreteVancoIQLModules,
 )
+from vanco_offline.algos.torch.graph import make_capturable
 from vanco_offline.algos.vanco_iql import predict_state_value
 
 __all__ = ["DiscreteVancoIQL", "DiscreteVancoIQLConfig"]
@@ -106,8 +107,6 @@ class DiscreteVancoIQL(
 ):
     def inner_create_impl(self, observation_shape: Shape, action_size: int) -> None:
         cfg = self._config
-        if self.compiled:
-            raise ValueError("DiscreteVancoIQLConfig: compile_graph=True is not supported; leave it False")
         policy = create_categorical_policy(
             observation_shape,
             action_size,
@@ -137,6 +136,9 @@ class DiscreteVancoIQL(
             device=self._device,
             decision_rule=cfg.decision_rule,
         )
+        if self.compiled:
+            # compile_graph=True on CUDA: the update is captured as a CUDA graph in fit.
+            make_capturable(self._impl.policy_optim, self._impl.q_function_optim)
 
     def get_action_type(self) -> ActionSpace:
         return ActionSpace.DISCRETE

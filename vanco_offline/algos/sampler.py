@@ -27,7 +27,13 @@ from d3rlpy.dataset import (
 from d3rlpy.preprocessing import ActionScaler, ObservationScaler, RewardScaler
 from d3rlpy.torch_utility import TorchMiniBatch
 
-__all__ = ["FastReplayBuffer", "FlatTransitions", "TorchTransitionSampler"]
+__all__ = [
+    "DeviceMiniBatch",
+    "FastReplayBuffer",
+    "FlatTransitions",
+    "TorchTransitionSampler",
+    "make_generator",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,13 +60,19 @@ class FlatTransitions:
         return int(self.actions.shape[0])
 
     @classmethod
-    def from_dataset(cls, dataset: ReplayBufferBase) -> FlatTransitions:
+    def from_dataset(
+        cls, dataset: ReplayBufferBase, join_tuple_observations: bool = False
+    ) -> FlatTransitions:
         """Flatten ``dataset`` (a d3rlpy ``ReplayBuffer``/``MDPDataset``).
+
+        With ``join_tuple_observations`` the parts of a tuple observation are flattened and
+        joined side by side into one row (for checking the data; nothing trains on that
+        layout).
 
         Raises
         ------
         ValueError
-            If the dataset is empty, has tuple observations, or uses a transition picker
+            If the dataset is empty, has tuple observations (unless joined), or uses a transition picker
             other than d3rlpy's ``BasicTransitionPicker`` (multi-step or frame-stacked
             transitions are not reproduced here).
         """
@@ -84,7 +96,7 @@ class FlatTransitions:
                 runs[-1] = (episode, runs[-1][1], step + 1)
             else:
                 runs.append((episode, step, step + 1))
-        return cls._from_runs(runs)
+        return cls._from_runs(runs, join_tuple_observations)
 
     @classmethod
     def from_episodes(cls, episodes: Sequence[EpisodeBase]) -> FlatTransitions:
@@ -95,13 +107,18 @@ class FlatTransitions:
         return cls._from_runs(runs)
 
     @classmethod
-    def _from_runs(cls, runs: list[tuple[EpisodeBase, int, int]]) -> FlatTransitions:
+    def _from_runs(
+        cls, runs: list[tuple[EpisodeBase, int, int]], join_tuple: bool = False
+    ) -> FlatTransitions:
         episodes: list[EpisodeBase] = []
         position: dict[int, int] = {}
         parts: dict[str, list[np.ndarray]] = {k: [] for k in _FIELDS}
         for episode, start, stop in runs:
-            if not isinstance(episode.observations, np.ndarray):
-                raise ValueError("tuple observations are not supported by the flat sampler")
+            if not isinstance(episode.observations, np.ndarray) and not join_tuple:
+                raise ValueError(
+                    "tuple observations are not supported by the flat sampler (VancoIQL's fit trains "
+                    "on them with d3rlpy's own sampler)"
+                )
             if id(episode) not in position:
                 position[id(episode)] = len(episodes)
                 episodes.append(episode)
@@ -129,7 +146,7 @@ _FIELDS = (*_BATCH_FIELDS, "episode_index", "step_index")
 def _append_run(
     parts: dict[str, list[np.ndarray]], episode: EpisodeBase, start: int, stop: int, position: int
 ) -> None:
-    obs = np.asarray(episode.observations, dtype=np.float32)
+    obs = observation_rows(episode.observations)
     actions = np.asarray(episode.actions, dtype=np.float32)
     n = stop - start
     size = episode.size()
@@ -155,6 +172,20 @@ def _append_run(
     parts["intervals"].append(np.ones((n, 1), dtype=np.float32))
     parts["episode_index"].append(np.full(n, position, dtype=np.int64))
     parts["step_index"].append(np.arange(start, stop, dtype=np.int64))
+
+
+def has_tuple_observations(dataset: ReplayBufferBase) -> bool:
+    """True when the dataset's observations are tuples of arrays (d3rlpy's tuple observations)."""
+    episodes = dataset.episodes
+    return bool(episodes) and not isinstance(episodes[0].observations, np.ndarray)
+
+
+def observation_rows(observations: Any) -> np.ndarray:
+    """Observations as one float32 array; the parts of a tuple observation flattened side by side."""
+    if isinstance(observations, np.ndarray):
+        return np.asarray(observations, dtype=np.float32)
+    parts = [np.asarray(o, dtype=np.float32) for o in observations]
+    return np.concatenate([p.reshape(p.shape[0], -1) for p in parts], axis=1)
 
 
 def seed_from_global_numpy() -> int:
@@ -285,19 +316,31 @@ class FastReplayBuffer(ReplayBufferBase):
 
 
 class TorchTransitionSampler:
-    """Mini-batches as ready ``TorchMiniBatch`` objects, scaled once up front.
+    """Mini-batches drawn on the device from the whole dataset, scaled once up front.
 
     The scalers are applied to the whole flat dataset once (they are element-wise, so
-    the numbers equal those of scaling each mini-batch as d3rlpy does) and a mini-batch
-    is an ``index_select`` on the resulting tensors: no numpy-to-torch copy and no scaler
-    call per step.
+    the numbers equal those of scaling each mini-batch as d3rlpy does); a mini-batch is a
+    ``torch.randint`` on the device and an ``index_select`` per field: no host round trip,
+    no numpy-to-torch copy and no scaler call per step. The indices are uniform over the
+    transitions, as d3rlpy's ``sample_transition_batch``.
+
+    Parameters
+    ----------
+    flat : FlatTransitions
+        The transitions.
+    device : str
+        Torch device of the tensors and of the index generator, e.g. ``"cpu:0"``, ``"cuda:0"``.
+    seed : int
+        Seed of the sampler's own ``torch.Generator`` (on ``device``).
+    observation_scaler, action_scaler, reward_scaler
+        The algorithm's fitted scalers (optional).
     """
 
     def __init__(
         self,
         flat: FlatTransitions,
         device: str,
-        rng: np.random.Generator,
+        seed: int,
         observation_scaler: ObservationScaler | None = None,
         action_scaler: ActionScaler | None = None,
         reward_scaler: RewardScaler | None = None,
@@ -305,9 +348,10 @@ class TorchTransitionSampler:
         def tensor(a: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(np.ascontiguousarray(a)).to(device)
 
+        self.flat = flat
         self._n = len(flat)
         self._device = device
-        self._rng = rng
+        self._generator = make_generator(device, seed)
         obs, next_obs = tensor(flat.observations), tensor(flat.next_observations)
         actions, next_actions = tensor(flat.actions), tensor(flat.next_actions)
         rewards = tensor(flat.rewards)
@@ -328,8 +372,18 @@ class TorchTransitionSampler:
     def __len__(self) -> int:
         return self._n
 
-    def sample(self, batch_size: int) -> TorchMiniBatch:
-        idx = torch.from_numpy(self._rng.integers(0, self._n, size=batch_size)).to(self._device)
+    @property
+    def device(self) -> str:
+        return self._device
+
+    def sample_indices(self, batch_size: int) -> torch.Tensor:
+        """``batch_size`` row indices (int64, on the device), uniform over the transitions."""
+        return torch.randint(
+            0, self._n, (batch_size,), generator=self._generator, device=self.observations.device
+        )
+
+    def gather(self, idx: torch.Tensor) -> TorchMiniBatch:
+        """The scaled rows ``idx`` as a ``TorchMiniBatch`` (``idx`` may be a static buffer)."""
         rewards = self.rewards.index_select(0, idx)
         return TorchMiniBatch(
             observations=self.observations.index_select(0, idx),
@@ -342,3 +396,64 @@ class TorchTransitionSampler:
             intervals=self.intervals.index_select(0, idx),
             device=self._device,
         )
+
+    def sample(self, batch_size: int) -> TorchMiniBatch:
+        return self.gather(self.sample_indices(batch_size))
+
+    def sample_minibatch(self, batch_size: int) -> DeviceMiniBatch:
+        """A d3rlpy ``TransitionMiniBatch`` of ``batch_size`` rows that carries its device indices."""
+        return DeviceMiniBatch(self, self.sample_indices(batch_size))
+
+
+def make_generator(device: str, seed: int) -> torch.Generator:
+    """A ``torch.Generator`` on ``device`` seeded with ``seed``."""
+    kind = torch.device(device).type
+    generator = torch.Generator() if kind == "cpu" else torch.Generator(device=torch.device(device))
+    generator.manual_seed(int(seed))
+    return generator
+
+
+class DeviceMiniBatch(TransitionMiniBatch):
+    """A ``TransitionMiniBatch`` whose rows were drawn on the device by a :class:`TorchTransitionSampler`.
+
+    It is a d3rlpy mini-batch like any other: ``observations``, ``actions``, ... are the
+    unscaled float32 numpy rows and ``transitions`` d3rlpy's ``Transition`` objects, built
+    (with one device-to-host copy of the indices) only when read. An algorithm that owns
+    ``sampler`` uses ``indices`` and :attr:`torch_batch` (the scaled rows, already on the
+    device) instead, so the fast path never leaves the device.
+    """
+
+    def __init__(self, sampler: TorchTransitionSampler, indices: torch.Tensor):
+        object.__setattr__(self, "sampler", sampler)
+        object.__setattr__(self, "indices", indices)
+        object.__setattr__(self, "_cache", {})
+
+    def _rows(self) -> dict[str, Any]:
+        cache = self._cache
+        if not cache:
+            host = self.indices.cpu().numpy()
+            cache.update(self.sampler.flat.batch(host))
+            cache["transitions"] = _LazyTransitions(self.sampler.flat, host)
+        return cache
+
+    @property
+    def torch_batch(self) -> TorchMiniBatch:
+        """The scaled rows as a ``TorchMiniBatch`` on the sampler's device."""
+        return self.sampler.gather(self.indices)
+
+    def __len__(self) -> int:
+        return int(self.indices.shape[0])
+
+    def __repr__(self) -> str:
+        return f"DeviceMiniBatch(batch_size={len(self)}, device={self.sampler.device!r})"
+
+    __hash__ = object.__hash__
+
+
+def _row_field(name: str) -> property:
+    return property(lambda self: self._rows()[name], doc=f"The unscaled ``{name}`` rows (numpy).")
+
+
+for _name in (*_BATCH_FIELDS, "transitions"):
+    setattr(DeviceMiniBatch, _name, _row_field(_name))
+del _name

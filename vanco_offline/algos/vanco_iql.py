@@ -27,6 +27,7 @@ from vanco_offline.algos.export import PolicyExportMixin
 from vanco_offline.algos.fitting import FastFitMixin, check_finite
 from vanco_offline.algos.optimizers import fused_adam_field
 from vanco_offline.algos.sampler import FlatTransitions
+from vanco_offline.algos.torch.graph import make_capturable
 from vanco_offline.algos.torch.vanco_iql_impl import POLICY_HEADS, VancoIQLImpl, VancoIQLModules
 
 __all__ = ["VancoIQL", "VancoIQLConfig"]
@@ -137,8 +138,6 @@ class VancoIQL(PolicyExportMixin, FastFitMixin, QLearningAlgoBase[VancoIQLImpl, 
 
     def inner_create_impl(self, observation_shape: Shape, action_size: int) -> None:
         cfg = self._config
-        if self.compiled:
-            raise ValueError("VancoIQLConfig: compile_graph=True is not supported; leave it False")
         # Same construction order as d3rlpy's IQL, so the same seed gives the same
         # initial weights (the equivalence test relies on it).
         if cfg.policy_head == "deterministic":
@@ -182,6 +181,9 @@ class VancoIQL(PolicyExportMixin, FastFitMixin, QLearningAlgoBase[VancoIQLImpl, 
             policy_head=cfg.policy_head,
             device=self._device,
         )
+        if self.compiled:
+            # compile_graph=True on CUDA: the update is captured as a CUDA graph in fit.
+            make_capturable(self._impl.policy_optim, self._impl.q_function_optim)
 
     def get_action_type(self) -> ActionSpace:
         return ActionSpace.CONTINUOUS

@@ -1,7 +1,7 @@
 """``vanco-offline bench curves``: learning curves on validation patients, and the budget each picks.
 
 Each algorithm trains once on one benchmark dataset (the offline benchmark's data, scalers
-and networks: :mod:`vanco_offline.bench.offline_grid`); at log-spaced gradient steps
+and networks: :mod:`vanco_offline.bench.offline.grid`); at log-spaced gradient steps
 (1, 2, 5 x 10^k from ``--first`` to ``--steps``) its greedy policy is rolled out on the
 **validation** patients (:data:`VALIDATION_SEED`, never the test patients of the benchmark
 table, :data:`TEST_SEED`) and scored on the simulator's truth: AUC24 attainment, AKI, time
@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from vanco_offline.bench.offline_grid import (
+from vanco_offline.bench.offline.grid import (
     ALGORITHMS,
     DATASETS,
     SIZES,
@@ -99,9 +99,9 @@ def learning_curve(task: CellTask, steps: Sequence[int]) -> Curve:
     import d3rlpy
     import torch
 
-    from vanco_offline.bench.offline_cell import seed_action_map
-    from vanco_offline.bench.offline_grid import build_config, load_dataset
-    from vanco_offline.bench.offline_rollout import EvalPatients, algo_actor, rollout
+    from vanco_offline.bench.offline.cell import seed_action_map
+    from vanco_offline.bench.offline.grid import build_config, load_dataset
+    from vanco_offline.rollout import EvalPatients, algo_actor, rollout
 
     spec = ALGORITHMS[task.algo]
     _, result = load_dataset(
@@ -151,7 +151,7 @@ def learning_curve(task: CellTask, steps: Sequence[int]) -> Curve:
 
 
 def _reference_scores(name: str, task: CellTask) -> dict[str, float]:
-    from vanco_offline.bench.offline_rollout import EvalPatients, reference_actor, rollout
+    from vanco_offline.rollout import EvalPatients, reference_actor, rollout
 
     patients = EvalPatients(
         n_patients=task.eval_patients, seed=task.eval_seed, env_options=task.dataset.env_options
@@ -218,7 +218,7 @@ def build_tasks(args: argparse.Namespace) -> list[CellTask]:
 
 
 def _curve_in_worker(item: tuple[CellTask, list[int]]) -> Curve:
-    from vanco_offline.bench.offline_runner import worker_init
+    from vanco_offline.bench.offline.runner import worker_init
 
     worker_init()
     return learning_curve(*item)
@@ -242,7 +242,7 @@ def run(args: argparse.Namespace) -> int:
         with concurrent.futures.ProcessPoolExecutor(args.workers, mp_context=context) as pool:
             curves = list(pool.map(_curve_in_worker, [(t, steps) for t in tasks]))
     else:
-        from vanco_offline.bench.offline_runner import worker_init
+        from vanco_offline.bench.offline.runner import worker_init
 
         worker_init()
         for task in tasks:

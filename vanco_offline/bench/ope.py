@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from vanco_pk.targets import REWARDS as REWARD_REGISTRY
 
 __all__ = ["add_arguments", "run"]
 
@@ -60,7 +61,7 @@ FULL = Size(
     stays=1000, fqe_steps=6000, train_steps=5000, truth_patients=10_000, bootstrap=1000, twin_draws=10
 )
 QUICK = Size(stays=300, fqe_steps=3000, train_steps=1500, truth_patients=2000, bootstrap=300, twin_draws=5)
-REWARDS = ("default", "seed", "exposure")
+REWARDS = tuple(REWARD_REGISTRY)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,6 +7,8 @@ from typing import Any
 
 import pandas as pd
 
+from vanco_offline.progress import quiet_d3rlpy  # noqa: F401  (re-exported for the commands)
+
 #: Diagnostics shown after training and in `evaluate` (the seed's metrics), in this order.
 DIAGNOSTICS = ("greedy_q", "mean_v", "mc_return", "mean_reward", "relative_improvement", "action_saturation")
 
@@ -33,12 +35,3 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     rows = [(name, metrics[name]) for name in DIAGNOSTICS if name in metrics]
     width = max((len(name) for name, _ in rows), default=0)
     return "\n".join(f"{name:<{width}}  {value: .4f}" for name, value in rows)
-
-
-def quiet_d3rlpy() -> None:
-    """Show only d3rlpy's warnings: its per-epoch info logs would bury a command's own output."""
-    import logging
-
-    import structlog
-
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))

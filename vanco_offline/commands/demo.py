@@ -36,12 +36,11 @@ def run(args: argparse.Namespace) -> int:
             )
     import dataclasses
 
-    from vanco_offline.bench.offline_rollout import EvalPatients, algo_actor, reference_actor, rollout
-    from vanco_offline.commands.common import quiet_d3rlpy
     from vanco_offline.configs import load_preset
     from vanco_offline.ope import FQESettings, IntervalSettings, SimulatorTruth, evaluate
     from vanco_offline.plots import write_plots
-    from vanco_offline.progress import show_progress
+    from vanco_offline.progress import quiet_d3rlpy, show_progress
+    from vanco_offline.rollout import EvalPatients, algo_actor, reference_actor, rollout
     from vanco_offline.training import BUILTIN_COHORT, builtin_cohort, train
 
     quiet_d3rlpy()

@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vanco_offline.cli import CommandError
+    from vanco_offline.commands import CommandError
     from vanco_offline.data.mimic import extract_mimic, extraction_sql
 
     if args.print_sql:

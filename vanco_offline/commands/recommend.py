@@ -142,8 +142,7 @@ def _one_state(model: Any, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _csv_state(model: Any, path: str, row: int) -> tuple[dict[str, Any], Any]:
-    from vanco_offline.data import load_table
-    from vanco_offline.data.validation import validate
+    from vanco_offline.data import load_table, validate
     from vanco_offline.training import conversion_kwargs
 
     table = load_table(path)

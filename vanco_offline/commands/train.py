@@ -35,13 +35,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="carry a missing value forward within a stay for at most this many hours",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--device", default="cpu", help="torch device to train on: cpu, cuda, cuda:N, mps (default cpu)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    from vanco_offline.algos.device import check_device
     from vanco_offline.configs import load_preset
     from vanco_offline.progress import show_progress
     from vanco_offline.training import train
 
+    device = check_device(args.device)
     if args.quiet:
         quiet_d3rlpy()
     preset = load_preset(args.config)
@@ -55,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         experiment=args.experiment,
         log_root=args.log_dir,
         show_progress=not args.quiet and show_progress(),  # a bar on a terminal only
+        device=device,
     )
     print(f"preset     {preset.name} ({preset.source})")
     print(

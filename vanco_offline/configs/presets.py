@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from vanco_pk.targets import REWARDS
 
 __all__ = [
     "DataSpec",
@@ -50,7 +51,7 @@ _CONFIG_ELSEWHERE = {
     "critic_optim_factory": "Python (build the config yourself)",
 }
 _CHOICES = {
-    "reward": ("default", "seed", "exposure"),
+    "reward": tuple(REWARDS),
     "action": ("continuous", "discrete"),
     "observation_scaler": ("standard", "none"),
     "action_scaler": ("clinical", "none"),

@@ -12,17 +12,14 @@ Typical use::
 The table schema (columns, units, MIMIC-IV mapping) is documented in ``data/README.md``.
 """
 
-from vanco_offline.data.convert import convert, observation_table, to_mdp_dataset
+from vanco_offline.data.convert import convert, convert_with, observation_table, to_mdp_dataset
 from vanco_offline.data.episodes import ConversionResult, make_dataset
 from vanco_offline.data.io import load_dataset, load_table, save_dataset, save_table
 from vanco_offline.data.minari_format import export_minari, import_minari
+from vanco_offline.data.observations import pk_feature_table, validate
 from vanco_offline.data.options import CarryForward, ConversionOptions
-from vanco_offline.data.pk_replay import pk_feature_table
 from vanco_offline.data.report import ConversionReport, Exclusion
 from vanco_offline.data.split import Scalers, fit_scalers, split_dataset, split_stays, split_table
-from vanco_offline.data.validation import validate
-
-# Synthetic cohorts (vanco_offline.data.cohort, issue 4) are exported here once they exist.
 
 __all__ = [
     "CarryForward",
@@ -32,6 +29,7 @@ __all__ = [
     "Exclusion",
     "Scalers",
     "convert",
+    "convert_with",
     "export_minari",
     "fit_scalers",
     "import_minari",
@@ -49,7 +47,7 @@ __all__ = [
     "validate",
 ]
 
-# Synthetic cohorts (issue 4), appended to the exports above.
+# Synthetic cohorts, appended to the exports above.
 from vanco_offline.data.cohort import generate_cohort, score_table
 
 __all__ += ["generate_cohort", "score_table"]

@@ -15,6 +15,8 @@ transitions, its last row being the final observation:
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 from d3rlpy.dataset import Episode, MDPDataset
@@ -22,13 +24,13 @@ from vanco_pk.targets import AUC_REWARDS, DOSE_STEP_MG, dose_to_grid_index, get_
 
 from vanco_offline.data._messages import offenders, raise_problems
 from vanco_offline.data.episodes import ConversionResult, make_dataset
-from vanco_offline.data.observations import build_observations
+from vanco_offline.data.observations import Observations, build_observations
 from vanco_offline.data.options import ActionKind, CarryForward, ConversionOptions
 from vanco_offline.data.report import ConversionReport, Exclusion
 from vanco_offline.data.schema import BEHAVIOR_PROB, DONE, DOSE, DOSE_GRID_MG, REWARD
 from vanco_offline.data.validation import CheckedTable, check_table
 
-__all__ = ["convert", "observation_table", "to_mdp_dataset"]
+__all__ = ["convert", "convert_with", "observation_table", "to_mdp_dataset"]
 
 # Doses within this distance of a grid level count as on the grid (float noise in CSVs).
 _GRID_TOLERANCE_MG = 1e-6
@@ -114,123 +116,175 @@ def convert(
         last_dose=last_dose,
         pk_features=pk_features,
     )
+    return convert_with(table, options)
+
+
+def convert_with(table: pd.DataFrame, options: ConversionOptions) -> ConversionResult:
+    """:func:`convert` with its choices given as one :class:`~vanco_offline.data.ConversionOptions`.
+
+    The steps: check the table, build the observations, the actions and the rewards, cut
+    the stays into episodes, then count what went in and came out.
+    """
     checked = check_table(table, options)
     obs = build_observations(checked, options)
     notes = list(checked.notes)
     if obs.pk is not None:
         notes.append(obs.pk.note())
     actions = _actions(checked, options, notes)
-
-    starts, ends, last = checked.starts, checked.ends, checked.last
-    n_rows = ends - starts
-    has_reward = REWARD in checked.columns and options.reward is None
-    reward_name = options.reward or "default"
-    if REWARD in checked.columns and options.reward is not None:
-        notes.append(
-            f"{REWARD}: the table's column is replaced by the computed {options.reward!r} reward, "
-            "as asked (pass reward=None to use the column)"
-        )
-    terminal = checked.columns[DONE][ends - 1] > 0 if DONE in checked.columns else np.zeros(len(starts), bool)
-    if has_reward:
-        rewards = np.nan_to_num(checked.columns[REWARD], nan=0.0)
-        final_reward = terminal & ~np.isnan(checked.columns[REWARD][ends - 1])
-        unused = ~terminal & ~np.isnan(checked.columns[REWARD][ends - 1])
-        if unused.any():
-            notes.append(
-                f"{REWARD}: {int(unused.sum())} timeout stay(s) have a reward on their last row, which is "
-                "the final observation with no next state, so it is not used (leave it empty, or set "
-                "done=True if the stay ended in death or discharge)"
-            )
-        source = "from the table's reward column"
-    else:
-        next_auc = obs.pk.auc24 if reward_name in AUC_REWARDS and obs.pk is not None else None
-        rewards = _computed_rewards(obs.features, checked.columns[DOSE], last, reward_name, next_auc)
-        final_reward = np.zeros(len(starts), dtype=bool)
-        source = f"computed ({reward_name!r} reward of vanco_pk.targets)"
-    episode_end = ends - (terminal & ~final_reward)
-    transitions = np.where(terminal, episode_end - starts, n_rows - 1)
-    kept = transitions > 0
-
-    observations = obs.values
-    reward_column = rewards.astype(np.float32).reshape(-1, 1)
-    episodes = [
-        Episode(
-            observations=observations[s:e],
-            actions=actions[s:e],
-            rewards=reward_column[s:e],
-            terminated=bool(t),
-        )
-        for s, e, t in zip(
-            starts[kept].tolist(), episode_end[kept].tolist(), terminal[kept].tolist(), strict=True
-        )
-    ]
+    rewards = _rewards(checked, obs, options, notes)
+    cut = _Episodes.cut(checked, obs.values, actions, rewards)
+    dataset = make_dataset(cut.episodes, options.action)
+    transitions_in = int(checked.rows - len(checked.starts) + rewards.final.sum())
+    in_transition = _check_counts(checked, cut, dataset, transitions_in)
     stay_ids = checked.stay_ids.tolist()
-    exclusions = tuple(
-        Exclusion(
-            stay_id=stay_ids[k],
-            rows=int(n_rows[k]),
-            transitions=int(n_rows[k] - 1 + final_reward[k]),
-            reason=(
-                "a single terminal row without a reward: no transition (a terminal stay needs a "
-                "state before the terminal one, or a reward on its row)"
-                if terminal[k]
-                else "a single row: no transition (a stay needs at least two decision steps)"
-            ),
-        )
-        for k in np.flatnonzero(~kept).tolist()
-    )
-    if not episodes:
-        raise ValueError(
-            f"no transitions: all {len(starts)} stays have a single row; a stay needs at least two "
-            "decision steps (state, dose, next state)"
-        )
-    dataset = make_dataset(episodes, options.action)
-
-    step = np.arange(checked.rows) - starts[checked.codes]
-    in_transition = step < transitions[checked.codes]
-    transitions_in = int(checked.rows - len(starts) + final_reward.sum())
-    if dataset.transition_count != int(in_transition.sum()) or transitions_in != dataset.transition_count:
-        raise RuntimeError(
-            f"internal error: d3rlpy counts {dataset.transition_count} transitions, the table implies "
-            f"{transitions_in}; please report this with the table"
-        )
-    behavior_probs = None
-    if BEHAVIOR_PROB in checked.columns:
-        prob = checked.columns[BEHAVIOR_PROB]
-        behavior_probs = [
-            prob[s : s + n] for s, n in zip(starts[kept].tolist(), transitions[kept].tolist(), strict=True)
-        ]
     report = ConversionReport(
         rows=checked.rows,
-        stays=len(starts),
+        stays=len(checked.starts),
         time_column=checked.time_column,
         transitions_in=transitions_in,
         transitions_out=dataset.transition_count,
-        episodes=len(episodes),
-        terminal_stays=int(terminal.sum()),
-        timeout_stays=int((~terminal).sum()),
+        episodes=len(cut.episodes),
+        terminal_stays=int(rewards.terminal.sum()),
+        timeout_stays=int((~rewards.terminal).sum()),
         observation_names=obs.names,
         action=options.action,
         action_min=float(actions[in_transition].min()),
         action_max=float(actions[in_transition].max()),
         action_unit="mg" if options.action == "continuous" else "dose-grid index (x 250 mg)",
-        reward_source=source,
-        reward_summary=_summary(rewards[in_transition]),
+        reward_source=rewards.source,
+        reward_summary=_summary(rewards.values[in_transition]),
         imputation=options.impute.describe() if options.impute is not None else "none",
         imputed=obs.imputed,
         level_filled=obs.level_filled,
-        exclusions=exclusions,
+        exclusions=_exclusions(checked, cut, rewards),
         notes=tuple(notes),
         ignored_columns=tuple(map(str, checked.ignored_columns)),
     )
     return ConversionResult(
         dataset=dataset,
         report=report,
-        stay_ids=[stay_ids[k] for k in np.flatnonzero(kept).tolist()],
-        behavior_probs=behavior_probs,
+        stay_ids=[stay_ids[k] for k in np.flatnonzero(cut.kept).tolist()],
+        behavior_probs=_behavior_probs(checked, cut),
         observation_names=obs.names,
         action=options.action,
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Rewards:
+    """Each row's reward, and per stay whether it is terminal and whether its last row's reward counts."""
+
+    values: np.ndarray  # (rows,)
+    terminal: np.ndarray  # (stays,) bool: done on the last row
+    final: np.ndarray  # (stays,) bool: a terminal stay whose last row's reward is a step to absorption
+    source: str
+
+
+def _rewards(
+    checked: CheckedTable, obs: Observations, options: ConversionOptions, notes: list[str]
+) -> _Rewards:
+    """The table's ``reward`` column (``options.reward`` None), else a reward of ``vanco_pk.targets``."""
+    starts, ends = checked.starts, checked.ends
+    terminal = checked.columns[DONE][ends - 1] > 0 if DONE in checked.columns else np.zeros(len(starts), bool)
+    if REWARD in checked.columns and options.reward is not None:
+        notes.append(
+            f"{REWARD}: the table's column is replaced by the computed {options.reward!r} reward, "
+            "as asked (pass reward=None to use the column)"
+        )
+    if REWARD in checked.columns and options.reward is None:
+        column = checked.columns[REWARD]
+        unused = ~terminal & ~np.isnan(column[ends - 1])
+        if unused.any():
+            notes.append(
+                f"{REWARD}: {int(unused.sum())} timeout stay(s) have a reward on their last row, which is "
+                "the final observation with no next state, so it is not used (leave it empty, or set "
+                "done=True if the stay ended in death or discharge)"
+            )
+        final = terminal & ~np.isnan(column[ends - 1])
+        return _Rewards(np.nan_to_num(column, nan=0.0), terminal, final, "from the table's reward column")
+    name = options.reward or "default"
+    next_auc = obs.pk.auc24 if name in AUC_REWARDS and obs.pk is not None else None
+    values = _computed_rewards(obs.features, checked.columns[DOSE], checked.last, name, next_auc)
+    source = f"computed ({name!r} reward of vanco_pk.targets)"
+    return _Rewards(values, terminal, np.zeros(len(starts), dtype=bool), source)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Episodes:
+    """The d3rlpy episodes of the stays that have a transition (``kept``)."""
+
+    episodes: list[Episode]
+    kept: np.ndarray  # (stays,) bool
+    transitions: np.ndarray  # (stays,) transitions of each stay
+
+    @classmethod
+    def cut(
+        cls, checked: CheckedTable, observations: np.ndarray, actions: np.ndarray, rewards: _Rewards
+    ) -> _Episodes:
+        """One episode per stay (module docstring): a terminal stay ends before its last row
+        unless that row's reward counts."""
+        starts, ends = checked.starts, checked.ends
+        end = ends - (rewards.terminal & ~rewards.final)
+        transitions = np.where(rewards.terminal, end - starts, ends - starts - 1)
+        kept = transitions > 0
+        reward_column = rewards.values.astype(np.float32).reshape(-1, 1)
+        episodes = [
+            Episode(
+                observations=observations[s:e], actions=actions[s:e], rewards=reward_column[s:e], terminated=t
+            )
+            for s, e, t in zip(
+                starts[kept].tolist(), end[kept].tolist(), rewards.terminal[kept].tolist(), strict=True
+            )
+        ]
+        if not episodes:
+            raise ValueError(
+                f"no transitions: all {len(starts)} stays have a single row; a stay needs at least two "
+                "decision steps (state, dose, next state)"
+            )
+        return cls(episodes, kept, transitions)
+
+
+def _check_counts(
+    checked: CheckedTable, cut: _Episodes, dataset: MDPDataset, transitions_in: int
+) -> np.ndarray:
+    """Rows that start a transition; RuntimeError unless d3rlpy counts the transitions the table implies."""
+    step = np.arange(checked.rows) - checked.starts[checked.codes]
+    in_transition = step < cut.transitions[checked.codes]
+    if dataset.transition_count != int(in_transition.sum()) or transitions_in != dataset.transition_count:
+        raise RuntimeError(
+            f"internal error: d3rlpy counts {dataset.transition_count} transitions, the table implies "
+            f"{transitions_in}; please report this with the table"
+        )
+    return in_transition
+
+
+def _exclusions(checked: CheckedTable, cut: _Episodes, rewards: _Rewards) -> tuple[Exclusion, ...]:
+    """The stays left out (no transition), each with the reason."""
+    stay_ids = checked.stay_ids.tolist()
+    n_rows = checked.ends - checked.starts
+    return tuple(
+        Exclusion(
+            stay_id=stay_ids[k],
+            rows=int(n_rows[k]),
+            transitions=int(n_rows[k] - 1 + rewards.final[k]),
+            reason=(
+                "a single terminal row without a reward: no transition (a terminal stay needs a "
+                "state before the terminal one, or a reward on its row)"
+                if rewards.terminal[k]
+                else "a single row: no transition (a stay needs at least two decision steps)"
+            ),
+        )
+        for k in np.flatnonzero(~cut.kept).tolist()
+    )
+
+
+def _behavior_probs(checked: CheckedTable, cut: _Episodes) -> list[np.ndarray] | None:
+    """The logged action's probability per transition of each kept stay, when the table has them."""
+    if BEHAVIOR_PROB not in checked.columns:
+        return None
+    prob = checked.columns[BEHAVIOR_PROB]
+    starts = checked.starts[cut.kept].tolist()
+    return [prob[s : s + n] for s, n in zip(starts, cut.transitions[cut.kept].tolist(), strict=True)]
 
 
 def observation_table(table: pd.DataFrame, **options: object) -> pd.DataFrame:

@@ -9,14 +9,15 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pandas as pd
 
 from vanco_offline.data._messages import offenders, raise_problems
 from vanco_offline.data.options import CarryForward, ConversionOptions
 from vanco_offline.data.pk_replay import PKReplay, replay_pk_features
 from vanco_offline.data.schema import DOSE, FEATURES, LAST_DOSE, LEVEL, LEVEL_INDICATOR, PK_FEATURES
-from vanco_offline.data.validation import CheckedTable
+from vanco_offline.data.validation import CheckedTable, check_table
 
-__all__ = ["Observations", "build_observations"]
+__all__ = ["Observations", "build_observations", "pk_feature_table", "validate"]
 
 
 @dataclasses.dataclass
@@ -164,3 +165,51 @@ def _nan_problem(
         f"column '{name}' is NaN in {where} and the last value of the stay is older than the maximum "
         f"age ({rule.max_age:g} {rule.unit}) or missing: raise the maximum age or fill the values"
     )
+
+
+def validate(table: pd.DataFrame, **options: object) -> pd.DataFrame:
+    """Check a dosing table against the schema; return a normalised copy or raise ValueError.
+
+    Runs every check that :func:`~vanco_offline.data.convert` runs before it builds the
+    dataset, including the NaN check of required fields under the chosen imputation rule.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        One row per decision step (see ``data/README.md``).
+    **options
+        The keyword options of :func:`~vanco_offline.data.convert` (``action``,
+        ``impute``, ``fill_unmeasured_level``, ``clip_doses``, ...).
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy with ``sex`` recoded to 0/1 and doses clipped when ``clip_doses=True``;
+        every other value unchanged.
+
+    Raises
+    ------
+    ValueError
+        Naming each problem's column, stays and rows, and how to fix it.
+    """
+    opts = ConversionOptions(**options)  # type: ignore[arg-type]
+    checked = check_table(table, opts)
+    build_observations(checked, opts)
+    out = table.copy()
+    if "sex" in out.columns:
+        out["sex"] = checked.columns["sex"]
+    if opts.clip_doses:
+        out[DOSE] = checked.columns[DOSE]
+    return out
+
+
+def pk_feature_table(table: pd.DataFrame, impute: CarryForward | None = None) -> pd.DataFrame:
+    """The exposure tracker's features of every row of a dosing table, as a DataFrame.
+
+    Columns :data:`vanco_pk.exposure.PK_FEATURES`, with the table's index; the table is
+    validated as :func:`vanco_offline.data.convert` would with ``pk_features=True`` (and the
+    ``impute`` rule, a :class:`~vanco_offline.data.CarryForward`, for missing values).
+    """
+    options = ConversionOptions(pk_features=True, fill_unmeasured_level=True, impute=impute)
+    observations = build_observations(check_table(table, options), options)
+    return pd.DataFrame(observations.pk.features, columns=list(PK_FEATURES), index=table.index)

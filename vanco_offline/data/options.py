@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 from vanco_pk.targets import AUC_REWARDS, REWARDS
 
@@ -75,6 +75,21 @@ class CarryForward:
     def describe(self) -> str:
         return f"carried forward within the stay, max age {self.max_age:g} {self.unit}"
 
+    def to_dict(self) -> dict[str, Any]:
+        """The rule as JSON values (``columns`` as a list); :meth:`from_dict` reads it back."""
+        ages = ("max_age_h", "max_age_steps")
+        out: dict[str, Any] = {name: getattr(self, name) for name in ages if getattr(self, name) is not None}
+        if self.columns is not None:
+            out["columns"] = list(self.columns)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CarryForward:
+        """The rule written by :meth:`to_dict` (or any mapping of its fields)."""
+        _check_keys(cls, data)
+        columns = data.get("columns")
+        return cls(**{**data, "columns": tuple(columns) if columns else None})
+
 
 @dataclasses.dataclass(frozen=True)
 class ConversionOptions:
@@ -120,6 +135,46 @@ class ConversionOptions:
                 )
             object.__setattr__(self, "covariates", tuple(c for c in COVARIATES if c in names))
 
+    def keywords(self) -> dict[str, Any]:
+        """The options that differ from the defaults, as keyword arguments of
+        :func:`~vanco_offline.data.convert` (``action`` left out: it is positional there)."""
+        return {
+            field.name: getattr(self, field.name)
+            for field in dataclasses.fields(self)
+            if field.name != "action" and getattr(self, field.name) != field.default
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """:meth:`keywords` as JSON values (``impute`` as a dict, ``covariates`` as a list), the
+        form a saved model keeps; :meth:`from_dict` reads it back."""
+        out: dict[str, Any] = {}
+        for name, value in self.keywords().items():
+            if isinstance(value, CarryForward):
+                value = value.to_dict()
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], action: ActionKind | None = None) -> ConversionOptions:
+        """Options from :meth:`to_dict`'s form (or :meth:`keywords`'); ``action`` when it is not in ``data``.
+
+        Raises
+        ------
+        ValueError
+            An unknown key (naming it and the valid ones), or an invalid value.
+        """
+        _check_keys(cls, data)
+        values = dict(data)
+        if action is not None:
+            values.setdefault("action", action)
+        if isinstance(values.get("impute"), Mapping):
+            values["impute"] = CarryForward.from_dict(values["impute"])
+        if isinstance(values.get("covariates"), list):
+            values["covariates"] = tuple(values["covariates"])
+        return cls(**values)
+
     @property
     def needs_pk(self) -> bool:
         """Whether the conversion replays each stay through :class:`vanco_pk.exposure.ExposureTracker`
@@ -141,3 +196,10 @@ class ConversionOptions:
         if missing:
             raise ValueError(f"covariates {missing} were requested but the table has no such columns")
         return tuple(self.covariates)
+
+
+def _check_keys(cls: type, data: Mapping[str, Any]) -> None:
+    names = [field.name for field in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} field(s) {unknown}; valid fields: {names}")

@@ -15,7 +15,6 @@ first row.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 import numpy as np
 from vanco_pk.exposure import PK_FEATURES, ExposureTracker
@@ -25,7 +24,7 @@ from vanco_offline.data._messages import offenders, raise_problems
 from vanco_offline.data.schema import DOSE, LEVEL, LEVEL_MEASURED, TRACKER_COVARIATES
 from vanco_offline.data.validation import CheckedTable
 
-__all__ = ["PK_REPLAY_COLUMNS", "PKReplay", "new_levels", "pk_feature_table", "replay_pk_features"]
+__all__ = ["PK_REPLAY_COLUMNS", "PKReplay", "new_levels", "replay_pk_features"]
 
 _DEFAULT_INTERVAL_H = 12.0
 #: The columns a table needs for the replay (``pk_features=True`` or ``reward="exposure"``).
@@ -150,21 +149,3 @@ def _check_inputs(checked: CheckedTable) -> None:
             f"decision in {offenders(short, checked.stay, dose)}: check the dose or the times"
         )
     raise_problems(problems)
-
-
-def pk_feature_table(table: Any, impute: Any = None) -> Any:
-    """The exposure tracker's features of every row of a dosing table, as a DataFrame.
-
-    Columns :data:`vanco_pk.exposure.PK_FEATURES`, with the table's index; the table is
-    validated as :func:`vanco_offline.data.convert` would with ``pk_features=True`` (and the
-    ``impute`` rule, a :class:`~vanco_offline.data.CarryForward`, for missing values).
-    """
-    import pandas as pd
-
-    from vanco_offline.data.observations import build_observations  # it imports this module
-    from vanco_offline.data.options import ConversionOptions
-    from vanco_offline.data.validation import check_table
-
-    options = ConversionOptions(pk_features=True, fill_unmeasured_level=True, impute=impute)
-    observations = build_observations(check_table(table, options), options)
-    return pd.DataFrame(observations.pk.features, columns=list(PK_FEATURES), index=table.index)

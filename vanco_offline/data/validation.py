@@ -38,7 +38,7 @@ from vanco_offline.data.value_checks import (
     parse_sex,
 )
 
-__all__ = ["CheckedTable", "check_table", "validate"]
+__all__ = ["CheckedTable", "check_table"]
 
 _KNOWN = (STAY, *TIME_COLUMNS, *FEATURES, DOSE, REWARD, DONE, BEHAVIOR_PROB, *COVARIATES)
 
@@ -63,44 +63,6 @@ class CheckedTable:
     @property
     def rows(self) -> int:
         return len(self.stay)
-
-
-def validate(table: pd.DataFrame, **options: object) -> pd.DataFrame:
-    """Check a dosing table against the schema; return a normalised copy or raise ValueError.
-
-    Runs every check that :func:`~vanco_offline.data.convert` runs before it builds the
-    dataset, including the NaN check of required fields under the chosen imputation rule.
-
-    Parameters
-    ----------
-    table : pandas.DataFrame
-        One row per decision step (see ``data/README.md``).
-    **options
-        The keyword options of :func:`~vanco_offline.data.convert` (``action``,
-        ``impute``, ``fill_unmeasured_level``, ``clip_doses``, ...).
-
-    Returns
-    -------
-    pandas.DataFrame
-        A copy with ``sex`` recoded to 0/1 and doses clipped when ``clip_doses=True``;
-        every other value unchanged.
-
-    Raises
-    ------
-    ValueError
-        Naming each problem's column, stays and rows, and how to fix it.
-    """
-    from vanco_offline.data.observations import build_observations  # avoid an import cycle
-
-    opts = ConversionOptions(**options)  # type: ignore[arg-type]
-    checked = check_table(table, opts)
-    build_observations(checked, opts)
-    out = table.copy()
-    if "sex" in out.columns:
-        out["sex"] = checked.columns["sex"]
-    if opts.clip_doses:
-        out[DOSE] = checked.columns[DOSE]
-    return out
 
 
 def check_table(table: pd.DataFrame, options: ConversionOptions) -> CheckedTable:

@@ -332,7 +332,7 @@ class _AlgoDosing:
     """A d3rlpy algorithm behind the ``vanco_pk.policies`` protocol, for simulator rollouts.
 
     The algorithm was trained on the data layer's observation columns; the offline
-    benchmark's :class:`~vanco_offline.bench.offline_rollout.ObservationBuilder` rebuilds them
+    benchmark's :class:`~vanco_offline.rollout.ObservationBuilder` rebuilds them
     from the environment's observation and ``info`` as the converter builds them from a
     cohort table (rounded chart values, covariates, the previous dose, the exposure tracker's
     features replayed from the doses given and the levels drawn), so that the truth rollout
@@ -340,7 +340,7 @@ class _AlgoDosing:
     """
 
     def __init__(self, policy: AlgoPolicy, observation_names: tuple[str, ...], interval_h: float):
-        from vanco_offline.bench.offline_rollout import observation_builder
+        from vanco_offline.rollout import observation_builder
 
         self.policy = policy
         self.build = observation_builder(observation_names, interval_h)

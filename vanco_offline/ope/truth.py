@@ -8,7 +8,7 @@ The reward is the environment's (``env_options["reward"]``: ``"default"``, ``"se
 ``"exposure"``, the last scoring the exposure tracker's estimated AUC24 as the converter's
 ``reward="exposure"`` does). A d3rlpy algorithm is fed the observation it was trained on,
 rebuilt at every decision from the rollout's chart exactly as the data layer converts a
-cohort table (:class:`vanco_offline.bench.offline_rollout.ObservationBuilder`): rounded
+cohort table (:class:`vanco_offline.rollout.ObservationBuilder`): rounded
 features, covariates, the level indicator, the previous dose and the PK exposure features.
 """
 
@@ -90,7 +90,7 @@ class TrueValue:
 
     ``attainment`` is the mean over patients of the fraction of decision intervals whose
     true AUC24 (at the interval's end) is in 400-600 mg*h/L (the offline benchmark's
-    definition, :mod:`vanco_offline.bench.offline_rollout`); ``aki_rate`` the fraction of
+    definition, :mod:`vanco_offline.rollout`); ``aki_rate`` the fraction of
     patients with KDIGO AKI at any time of the episode.
     """
 

@@ -5,9 +5,9 @@ For every logged stay ``i``:
 1. **Posterior over its PK parameters** from its own chart (covariates, creatinine at each
    decision, doses, measured troughs), under the Goti 2018 population model as prior and
    its residual error as likelihood: the MAP estimate of ``eta = (eta_CL, eta_V1)``
-   (:func:`vanco_pk.policies.bayes.map_estimate`, the code MIPD and the exposure tracker
+   (:func:`vanco_pk.estimation.map_estimate`, the code MIPD and the exposure tracker
    use), a Laplace approximation ``N(eta_MAP, H^-1)`` (``H`` the finite-difference Hessian
-   of :func:`~vanco_pk.policies.bayes.map_objective`) widened by ``proposal_scale`` as an
+   of :func:`~vanco_pk.estimation.map_objective`) widened by ``proposal_scale`` as an
    importance-sampling proposal, and ``n_draws`` draws resampled with weights
    ``p(eta | chart) / q(eta)`` (sampling-importance-resampling, so a skewed or bimodal
    posterior is not forced into a Gaussian). A stay without a level keeps the prior.
@@ -39,9 +39,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from vanco_pk.estimation import DoseHistory, map_estimate, map_objective
 from vanco_pk.patients import N_PATIENT_DRAWS, Covariates, Patients
 from vanco_pk.pk import GOTI_2018, GotiModel
-from vanco_pk.policies.bayes import DoseHistory, map_estimate, map_objective
 from vanco_pk.targets import FEATURES
 from vanco_pk.vector import VancoPKVectorEnv
 

@@ -5,23 +5,50 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 from d3rlpy.algos.qlearning.base import QLearningAlgoImplBase
-from d3rlpy.torch_utility import Modules, hard_sync
+from d3rlpy.torch_utility import Modules, TorchMiniBatch, hard_sync
 from d3rlpy.types import Shape, TorchObservation
 from torch import nn
 
 __all__ = [
+    "LOSS_NAMES",
     "AdvantageWeighting",
+    "DeviceLosses",
     "IQLImplBase",
+    "batch_mean",
+    "batch_std",
+    "batch_sum",
     "expectile_loss",
     "normal_log_prob",
     "soft_update",
+    "sum_losses",
 ]
 
 _LOG_SQRT_2PI = math.log(math.sqrt(2 * math.pi))
+
+
+def batch_mean(x: torch.Tensor) -> torch.Tensor:
+    """The mean over a mini-batch: of all elements of (batch, n); per seed of (seeds, batch, n).
+
+    The losses reduce through these helpers so that the same code trains one model
+    (d3rlpy's ``.mean()``, bit for bit) or a stack of seeds (one loss per seed, see
+    :mod:`vanco_offline.algos.seeds`).
+    """
+    return x.mean() if x.dim() <= 2 else x.mean(dim=(-2, -1))
+
+
+def batch_sum(x: torch.Tensor) -> torch.Tensor:
+    """The sum over a mini-batch, per seed for a (seeds, batch, n) tensor (see :func:`batch_mean`)."""
+    return x.sum() if x.dim() <= 2 else x.sum(dim=(-2, -1))
+
+
+def batch_std(x: torch.Tensor) -> torch.Tensor:
+    """Population standard deviation over a mini-batch, per seed (kept broadcastable) for 3-D tensors."""
+    return x.std(unbiased=False) if x.dim() <= 2 else x.std(dim=(-2, -1), unbiased=False, keepdim=True)
 
 
 def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
@@ -29,7 +56,16 @@ def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
     # Same operations in the same order as d3rlpy's IQLImpl.compute_value_loss, so that
     # the two produce bit-identical losses.
     weight = (expectile - (diff < 0.0).float()).abs().detach()
-    return (weight * (diff**2)).mean()
+    return batch_mean(weight * (diff**2))
+
+
+def sum_losses(losses: Iterable[torch.Tensor]) -> torch.Tensor:
+    """The sum of ``losses`` from the first on, left to right."""
+    iterator = iter(losses)
+    total = next(iterator)
+    for loss in iterator:
+        total = total + loss
+    return total
 
 
 def normal_log_prob(x: torch.Tensor, loc: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
@@ -69,7 +105,7 @@ class AdvantageWeighting:
             # extracts, and dividing by the spread makes weight_temp independent of the
             # reward's units (the seed's reward put |A| in the tens, so exp(beta*A) was
             # either ~0 or clipped and the policy followed a handful of samples).
-            advantage = advantage / (advantage.std(unbiased=False) + 1e-6)
+            advantage = advantage / (batch_std(advantage) + 1e-6)
         return (self.weight_temp * advantage).exp().clamp(max=self.max_weight)
 
     def loss(self, weights: torch.Tensor, log_probs: torch.Tensor) -> torch.Tensor:
@@ -77,8 +113,46 @@ class AdvantageWeighting:
         if self.self_normalize:
             # Dividing by the weight sum keeps the loss on the scale of one sample's NLL
             # whatever weight_temp and max_weight are, so it cannot grow with the clip.
-            return -(weights * log_probs).sum() / weights.sum().clamp(min=1e-12)
-        return -(weights * log_probs).mean()
+            return -batch_sum(weights * log_probs) / batch_sum(weights).clamp(min=1e-12)
+        return -batch_mean(weights * log_probs)
+
+
+#: The metrics of one IQL update, in the order of :attr:`DeviceLosses.values`.
+LOSS_NAMES = ("critic_loss", "q_loss", "v_loss", "actor_loss", "weight_mean", "weight_clip_rate")
+
+
+class DeviceLosses(Mapping[str, float]):
+    """An update's metrics as d3rlpy's ``dict[str, float]``, kept on the device until read.
+
+    ``values`` is one tensor (one entry per name). Looking up a metric copies all of them
+    to the host once (a device sync); a training loop that only adds ``values`` to a
+    running sum on the device and reads the sum at its logging interval never waits for
+    the device.
+    """
+
+    __slots__ = ("_floats", "names", "values")
+
+    def __init__(self, names: Sequence[str], values: torch.Tensor):
+        self.names = tuple(names)
+        self.values = values
+        self._floats: dict[str, float] | None = None
+
+    def _read(self) -> dict[str, float]:
+        if self._floats is None:
+            self._floats = dict(zip(self.names, self.values.tolist(), strict=True))
+        return self._floats
+
+    def __getitem__(self, name: str) -> float:
+        return self._read()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __repr__(self) -> str:
+        return f"DeviceLosses({self._read()!r})"
 
 
 def soft_update(targets: Sequence[nn.Parameter], sources: Sequence[nn.Parameter], tau: float) -> None:
@@ -96,8 +170,8 @@ class IQLImplBase(QLearningAlgoImplBase):
     """The parts of an IQL impl that do not depend on the action type.
 
     ``modules`` has ``policy``, ``q_funcs``, ``targ_q_funcs``, ``value_func``,
-    ``actor_optim`` and ``critic_optim``. The subclass writes ``inner_update`` (the whole
-    update, top to bottom) and ends it with :meth:`_finish_update`.
+    ``actor_optim`` and ``critic_optim``. The subclass writes the two losses,
+    :meth:`critic_losses` and :meth:`actor_loss`; :meth:`inner_update` steps on them.
     """
 
     def __init__(
@@ -136,17 +210,53 @@ class IQLImplBase(QLearningAlgoImplBase):
         v_loss: torch.Tensor,
         actor_loss: torch.Tensor,
         weights: torch.Tensor,
-    ) -> dict[str, float]:
-        """Move the target Q toward Q and report the update's losses and weight statistics."""
+    ) -> DeviceLosses:
+        """Move the target Q toward Q and report the update's losses and weight statistics.
+
+        The metrics stay on the device (:class:`DeviceLosses`, names :data:`LOSS_NAMES`).
+        """
         soft_update(self._targ_q_params, self._q_params, self._tau)
-        return {
-            "critic_loss": float(critic_loss.detach()),
-            "q_loss": float(q_loss.detach()),
-            "v_loss": float(v_loss.detach()),
-            "actor_loss": float(actor_loss.detach()),
-            "weight_mean": float(weights.mean()),
-            "weight_clip_rate": float((weights >= self._weighting.max_weight).float().mean()),
-        }
+        with torch.no_grad():
+            values = torch.stack(
+                [
+                    critic_loss.detach(),
+                    q_loss.detach(),
+                    v_loss.detach(),
+                    actor_loss.detach(),
+                    weights.mean(),
+                    (weights >= self._weighting.max_weight).float().mean(),
+                ]
+            )
+        return DeviceLosses(LOSS_NAMES, values)
+
+    def inner_update(self, batch: TorchMiniBatch, grad_step: int) -> DeviceLosses:
+        """One IQL step: Q and V together by one critic step, then the policy, then the target Q.
+
+        The losses are the subclass's :meth:`critic_losses` and :meth:`actor_loss`, both
+        written against ``nets`` (here the impl's modules), so the vectorised multi-seed
+        trainer runs the same code on stacked weights.
+        """
+        m = self._modules
+        q_loss, v_loss, q_target = self.critic_losses(m, batch)
+        # set_to_none skips zero-filling every gradient; backward then writes them fresh.
+        m.critic_optim.optim.zero_grad(set_to_none=True)
+        critic_loss = q_loss + v_loss
+        critic_loss.backward()
+        m.critic_optim.step()
+        # The actor's advantage uses V after this step (as d3rlpy and the IQL paper's code do).
+        actor_loss, weights = self.actor_loss(m, batch, q_target)
+        m.actor_optim.optim.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        m.actor_optim.step()
+        return self._finish_update(critic_loss, q_loss, v_loss, actor_loss, weights)
+
+    def critic_losses(self, nets: Any, batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(q_loss, v_loss, q_target)``: TD loss of the Q heads, expectile loss of V, min target Q."""
+        raise NotImplementedError
+
+    def actor_loss(self, nets: Any, batch: Any, q_target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(actor_loss, weights)``: the advantage-weighted policy loss and its sample weights."""
+        raise NotImplementedError
 
     def predict_state_value(self, x: TorchObservation) -> torch.Tensor:
         """V(s) from the expectile value network, shape (batch,)."""

@@ -1,19 +1,26 @@
-"""Torch side of DiscreteVancoIQL: IQL over the dose grid, the whole update in ``inner_update``."""
+"""Torch side of DiscreteVancoIQL: IQL over the dose grid (``critic_losses``, ``actor_loss``)."""
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from d3rlpy.algos.qlearning.torch.utility import DiscreteQFunctionMixin
 from d3rlpy.models.torch import CategoricalPolicy, DiscreteEnsembleQFunctionForwarder, ValueFunction
 from d3rlpy.optimizers import OptimizerWrapper
-from d3rlpy.torch_utility import Modules, TorchMiniBatch
+from d3rlpy.torch_utility import Modules
 from d3rlpy.types import Shape, TorchObservation
 from torch import nn
 
-from vanco_offline.algos.torch.common import AdvantageWeighting, IQLImplBase, expectile_loss
+from vanco_offline.algos.torch.common import (
+    AdvantageWeighting,
+    IQLImplBase,
+    batch_mean,
+    expectile_loss,
+    sum_losses,
+)
 
 __all__ = ["DECISION_RULES", "DiscreteVancoIQLImpl", "DiscreteVancoIQLModules", "choose_level"]
 
@@ -90,47 +97,30 @@ class DiscreteVancoIQLImpl(DiscreteQFunctionMixin, IQLImplBase):
             raise ValueError(f"decision_rule={decision_rule!r} is not one of {list(DECISION_RULES)}")
         self._decision_rule = decision_rule
 
-    def inner_update(self, batch: TorchMiniBatch, grad_step: int) -> dict[str, float]:
-        m = self._modules
+    def critic_losses(self, nets: Any, batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        # Each Q head regresses Q(s, a_logged) on r + gamma * V(s'); V regresses on the
+        # minimum target Q of the logged dose level by the expectile loss.
         obs = batch.observations
-        # d3rlpy keeps discrete actions as float (N, 1) in mini-batches.
-        actions = batch.actions.long().view(-1, 1)
-
-        # Critic: each Q head regresses Q(s, a_logged) on r + gamma * V(s'); V regresses
-        # on the minimum target Q of the logged dose level by the expectile loss.
+        actions = _level_index(batch.actions)
         with torch.no_grad():
-            v_next = m.value_func(batch.next_observations)
+            v_next = nets.value_func(batch.next_observations)
             y = batch.rewards + self._gamma**batch.intervals * v_next * (1 - batch.terminals)
-            q_target = self._min_target_q(obs).gather(1, actions)
-        m.critic_optim.optim.zero_grad(set_to_none=True)
-        q_loss = torch.tensor(0.0, dtype=torch.float32, device=y.device)
-        for q_func in m.q_funcs:
-            q_taken = q_func(obs).q_value.gather(1, actions)
-            q_loss += ((q_taken - y) ** 2).mean()
-        v_loss = expectile_loss(q_target - m.value_func(obs), self._expectile)
-        critic_loss = q_loss + v_loss
-        critic_loss.backward()
-        m.critic_optim.step()
+            q_target = _min_q(nets.targ_q_funcs, obs).gather(-1, actions)
+        q_loss = sum_losses(
+            batch_mean((q_func(obs).q_value.gather(-1, actions) - y) ** 2) for q_func in nets.q_funcs
+        )
+        v_loss = expectile_loss(q_target - nets.value_func(obs), self._expectile)
+        return q_loss, v_loss, q_target
 
-        # Actor: a categorical policy over the dose levels by advantage-weighted
-        # cross-entropy with the logged level (discrete advantage-weighted regression).
+    def actor_loss(self, nets: Any, batch: Any, q_target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # A categorical policy over the dose levels by advantage-weighted cross-entropy
+        # with the logged level (discrete advantage-weighted regression).
+        obs = batch.observations
+        actions = _level_index(batch.actions)
         with torch.no_grad():
-            weights = self._weighting.weights(q_target - m.value_func(obs))
-        m.actor_optim.optim.zero_grad(set_to_none=True)
-        logits = m.policy(obs).logits
-        log_probs = F.log_softmax(logits, dim=1).gather(1, actions)
-        actor_loss = self._weighting.loss(weights, log_probs)
-        actor_loss.backward()
-        m.actor_optim.step()
-
-        return self._finish_update(critic_loss, q_loss, v_loss, actor_loss, weights)
-
-    def _min_target_q(self, obs: TorchObservation) -> torch.Tensor:
-        q_funcs = self._modules.targ_q_funcs
-        value = q_funcs[0](obs).q_value
-        for q_func in q_funcs[1:]:
-            value = torch.minimum(value, q_func(obs).q_value)
-        return value
+            weights = self._weighting.weights(q_target - nets.value_func(obs))
+        log_probs = F.log_softmax(nets.policy(obs).logits, dim=-1).gather(-1, actions)
+        return self._weighting.loss(weights, log_probs), weights
 
     def inner_predict_best_action(self, x: TorchObservation) -> torch.Tensor:
         # d3rlpy's predict and save_policy (TorchScript) and save_policy_onnx all trace or
@@ -145,3 +135,18 @@ class DiscreteVancoIQLImpl(DiscreteQFunctionMixin, IQLImplBase):
         with torch.no_grad():
             self._modules.set_eval()
             return self._modules.policy(x).probs
+
+
+def _min_q(q_funcs: Any, obs: torch.Tensor) -> torch.Tensor:
+    q_funcs = list(q_funcs)
+    value = q_funcs[0](obs).q_value
+    for q_func in q_funcs[1:]:
+        value = torch.minimum(value, q_func(obs).q_value)
+    return value
+
+
+def _level_index(actions: torch.Tensor) -> torch.Tensor:
+    # d3rlpy keeps discrete actions as float (N, 1) in mini-batches; a stack of seeds
+    # has them as (seeds, N, 1).
+    index = actions.long()
+    return index.view(-1, 1) if index.dim() <= 2 else index

@@ -1,22 +1,28 @@
-"""Torch side of VancoIQL: the whole IQL update, readable top to bottom in ``inner_update``."""
+"""Torch side of VancoIQL: the IQL losses (``critic_losses``, ``actor_loss``) for continuous doses.
+
+The step itself (optimizers, target update) is ``IQLImplBase.inner_update``.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import torch
 from d3rlpy.algos.qlearning.torch.utility import ContinuousQFunctionMixin
 from d3rlpy.models.torch import ContinuousEnsembleQFunctionForwarder, Policy, ValueFunction
 from d3rlpy.optimizers import OptimizerWrapper
-from d3rlpy.torch_utility import Modules, TorchMiniBatch
+from d3rlpy.torch_utility import Modules
 from d3rlpy.types import Shape, TorchObservation
 from torch import nn
 
 from vanco_offline.algos.torch.common import (
     AdvantageWeighting,
     IQLImplBase,
+    batch_mean,
     expectile_loss,
     normal_log_prob,
+    sum_losses,
 )
 
 __all__ = ["POLICY_HEADS", "VancoIQLImpl", "VancoIQLModules"]
@@ -73,63 +79,33 @@ class VancoIQLImpl(ContinuousQFunctionMixin, IQLImplBase):
             raise ValueError(f"policy_head={policy_head!r} is not one of {POLICY_HEADS}")
         self._policy_head = policy_head
 
-    def inner_update(self, batch: TorchMiniBatch, grad_step: int) -> dict[str, float]:
-        m = self._modules
+    def critic_losses(self, nets: Any, batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        # Q by TD regression to r + gamma * V(s'); V by expectile regression on the
+        # minimum target Q of the logged action. Q and V share one optimizer step.
         obs, actions = batch.observations, batch.actions
-
-        # Critic: Q by TD regression to r + gamma * V(s'); V by expectile regression on
-        # the minimum target Q of the logged action. Q and V share one optimizer step.
         with torch.no_grad():
-            v_next = m.value_func(batch.next_observations)
+            v_next = nets.value_func(batch.next_observations)
             y = batch.rewards + self._gamma**batch.intervals * v_next * (1 - batch.terminals)
             # The target networks do not move until the end of this update, so this one
             # forward serves both the V loss and the actor's advantage (d3rlpy runs it twice).
-            q_target = self._min_target_q(obs, actions)
-        # set_to_none skips zero-filling every gradient; backward then writes them fresh.
-        m.critic_optim.optim.zero_grad(set_to_none=True)
-        q_loss = torch.tensor(0.0, dtype=torch.float32, device=y.device)
-        for q_func in m.q_funcs:
-            q_loss += ((q_func(obs, actions).q_value - y) ** 2).mean()
-        v_loss = expectile_loss(q_target - m.value_func(obs), self._expectile)
-        critic_loss = q_loss + v_loss
-        critic_loss.backward()
-        m.critic_optim.step()
+            q_target = _min_q(nets.targ_q_funcs, obs, actions)
+        # Summed from the first head on (d3rlpy starts from a tensor 0.0: the same sum bit
+        # for bit, without a host-to-device copy that a CUDA graph could not capture).
+        q_loss = sum_losses(batch_mean((q_func(obs, actions).q_value - y) ** 2) for q_func in nets.q_funcs)
+        v_loss = expectile_loss(q_target - nets.value_func(obs), self._expectile)
+        return q_loss, v_loss, q_target
 
-        # Actor: advantage-weighted log-likelihood of the logged action, with V already
-        # updated (as in d3rlpy and the IQL paper's implementation).
+    def actor_loss(self, nets: Any, batch: Any, q_target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # Advantage-weighted log-likelihood of the logged action.
+        obs = batch.observations
         with torch.no_grad():
-            weights = self._weighting.weights(q_target - m.value_func(obs))
-        m.actor_optim.optim.zero_grad(set_to_none=True)
-        actor_loss = self._weighting.loss(weights, self._log_prob(obs, actions))
-        actor_loss.backward()
-        m.actor_optim.step()
-
-        return self._finish_update(critic_loss, q_loss, v_loss, actor_loss, weights)
-
-    def _min_target_q(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        q_funcs = self._modules.targ_q_funcs
-        value = q_funcs[0](obs, actions).q_value
-        for q_func in q_funcs[1:]:
-            value = torch.minimum(value, q_func(obs, actions).q_value)
-        return value
+            weights = self._weighting.weights(q_target - nets.value_func(obs))
+        log_prob = policy_log_prob(nets.policy(obs), batch.actions, self._policy_head)
+        return self._weighting.loss(weights, log_prob), weights
 
     def _log_prob(self, obs: TorchObservation, actions: torch.Tensor) -> torch.Tensor:
         """Log-likelihood of the logged actions (minus squared error for the deterministic head)."""
-        out = self._modules.policy(obs)
-        head = self._policy_head
-        if head == "deterministic":
-            return -((out.squashed_mu - actions) ** 2).sum(dim=-1, keepdim=True)
-        assert out.logstd is not None
-        std = out.logstd.exp()
-        if head == "tanh_mean":
-            # d3rlpy's IQL (and the IQL paper's code): a Gaussian whose mean is tanh(mu).
-            return normal_log_prob(actions, out.squashed_mu, std)
-        if head == "plain":
-            return normal_log_prob(actions, out.mu, std)
-        # tanh_squashed: density of tanh(u), u ~ N(mu, std), at the logged action.
-        clipped = actions.clamp(-_SQUASH_BOUND, _SQUASH_BOUND)
-        log_det = torch.log1p(-(clipped**2)).sum(dim=-1, keepdim=True)
-        return normal_log_prob(torch.atanh(clipped), out.mu, std) - log_det
+        return policy_log_prob(self._modules.policy(obs), actions, self._policy_head)
 
     def inner_predict_best_action(self, x: TorchObservation) -> torch.Tensor:
         out = self._modules.policy(x)
@@ -147,3 +123,28 @@ class VancoIQLImpl(ContinuousQFunctionMixin, IQLImplBase):
             return torch.tanh(out.mu + std * torch.randn_like(out.mu))
         loc = out.squashed_mu if self._policy_head == "tanh_mean" else out.mu
         return (loc + std * torch.randn_like(loc)).clamp(-1.0, 1.0)
+
+
+def _min_q(q_funcs: Any, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    q_funcs = list(q_funcs)
+    value = q_funcs[0](obs, actions).q_value
+    for q_func in q_funcs[1:]:
+        value = torch.minimum(value, q_func(obs, actions).q_value)
+    return value
+
+
+def policy_log_prob(out: Any, actions: torch.Tensor, head: str) -> torch.Tensor:
+    """Log-likelihood of ``actions`` under the policy output ``out`` for ``head`` (see ``POLICY_HEADS``)."""
+    if head == "deterministic":
+        return -((out.squashed_mu - actions) ** 2).sum(dim=-1, keepdim=True)
+    assert out.logstd is not None
+    std = out.logstd.exp()
+    if head == "tanh_mean":
+        # d3rlpy's IQL (and the IQL paper's code): a Gaussian whose mean is tanh(mu).
+        return normal_log_prob(actions, out.squashed_mu, std)
+    if head == "plain":
+        return normal_log_prob(actions, out.mu, std)
+    # tanh_squashed: density of tanh(u), u ~ N(mu, std), at the logged action.
+    clipped = actions.clamp(-_SQUASH_BOUND, _SQUASH_BOUND)
+    log_det = torch.log1p(-(clipped**2)).sum(dim=-1, keepdim=True)
+    return normal_log_prob(torch.atanh(clipped), out.mu, std) - log_det

@@ -23,7 +23,9 @@ as the cohort tables write them (``vanco_offline.data.cohort.DECIMALS``), plus c
 the level indicator, the previous dose and the PK exposure features when its dataset had
 them. The PK features come from the same :class:`vanco_pk.exposure.ExposureTracker` the
 converter replays, fed the same rounded chart values, so a rollout and the conversion of
-the cohort table of the same stay give the same observation.
+the cohort table of the same stay give the same observation. :func:`model_env` wraps the
+one-patient Gymnasium environment the same way (:class:`ModelObservation`), for d3rlpy's
+``EnvironmentEvaluator`` and any other code that steps a model in the simulator.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 from vanco_pk.exposure import PK_FEATURES, TRACKER_COVARIATES, ExposureTracker
 from vanco_pk.targets import (
@@ -39,7 +42,6 @@ from vanco_pk.targets import (
     AUC24_TARGET,
     COVARIATES,
     CREATININE,
-    DOSE_GRID_MG,
     DOSE_MAX_MG,
     FEATURES,
 )
@@ -47,10 +49,13 @@ from vanco_pk.vector import VancoPKVectorEnv
 
 __all__ = [
     "EvalPatients",
+    "ModelObservation",
     "ObservationBuilder",
     "RolloutScores",
     "algo_actor",
+    "model_env",
     "observation_builder",
+    "plain_info",
     "reference_actor",
     "rollout",
 ]
@@ -135,7 +140,7 @@ def rollout(actor: Actor, patients: EvalPatients, reset: Callable[[Mapping[str, 
     interval = env.config.decision_interval_h
     steps = env.config.n_steps
     if reset is not None:
-        reset(_plain(info)["covariates"])
+        reset(plain_info(info)["covariates"])
     low, high = AUC24_TARGET
     in_range = np.zeros((steps, n), dtype=bool)
     doses = np.zeros((steps, n))
@@ -144,7 +149,7 @@ def rollout(actor: Actor, patients: EvalPatients, reset: Callable[[Mapping[str, 
     aki = np.zeros(n, dtype=bool)
     levels = np.zeros(n)
     for t in range(steps):
-        dose = np.asarray(actor(obs, _plain(info)), dtype=np.float64).reshape(-1)
+        dose = np.asarray(actor(obs, plain_info(info)), dtype=np.float64).reshape(-1)
         if dose.shape != (n,) or not np.all(np.isfinite(dose)):
             raise ValueError(f"the policy gave doses of shape {dose.shape} (or non-finite) for {n} patients")
         doses[t] = np.clip(dose, 0.0, DOSE_MAX_MG)
@@ -174,12 +179,13 @@ def rollout(actor: Actor, patients: EvalPatients, reset: Callable[[Mapping[str, 
     )
 
 
-def _plain(info: Mapping[str, Any]) -> dict[str, Any]:
+def plain_info(info: Mapping[str, Any]) -> dict[str, Any]:
+    """``info`` of a vector env without Gymnasium's ``_key`` masks, nested mappings included."""
     out: dict[str, Any] = {}
     for key, value in info.items():
         if key.startswith("_"):
             continue
-        out[key] = _plain(value) if isinstance(value, Mapping) else value
+        out[key] = plain_info(value) if isinstance(value, Mapping) else value
     return out
 
 
@@ -288,20 +294,18 @@ def algo_actor(
     forward dose rule). Call ``reset`` at each episode start: the observation may depend on
     the stay's history.
     """
+    from vanco_offline.algos.dosing import predict_dose_mg
+
     build = observation_builder(observation_names, interval_h)
-    discrete = algo.get_action_type().name == "DISCRETE"
 
     def reset(covariates: Mapping[str, Any]) -> None:
         build.reset(covariates)
 
     def act(obs: np.ndarray, info: Mapping[str, Any]) -> np.ndarray:
         x = build(obs, info)
-        action = np.asarray(algo.predict(x))
         if action_map is not None:
-            return action_map(action).reshape(-1)
-        if discrete:
-            return DOSE_GRID_MG[action.reshape(-1).astype(np.int64)]
-        return action.reshape(len(x), -1)[:, 0].astype(np.float64)
+            return action_map(np.asarray(algo.predict(x))).reshape(-1)
+        return predict_dose_mg(algo, x)
 
     return act, reset
 
@@ -321,3 +325,73 @@ def reference_actor(
         return np.atleast_1d(policy.act(obs, info))
 
     return act, reset
+
+
+class ModelObservation(gym.Wrapper):
+    """A one-patient :class:`vanco_pk.env.VancoPKEnv` that emits exactly a model's observation.
+
+    The observation is rebuilt from the simulator's features and ``info`` by an
+    :class:`ObservationBuilder` for ``observation_names`` (a trained model's
+    ``observation_names``, the converter's columns), so a model trained on converted data
+    -- with covariates, the previous dose or the exposure tracker's features -- acts in the
+    simulator on the columns it was trained on, and d3rlpy's ``EnvironmentEvaluator`` can
+    score it. Actions, rewards and ``info`` are the wrapped environment's.
+
+    Parameters
+    ----------
+    env : VancoPKEnv or VancoPKDiscreteEnv
+        Without ``extended_obs`` or ``pk_features``: the columns are rebuilt here.
+    observation_names : sequence of str
+        The model's observation columns, in order.
+    """
+
+    def __init__(self, env: gym.Env, observation_names: Sequence[str]):
+        super().__init__(env)
+        base = env.unwrapped
+        if getattr(base, "extended_obs", False) or getattr(base, "pk_features", False):
+            raise ValueError("ModelObservation: create the environment without extended_obs or pk_features")
+        self.builder = ObservationBuilder(observation_names, base.config.decision_interval_h)
+        self.observation_names = self.builder.names
+        n = len(self.observation_names)
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(n,), dtype=np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        obs, info = self.env.reset(seed=seed, options=options)
+        batch = _batch_of_one(info)
+        self.builder.reset(batch["covariates"])
+        return self.builder(obs, batch)[0], info
+
+    def step(self, action: Any):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return self.builder(obs, _batch_of_one(info))[0], reward, terminated, truncated, info
+
+
+def model_env(
+    observation_names: Sequence[str], action: str = "continuous", **env_options: Any
+) -> ModelObservation:
+    """The simulator as a Gymnasium environment for a model with these observation columns.
+
+    Parameters
+    ----------
+    observation_names : sequence of str
+        The model's columns (``TrainedModel.observation_names``, ``ConversionResult.observation_names``).
+    action : {"continuous", "discrete"}
+        Dose in mg (:class:`~vanco_pk.env.VancoPKEnv`) or a dose-grid index
+        (:class:`~vanco_pk.env.VancoPKDiscreteEnv`), as the model acts.
+    **env_options
+        Options of the environment (scenario, reward, noise, interval, ...).
+    """
+    from vanco_pk.env import VancoPKDiscreteEnv, VancoPKEnv
+
+    if action not in ("continuous", "discrete"):
+        raise ValueError(f"action must be 'continuous' or 'discrete', got {action!r}")
+    env = (VancoPKDiscreteEnv if action == "discrete" else VancoPKEnv)(**env_options)
+    return ModelObservation(env, observation_names)
+
+
+def _batch_of_one(info: Mapping[str, Any]) -> dict[str, Any]:
+    """A one-patient ``info`` (scalars) as the vector environment's (arrays of one)."""
+    return {
+        key: _batch_of_one(value) if isinstance(value, Mapping) else np.atleast_1d(value)
+        for key, value in info.items()
+    }

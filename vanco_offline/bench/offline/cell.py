@@ -1,6 +1,6 @@
 """One cell of the offline benchmark: train (or take a reference policy), roll out, score, OPE.
 
-:func:`run_cell` is a plain function of a picklable :class:`~vanco_offline.bench.offline_grid.CellTask`
+:func:`run_cell` is a plain function of a picklable :class:`~vanco_offline.bench.offline.grid.CellTask`
 returning a plain :class:`CellResult`, so that the local process pool, Ray and Ray Tune all
 run the same code. Everything is seeded from the task: the dataset from its spec,
 ``d3rlpy.seed(task.seed)`` for the networks and mini-batches, the held-out patients from
@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from vanco_offline.bench.offline_grid import ALGORITHMS, CellTask, build_config, load_dataset
-from vanco_offline.bench.offline_rollout import EvalPatients, algo_actor, reference_actor, rollout
+from vanco_offline.bench.offline.grid import ALGORITHMS, CellTask, build_config, load_dataset
+from vanco_offline.rollout import EvalPatients, algo_actor, reference_actor, rollout
 
-__all__ = ["OPE_ESTIMATORS", "CellResult", "run_cell", "seed_action_map", "train"]
+__all__ = ["OPE_ESTIMATORS", "CellResult", "run_cell", "run_cells", "seed_action_map", "train", "train_seeds"]
 
 #: OPE estimators reported beside the simulator's truth.
 OPE_ESTIMATORS: tuple[str, ...] = ("fqe", "wis", "wdr")
@@ -34,7 +35,7 @@ class CellResult:
     dataset, algo, seed : str, str, int
         The cell.
     scores : dict
-        :class:`~vanco_offline.bench.offline_rollout.RolloutScores` as a dict.
+        :class:`~vanco_offline.rollout.RolloutScores` as a dict.
     ope : dict
         ``{estimator: value}`` and ``truth`` / ``truth_se`` (the simulator's value of the
         same, possibly softened, policy); empty when OPE was not asked for.
@@ -91,8 +92,45 @@ def train(task: CellTask) -> tuple[Any, Any, Any]:
     return algo, table, result
 
 
-def run_cell(task: CellTask) -> CellResult:
-    """Run one cell: train or build the policy, score it on the held-out patients, OPE if asked."""
+def train_seeds(tasks: Sequence[CellTask]) -> list[tuple[Any, Any, Any]]:
+    """:func:`train` for tasks that differ only in their seed, all seeds at once.
+
+    VancoIQL seeds train as one batched model (:func:`vanco_offline.algos.fit_seeds`, each
+    seed equal to its own fit up to float rounding); other algorithms seed after seed.
+    """
+    from vanco_offline.algos import fit_seeds
+
+    first = tasks[0]
+    spec = ALGORITHMS[first.algo]
+    table, result = load_dataset(
+        first.dataset,
+        spec.action,
+        spec.reward,
+        first.covariates,
+        first.reward_variant,
+        first.last_dose,
+        first.pk_features,
+    )
+    config = build_config(spec, first, result)
+    algos = fit_seeds(config, result.dataset, [t.seed for t in tasks], first.n_steps)
+    return [(algo, table, result) for algo in algos]
+
+
+def run_cells(tasks: Sequence[CellTask]) -> list[CellResult]:
+    """:func:`run_cell` for tasks that differ only in their seed, trained together by :func:`train_seeds`."""
+    if len(tasks) < 2 or not tasks[0].learned:
+        return [run_cell(task) for task in tasks]
+    start = time.perf_counter()
+    trained = train_seeds(tasks)
+    seconds = (time.perf_counter() - start) / len(tasks)
+    return [run_cell(task, (triple, seconds)) for task, triple in zip(tasks, trained, strict=True)]
+
+
+def run_cell(task: CellTask, trained: tuple[tuple[Any, Any, Any], float] | None = None) -> CellResult:
+    """Run one cell: train or build the policy, score it on the held-out patients, OPE if asked.
+
+    ``trained``: ``((algo, table, conversion result), seconds)`` already trained for this task.
+    """
     patients = EvalPatients(
         n_patients=task.eval_patients, seed=task.eval_seed, env_options=task.dataset.env_options, gamma=_GAMMA
     )
@@ -101,9 +139,12 @@ def run_cell(task: CellTask) -> CellResult:
         scores = rollout(actor, patients, reset)
         ope, note = _reference_ope(task) if task.ope else ({}, "")
         return CellResult(task.dataset.label, task.label, task.seed, scores.as_dict(), ope, note, 0.0)
-    start = time.perf_counter()
-    algo, _, result = train(task)
-    seconds = time.perf_counter() - start
+    if trained is None:
+        start = time.perf_counter()
+        algo, _, result = train(task)
+        seconds = time.perf_counter() - start
+    else:
+        (algo, _, result), seconds = trained
     seed_reading = ALGORITHMS[task.algo].preset == "seed"
     interval = float(task.dataset.env_options.get("decision_interval_h", 12.0))
     actor, reset = algo_actor(

@@ -1,7 +1,7 @@
 """Run the benchmark's cells in parallel: local processes or a Ray cluster; the tuning sweep in Ray Tune.
 
-Every backend runs :func:`~vanco_offline.bench.offline_cell.run_cell` on picklable
-:class:`~vanco_offline.bench.offline_grid.CellTask` objects, one cell per worker and one
+Every backend runs :func:`~vanco_offline.bench.offline.cell.run_cell` on picklable
+:class:`~vanco_offline.bench.offline.grid.CellTask` objects, one cell per worker and one
 torch thread per worker (a [32, 32] update gains nothing from more and two busy threads per
 worker would fight over the cores), so the backends give the same numbers.
 
@@ -18,8 +18,8 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from vanco_offline.bench.offline_cell import CellResult, run_cell
-from vanco_offline.bench.offline_grid import CellTask
+from vanco_offline.bench.offline.cell import CellResult, run_cell, run_cells
+from vanco_offline.bench.offline.grid import CellTask
 
 __all__ = ["BACKENDS", "TUNE_SPACE", "cluster_runtime_env", "run_grid", "tune_sweep", "worker_init"]
 
@@ -57,6 +57,7 @@ def run_grid(
     workers: int | None = None,
     ray_address: str | None = None,
     progress: Callable[[CellResult, int, int], None] | None = None,
+    seeds_together: bool = False,
 ) -> list[CellResult]:
     """Run every task and return the results in the order of ``tasks``.
 
@@ -74,6 +75,11 @@ def run_grid(
         Address of a running Ray cluster (``ray://host:10001`` or ``auto``).
     progress : callable, optional
         ``progress(result, done, total)`` after each finished cell.
+    seeds_together : bool
+        Local backend: the cells that differ only in their seed run in one process and
+        train together (:func:`~vanco_offline.bench.offline.cell.run_cells`; VancoIQL's
+        seeds as one batched model, several times the throughput). A cell's networks then
+        equal those of its lone :func:`run_cell` to float rounding, not bit for bit.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
@@ -87,13 +93,19 @@ def run_grid(
     results: list[CellResult | None] = [None] * len(tasks)
     context = multiprocessing.get_context("spawn")
     pool = concurrent.futures.ProcessPoolExecutor(n_workers, mp_context=context, initializer=worker_init)
+    groups: dict[Any, list[int]] = {}
+    for i, task in enumerate(tasks):
+        key = dataclasses.replace(task, seed=0) if seeds_together else i
+        groups.setdefault(key, []).append(i)
+    done = 0
     with pool:
-        futures = {pool.submit(run_cell, task): i for i, task in enumerate(tasks)}
-        for done, future in enumerate(concurrent.futures.as_completed(futures), start=1):
-            result = future.result()
-            results[futures[future]] = result
-            if progress is not None:
-                progress(result, done, len(tasks))
+        futures = {pool.submit(run_cells, [tasks[i] for i in group]): group for group in groups.values()}
+        for future in concurrent.futures.as_completed(futures):
+            for i, result in zip(futures[future], future.result(), strict=True):
+                results[i] = result
+                done += 1
+                if progress is not None:
+                    progress(result, done, len(tasks))
     return [r for r in results if r is not None]
 
 
@@ -202,7 +214,7 @@ def tune_sweep(
     list of dict
         One row per trial: the grid point, the seed and the rollout scores.
     """
-    from vanco_offline.bench.offline_grid import ALGORITHMS
+    from vanco_offline.bench.offline.grid import ALGORITHMS
 
     if task.algo not in ALGORITHMS or ALGORITHMS[task.algo].preset is None:
         raise ValueError(f"tune_sweep tunes a VancoIQL preset algorithm; {task.algo!r} is not one")
@@ -224,9 +236,7 @@ def tune_sweep(
             tune.with_resources(_tune_trainable, {"cpu": 1}),
             param_space=param_space,
             tune_config=tune.TuneConfig(metric="attainment", mode="max"),
-            run_config=tune.RunConfig(
-                name="vanco_offline_tune", storage_path=storage_path, verbose=0
-            ),
+            run_config=tune.RunConfig(name="vanco_offline_tune", storage_path=storage_path, verbose=0),
         )
         grid = tuner.fit()
         rows = []

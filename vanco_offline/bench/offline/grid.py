@@ -260,7 +260,7 @@ class CellTask:
     reward_variant : str
         ``project`` (the project's trough reward; the seed's for the seed presets),
         ``exposure`` (the project's exposure reward) or a candidate of
-        :data:`vanco_offline.bench.offline_variants.REWARD_VARIANTS`.
+        :data:`vanco_offline.bench.offline.variants.REWARD_VARIANTS`.
     last_dose : bool
         Append the previous dose to the observation (the data layer's ``last_dose``).
     pk_features : bool
@@ -286,7 +286,7 @@ class CellTask:
     overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from vanco_offline.bench.offline_variants import REWARD_VARIANTS
+        from vanco_offline.bench.offline.variants import REWARD_VARIANTS
 
         if self.reward_variant not in REWARD_VARIANTS:
             raise ValueError(
@@ -349,7 +349,7 @@ def _converted(
     last_dose: bool,
     pk_features: bool,
 ):
-    from vanco_offline.bench.offline_variants import COMPUTED_REWARDS, variant_reward
+    from vanco_offline.bench.offline.variants import COMPUTED_REWARDS, variant_reward
     from vanco_offline.data import convert
 
     if variant == "project" or variant in COMPUTED_REWARDS:

@@ -1,12 +1,12 @@
 """``vanco-offline bench offline``: VancoIQL against d3rlpy's CQL/BCQ/IQL/BC and clinical dosing.
 
-The grid is dataset x algorithm x seed (:mod:`vanco_offline.bench.offline_grid`): every
+The grid is dataset x algorithm x seed (:mod:`vanco_offline.bench.offline.grid`): every
 algorithm trains on the same simulated cohort with the same budget and scalers, and every
 policy -- learned or reference -- is rolled out on the same held-out simulated patients
-(:mod:`vanco_offline.bench.offline_rollout`). Cells run in parallel on local processes or on
-Ray (:mod:`vanco_offline.bench.offline_runner`); the report gives the interquartile mean
+(:mod:`vanco_offline.rollout`). Cells run in parallel on local processes or on
+Ray (:mod:`vanco_offline.bench.offline.runner`); the report gives the interquartile mean
 over seeds with stratified-bootstrap 95 % CIs, OPE estimates beside the simulator's truth,
-and the issue's verdicts (:mod:`vanco_offline.bench.offline_report`). ``--tune`` runs the
+and the issue's verdicts (:mod:`vanco_offline.bench.offline.report`). ``--tune`` runs the
 seed's tuning guide (expectile, temperature, learning rate) through Ray Tune instead.
 
 Sizes: ``--quick`` (medium-small, all 17 policies x 5 seeds, 1,000 steps, 200 patients)
@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from vanco_offline.bench.offline_grid import (
+from vanco_offline.bench.offline.grid import (
     ALGORITHMS,
     DATASETS,
     REFERENCE_POLICIES,
@@ -37,7 +37,7 @@ from vanco_offline.bench.offline_grid import (
     add_world_arguments,
     world_of,
 )
-from vanco_offline.bench.offline_variants import REWARD_VARIANTS
+from vanco_offline.bench.offline.variants import REWARD_VARIANTS
 
 DEFAULT_OUT = Path("d3rlpy_logs") / "bench" / "offline"
 #: Validation patients for --tune: not the test patients of the benchmark table.
@@ -102,7 +102,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--reward-variant",
         default="project",
         choices=list(REWARD_VARIANTS),
-        help="train the learned algorithms on a candidate reward (see offline_variants; default project)",
+        help="train the learned algorithms on a candidate reward (bench/offline/variants.py)",
     )
     parser.add_argument(
         "--last-dose", action="store_true", help="append the previous dose to every learned observation"
@@ -259,7 +259,7 @@ def _fields_of(algo: str, overrides: dict[str, object]) -> dict[str, object]:
     """The overrides that are fields of ``algo``'s config (none for reference policies)."""
     if not overrides or algo not in ALGORITHMS:
         return {}
-    from vanco_offline.bench.offline_grid import config_class
+    from vanco_offline.bench.offline.grid import config_class
 
     names = {f.name for f in dataclasses.fields(config_class(ALGORITHMS[algo]))}
     return {k: v for k, v in overrides.items() if k in names}
@@ -270,8 +270,8 @@ def run(args: argparse.Namespace) -> int:
         return _run_tune(args)
     if args.merge:
         return _merge(args)
-    from vanco_offline.bench.offline_report import results_to_json
-    from vanco_offline.bench.offline_runner import run_grid
+    from vanco_offline.bench.offline.report import results_to_json
+    from vanco_offline.bench.offline.runner import run_grid
 
     tasks = build_tasks(args)
     start = time.perf_counter()
@@ -291,7 +291,12 @@ def run(args: argparse.Namespace) -> int:
         )
 
     results = run_grid(
-        tasks, backend=args.backend, workers=args.workers, ray_address=args.ray_address, progress=progress
+        tasks,
+        backend=args.backend,
+        workers=args.workers,
+        ray_address=args.ray_address,
+        progress=progress,
+        seeds_together=True,
     )
     wall = time.perf_counter() - start
     t0 = tasks[0]
@@ -314,7 +319,7 @@ def _describe(tasks: list[CellTask]) -> str:
 
 def _write_report(results: list, out: Path, header: str) -> None:
     """Aggregate the cells and write ``results.json``, ``table.md`` (table and verdicts) and the plot."""
-    from vanco_offline.bench.offline_report import (
+    from vanco_offline.bench.offline.report import (
         aggregate,
         format_table,
         ope_summary,
@@ -336,8 +341,8 @@ def _write_report(results: list, out: Path, header: str) -> None:
 
 
 def _merge(args: argparse.Namespace) -> int:
-    from vanco_offline.bench.offline_cell import CellResult
-    from vanco_offline.bench.offline_report import name_and_variant
+    from vanco_offline.bench.offline.cell import CellResult
+    from vanco_offline.bench.offline.report import name_and_variant
 
     results: list[CellResult] = []
     seen: set[tuple[str, str, int]] = set()
@@ -367,7 +372,7 @@ def _merge(args: argparse.Namespace) -> int:
 
 
 def _run_tune(args: argparse.Namespace) -> int:
-    from vanco_offline.bench.offline_runner import TUNE_SPACE, tune_sweep
+    from vanco_offline.bench.offline.runner import TUNE_SPACE, tune_sweep
 
     size = QUICK if args.quick else FULL
     algos = args.algos or ["VancoIQL"]
@@ -397,7 +402,7 @@ def _run_tune(args: argparse.Namespace) -> int:
         storage_path=str(storage),
     )
     wall = time.perf_counter() - start
-    from vanco_offline.bench.offline_report import iqm_interval
+    from vanco_offline.bench.offline.report import iqm_interval
 
     groups: dict[tuple[float, float, float], list[dict]] = {}
     for row in rows:
@@ -425,6 +430,6 @@ def _run_tune(args: argparse.Namespace) -> int:
 
 
 def _iqm(trials: list[dict], key: str) -> float:
-    from vanco_offline.bench.offline_report import iqm_interval
+    from vanco_offline.bench.offline.report import iqm_interval
 
     return iqm_interval([t[key] for t in trials], reps=1)[0]

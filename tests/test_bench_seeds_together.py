@@ -1,0 +1,22 @@
+"""bench offline: seeds of one algorithm train together and score as their lone cells (to float rounding)."""
+
+from __future__ import annotations
+
+import pytest
+
+from vanco_offline.bench.offline.cell import run_cell, run_cells
+from vanco_offline.bench.offline.grid import CellTask, DatasetSpec
+
+TINY = DatasetSpec.make("medium", "tiny", n_stays=20)
+
+
+def test_seeds_trained_together_score_as_their_lone_cells():
+    tasks = [CellTask(TINY, "VancoIQL", seed, n_steps=20, eval_patients=4, batch_size=64) for seed in (0, 1)]
+    together = run_cells(tasks)
+    assert [(r.algo, r.seed) for r in together] == [("VancoIQL", 0), ("VancoIQL", 1)]
+    assert together[0].scores != together[1].scores
+    alone = run_cell(tasks[1])
+    assert together[1].scores.keys() == alone.scores.keys()
+    for key, value in alone.scores.items():
+        assert together[1].scores[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+    assert all(r.train_seconds > 0 for r in together)

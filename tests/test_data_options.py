@@ -1,0 +1,40 @@
+"""ConversionOptions: one specification, written to and read from JSON without loss."""
+
+import json
+
+import pytest
+
+from vanco_offline.configs import available_presets, load_preset
+from vanco_offline.data import CarryForward, ConversionOptions
+from vanco_offline.training import conversion_kwargs, conversion_options
+
+
+def test_options_survive_a_json_round_trip():
+    options = ConversionOptions(
+        action="discrete",
+        reward="exposure",
+        impute=CarryForward(max_age_h=24.0, columns=("wbc", "bun")),
+        fill_unmeasured_level=True,
+        level_indicator=True,
+        covariates=("weight_kg", "age"),
+        round_doses=True,
+        pk_features=True,
+    )
+    saved = json.loads(json.dumps(options.to_dict()))
+    assert saved["impute"] == {"max_age_h": 24.0, "columns": ["wbc", "bun"]}
+    assert "action" not in saved and "last_dose" not in saved  # positional / default
+    assert ConversionOptions.from_dict(saved, action="discrete") == options
+
+
+def test_an_unknown_key_is_named():
+    with pytest.raises(ValueError, match=r"unknown ConversionOptions field\(s\) \['pk_feature'\]"):
+        ConversionOptions.from_dict({"pk_feature": True})
+    with pytest.raises(ValueError, match="unknown CarryForward"):
+        ConversionOptions.from_dict({"impute": {"max_age": 3}})
+
+
+@pytest.mark.parametrize("name", available_presets())
+def test_a_presets_conversion_reads_back_as_saved(name):
+    conversion = conversion_options(load_preset(name), impute_max_age_h=12.0)
+    saved = json.loads(json.dumps(ConversionOptions.from_dict(conversion).to_dict()))
+    assert conversion_kwargs(saved) == conversion

@@ -1,0 +1,40 @@
+"""Every preset's model acts in the simulator on its own columns (d3rlpy's EnvironmentEvaluator works)."""
+
+import numpy as np
+import pytest
+from d3rlpy.metrics import EnvironmentEvaluator
+from vanco_pk.env import VancoPKEnv
+
+from vanco_offline.configs import available_presets, build_algo, load_preset
+from vanco_offline.data import convert, generate_cohort
+from vanco_offline.rollout import model_env
+from vanco_offline.training import conversion_options
+
+OPTIONS = {"episode_days": 2.0}
+
+
+@pytest.fixture(scope="module")
+def cohort():
+    return generate_cohort(4, seed=3, **OPTIONS)
+
+
+def test_the_default_models_columns_are_not_the_plain_envs(cohort):
+    preset = load_preset("default")
+    result = convert(cohort, preset.data.action, **conversion_options(preset))
+    plain = VancoPKEnv(extended_obs=True, pk_features=True, **OPTIONS)
+    assert plain.observation_space.shape != (len(result.observation_names),)
+    env = model_env(result.observation_names, **OPTIONS)
+    assert env.observation_space.shape == (len(result.observation_names),)
+
+
+@pytest.mark.parametrize("name", available_presets())
+def test_environment_evaluator_scores_every_presets_model(cohort, name):
+    preset = load_preset(name)
+    result = convert(cohort, preset.data.action, **conversion_options(preset))
+    algo = build_algo(preset, result.dataset)
+    algo.build_with_dataset(result.dataset)
+    env = model_env(result.observation_names, preset.data.action, reward=preset.data.reward, **OPTIONS)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == algo.impl.observation_shape and obs.dtype == np.float32
+    score = EnvironmentEvaluator(env, n_trials=1)(algo, result.dataset)
+    assert np.isfinite(score)
