@@ -303,6 +303,24 @@ class CellTask:
         if self.algo in REFERENCE_POLICIES and self.overrides:
             raise ValueError(f"overrides {dict(self.overrides)} apply to learned algorithms, not {self.algo}")
 
+    def data(self, action: str | None = None, reward: str | None = None) -> tuple[Any, Any]:
+        """The task's dosing table and its conversion (:func:`load_dataset`) for its data variant.
+
+        Args:
+            action: ``"continuous"`` or ``"discrete"``; default the algorithm's.
+            reward: a name in ``vanco_pk.targets.REWARDS``; default the algorithm's.
+        """
+        spec = ALGORITHMS.get(self.algo)
+        return load_dataset(
+            self.dataset,
+            action if action is not None else spec.action,
+            reward if reward is not None else spec.reward,
+            self.covariates,
+            self.reward_variant,
+            self.last_dose,
+            self.pk_features,
+        )
+
     @property
     def variant(self) -> str:
         """The data variant in words ('' for the project's data)."""
