@@ -2,7 +2,7 @@
 
 Each function writes one PNG and returns its path:
 
-- :func:`plot_training_curves`: d3rlpy's logged losses and the seed's diagnostics per epoch;
+- :func:`plot_training_curves`: d3rlpy's logged losses and the training diagnostics per epoch;
 - :func:`plot_dose_response`: the policy's dose as the trough level and the creatinine vary
   around a reference patient, before and after the clinical limits;
 - :func:`plot_dose_histograms`: the policy's doses on the data's states beside the logged ones;
