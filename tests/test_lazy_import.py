@@ -35,7 +35,15 @@ def test_the_command_line_help_imports_neither_torch_nor_d3rlpy():
     assert done.returncode == 0, done.stderr
 
 
-@pytest.mark.parametrize("order", ["import vanco_offline, d3rlpy", "import d3rlpy, vanco_offline"])
+@pytest.mark.parametrize(
+    "order",
+    [
+        "import vanco_offline, d3rlpy",
+        "import d3rlpy, vanco_offline",
+        # an availability check finds d3rlpy without running it: the hook must wait for the import
+        "import importlib.util, vanco_offline\nassert importlib.util.find_spec('d3rlpy')\nimport d3rlpy",
+    ],
+)
 def test_the_algorithms_are_registered_whichever_is_imported_first(order):
     done = _run(order + "\n" + REGISTERED)
     assert done.returncode == 0, done.stderr

@@ -14,7 +14,7 @@ missing-level settings as the data, and scored on the simulator's truth in ``inf
 * ``aki_rate``: fraction of patients with KDIGO AKI at any time of the episode;
 * ``return_``: mean undiscounted sum of the project's reward per patient, and
   ``discounted_return`` with ``gamma`` (what OPE estimates);
-* ``dose_at_max``: fraction of doses within 1 % of 3000 mg (the ``seed`` preset's failure), and
+* ``dose_at_max``: fraction of doses within 1 % of 3000 mg, and
   ``mean_dose_mg``;
 * ``levels_per_week``: troughs drawn per patient, per 7 days (the scenario's protocol).
 
@@ -287,10 +287,10 @@ def algo_actor(
 
     Discrete algorithms predict a dose-grid index; continuous ones a dose in mg (after
     their action scaler; :func:`vanco_offline.algos.dosing.predict_dose_mg`). ``action_map``
-    replaces that mapping of ``algo.predict``'s output to mg (used to read the ``seed``
-    preset's unscaled [-1, 1] output). ``interval_h`` is the environment's decision interval
-    (the PK features' forward dose rule). Call ``reset`` at each episode start: the observation may depend on
-    the stay's history.
+    replaces that mapping of ``algo.predict``'s output to mg (e.g. to read an unscaled
+    [-1, 1] output linearly onto 0..3000 mg). ``interval_h`` is the environment's decision
+    interval (the PK features' forward dose rule). Call ``reset`` at each episode start: the
+    observation may depend on the stay's history.
     """
     from vanco_offline.algos.dosing import predict_dose_mg
 

@@ -100,11 +100,11 @@ def learning_curve(task: CellTask, steps: Sequence[int]) -> Curve:
     import torch
 
     from vanco_offline.bench.offline.cell import seed_action_map
-    from vanco_offline.bench.offline.grid import build_config, load_task_dataset
+    from vanco_offline.bench.offline.grid import build_config
     from vanco_offline.rollout import EvalPatients, algo_actor, rollout
 
     spec = ALGORITHMS[task.algo]
-    _, result = load_task_dataset(task)
+    _, result = task.data()
     patients = EvalPatients(
         n_patients=task.eval_patients, seed=task.eval_seed, env_options=task.dataset.env_options
     )

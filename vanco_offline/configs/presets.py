@@ -84,8 +84,9 @@ class TrainingSpec:
 class DataSpec:
     """Data-conversion choices that change what the algorithm learns.
 
-    ``reward``: ``default`` (the project's trough reward), ``seed`` (the seed's all-negative
-    error) or ``exposure`` (the estimated AUC24, ``vanco_pk.targets.exposure_auc_reward``).
+    ``reward``: a name in :data:`vanco_pk.targets.REWARDS`: ``default`` (the trough reward),
+    ``seed`` (the negative error reward, ``vanco_pk.targets.seed_reward``) or ``exposure``
+    (the estimated AUC24, ``vanco_pk.targets.exposure_auc_reward``).
     ``action``: ``continuous`` (dose in mg) or ``discrete`` (dose-grid index).
     ``observation_scaler``: ``standard`` (fitted mean/std) or ``none``.
     ``action_scaler``: ``clinical`` (MinMax over the fixed 0-3000 mg bounds, not fitted)

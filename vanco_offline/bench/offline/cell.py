@@ -16,13 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from vanco_offline.bench.offline.grid import (
-    ALGORITHMS,
-    CellTask,
-    build_config,
-    load_dataset,
-    load_task_dataset,
-)
+from vanco_offline.bench.offline.grid import ALGORITHMS, CellTask, build_config
 from vanco_offline.rollout import EvalPatients, algo_actor, reference_actor, rollout
 
 __all__ = ["OPE_ESTIMATORS", "CellResult", "run_cell", "run_cells", "seed_action_map", "train", "train_seeds"]
@@ -74,7 +68,7 @@ def train(task: CellTask) -> tuple[Any, Any, Any]:
     import torch
 
     spec = ALGORITHMS[task.algo]
-    table, result = load_task_dataset(task)
+    table, result = task.data()
     config = build_config(spec, task, result)
     d3rlpy.seed(task.seed)
     torch.manual_seed(task.seed)
@@ -100,15 +94,7 @@ def train_seeds(tasks: Sequence[CellTask]) -> list[tuple[Any, Any, Any]]:
 
     first = tasks[0]
     spec = ALGORITHMS[first.algo]
-    table, result = load_dataset(
-        first.dataset,
-        spec.action,
-        spec.reward,
-        first.covariates,
-        first.reward_variant,
-        first.last_dose,
-        first.pk_features,
-    )
+    table, result = first.data()
     config = build_config(spec, first, result)
     algos = fit_seeds(config, result.dataset, [t.seed for t in tasks], first.n_steps)
     return [(algo, table, result) for algo in algos]
@@ -209,15 +195,7 @@ def _reference_ope(task: CellTask) -> tuple[dict[str, float], str]:
 
     # The learned rows' data variant, so that a reference policy's estimates and truth are
     # on the same observation and reward as theirs.
-    table, result = load_dataset(
-        task.dataset,
-        "discrete",
-        "default",
-        task.covariates,
-        task.reward_variant,
-        task.last_dose,
-        task.pk_features,
-    )
+    table, result = task.data("discrete", "default")
     report = evaluate(
         make_policy(task.algo),
         result,

@@ -3,15 +3,16 @@
 Datasets are simulated cohorts (``vanco_offline.data.cohort.generate_cohort``) in the
 D4RL style: ``medium`` (the clinician behaviour policy), ``medium-expert`` (half the stays
 clinician, half MIPD) and ``medium-random`` (half clinician, half random doses), each
-``small`` (150 stays x 14 decisions = 2,100 transitions, the size of the ``seed`` preset's data) and ``large``
+``small`` (150 stays x 14 decisions = 2,100 transitions) and ``large``
 (3,600 stays = 50,400 transitions), with the simulator's Goti residual error on the levels
 and 30 % of the levels missing. A dataset is a pure function of its name, size and seed.
 
 Algorithms get the same dataset, the same gradient steps and batch size, the same hidden
 layers and the same scalers (:func:`vanco_offline.data.fit_scalers`: standardised
-observations, MinMax over 0..3000 mg for continuous doses). The ``seed`` and ``base``
-presets keep their own data settings on purpose: ``VancoIQL (seed)`` trains on raw mg with
-no scalers (reproducing the ``seed`` preset's failure) and both train on the ``seed`` reward.
+observations, MinMax over 0..3000 mg for continuous doses), except the rows of the
+``seed`` and ``base`` presets, which keep their own data settings: ``VancoIQL (seed)``
+trains on raw mg with no scalers, and both train on the ``seed`` reward
+(``vanco_pk.targets.seed_reward``).
 """
 
 from __future__ import annotations
@@ -306,6 +307,24 @@ class CellTask:
         if self.algo in REFERENCE_POLICIES and self.overrides:
             raise ValueError(f"overrides {dict(self.overrides)} apply to learned algorithms, not {self.algo}")
 
+    def data(self, action: str | None = None, reward: str | None = None) -> tuple[Any, Any]:
+        """The task's dosing table and its conversion (:func:`load_dataset`) for its data variant.
+
+        Args:
+            action: ``"continuous"`` or ``"discrete"``; default the algorithm's.
+            reward: a name in ``vanco_pk.targets.REWARDS``; default the algorithm's.
+        """
+        spec = ALGORITHMS.get(self.algo)
+        return load_dataset(
+            self.dataset,
+            action if action is not None else spec.action,
+            reward if reward is not None else spec.reward,
+            self.covariates,
+            self.reward_variant,
+            self.last_dose,
+            self.pk_features,
+        )
+
     @property
     def variant(self) -> str:
         """The data variant in words ('' for the project's data)."""
@@ -392,20 +411,6 @@ def load_dataset(
         pk_features=pk_features,
     )
     return _table(spec), _converted(spec, observation, reward, reward_variant)
-
-
-def load_task_dataset(task: CellTask):
-    """:func:`load_dataset` for a cell: its dataset, its algorithm's action and reward, its data variant."""
-    spec = ALGORITHMS[task.algo]
-    return load_dataset(
-        task.dataset,
-        spec.action,
-        spec.reward,
-        task.covariates,
-        task.reward_variant,
-        task.last_dose,
-        task.pk_features,
-    )
 
 
 def config_class(spec: AlgoSpec) -> type:
