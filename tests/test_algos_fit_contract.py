@@ -19,7 +19,7 @@ from d3rlpy.preprocessing import MinMaxActionScaler
 from torch import nn
 
 from vanco_offline.algos import DiscreteVancoIQLConfig, FlatTransitions, VancoIQLConfig
-from vanco_offline.algos.sampler import DeviceMiniBatch, TorchTransitionSampler
+from vanco_offline.algos.device_sampler import DeviceMiniBatch, TorchTransitionSampler
 from vanco_offline.algos.torch.graph import GraphedUpdate
 
 BATCH = 16

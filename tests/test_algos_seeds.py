@@ -38,7 +38,7 @@ def _weights(algo) -> torch.Tensor:
 def test_each_vectorised_seed_equals_its_separate_fit(make_config, make_dataset, tmp_path):
     config, dataset = make_config(), make_dataset()
     seeds = [0, 5, 9]
-    algos = fit_seeds(config, dataset, seeds, STEPS)
+    algos = fit_seeds(config, dataset, seeds, STEPS, vectorise=True)
     assert [type(a) for a in algos] == [type(config.create())] * 3
     for seed, algo in zip(seeds, algos, strict=True):
         reference = _separate(config, dataset, seed)
@@ -55,7 +55,7 @@ def test_each_vectorised_seed_equals_its_separate_fit(make_config, make_dataset,
 def test_a_vectorised_seed_resumes_training_like_its_separate_fit():
     # Each seed's own Adam gets its slice of the stacked optimizer state.
     config, dataset = _config(), _dataset()
-    (algo,) = fit_seeds(config, dataset, [3], STEPS)
+    (algo,) = fit_seeds(config, dataset, [3], STEPS, vectorise=True)
     reference = _separate(config, dataset, 3)
     for a in (algo, reference):
         d3rlpy.seed(100)

@@ -27,9 +27,10 @@ from vanco_pk.exposure import PK_FEATURES
 from vanco_pk.targets import COVARIATES, DOSE_GRID_MG, FEATURES
 
 from vanco_offline.algos.dosing import predict_dose_mg
-from vanco_offline.clinical import ClinicalLimits, LimitedDose
+from vanco_offline.clinical import ClinicalLimits
 from vanco_offline.data.schema import LAST_DOSE
 from vanco_offline.safety import (
+    CheckedDose,
     check_dose,
     check_range,
     parse_bool,
@@ -59,24 +60,13 @@ ALTERNATIVE_DOSES_MG = (0.0, 500.0, 1000.0, 1500.0, 2000.0, 2500.0, 3000.0)
 
 
 @dataclasses.dataclass
-class Recommendation:
+class Recommendation(CheckedDose):
     """The recommended dose for one state, with everything a pharmacist should see beside it."""
 
-    model_dose_mg: float
-    limited: LimitedDose
     alternatives: dict[float, float]
     mipd_dose_mg: float | None
     mipd_basis: str
-    support_warnings: list[str]
     observation: dict[str, float]
-
-    @property
-    def dose_mg(self) -> float:
-        return self.limited.dose_mg
-
-    @property
-    def warnings(self) -> list[str]:
-        return [*self.limited.clipped_by, *self.limited.warnings, *self.support_warnings]
 
     def to_dict(self) -> dict[str, Any]:
         return {

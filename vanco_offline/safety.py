@@ -30,7 +30,7 @@ import importlib.util
 import math
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -211,7 +211,7 @@ class CheckedDose:
 
     model_dose_mg: float
     limited: LimitedDose
-    support_warnings: list[str] = field(default_factory=list)
+    support_warnings: list[str]
 
     @property
     def dose_mg(self) -> float:

@@ -4,7 +4,7 @@
 checkpoints, and hand ``update`` a ``TransitionMiniBatch`` every step: this mixin
 validates the data, lays the transitions out once as scaled tensors on the algorithm's
 device and draws each mini-batch there
-(:class:`~vanco_offline.algos.sampler.TorchTransitionSampler`); the losses stay on the
+(:class:`~vanco_offline.algos.device_sampler.TorchTransitionSampler`); the losses stay on the
 device until a logging interval reads them.
 """
 
@@ -24,13 +24,8 @@ from d3rlpy.metrics import EvaluatorProtocol
 from d3rlpy.torch_utility import TorchMiniBatch
 from tqdm.auto import tqdm
 
-from vanco_offline.algos.sampler import (
-    DeviceMiniBatch,
-    FlatTransitions,
-    TorchTransitionSampler,
-    has_tuple_observations,
-    seed_from_global_numpy,
-)
+from vanco_offline.algos.device_sampler import DeviceMiniBatch, TorchTransitionSampler
+from vanco_offline.algos.sampler import FlatTransitions, has_tuple_observations, seed_from_global_numpy
 from vanco_offline.algos.torch.common import DeviceLosses
 from vanco_offline.algos.torch.graph import GraphedUpdate
 
@@ -137,7 +132,7 @@ class FastFitMixin:
         ``TransitionMiniBatch`` of ``batch_size`` rows every step). In addition the
         transitions are checked (finite values; action range, see the config) before any
         model is built; the mini-batch indices are drawn on the algorithm's device
-        (:class:`~vanco_offline.algos.sampler.DeviceMiniBatch`) and the losses summed there,
+        (:class:`~vanco_offline.algos.device_sampler.DeviceMiniBatch`) and the losses summed there,
         read once per logging interval; with ``compile_graph=True`` on CUDA the whole
         update is one replayed CUDA graph (:class:`~vanco_offline.algos.torch.graph.GraphedUpdate`);
         small networks train on one torch thread (:func:`fit_threads`; the previous
@@ -266,7 +261,7 @@ class FastFitMixin:
     def update(self, batch: TransitionMiniBatch | TorchMiniBatch) -> Mapping[str, float]:
         """One gradient step on a d3rlpy ``TransitionMiniBatch`` (or an already scaled ``TorchMiniBatch``).
 
-        A :class:`~vanco_offline.algos.sampler.DeviceMiniBatch` drawn by this algorithm's
+        A :class:`~vanco_offline.algos.device_sampler.DeviceMiniBatch` drawn by this algorithm's
         own ``fit`` is used as the device tensors it carries; any other mini-batch goes
         through d3rlpy's conversion and scalers. Returns the metrics (floats; kept on the
         device until read).

@@ -45,15 +45,10 @@ from d3rlpy.torch_utility import Swish
 from torch import nn
 from torch.func import stack_module_state
 
+from vanco_offline.algos.device_sampler import TorchTransitionSampler, make_generator
 from vanco_offline.algos.discrete_vanco_iql import DiscreteVancoIQLConfig
 from vanco_offline.algos.fitting import fit_threads
-from vanco_offline.algos.sampler import (
-    FlatTransitions,
-    TorchTransitionSampler,
-    has_tuple_observations,
-    make_generator,
-    seed_from_global_numpy,
-)
+from vanco_offline.algos.sampler import FlatTransitions, has_tuple_observations, seed_from_global_numpy
 from vanco_offline.algos.torch.common import soft_update
 from vanco_offline.algos.vanco_iql import VancoIQLConfig
 
