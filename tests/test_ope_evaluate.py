@@ -19,6 +19,7 @@ from vanco_offline.ope import (
     fit_behavior_model,
     to_trajectories,
 )
+from vanco_offline.ope.report import coverage_label
 
 TINY_FQE = FQESettings(n_steps=100, batch_size=64, hidden_units=(16,))
 
@@ -81,7 +82,9 @@ def test_a_greedy_algorithm_is_evaluated_greedy_and_softened_only_for_importance
         assert report.truth_for(name) is (report.truth_softened if est.softened else report.truth)
     assert "twin" not in report.estimates  # no table, no twin
     table = report.table()
-    assert "softened" in table and "uncalibrated" in table
+    assert "softened" in table
+    for name in ("fqe", "lfqe", "wis", "wdr"):  # every interval says its measured coverage, or none
+        assert coverage_label(name) in table and coverage_label(name) != ""
     again = evaluate(
         algo,
         result,

@@ -28,8 +28,21 @@ ESTIMATOR_HELP: dict[str, str] = {
 #: Measured coverage of each estimator's 95 % interval on the calibration panel of
 #: ``vanco-offline bench ope`` (the run named in :data:`COVERAGE_SOURCE`; docs/ope.md). An
 #: estimator absent here prints "uncalibrated".
-MEASURED_COVERAGE: dict[str, float] = {}
-COVERAGE_SOURCE = "no calibration run recorded"
+MEASURED_COVERAGE: dict[str, float] = {
+    "fqe": 0.07,
+    "lfqe": 0.29,
+    "twin": 1.00,
+    "twin attainment": 1.00,
+    "pdis": 0.36,
+    "wis": 0.64,
+    "wpdis": 0.57,
+    "dr": 0.36,
+    "wdr": 0.36,
+}
+COVERAGE_SOURCE = (
+    "`bench ope --quick --data-preset default` in the icu world: 14 policies, 300 logged stays, "
+    "2,000 truth patients per policy, 300 resamples (the reduced size; docs/ope.md)"
+)
 
 
 def coverage_label(estimator: str, confidence: float = 0.95) -> str:
