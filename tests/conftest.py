@@ -12,6 +12,17 @@ torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_COHORT = ROOT / "data" / "sample_cohort.csv"
 
+#: A plausible patient state of the seven schema features (the adversarial tests corrupt it).
+SEVEN_FEATURES = {
+    "vanco_level": 14.0,
+    "creatinine": 1.3,
+    "wbc": 12.5,
+    "bun": 30.0,
+    "temperature": 37.9,
+    "sbp": 110.0,
+    "heart_rate": 88.0,
+}
+
 
 def _train(tmp_path_factory, preset: str) -> Path:
     """`vanco-offline train` on the sample cohort for a few hundred steps: a real, small model."""

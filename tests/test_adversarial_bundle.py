@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import SEVEN_FEATURES
 from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
@@ -13,15 +14,7 @@ from vanco_offline import bundle as runtime
 from vanco_offline.bundle import load_bundle
 from vanco_offline.trained import MODEL_FILE
 
-STATE = {
-    "vanco_level": 14.0,
-    "creatinine": 1.3,
-    "wbc": 12.5,
-    "bun": 30.0,
-    "temperature": 37.9,
-    "sbp": 110.0,
-    "heart_rate": 88.0,
-}
+STATE = SEVEN_FEATURES
 ELDERLY = {"weight_kg": 55.0, "age": 88.0, "sex": "F"}
 
 

@@ -7,19 +7,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import SAMPLE_COHORT
+from conftest import SAMPLE_COHORT, SEVEN_FEATURES
 
 from vanco_offline import cli
 
-STATE = {
-    "vanco_level": 14.0,
-    "creatinine": 1.3,
-    "wbc": 12.5,
-    "bun": 30.0,
-    "temperature": 37.9,
-    "sbp": 110.0,
-    "heart_rate": 88.0,
-}
+STATE = SEVEN_FEATURES
 ELDERLY = {"weight_kg": 55.0, "age": 88.0, "sex": 1}
 
 

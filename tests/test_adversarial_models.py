@@ -6,23 +6,12 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import SAMPLE_COHORT
+from conftest import SAMPLE_COHORT, SEVEN_FEATURES
 
 from vanco_offline import cli
 from vanco_offline.trained import METADATA_FILE, MODEL_FILE, PICKLE_FILE, load_model
 
-STATE = {
-    "vanco_level": 14.0,
-    "creatinine": 1.3,
-    "wbc": 12.5,
-    "bun": 30.0,
-    "temperature": 37.9,
-    "sbp": 110.0,
-    "heart_rate": 88.0,
-    "weight_kg": 55.0,
-    "age": 88.0,
-    "sex": 1,
-}
+STATE = {**SEVEN_FEATURES, "weight_kg": 55.0, "age": 88.0, "sex": 1}
 
 
 def _error(capsys, argv) -> str:

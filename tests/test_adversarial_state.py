@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import SEVEN_FEATURES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from vanco_pk.targets import FEATURES
@@ -22,15 +23,7 @@ from vanco_offline.safety import (
 )
 
 NAMES = list(FEATURES)
-STATE = {
-    "vanco_level": 14.0,
-    "creatinine": 1.3,
-    "wbc": 12.5,
-    "bun": 30.0,
-    "temperature": 37.9,
-    "sbp": 110.0,
-    "heart_rate": 88.0,
-}
+STATE = SEVEN_FEATURES
 ELDERLY = {"weight_kg": 55.0, "age": 88.0, "sex": 1, "dialysis": 0}
 SUPPORT = StateSupport.fit(
     np.random.default_rng(0).normal([15, 1.0, 9, 15, 37.5, 120, 85], [5, 0.3, 2, 5, 0.5, 15, 10], (500, 7)),
