@@ -20,3 +20,15 @@ def test_seeds_trained_together_score_as_their_lone_cells():
     for key, value in alone.scores.items():
         assert together[1].scores[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
     assert all(r.train_seconds > 0 for r in together)
+
+
+def test_seed_groups_join_the_seeds_of_one_cell_even_with_config_overrides():
+    from vanco_offline.bench.offline.runner import seed_groups
+
+    tasks = [
+        CellTask(TINY, "VancoIQL", 0, overrides={"expectile": 0.8}),
+        CellTask(TINY, "BC", 0),
+        CellTask(TINY, "VancoIQL", 1, overrides={"expectile": 0.8}),
+        CellTask(TINY, "VancoIQL", 2, overrides={"expectile": 0.9}),
+    ]
+    assert seed_groups(tasks) == [[0, 2], [1], [3]]

@@ -37,6 +37,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from vanco_pk.exposure import PK_FEATURES, TRACKER_COVARIATES, ExposureTracker
+from vanco_pk.pk import GOTI_2018, GotiModel
 from vanco_pk.targets import (
     ATTAINMENT_FROM_H,
     AUC24_TARGET,
@@ -201,7 +202,9 @@ class ObservationBuilder:
     Call :meth:`reset` with the episode's covariates, then the builder once per decision.
     """
 
-    def __init__(self, observation_names: Sequence[str], interval_h: float = 12.0):
+    def __init__(
+        self, observation_names: Sequence[str], interval_h: float = 12.0, pk_model: GotiModel = GOTI_2018
+    ):
         names = tuple(observation_names)
         known = set(FEATURES) | set(COVARIATES) | {LEVEL_INDICATOR, LAST_DOSE} | set(PK_FEATURES)
         unknown = [name for name in names if name not in known]
@@ -213,7 +216,7 @@ class ObservationBuilder:
         self.names = names
         self.interval_h = float(interval_h)
         self._tracker = (
-            ExposureTracker(interval_h=self.interval_h, horizon_h=max(24.0, self.interval_h))
+            ExposureTracker(interval_h=self.interval_h, horizon_h=max(24.0, self.interval_h), model=pk_model)
             if set(PK_FEATURES) & set(names)
             else None
         )
@@ -272,9 +275,13 @@ class ObservationBuilder:
         return np.stack(columns, axis=1).astype(np.float32)
 
 
-def observation_builder(observation_names: Sequence[str], interval_h: float = 12.0) -> ObservationBuilder:
-    """An :class:`ObservationBuilder` for these training columns (``interval_h``: the decision interval)."""
-    return ObservationBuilder(observation_names, interval_h)
+def observation_builder(
+    observation_names: Sequence[str], interval_h: float = 12.0, pk_model: GotiModel = GOTI_2018
+) -> ObservationBuilder:
+    """An :class:`ObservationBuilder` for these training columns (``interval_h``: the decision
+    interval; ``pk_model``: the population prior of the PK features, the conversion's
+    :attr:`~vanco_offline.data.ConversionOptions.population_model`)."""
+    return ObservationBuilder(observation_names, interval_h, pk_model)
 
 
 def algo_actor(
@@ -282,6 +289,7 @@ def algo_actor(
     observation_names: Sequence[str],
     action_map: Callable[[np.ndarray], np.ndarray] | None = None,
     interval_h: float = 12.0,
+    pk_model: GotiModel = GOTI_2018,
 ) -> tuple[Actor, Callable[[Mapping[str, Any]], None]]:
     """A d3rlpy algorithm's greedy dose as an :data:`Actor`, and its per-episode reset.
 
@@ -289,12 +297,13 @@ def algo_actor(
     their action scaler; :func:`vanco_offline.algos.dosing.predict_dose_mg`). ``action_map``
     replaces that mapping of ``algo.predict``'s output to mg (e.g. to read an unscaled
     [-1, 1] output linearly onto 0..3000 mg). ``interval_h`` is the environment's decision
-    interval (the PK features' forward dose rule). Call ``reset`` at each episode start: the
+    interval (the PK features' forward dose rule), ``pk_model`` their population prior (the
+    model's conversion options say which). Call ``reset`` at each episode start: the
     observation may depend on the stay's history.
     """
     from vanco_offline.algos.dosing import predict_dose_mg
 
-    build = observation_builder(observation_names, interval_h)
+    build = observation_builder(observation_names, interval_h, pk_model)
 
     def reset(covariates: Mapping[str, Any]) -> None:
         build.reset(covariates)
@@ -341,14 +350,16 @@ class ModelObservation(gym.Wrapper):
         Without ``extended_obs`` or ``pk_features``: the columns are rebuilt here.
     observation_names : sequence of str
         The model's observation columns, in order.
+    pk_model : GotiModel
+        The population prior of the PK features (the model's conversion options say which).
     """
 
-    def __init__(self, env: gym.Env, observation_names: Sequence[str]):
+    def __init__(self, env: gym.Env, observation_names: Sequence[str], pk_model: GotiModel = GOTI_2018):
         super().__init__(env)
         base = env.unwrapped
         if getattr(base, "extended_obs", False) or getattr(base, "pk_features", False):
             raise ValueError("ModelObservation: create the environment without extended_obs or pk_features")
-        self.builder = ObservationBuilder(observation_names, base.config.decision_interval_h)
+        self.builder = ObservationBuilder(observation_names, base.config.decision_interval_h, pk_model)
         self.observation_names = self.builder.names
         n = len(self.observation_names)
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(n,), dtype=np.float32)
@@ -365,7 +376,10 @@ class ModelObservation(gym.Wrapper):
 
 
 def model_env(
-    observation_names: Sequence[str], action: str = "continuous", **env_options: Any
+    observation_names: Sequence[str],
+    action: str = "continuous",
+    pk_model: GotiModel = GOTI_2018,
+    **env_options: Any,
 ) -> ModelObservation:
     """The simulator as a Gymnasium environment for a model with these observation columns.
 
@@ -376,6 +390,8 @@ def model_env(
     action : {"continuous", "discrete"}
         Dose in mg (:class:`~vanco_pk.env.VancoPKEnv`) or a dose-grid index
         (:class:`~vanco_pk.env.VancoPKDiscreteEnv`), as the model acts.
+    pk_model : GotiModel
+        The population prior of the PK features (``ConversionOptions.population_model``).
     **env_options
         Options of the environment (scenario, reward, noise, interval, ...).
     """
@@ -384,7 +400,7 @@ def model_env(
     if action not in ("continuous", "discrete"):
         raise ValueError(f"action must be 'continuous' or 'discrete', got {action!r}")
     env = (VancoPKDiscreteEnv if action == "discrete" else VancoPKEnv)(**env_options)
-    return ModelObservation(env, observation_names)
+    return ModelObservation(env, observation_names, pk_model)
 
 
 def _batch_of_one(info: Mapping[str, Any]) -> dict[str, Any]:

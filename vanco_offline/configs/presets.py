@@ -60,6 +60,7 @@ _CHOICES = {
     "action_scaler": ("clinical", "none"),
     "reward_scaler": ("none", "standard"),
     "activation": ("relu", "tanh", "swish", "gelu", "geglu"),
+    "pk_model": ("published", "local"),
 }
 
 
@@ -93,7 +94,9 @@ class DataSpec:
     or ``none``. ``reward_scaler``: ``none`` or ``standard``. ``covariates``,
     ``last_dose``, ``pk_features``: the observation options of
     :func:`vanco_offline.data.convert` (covariate columns, the previous dose, the exposure
-    tracker's features).
+    tracker's features). ``pk_model``: the tracker's population prior, ``published`` (Goti
+    2018) or ``local`` (refitted to the training table's levels before the conversion,
+    :func:`vanco_offline.data.fit_local_model`; the fitted values are saved with the model).
     """
 
     reward: str = "default"
@@ -104,6 +107,7 @@ class DataSpec:
     covariates: bool = False
     last_dose: bool = False
     pk_features: bool = False
+    pk_model: str = "published"
 
     def conversion_options(self, impute_max_age_h: float | None = None) -> ConversionOptions:
         """How :func:`vanco_offline.data.convert` builds this preset's observation and reward.

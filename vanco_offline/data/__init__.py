@@ -15,6 +15,7 @@ The table schema (columns, units, MIMIC-IV mapping) is documented in ``data/READ
 from vanco_offline.data.convert import convert, convert_with, observation_table, to_mdp_dataset
 from vanco_offline.data.episodes import ConversionResult, make_dataset
 from vanco_offline.data.io import load_dataset, load_table, save_dataset, save_table
+from vanco_offline.data.local_model import fit_local_model
 from vanco_offline.data.minari_format import export_minari, import_minari
 from vanco_offline.data.observations import pk_feature_table, validate
 from vanco_offline.data.options import CarryForward, ConversionOptions
@@ -31,6 +32,7 @@ __all__ = [
     "convert",
     "convert_with",
     "export_minari",
+    "fit_local_model",
     "fit_scalers",
     "import_minari",
     "load_dataset",

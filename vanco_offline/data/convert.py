@@ -167,6 +167,7 @@ def convert_with(table: pd.DataFrame, options: ConversionOptions) -> ConversionR
         behavior_probs=_behavior_probs(checked, cut),
         observation_names=obs.names,
         action=options.action,
+        options=options,
     )
 
 

@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 from d3rlpy.constants import ActionSpace
 from d3rlpy.dataset import Episode, EpisodeBase, MDPDataset, ReplayBuffer
+from vanco_pk.pk import GOTI_2018, GotiModel
 
-from vanco_offline.data.options import ActionKind
+from vanco_offline.data.options import ActionKind, ConversionOptions
 from vanco_offline.data.report import ConversionReport
 from vanco_offline.data.schema import ACTION_SIZE_DISCRETE
 
@@ -123,6 +124,9 @@ class ConversionResult:
     observation_names : tuple of str
         Names of the observation columns, in order.
     action : {"continuous", "discrete"}
+    options : ConversionOptions or None
+        The conversion's specification (None for a dataset read back from a file); its
+        ``population_model`` is the prior of the PK features.
     """
 
     dataset: MDPDataset
@@ -131,6 +135,7 @@ class ConversionResult:
     behavior_probs: list[np.ndarray] | None
     observation_names: tuple[str, ...]
     action: ActionKind
+    options: ConversionOptions | None = None
 
     def __post_init__(self) -> None:
         episodes = self.dataset.episodes
@@ -140,6 +145,11 @@ class ConversionResult:
             lengths = [len(p) for p in self.behavior_probs]
             if lengths != [e.transition_count for e in episodes]:
                 raise ValueError("behavior_probs must hold one value per transition of each episode")
+
+    @property
+    def population_model(self) -> GotiModel:
+        """The population prior of the PK features (Goti 2018 unless the options say otherwise)."""
+        return GOTI_2018 if self.options is None else self.options.population_model
 
     def flat_behavior_prob(self) -> np.ndarray:
         """All behaviour probabilities in transition order (episode by episode, step by step)."""
@@ -158,4 +168,5 @@ class ConversionResult:
             behavior_probs=None if self.behavior_probs is None else [self.behavior_probs[i] for i in chosen],
             observation_names=self.observation_names,
             action=self.action,
+            options=self.options,
         )

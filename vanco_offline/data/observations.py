@@ -83,7 +83,8 @@ def build_observations(checked: CheckedTable, options: ConversionOptions) -> Obs
         previous[checked.starts] = 0.0
         values = np.column_stack([values, previous])
         names = (*names, LAST_DOSE)
-    pk = replay_pk_features(checked, values[:, names.index("creatinine")]) if options.needs_pk else None
+    creatinine = values[:, names.index("creatinine")]
+    pk = replay_pk_features(checked, creatinine, options.population_model) if options.needs_pk else None
     if options.pk_features:
         values = np.column_stack([values, pk.features])
         names = (*names, *PK_FEATURES)

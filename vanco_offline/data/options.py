@@ -12,6 +12,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+from vanco_pk.pk import GotiModel
+from vanco_pk.population import model_with
 from vanco_pk.targets import AUC_REWARDS, REWARDS
 
 from vanco_offline.data.schema import COVARIATES, FEATURES
@@ -114,6 +116,12 @@ class ConversionOptions:
         Observation options; ``covariates`` may also name a subset of the covariates.
     clip_doses, round_doses : bool
         Repairs of the doses, counted in the report.
+    pk_model : mapping of str to float, optional
+        The population PK model of the exposure tracker (the PK features and the ``exposure``
+        reward): fields of :class:`vanco_pk.pk.GotiModel` that replace Goti 2018's
+        (:func:`vanco_pk.population.model_with`), e.g. a model refitted to the hospital's own
+        levels (:func:`vanco_offline.data.fit_local_model`). None: Goti 2018, the published
+        prior of dosing software. Kept as sorted ``(field, value)`` pairs.
     """
 
     action: ActionKind = "continuous"
@@ -126,6 +134,7 @@ class ConversionOptions:
     round_doses: bool = False
     last_dose: bool = False
     pk_features: bool = False
+    pk_model: tuple[tuple[str, float], ...] | None = None
 
     def __post_init__(self) -> None:
         if self.action not in ("continuous", "discrete"):
@@ -155,6 +164,15 @@ class ConversionOptions:
                     f"covariates must be True, False or a subset of {COVARIATES}; got {list(names)}"
                 )
             object.__setattr__(self, "covariates", tuple(c for c in COVARIATES if c in names))
+        if self.pk_model is not None:
+            model = model_with(self.pk_model)  # ValueError naming an unknown field or a bad value
+            pairs = tuple(sorted((k, float(getattr(model, k))) for k in dict(self.pk_model)))
+            object.__setattr__(self, "pk_model", pairs or None)
+
+    @property
+    def population_model(self) -> GotiModel:
+        """The exposure tracker's population model: Goti 2018 with ``pk_model``'s fields."""
+        return model_with(self.pk_model)
 
     def keywords(self) -> dict[str, Any]:
         """The options that differ from the defaults, as keyword arguments of
@@ -172,6 +190,8 @@ class ConversionOptions:
         for name, value in self.keywords().items():
             if isinstance(value, CarryForward):
                 value = value.to_dict()
+            elif name == "pk_model":
+                value = dict(value)
             elif isinstance(value, tuple):
                 value = list(value)
             out[name] = value

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 
 import numpy as np
 from vanco_pk.exposure import PK_FEATURES, ExposureTracker
-from vanco_pk.pk import infusion_duration_h
+from vanco_pk.pk import GOTI_2018, GotiModel, infusion_duration_h
 
 from vanco_offline.data._messages import offenders, raise_problems
 from vanco_offline.data.schema import DOSE, LEVEL, LEVEL_MEASURED, TRACKER_COVARIATES
@@ -50,12 +50,14 @@ class PKReplay:
     levels : number of new levels fed to the tracker
     level_source : how a new level was told apart from a carried-forward one
     interval_h : hours between decisions assumed by the forward dose rule (median gap)
+    prior : the tracker's population model, in words
     """
 
     features: np.ndarray
     levels: int
     level_source: str
     interval_h: float
+    prior: str = "Goti 2018 prior"
 
     @property
     def auc24(self) -> np.ndarray:
@@ -65,7 +67,7 @@ class PKReplay:
     def note(self) -> str:
         return (
             f"pk features: each stay replayed through vanco_pk.exposure.ExposureTracker (Bayesian MAP of "
-            f"CL and V1, Goti 2018 prior); {self.levels} new level(s) fitted, detected {self.level_source}; "
+            f"CL and V1, {self.prior}); {self.levels} new level(s) fitted, detected {self.level_source}; "
             f"forward dose rule every {self.interval_h:g} h"
         )
 
@@ -107,9 +109,9 @@ class StayChart:
     level_source: str
     interval_h: float
 
-    def tracker(self) -> ExposureTracker:
-        """A tracker for this chart's decision interval."""
-        return ExposureTracker(interval_h=self.interval_h, horizon_h=max(24.0, self.interval_h))
+    def tracker(self, model: GotiModel = GOTI_2018) -> ExposureTracker:
+        """A tracker for this chart's decision interval with ``model`` as its population prior."""
+        return ExposureTracker(interval_h=self.interval_h, horizon_h=max(24.0, self.interval_h), model=model)
 
 
 def stay_chart(checked: CheckedTable) -> StayChart:
@@ -131,7 +133,9 @@ def stays_by_length(checked: CheckedTable) -> Iterator[tuple[np.ndarray, np.ndar
         yield first, first[:, None] + np.arange(length)[None, :]
 
 
-def replay_pk_features(checked: CheckedTable, creatinine: np.ndarray) -> PKReplay:
+def replay_pk_features(
+    checked: CheckedTable, creatinine: np.ndarray, model: GotiModel = GOTI_2018
+) -> PKReplay:
     """Replay every stay through the exposure tracker; ValueError naming what is missing or wrong.
 
     Parameters
@@ -141,9 +145,11 @@ def replay_pk_features(checked: CheckedTable, creatinine: np.ndarray) -> PKRepla
         ``sex``, ``dialysis`` (constant within a stay).
     creatinine : (rows,) array
         Serum creatinine of each row after imputation (no NaN).
+    model : GotiModel
+        The tracker's population prior (Goti 2018, or a model refitted to local levels).
     """
     chart = stay_chart(checked)
-    tracker = chart.tracker()
+    tracker = chart.tracker(model)
     features = np.zeros((checked.rows, len(PK_FEATURES)))
     for first, rows in stays_by_length(checked):
         tracker.reset({c: checked.columns[c][first] for c in TRACKER_COVARIATES})
@@ -158,6 +164,7 @@ def replay_pk_features(checked: CheckedTable, creatinine: np.ndarray) -> PKRepla
         levels=int(chart.new_levels.sum()),
         level_source=chart.level_source,
         interval_h=chart.interval_h,
+        prior="Goti 2018 prior" if model == GOTI_2018 else "a refitted population model as prior",
     )
 
 

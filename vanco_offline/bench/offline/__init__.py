@@ -29,6 +29,7 @@ from pathlib import Path
 from vanco_offline.bench.offline.grid import (
     ALGORITHMS,
     DATASETS,
+    PK_MODELS,
     REFERENCE_POLICIES,
     SIZES,
     TEST_SEED,
@@ -115,6 +116,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "learned observation",
     )
     parser.add_argument(
+        "--pk-model",
+        choices=list(PK_MODELS),
+        help="the population prior of every learned algorithm's PK features and exposure reward: "
+        "published (Goti 2018) or local (refitted to the dataset's levels); default: the data preset's",
+    )
+    parser.add_argument(
         "--data-preset",
         metavar="PRESET",
         default="default",
@@ -169,6 +176,7 @@ def data_variant(args: argparse.Namespace) -> dict[str, object]:
         "reward_variant": args.reward_variant,
         "last_dose": args.last_dose,
         "pk_features": getattr(args, "pk_features", False),
+        "pk_model": getattr(args, "pk_model", None) or "published",
     }
     name = getattr(args, "data_preset", None)
     if name:
@@ -178,6 +186,8 @@ def data_variant(args: argparse.Namespace) -> dict[str, object]:
         variant["covariates"] = variant["covariates"] or bool(data.covariates)
         variant["last_dose"] = variant["last_dose"] or data.last_dose
         variant["pk_features"] = variant["pk_features"] or data.pk_features
+        if getattr(args, "pk_model", None) is None:
+            variant["pk_model"] = data.pk_model
         if data.reward == "exposure":
             if args.reward_variant != "project" and not args.reward_variant.startswith("exposure"):
                 raise ValueError(

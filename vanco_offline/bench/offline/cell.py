@@ -119,7 +119,8 @@ def run_cell(task: CellTask, trained: tuple[tuple[Any, Any, Any], float] | None 
         n_patients=task.eval_patients, seed=task.eval_seed, env_options=task.dataset.env_options, gamma=_GAMMA
     )
     if not task.learned:
-        actor, reset = reference_actor(task.algo, seed=task.seed)
+        name, options = task.reference()
+        actor, reset = reference_actor(name, seed=task.seed, **options)
         scores = rollout(actor, patients, reset)
         ope, note = _reference_ope(task) if task.ope else ({}, "")
         return CellResult(task.dataset.label, task.label, task.seed, scores.as_dict(), ope, note, 0.0)
@@ -132,7 +133,11 @@ def run_cell(task: CellTask, trained: tuple[tuple[Any, Any, Any], float] | None 
     seed_reading = ALGORITHMS[task.algo].preset == "seed"
     interval = float(task.dataset.env_options.get("decision_interval_h", 12.0))
     actor, reset = algo_actor(
-        algo, result.observation_names, seed_action_map if seed_reading else None, interval_h=interval
+        algo,
+        result.observation_names,
+        seed_action_map if seed_reading else None,
+        interval_h=interval,
+        pk_model=result.population_model,
     )
     scores = rollout(actor, patients, reset)
     ope: dict[str, float] = {}
@@ -196,8 +201,9 @@ def _reference_ope(task: CellTask) -> tuple[dict[str, float], str]:
     # The learned rows' data variant, so that a reference policy's estimates and truth are
     # on the same observation and reward as theirs.
     table, result = task.data("discrete", "default")
+    name, options = task.reference()
     report = evaluate(
-        make_policy(task.algo),
+        make_policy(name, **options),
         result,
         gamma=_GAMMA,
         estimators=OPE_ESTIMATORS,

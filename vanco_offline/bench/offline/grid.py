@@ -53,7 +53,13 @@ DATASETS: dict[str, dict[str, float]] = {
 }
 #: Size name -> number of stays (14 transitions each at the default 12 h x 7 days).
 SIZES: dict[str, int] = {"small": 150, "large": 3600}
-REFERENCE_POLICIES: tuple[str, ...] = ("clinician", "mipd", "oracle", "fixed", "random")
+REFERENCE_POLICIES: tuple[str, ...] = ("clinician", "mipd", "mipd_local", "oracle", "fixed", "random")
+#: The reference policies that are ``vanco_pk`` policies with options: ``mipd_local`` is MIPD
+#: with the dataset's refitted population model as prior (:func:`local_fit`).
+_LOCAL_REFERENCES: dict[str, str] = {"mipd_local": "mipd"}
+#: Population priors of the exposure tracker: ``published`` (Goti 2018) or ``local`` (refitted
+#: to the dataset's own levels, :func:`vanco_offline.data.fit_local_model`).
+PK_MODELS: tuple[str, ...] = ("published", "local")
 #: Seed of the test patients of the reported tables: they choose nothing.
 TEST_SEED = 10**9
 #: Seed of the validation patients: every choice (budget, beta, tau, variant, preset) is made on these.
@@ -269,6 +275,9 @@ class CellTask:
         Append the previous dose to the observation (the data layer's ``last_dose``).
     pk_features : bool
         Append the exposure tracker's features (the data layer's ``pk_features``).
+    pk_model : {"published", "local"}
+        The tracker's population prior for the PK features and the exposure reward: Goti 2018,
+        or the model refitted to the dataset's levels (:func:`local_fit`).
     overrides : mapping
         Config fields set on top of the algorithm's (the Ray Tune sweep).
     """
@@ -287,6 +296,7 @@ class CellTask:
     reward_variant: str = "project"
     last_dose: bool = False
     pk_features: bool = False
+    pk_model: str = "published"
     overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -304,6 +314,8 @@ class CellTask:
             value = getattr(self, name)
             if not isinstance(value, int | np.integer) or value < 1:
                 raise ValueError(f"CellTask.{name} = {value!r} must be a positive integer")
+        if self.pk_model not in PK_MODELS:
+            raise ValueError(f"unknown pk_model {self.pk_model!r}; choose from {list(PK_MODELS)}")
         if self.algo in REFERENCE_POLICIES and self.overrides:
             raise ValueError(f"overrides {dict(self.overrides)} apply to learned algorithms, not {self.algo}")
 
@@ -323,7 +335,14 @@ class CellTask:
             self.reward_variant,
             self.last_dose,
             self.pk_features,
+            self.pk_model,
         )
+
+    def reference(self) -> tuple[str, dict[str, Any]]:
+        """A reference policy's ``vanco_pk`` name and options (``mipd_local``: MIPD, :func:`local_fit`)."""
+        if self.algo in _LOCAL_REFERENCES:
+            return _LOCAL_REFERENCES[self.algo], {"model": local_fit(self.dataset).model}
+        return self.algo, {}
 
     @property
     def variant(self) -> str:
@@ -337,6 +356,8 @@ class CellTask:
             parts.append("last dose")
         if self.pk_features:
             parts.append("PK features")
+        if self.pk_model != "published":
+            parts.append(f"{self.pk_model} PK model")
         return ", ".join(parts)
 
     @property
@@ -359,6 +380,17 @@ def _table(spec: DatasetSpec):
     from vanco_offline.data.cohort import generate_cohort
 
     return generate_cohort(spec.n_stays, spec.mixture, seed=spec.seed, **spec.env_options)
+
+
+@functools.lru_cache(maxsize=8)
+def local_fit(spec: DatasetSpec):
+    """The population model refitted to ``spec``'s logged levels (cached per process).
+
+    The fit sees the dataset only -- the hospital's logs -- never a validation or test patient.
+    """
+    from vanco_offline.data.local_model import fit_local_model
+
+    return fit_local_model(_table(spec))
 
 
 @functools.lru_cache(maxsize=16)
@@ -390,6 +422,7 @@ def load_dataset(
     reward_variant: str = "project",
     last_dose: bool = False,
     pk_features: bool = False,
+    pk_model: str = "published",
 ):
     """The dataset's dosing table and its conversion (cached per process).
 
@@ -399,8 +432,11 @@ def load_dataset(
         The table (with the environment's ``reward`` column) and the converted dataset:
         never-measured levels filled with 0 mg/L (as the simulator shows them), rewards
         computed by the converter with ``reward`` (or ``reward_variant``), covariates, the
-        previous dose and the PK features appended when asked.
+        previous dose and the PK features appended when asked; with ``pk_model="local"`` the
+        PK features and the exposure reward use the model refitted to the dataset (:func:`local_fit`).
     """
+    from vanco_pk.population import model_values
+
     from vanco_offline.data import ConversionOptions
 
     observation = ConversionOptions(
@@ -409,6 +445,7 @@ def load_dataset(
         covariates=covariates,
         last_dose=last_dose,
         pk_features=pk_features,
+        pk_model=tuple(model_values(local_fit(spec).model).items()) if pk_model == "local" else None,
     )
     return _table(spec), _converted(spec, observation, reward, reward_variant)
 

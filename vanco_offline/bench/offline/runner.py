@@ -51,6 +51,15 @@ def _run_in_worker(task: CellTask) -> CellResult:
     return run_cell(task)
 
 
+def seed_groups(tasks: Sequence[CellTask]) -> list[list[int]]:
+    """Indices of the tasks that differ only in their seed, group by group in first-seen order."""
+    groups: dict[str, list[int]] = {}
+    for i, task in enumerate(tasks):
+        # repr, not the task: its overrides mapping is not hashable.
+        groups.setdefault(repr(dataclasses.replace(task, seed=0)), []).append(i)
+    return list(groups.values())
+
+
 def run_grid(
     tasks: Sequence[CellTask],
     backend: str = "local",
@@ -93,13 +102,10 @@ def run_grid(
     results: list[CellResult | None] = [None] * len(tasks)
     context = multiprocessing.get_context("spawn")
     pool = concurrent.futures.ProcessPoolExecutor(n_workers, mp_context=context, initializer=worker_init)
-    groups: dict[Any, list[int]] = {}
-    for i, task in enumerate(tasks):
-        key = dataclasses.replace(task, seed=0) if seeds_together else i
-        groups.setdefault(key, []).append(i)
+    groups = seed_groups(tasks) if seeds_together else [[i] for i in range(len(tasks))]
     done = 0
     with pool:
-        futures = {pool.submit(run_cells, [tasks[i] for i in group]): group for group in groups.values()}
+        futures = {pool.submit(run_cells, [tasks[i] for i in group]): group for group in groups}
         for future in concurrent.futures.as_completed(futures):
             for i, result in zip(futures[future], future.result(), strict=True):
                 results[i] = result

@@ -1,0 +1,56 @@
+"""The local population model: a Laplace marginal-likelihood refit of Goti 2018 to logged levels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from vanco_pk.pk import GOTI_2018
+from vanco_pk.population import model_values, model_with
+
+from vanco_offline.data import ConversionOptions, convert_with
+from vanco_offline.data.cohort import generate_cohort
+from vanco_offline.data.local_model import fit_local_model
+
+
+@pytest.fixture(scope="module")
+def faster_clearance():
+    """60 stays of the ideal world whose true typical CL is 40 % above the prior's."""
+    return generate_cohort(60, "clinician", seed=3, scenario="ideal", misspecification={"cl_scale": 1.4})
+
+
+def test_the_fit_finds_the_patients_typical_clearance_and_lowers_the_objective(faster_clearance):
+    fit = fit_local_model(faster_clearance, parameters=("cl", "omega2_cl"), max_evaluations=60)
+    assert fit.objective < fit.start_objective
+    assert fit.model.cl == pytest.approx(1.4 * GOTI_2018.cl, rel=0.15)
+    assert fit.model.v1 == GOTI_2018.v1  # not estimated
+    assert fit.patients == 60 and fit.levels > 300
+    # Same table, same fit.
+    again = fit_local_model(faster_clearance, parameters=("cl", "omega2_cl"), max_evaluations=60)
+    assert again.model == fit.model
+
+
+def test_conversion_uses_the_given_population_model_and_keeps_it(faster_clearance):
+    published = convert_with(faster_clearance, ConversionOptions(fill_unmeasured_level=True, pk_features=True))
+    options = ConversionOptions(fill_unmeasured_level=True, pk_features=True, pk_model={"cl": 6.3})
+    local = convert_with(faster_clearance, options)
+    column = list(local.observation_names).index("pk_cl_map")
+    first = np.array([e.observations[0, column] for e in local.dataset.episodes])
+    first_published = np.array([e.observations[0, column] for e in published.dataset.episodes])
+    # Before any level the MAP clearance is the typical one: 6.3 / 4.5 of the published.
+    np.testing.assert_allclose(first / first_published, 6.3 / 4.5, rtol=1e-3)
+    assert local.population_model.cl == 6.3 and published.population_model is GOTI_2018
+    assert ConversionOptions.from_dict(options.to_dict()) == options
+    assert options.to_dict()["pk_model"] == {"cl": 6.3}
+
+
+def test_model_with_checks_fields_and_round_trips():
+    model = model_with({"cl": 5.0, "omega2_cl": 0.05})
+    assert model.cl == 5.0 and model.omega2_cl == 0.05 and model.v1 == GOTI_2018.v1
+    assert model_with(model_values(model)) == model
+    assert model_with(None) is GOTI_2018
+    with pytest.raises(ValueError, match="unknown population-model field"):
+        model_with({"clearance": 5.0})
+    with pytest.raises(ValueError, match="pk_model"):
+        model_with({"cl": -1.0})
+    with pytest.raises(ValueError, match="unknown population-model field"):
+        ConversionOptions(pk_model={"clearance": 5.0})
