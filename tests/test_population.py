@@ -19,18 +19,20 @@ def faster_clearance():
 
 
 def test_the_fit_finds_the_patients_typical_clearance_and_lowers_the_objective(faster_clearance):
-    fit = fit_local_model(faster_clearance, parameters=("cl", "omega2_cl"), max_evaluations=60)
+    fit = fit_local_model(faster_clearance, parameters=("cl", "omega2_cl"), max_evaluations=40)
     assert fit.objective < fit.start_objective
     assert fit.model.cl == pytest.approx(1.4 * GOTI_2018.cl, rel=0.15)
     assert fit.model.v1 == GOTI_2018.v1  # not estimated
     assert fit.patients == 60 and fit.levels > 300
     # Same table, same fit.
-    again = fit_local_model(faster_clearance, parameters=("cl", "omega2_cl"), max_evaluations=60)
+    again = fit_local_model(faster_clearance, parameters=("cl", "omega2_cl"), max_evaluations=40)
     assert again.model == fit.model
 
 
 def test_conversion_uses_the_given_population_model_and_keeps_it(faster_clearance):
-    published = convert_with(faster_clearance, ConversionOptions(fill_unmeasured_level=True, pk_features=True))
+    published = convert_with(
+        faster_clearance, ConversionOptions(fill_unmeasured_level=True, pk_features=True)
+    )
     options = ConversionOptions(fill_unmeasured_level=True, pk_features=True, pk_model={"cl": 6.3})
     local = convert_with(faster_clearance, options)
     column = list(local.observation_names).index("pk_cl_map")
@@ -54,3 +56,30 @@ def test_model_with_checks_fields_and_round_trips():
         model_with({"cl": -1.0})
     with pytest.raises(ValueError, match="unknown population-model field"):
         ConversionOptions(pk_model={"clearance": 5.0})
+
+
+def test_a_preset_with_a_local_prior_fits_it_on_the_training_table_and_saves_it(
+    monkeypatch, faster_clearance, tmp_path
+):
+    import vanco_offline.data.local_model as local_model
+    from vanco_offline.configs import load_preset
+    from vanco_offline.trained import load_model
+    from vanco_offline.training import convert_like, train
+
+    fit = local_model.fit_local_model
+    monkeypatch.setattr(
+        local_model,
+        "fit_local_model",
+        lambda table, **kw: fit(table, parameters=("cl",), max_evaluations=12, **kw),
+    )
+    result = train(
+        load_preset("residual"), faster_clearance, n_steps=10, log_root=tmp_path, show_progress=False
+    )
+    saved = result.model.conversion["pk_model"]
+    assert saved["cl"] > GOTI_2018.cl and saved["v1"] == GOTI_2018.v1
+    assert result.model.data["pk_model_fit"]["patients"] == 60
+    loaded = load_model(result.model_path)
+    assert loaded.population_model == result.model.population_model != GOTI_2018
+    # New data is converted through the saved prior, not refitted and not Goti's.
+    again = convert_like(faster_clearance, "continuous", loaded.conversion)
+    assert again.population_model == loaded.population_model

@@ -265,7 +265,9 @@ def write_plots(
         written.append(plot_dose_histograms(model, observations, logged, out / "dose_histogram.png", label))
     if "pk" in kinds:
         actors = {
-            "learned policy": algo_actor(model.algo, model.observation_names),
+            "learned policy": algo_actor(
+                model.algo, model.observation_names, pk_model=model.population_model
+            ),
             "clinician": reference_actor("clinician", seed=patient_seed),
             "MIPD": reference_actor("mipd", seed=patient_seed),
         }

@@ -77,6 +77,14 @@ class TrainedModel:
     data: dict[str, Any]
     training: dict[str, Any]
 
+    @property
+    def population_model(self) -> Any:
+        """The population prior of the model's PK features (:class:`vanco_pk.pk.GotiModel`; the
+        conversion's ``pk_model``, Goti 2018 when it has none)."""
+        from vanco_offline.data.options import ConversionOptions
+
+        return ConversionOptions.from_dict(self.conversion, action=self.action).population_model  # type: ignore[arg-type]
+
     def metadata(self) -> dict[str, Any]:
         return {
             "format": _FORMAT,

@@ -138,6 +138,14 @@ def train(
         data_source = data_source or f"built-in synthetic cohort (500 stays, seed {seed}, {BUILTIN_COHORT})"
     conversion = conversion_options(preset, impute_max_age_h)
     _check_columns_for_preset(preset, table)
+    local = None
+    if preset.data.pk_model == "local":
+        from vanco_pk.population import model_values
+
+        from vanco_offline.data.local_model import fit_local_model
+
+        local = fit_local_model(table, impute=conversion.get("impute"))
+        conversion["pk_model"] = model_values(local.model)
     converted = convert(table, preset.data.action, **conversion)
     train_part, valid_part = split_dataset(converted, (1.0 - valid_fraction, valid_fraction), seed=seed)
     if not train_part.dataset.episodes or not valid_part.dataset.episodes:
@@ -174,6 +182,7 @@ def train(
             log_dir,
             logger,
             show_progress,
+            local,
         )
     except BaseException as exc:
         if log_dir is not None:
@@ -220,6 +229,7 @@ def _fit_and_save(
     log_dir: Path | None,
     logger: Any,
     show_progress: bool,
+    local: Any = None,
 ) -> TrainingResult:
     seed = preset.training.seed
     history = algo.fit(
@@ -248,6 +258,13 @@ def _fit_and_save(
             "transitions": converted.report.transitions_out,
             "train_stays": len(train_part.stay_ids),
             "valid_stays": len(valid_part.stay_ids),
+            **(
+                {}
+                if local is None
+                else {
+                    "pk_model_fit": {"patients": local.patients, "levels": local.levels, "start": "Goti 2018"}
+                }
+            ),
         },
         training={"n_steps": steps, "seed": seed, "final_metrics": history[-1][1] if history else {}},
     )

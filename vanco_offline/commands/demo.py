@@ -89,7 +89,9 @@ def run(args: argparse.Namespace) -> int:
     )
     patients = EvalPatients(n_patients=args.eval_patients, seed=10**9 + args.seed, env_options=env_options)
     actors = {
-        "VancoIQL (learned)": algo_actor(algo, result.model.observation_names),
+        "VancoIQL (learned)": algo_actor(
+            algo, result.model.observation_names, pk_model=result.model.population_model
+        ),
         "clinician (data)": reference_actor("clinician", seed=args.seed),
         "MIPD (Bayesian)": reference_actor("mipd", seed=args.seed),
         "oracle (true PK)": reference_actor("oracle", seed=args.seed),

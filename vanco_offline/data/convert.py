@@ -16,6 +16,7 @@ transitions, its last row being the final observation:
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -49,6 +50,7 @@ def convert(
     round_doses: bool = False,
     last_dose: bool = False,
     pk_features: bool = False,
+    pk_model: Any = None,
 ) -> ConversionResult:
     """Validate a dosing table and convert it to a d3rlpy dataset with a conversion report.
 
@@ -92,6 +94,10 @@ def convert(
         only). Needs ``time_h`` and the covariates ``weight_kg``, ``age``, ``sex``,
         ``dialysis``; a new level is read from a ``level_measured`` column when present,
         else from a change of ``vanco_level``.
+    pk_model : mapping of str to float, optional
+        The exposure tracker's population prior, as fields of Goti 2018 to replace (e.g. a
+        model refitted to local levels, :func:`vanco_offline.data.fit_local_model`); None:
+        Goti 2018.
 
     Returns
     -------
@@ -115,6 +121,7 @@ def convert(
         round_doses=round_doses,
         last_dose=last_dose,
         pk_features=pk_features,
+        pk_model=pk_model,
     )
     return convert_with(table, options)
 

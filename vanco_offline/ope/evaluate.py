@@ -218,7 +218,9 @@ def _problem(
     elif table is not None:
         raise ValueError("give either table= or context=, not both (LoggedContext has a table field)")
     notes: list[str] = []
-    pol = as_policy(policy, epsilon, name)
+    # A bare algorithm's PK features use the data's population prior (its conversion options).
+    prior = data.population_model if isinstance(data, ConversionResult) else None
+    pol = as_policy(policy, epsilon, name, pk_model=prior)
     pmf = pol.logged_pmf(traj, context)
     weighted, weighted_pmf = pol, None
     needs_weights = any(e in IS_ESTIMATORS + MODEL_ESTIMATORS for e in chosen)

@@ -157,9 +157,19 @@ class AlgoPolicy(EvaluatedPolicy):
     stochastic : bool
         Evaluate the algorithm's own action distribution instead of its greedy action; needs
         ``algo.predict_action_probabilities`` (DiscreteVancoIQL's categorical policy).
+    pk_model : GotiModel, optional
+        The population prior of its PK features in simulator rollouts (the conversion's
+        ``population_model``; None: Goti 2018).
     """
 
-    def __init__(self, algo: Any, epsilon: float = 0.0, name: str | None = None, stochastic: bool = False):
+    def __init__(
+        self,
+        algo: Any,
+        epsilon: float = 0.0,
+        name: str | None = None,
+        stochastic: bool = False,
+        pk_model: Any = None,
+    ):
         if not hasattr(algo, "predict") or getattr(algo, "impl", None) is None:
             raise ValueError(
                 "AlgoPolicy needs a built d3rlpy algorithm "
@@ -176,6 +186,7 @@ class AlgoPolicy(EvaluatedPolicy):
         self.deterministic = not stochastic
         self.name = name or type(algo).__name__
         self.discrete = algo.get_action_type().name == "DISCRETE"
+        self.pk_model = pk_model
 
     def probabilities(self, observations: np.ndarray, grid: np.ndarray) -> np.ndarray:
         """The algorithm's pmf over the grid for each observation row (one-hot when greedy)."""
@@ -212,7 +223,7 @@ class AlgoPolicy(EvaluatedPolicy):
         return pmf.reshape(n, horizon, traj.n_actions)
 
     def simulator_policy(self, observation_names: Sequence[str], interval_h: float = 12.0) -> Any:
-        return _AlgoDosing(self, tuple(observation_names), float(interval_h))
+        return _AlgoDosing(self, tuple(observation_names), float(interval_h), self.pk_model)
 
 
 class ReferencePolicy(EvaluatedPolicy):
@@ -339,11 +350,15 @@ class _AlgoDosing:
     and the logged data show a policy the same state.
     """
 
-    def __init__(self, policy: AlgoPolicy, observation_names: tuple[str, ...], interval_h: float):
+    def __init__(
+        self, policy: AlgoPolicy, observation_names: tuple[str, ...], interval_h: float, pk_model: Any = None
+    ):
+        from vanco_pk.pk import GOTI_2018
+
         from vanco_offline.rollout import observation_builder
 
         self.policy = policy
-        self.build = observation_builder(observation_names, interval_h)
+        self.build = observation_builder(observation_names, interval_h, pk_model or GOTI_2018)
 
     def reset(self, covariates: Mapping[str, Any], seed: Any = None) -> None:
         self.build.reset(covariates)
@@ -360,10 +375,13 @@ class _AlgoDosing:
         """Nothing to remember: the builder reads the dose given from the next ``info``."""
 
 
-def as_policy(policy: Any, epsilon: float | None = None, name: str | None = None) -> EvaluatedPolicy:
+def as_policy(
+    policy: Any, epsilon: float | None = None, name: str | None = None, pk_model: Any = None
+) -> EvaluatedPolicy:
     """Wrap a d3rlpy algorithm, a ``vanco_pk`` policy or an (n, H, K) array as an :class:`EvaluatedPolicy`.
 
-    ``epsilon=None`` keeps an :class:`EvaluatedPolicy`'s own softening and means 0 otherwise.
+    ``epsilon=None`` keeps an :class:`EvaluatedPolicy`'s own softening and means 0 otherwise;
+    ``pk_model`` is a d3rlpy algorithm's PK-feature prior (:class:`AlgoPolicy`).
     """
     if isinstance(policy, EvaluatedPolicy):
         if epsilon is not None and epsilon != policy.epsilon:
@@ -374,7 +392,7 @@ def as_policy(policy: Any, epsilon: float | None = None, name: str | None = None
     if isinstance(policy, np.ndarray):
         return ArrayPolicy(policy, name=name or "array policy", epsilon=eps)
     if hasattr(policy, "predict") and hasattr(policy, "get_action_type"):
-        return AlgoPolicy(policy, epsilon=eps, name=name)
+        return AlgoPolicy(policy, epsilon=eps, name=name, pk_model=pk_model)
     if callable(getattr(policy, "action_probs", None)):
         return ReferencePolicy(policy, epsilon=eps, name=name)
     raise ValueError(
