@@ -315,12 +315,18 @@ def test_the_grid_trains_on_the_default_presets_data_and_the_seed_rows_on_the_se
 
     parser = argparse.ArgumentParser()
     offline.add_arguments(parser)
-    labels = {t.label for t in offline.build_tasks(parser.parse_args(["--quick"]))}
+    rows = ["--algos", "VancoIQL", "IQL", "VancoIQL (seed)", "VancoIQL (base)", "clinician"]
+    labels = {t.label for t in offline.build_tasks(parser.parse_args(rows))}
     assert "VancoIQL [reward exposure, covariates, last dose, PK features]" in labels
     assert {"VancoIQL (seed)", "VancoIQL (base)", "clinician"} <= labels
+    quick = offline.build_tasks(parser.parse_args(["--quick"]))
+    assert "ResidualVancoIQL [reward exposure, covariates, last dose, PK features, local PK model]" in {
+        t.label for t in quick
+    }
+    assert {t.seed for t in quick} == {0, 1, 2} and not any(t.ope for t in quick)
+    assert {"mipd", "mipd_local", "BCQ"} <= {t.algo for t in quick}
     seven = {
-        t.label
-        for t in offline.build_tasks(parser.parse_args(["--quick", "--data-preset", "seven_features"]))
+        t.label for t in offline.build_tasks(parser.parse_args([*rows, "--data-preset", "seven_features"]))
     }
     assert {"VancoIQL", "IQL", "VancoIQL (seed)"} <= seven and not any("[" in label for label in seven)
     with pytest.raises(ValueError, match="add --data-preset seven_features"):

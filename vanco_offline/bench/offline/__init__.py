@@ -53,6 +53,21 @@ QUICK = {
     "steps": 1000,
     "eval_patients": 200,
     "ope_steps": 1000,
+    "seeds": 3,
+    "ope_seeds": 0,
+    "data_preset": "residual",
+    "algos": [
+        "ResidualVancoIQL",
+        "VancoIQL",
+        "IQL",
+        "CQL",
+        "BCQ",
+        "BC",
+        "clinician",
+        "mipd",
+        "mipd_local",
+        "oracle",
+    ],
 }
 # The size measured here (docs/benchmark.md: 14 policies x 6 datasets x 5 seeds in 47 min on 2
 # cores); 5,000 steps were not better in a single-seed check and take 3-5x longer.
@@ -62,12 +77,18 @@ FULL = {
     "steps": 1000,
     "eval_patients": 300,
     "ope_steps": 3000,
+    "seeds": 5,
+    "ope_seeds": 1,
+    "data_preset": "default",
 }
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--quick", action="store_true", help="small grid: medium-small, 1,000 steps, 200 patients"
+        "--quick",
+        action="store_true",
+        help="small grid: medium-small, the continuous algorithms and the reference policies, 3 seeds, "
+        "1,000 steps, 200 patients, no OPE",
     )
     parser.add_argument("--datasets", nargs="+", choices=list(DATASETS), help="datasets (default all)")
     parser.add_argument("--sizes", nargs="+", choices=list(SIZES), help="dataset sizes (default small large)")
@@ -77,7 +98,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=[*ALGORITHMS, *REFERENCE_POLICIES],
         help="learned algorithms and reference policies (default all)",
     )
-    parser.add_argument("--seeds", type=int, default=5, help="seeds per cell (default 5)")
+    parser.add_argument("--seeds", type=int, help="seeds per cell (default 5; quick 3)")
     parser.add_argument("--steps", type=int, help="gradient steps per algorithm (default 1000)")
     parser.add_argument("--batch-size", type=int, default=256, help="mini-batch size of every algorithm")
     parser.add_argument("--hidden", default="32,32", help="hidden layers of every network (default 32,32)")
@@ -124,9 +145,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-preset",
         metavar="PRESET",
-        default="default",
         help="train every learned algorithm on the data a preset asks for (its data.covariates, last_dose, "
-        "pk_features and an 'exposure' reward; default: the default preset's), seven_features for the "
+        "pk_features, pk_model and an 'exposure' reward; default: the default preset's, the residual "
+        "preset's with --quick), seven_features for the "
         "seed's observation and trough reward; the flags above add to it. The seed and base rows always "
         "train on their own preset's data",
     )
@@ -138,7 +159,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="no training: aggregate the results.json (or results.partial.json) of earlier runs in --out",
     )
     parser.add_argument(
-        "--ope-seeds", type=int, default=1, help="seeds per cell that also get FQE/WIS/WDR (0 = none)"
+        "--ope-seeds",
+        type=int,
+        help="seeds per cell that also get FQE/WIS/WDR (0 = none; default 1, quick 0)",
     )
     parser.add_argument("--ope-steps", type=int, help="FQE gradient steps (default 3000, quick 1000)")
     add_world_arguments(parser)
@@ -179,6 +202,8 @@ def data_variant(args: argparse.Namespace) -> dict[str, object]:
         "pk_model": getattr(args, "pk_model", None) or "published",
     }
     name = getattr(args, "data_preset", None)
+    if name is None:
+        name = (QUICK if getattr(args, "quick", False) else FULL)["data_preset"]
     if name:
         from vanco_offline.configs import load_preset
 
@@ -204,13 +229,15 @@ def data_variant(args: argparse.Namespace) -> dict[str, object]:
 def build_tasks(args: argparse.Namespace) -> list[CellTask]:
     """The grid's cells, in report order: dataset by dataset, algorithm by algorithm, seed by seed."""
     size = QUICK if args.quick else FULL
-    if args.seeds < 1:
-        raise ValueError(f"--seeds {args.seeds}: give at least 1 (the issue asks for >= 5)")
-    if args.ope_seeds < 0:
-        raise ValueError(f"--ope-seeds {args.ope_seeds} must be >= 0")
+    n_seeds = size["seeds"] if args.seeds is None else args.seeds
+    ope_seeds = size["ope_seeds"] if args.ope_seeds is None else args.ope_seeds
+    if n_seeds < 1:
+        raise ValueError(f"--seeds {n_seeds}: give at least 1 (the issue asks for >= 5)")
+    if ope_seeds < 0:
+        raise ValueError(f"--ope-seeds {ope_seeds} must be >= 0")
     datasets = args.datasets or size["datasets"]
     sizes = args.sizes or size["sizes"]
-    algos = args.algos or [*ALGORITHMS, *REFERENCE_POLICIES]
+    algos = args.algos or size.get("algos") or [*ALGORITHMS, *REFERENCE_POLICIES]
     common = {
         "n_steps": args.steps or size["steps"],
         "batch_size": args.batch_size,
@@ -226,7 +253,7 @@ def build_tasks(args: argparse.Namespace) -> list[CellTask]:
         for size_name in sizes:
             spec = DatasetSpec.make(name, size_name, seed=args.data_seed, **world_of(args))
             for algo in algos:
-                for seed in range(args.seeds):
+                for seed in range(n_seeds):
                     # Reference policies carry the variant too: their OPE runs on the learned
                     # rows' data and reward (their rollouts do not use it). The seed's rows
                     # reproduce the seed: its observation and reward, whatever the run's.
@@ -237,7 +264,7 @@ def build_tasks(args: argparse.Namespace) -> list[CellTask]:
                             spec,
                             algo,
                             seed,
-                            ope=seed < args.ope_seeds,
+                            ope=seed < ope_seeds,
                             eval_seed=seed_of_patients,
                             overrides=fields,
                             **common,
@@ -407,7 +434,7 @@ def _run_tune(args: argparse.Namespace) -> int:
     rows = tune_sweep(
         task,
         TUNE_SPACE,
-        seeds=range(args.seeds),
+        seeds=range(FULL["seeds"] if args.seeds is None else args.seeds),
         workers=args.workers,
         ray_address=args.ray_address,
         storage_path=str(storage),
