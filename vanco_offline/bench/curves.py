@@ -118,7 +118,9 @@ def learning_curve(task: CellTask, steps: Sequence[int]) -> Curve:
         if total_step not in wanted:
             return
         start = time.perf_counter()
-        actor, reset = algo_actor(algo, result.observation_names, action_map, interval_h=interval)
+        actor, reset = algo_actor(
+            algo, result.observation_names, action_map, interval_h=interval, pk_model=result.population_model
+        )
         out = rollout(actor, patients, reset).as_dict()
         for name in SCORES:
             scores[name].append(float(out[name]))
@@ -148,7 +150,8 @@ def _reference_scores(name: str, task: CellTask) -> dict[str, float]:
     patients = EvalPatients(
         n_patients=task.eval_patients, seed=task.eval_seed, env_options=task.dataset.env_options
     )
-    actor, reset = reference_actor(name, seed=task.seed)
+    policy, options = dataclasses.replace(task, algo=name).reference()
+    actor, reset = reference_actor(policy, seed=task.seed, **options)
     return rollout(actor, patients, reset).as_dict()
 
 
@@ -224,7 +227,8 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     label = f"{args.dataset}-{args.size}"
     print(f"learning curves on {label}: {len(tasks)} algorithms, checkpoints {steps}", file=sys.stderr)
-    references = {name: _reference_scores(name, tasks[0]) for name in ("mipd", "clinician")}
+    names = ("mipd", "mipd_local", "clinician") if tasks[0].pk_model == "local" else ("mipd", "clinician")
+    references = {name: _reference_scores(name, tasks[0]) for name in names}
     curves: list[Curve] = []
     if args.workers > 1:
         import concurrent.futures
@@ -340,7 +344,7 @@ def plot_curves(
     ):
         for c in curves:
             ax.plot(c.steps, c.scores[key], marker="o", label=c.algo.split(" [")[0])
-        for name, style in (("mipd", "--"), ("clinician", ":")):
+        for name, style in (("mipd", "--"), ("mipd_local", "-."), ("clinician", ":")):
             if name in references:
                 ax.axhline(references[name][key], color="grey", linestyle=style, label=name)
         ax.set_xscale("log")
