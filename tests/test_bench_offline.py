@@ -298,12 +298,15 @@ def test_verdicts_compare_a_data_variant_with_baselines_on_the_same_variant():
         row("clinician", 0.43, aki=0.024),
         row("oracle", 0.90, aki=0.0),
         row("mipd", 0.668, aki=0.007),
+        row("mipd_local", 0.70, aki=0.007),
     ]
     (verdict,) = verdicts(rows)
     assert verdict.startswith("medium-small, VancoIQL [reward exposure, PK features]:")
     assert "+18.0 pp vs clinician" in verdict and "-> MET" in verdict
     assert "IQL overlap" in verdict and "BC better" in verdict and "gap to oracle 29.0 pp" in verdict
     assert "vs MIPD -5.8 pp (worse), AKI +0.3 pp" in verdict
+    assert "half the MIPD-to-oracle gap (+11.6 pp) MISSED" in verdict
+    assert "vs MIPD with the local prior -9.0 pp (worse)" in verdict
     (discrete,) = verdicts(rows, "DiscreteVancoIQL")
     assert "+19.0 pp" in discrete and "vs d3rlpy" not in discrete
 

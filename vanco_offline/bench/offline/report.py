@@ -183,6 +183,16 @@ def verdicts(rows: Sequence[Aggregate], algo: str = "VancoIQL", margin: float = 
             aki = mine.iqm["aki_rate"][0] - mipd.iqm["aki_rate"][0]
             versus = _compare(mine.iqm["attainment"], mipd.iqm["attainment"], True)
             parts.append(f"vs MIPD {gain * 100:+.1f} pp ({versus}), AKI {aki * 100:+.1f} pp;")
+            oracle = by.get((dataset, "oracle"))
+            if oracle is not None:
+                half = (oracle.iqm["attainment"][0] - mipd.iqm["attainment"][0]) / 2
+                met = "MET" if gain >= half else "MISSED"
+                parts.append(f"half the MIPD-to-oracle gap ({half * 100:+.1f} pp) {met};")
+        local = by.get((dataset, "mipd_local"))
+        if local is not None:
+            gain = mine.iqm["attainment"][0] - local.iqm["attainment"][0]
+            versus = _compare(mine.iqm["attainment"], local.iqm["attainment"], True)
+            parts.append(f"vs MIPD with the local prior {gain * 100:+.1f} pp ({versus});")
         same_kind = [b for b in _D3RLPY if b.startswith("Discrete") == name.startswith("Discrete")]
         against = []
         for base in same_kind:
