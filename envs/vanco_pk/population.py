@@ -159,7 +159,9 @@ def marginal_objective(
     for g, history in enumerate(histories):
         informed = _levels(history).any(axis=1)
         start = None if eta0 is None else eta0[g]
-        eta = map_estimate(history, model, eta0=start, grid=0 if start is not None else 7).eta
+        eta = map_estimate(
+            history, model, eta0=start, max_iter=20, tol=1e-4, grid=0 if start is not None else 7
+        ).eta
         etas.append(eta)
         if not informed.any():
             continue
