@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 from vanco_pk.pk import PKParams
-from vanco_pk.policies import TRUTH_KEYS, make_policy
+from vanco_pk.policies import CHART_KEYS, TRUTH_KEYS, make_policy
 from vanco_pk.scenario import SCENARIOS, get_scenario, protocol_for
 from vanco_pk.targets import ATTAINMENT_DEFINITION, AUC24_TARGET, COVARIATES, DOSE_GRID_MG, auc_attainment
 from vanco_pk.vector import VancoPKVectorEnv
@@ -90,7 +90,7 @@ ANCHORS: dict[str, Anchor] = {
     ),
     "half_life_median": Anchor("median terminal half-life (h)", "-", "reported only", None),
     "v_area_per_kg": Anchor(
-        "median one-compartment V (CL/beta) / weight (L/kg)",
+        "median V_area = CL/beta (L/kg)",
         "about 1.4 L/kg (nearly twice 0.72 L/kg)",
         "Fernandez de Gatta 2007 (46 medical ICU patients, Intensive Care Med 33:279)",
         (0.9, 2.0),
@@ -198,7 +198,7 @@ def _rollout(env_options: Mapping[str, Any], n: int, seed: int, dose_rule: str) 
         else:
             features = np.asarray(obs, np.float64).copy()
             features[:, 0] = info["raw_level"]
-            seen = {"time_h": info["time_h"], "level_measured": info["level_measured"]}
+            seen = {key: info[key] for key in CHART_KEYS}
             if policy.needs_truth:
                 seen.update({key: info[key] for key in TRUTH_KEYS})
             dose = np.atleast_1d(policy.act(features, seen))

@@ -23,10 +23,13 @@ import numpy as np
 
 from vanco_pk.targets import COVARIATES, CREATININE, DOSE_GRID_MG, FEATURES, LEVEL, dose_to_grid_index
 
-__all__ = ["N_DOSES", "DosingPolicy", "grid_index", "policy_seeds"]
+__all__ = ["CHART_KEYS", "N_DOSES", "DosingPolicy", "grid_index", "policy_seeds"]
 
 #: Number of dose-grid levels (0, 250, ..., 3000 mg).
 N_DOSES = len(DOSE_GRID_MG)
+#: What a chart shows of each decision, the ``info`` keys a non-oracle policy may read: when,
+#: whether a trough was drawn, and a peak drawn in the interval that just ended.
+CHART_KEYS: tuple[str, ...] = ("time_h", "level_measured", "peak_measured", "peak_level", "peak_offset_h")
 _GRID_TOLERANCE_MG = 1e-6
 _CAPACITY = 16
 
