@@ -83,3 +83,22 @@ def test_a_preset_with_a_local_prior_fits_it_on_the_training_table_and_saves_it(
     # New data is converted through the saved prior, not refitted and not Goti's.
     again = convert_like(faster_clearance, "continuous", loaded.conversion)
     assert again.population_model == loaded.population_model
+
+
+def test_the_environment_and_model_env_build_pk_features_on_the_given_prior():
+    from vanco_pk.env import VancoPKEnv
+
+    from vanco_offline.rollout import model_env
+
+    index = VancoPKEnv(pk_features=True).observation_names.index("pk_cl_map")
+    published, _ = VancoPKEnv(pk_features=True).reset(seed=5)
+    local, _ = VancoPKEnv(pk_features=True, pk_model={"cl": 9.0}).reset(seed=5)
+    assert local[index] / published[index] == pytest.approx(2.0, rel=1e-4)  # before any level: typical CL
+    names = ("vanco_level", "creatinine", "pk_cl_map")
+    env = model_env(names, pk_model=model_with({"cl": 9.0}), reward="exposure")
+    obs, _ = env.reset(seed=5)
+    plain, _ = model_env(names, reward="exposure").reset(seed=5)
+    # The model's columns are rebuilt from the chart's rounded values, as the converter does.
+    assert obs[2] / plain[2] == pytest.approx(2.0, rel=1e-4)
+    assert obs[2] == pytest.approx(local[index], rel=0.02)
+    assert env.unwrapped.pk_model.cl == 9.0  # the exposure reward's tracker shares the prior

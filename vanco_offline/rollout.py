@@ -399,7 +399,8 @@ def model_env(
 
     if action not in ("continuous", "discrete"):
         raise ValueError(f"action must be 'continuous' or 'discrete', got {action!r}")
-    env = (VancoPKDiscreteEnv if action == "discrete" else VancoPKEnv)(**env_options)
+    # The environment's own tracker (for the exposure reward) shares the model's prior.
+    env = (VancoPKDiscreteEnv if action == "discrete" else VancoPKEnv)(pk_model=pk_model, **env_options)
     return ModelObservation(env, observation_names, pk_model)
 
 

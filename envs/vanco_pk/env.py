@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
@@ -24,6 +25,8 @@ from vanco_pk.patients import (
     Patients,
     get_misspecification,
 )
+from vanco_pk.pk import GOTI_2018, GotiModel
+from vanco_pk.population import model_with
 from vanco_pk.render import RENDER_MODES, EpisodeTrace
 from vanco_pk.scenario import Scenario, get_scenario
 from vanco_pk.simulator import EXTENDED_FEATURES, LEVEL_REPORT_MAX, BatchSimulator, SimulatorConfig
@@ -65,10 +68,11 @@ def observation_space(
     return spaces.Box(np.array(low, np.float32), np.array(high, np.float32), dtype=np.float32)
 
 
-def make_tracker(config: SimulatorConfig) -> ExposureTracker:
-    """The exposure tracker of an environment (the dose rule repeats every decision interval)."""
+def make_tracker(config: SimulatorConfig, model: GotiModel = GOTI_2018) -> ExposureTracker:
+    """The exposure tracker of an environment (the dose rule repeats every decision interval),
+    with ``model`` as its population prior."""
     h = config.decision_interval_h
-    return ExposureTracker(interval_h=h, horizon_h=max(24.0, h))
+    return ExposureTracker(interval_h=h, horizon_h=max(24.0, h), model=model)
 
 
 def observe_chart(tracker: ExposureTracker, sim: BatchSimulator) -> None:
@@ -224,6 +228,10 @@ class VancoPKEnv(gym.Env[np.ndarray, np.ndarray]):
         come from a model that differs from Goti 2018, which policies assume.
     extended_obs : add covariates, hours since the last level and the last dose.
     pk_features : add the exposure tracker's three features (after the extended columns).
+    pk_model : the exposure tracker's population prior (``pk_features`` and the ``exposure``
+        reward): ``None`` for Goti 2018, a :class:`vanco_pk.pk.GotiModel`, or a dict of its
+        fields to replace (:func:`vanco_pk.population.model_with`; e.g. a model refitted to a
+        hospital's levels, as a trained model's conversion options record it).
     reward : ``"default"``, ``"seed"`` or ``"exposure"``.
     patients : fixed patients instead of drawn ones: :class:`vanco_pk.patients.Patients`
         (everything fixed; only the measurement and sign noise vary with the seed) or
@@ -273,6 +281,7 @@ class VancoPKEnv(gym.Env[np.ndarray, np.ndarray]):
         infection_params: InfectionParams = DEFAULT_INFECTION,
         render_mode: str | None = None,
         scenario: Scenario | str | dict | None = "icu",
+        pk_model: GotiModel | Mapping[str, float] | None = None,
     ):
         self.config = SimulatorConfig(
             decision_interval_h=float(decision_interval_h),
@@ -291,6 +300,7 @@ class VancoPKEnv(gym.Env[np.ndarray, np.ndarray]):
         self._reward = get_reward_function(reward)
         # The tracker runs for the PK features and for a reward that scores its AUC estimate.
         self.tracks_exposure = self.pk_features or reward in AUC_REWARDS
+        self.pk_model = pk_model if isinstance(pk_model, GotiModel) else model_with(pk_model)
         self.fixed_patients = _check_patients(patients)
         names = EXTENDED_FEATURES if self.extended_obs else FEATURES
         self.observation_names = (*names, *PK_FEATURES) if self.pk_features else names
@@ -301,7 +311,7 @@ class VancoPKEnv(gym.Env[np.ndarray, np.ndarray]):
         self.render_mode = render_mode
         self._trace = EpisodeTrace(self.config.decision_interval_h) if render_mode is not None else None
         self._sim = BatchSimulator(1, self.config)
-        self._tracker = make_tracker(self.config) if self.tracks_exposure else None
+        self._tracker = make_tracker(self.config, self.pk_model) if self.tracks_exposure else None
         self._started = False
 
     def _make_action_space(self) -> spaces.Space:

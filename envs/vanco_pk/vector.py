@@ -74,7 +74,7 @@ class VancoPKVectorEnv(VectorEnv):
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.render_mode = None
         self._sim = template._sim.__class__(self.num_envs, self.config)
-        self._tracker = make_tracker(self.config) if template.tracks_exposure else None
+        self._tracker = make_tracker(self.config, template.pk_model) if template.tracks_exposure else None
         self._rngs: list[np.random.Generator] | None = None
         self._done = np.zeros(self.num_envs, dtype=bool)
 
