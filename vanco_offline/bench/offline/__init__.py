@@ -11,7 +11,7 @@ and the verdicts against the clinician, MIPD and d3rlpy's baselines
 guide (expectile, temperature, learning rate) through Ray Tune instead.
 
 Sizes: ``--quick`` (medium-small, all 17 policies x 5 seeds, 1,000 steps, 200 patients)
-and the default (6 datasets, 5,000 steps, 500 patients); ``docs/benchmark.md`` gives the
+and the default (6 datasets, 1,000 steps, 300 patients); ``docs/benchmark.md`` gives the
 measured wall times and the size that was run.
 Results go to ``--out`` (default ``d3rlpy_logs/bench/offline``): ``results.json`` (every
 cell), ``table.md`` and ``attainment.png``.
@@ -43,7 +43,7 @@ from vanco_offline.bench.offline.variants import REWARD_VARIANTS
 DEFAULT_OUT = Path("d3rlpy_logs") / "bench" / "offline"
 #: Validation patients for --tune: not the test patients of the benchmark table.
 TUNE_EVAL_SEED = VALIDATION_SEED
-#: Rows that train on their own preset's data (the seed's), not on the run's data variant.
+#: Rows that train on their own preset's data (seven features, ``seed`` reward), not the run's variant.
 SEED_ROWS = ("VancoIQL (base)", "VancoIQL (seed)")
 
 QUICK = {
@@ -53,8 +53,7 @@ QUICK = {
     "eval_patients": 200,
     "ope_steps": 1000,
 }
-# The size measured here (docs/benchmark.md: 14 policies x 6 datasets x 5 seeds in 47 min on 2
-# cores); 5,000 steps were not better in a single-seed check and take 3-5x longer.
+# The size of the reported tables (docs/benchmark.md gives its wall time, and why not 5,000 steps).
 FULL = {
     "datasets": list(DATASETS),
     "sizes": list(SIZES),
@@ -120,8 +119,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="default",
         help="train every learned algorithm on the data a preset asks for (its data.covariates, last_dose, "
         "pk_features and an 'exposure' reward; default: the default preset's), seven_features for the "
-        "seed's observation and trough reward; the flags above add to it. The seed and base rows always "
-        "train on their own preset's data",
+        "seven-feature observation and trough reward; the flags above add to it. The seed and base rows "
+        "always train on their own preset's data",
     )
     parser.add_argument(
         "--merge",
@@ -143,7 +142,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tune",
         action="store_true",
-        help="run the seed's tuning guide (expectile x temperature x lr) for VancoIQL in Ray Tune instead",
+        help="run the tuning grid (expectile x temperature x lr) for VancoIQL in Ray Tune instead",
     )
     parser.add_argument(
         "--tune-storage",
@@ -183,7 +182,7 @@ def data_variant(args: argparse.Namespace) -> dict[str, object]:
                 raise ValueError(
                     f"--data-preset {name} trains on the 'exposure' reward; --reward-variant "
                     f"{args.reward_variant} asks for another (add --data-preset seven_features to try a "
-                    "candidate reward on the seed's observation)"
+                    "candidate reward on the seven-feature observation)"
                 )
             # An exposure-* candidate keeps the preset's observation and changes the AUC term.
             if not args.reward_variant.startswith("exposure-"):
@@ -195,7 +194,7 @@ def build_tasks(args: argparse.Namespace) -> list[CellTask]:
     """The grid's cells, in report order: dataset by dataset, algorithm by algorithm, seed by seed."""
     size = QUICK if args.quick else FULL
     if args.seeds < 1:
-        raise ValueError(f"--seeds {args.seeds}: give at least 1 (the issue asks for >= 5)")
+        raise ValueError(f"--seeds {args.seeds}: give at least 1 (the reported tables use 5)")
     if args.ope_seeds < 0:
         raise ValueError(f"--ope-seeds {args.ope_seeds} must be >= 0")
     datasets = args.datasets or size["datasets"]
@@ -218,8 +217,8 @@ def build_tasks(args: argparse.Namespace) -> list[CellTask]:
             for algo in algos:
                 for seed in range(args.seeds):
                     # Reference policies carry the variant too: their OPE runs on the learned
-                    # rows' data and reward (their rollouts do not use it). The seed's rows
-                    # reproduce the seed: its observation and reward, whatever the run's.
+                    # rows' data and reward (their rollouts do not use it). The seed and base
+                    # rows keep their presets' observation and reward, whatever the run's.
                     data = {} if algo in SEED_ROWS else variant
                     fields = _fields_of(algo, overrides)
                     tasks.append(
