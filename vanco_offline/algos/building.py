@@ -1,8 +1,8 @@
 """What VancoIQL and DiscreteVancoIQL build alike: twin Q and its target, V, both optimizers, the impl.
 
 Only the policy, the Q-function family (continuous or over the dose grid) and the impl's own
-option differ; the rest is built here, in d3rlpy's IQL order (policy first, then Q, target Q, V), so that the
-same seed gives VancoIQL the same initial weights as d3rlpy's IQL.
+option differ; the rest is built here, in d3rlpy's IQL order (policy first, then Q, target
+Q, V), so that the same seed gives VancoIQL the same initial weights as d3rlpy's IQL.
 """
 
 from __future__ import annotations

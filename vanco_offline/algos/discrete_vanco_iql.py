@@ -6,32 +6,29 @@ import dataclasses
 
 import numpy as np
 from d3rlpy.algos.qlearning.base import QLearningAlgoBase
-from d3rlpy.base import DeviceArg, LearnableConfig
+from d3rlpy.base import DeviceArg
 from d3rlpy.constants import ActionSpace
 from d3rlpy.dataset import ReplayBufferBase
 from d3rlpy.models.builders import create_categorical_policy, create_discrete_q_function
-from d3rlpy.models.encoders import EncoderFactory, make_encoder_field
-from d3rlpy.optimizers import OptimizerFactory
 from d3rlpy.types import NDArray, Observation, Shape
 
 from vanco_offline.algos._validation import check_iql_options
 from vanco_offline.algos.building import create_iql_impl
 from vanco_offline.algos.export import PolicyExportMixin
 from vanco_offline.algos.fitting import FastFitMixin, check_finite
-from vanco_offline.algos.optimizers import fused_adam_field
 from vanco_offline.algos.sampler import FlatTransitions
 from vanco_offline.algos.torch.discrete_vanco_iql_impl import (
     DECISION_RULES,
     DiscreteVancoIQLImpl,
     DiscreteVancoIQLModules,
 )
-from vanco_offline.algos.vanco_iql import predict_state_value, scaled_observation
+from vanco_offline.algos.vanco_iql import IQLOptions, predict_state_value, scaled_observation
 
 __all__ = ["DiscreteVancoIQL", "DiscreteVancoIQLConfig"]
 
 
 @dataclasses.dataclass()
-class DiscreteVancoIQLConfig(LearnableConfig):
+class DiscreteVancoIQLConfig(IQLOptions):
     r"""Implicit Q-learning over a discrete dose grid (d3rlpy has no discrete IQL).
 
     Twin Q over the dose levels, each regressed on :math:`r + \gamma V(s')` at the logged
@@ -55,22 +52,6 @@ class DiscreteVancoIQLConfig(LearnableConfig):
         (measured in docs/benchmark.md).
     """
 
-    actor_learning_rate: float = 3e-4
-    critic_learning_rate: float = 3e-4
-    actor_optim_factory: OptimizerFactory = fused_adam_field()  # noqa: RUF009  (d3rlpy field factory)
-    critic_optim_factory: OptimizerFactory = fused_adam_field()  # noqa: RUF009  (d3rlpy field factory)
-    actor_encoder_factory: EncoderFactory = make_encoder_field()  # noqa: RUF009  (d3rlpy field factory)
-    critic_encoder_factory: EncoderFactory = make_encoder_field()  # noqa: RUF009  (d3rlpy field factory)
-    value_encoder_factory: EncoderFactory = make_encoder_field()  # noqa: RUF009  (d3rlpy field factory)
-    batch_size: int = 256
-    gamma: float = 0.99
-    tau: float = 0.005
-    n_critics: int = 2
-    expectile: float = 0.7
-    weight_temp: float = 3.0
-    max_weight: float = 100.0
-    normalize_advantage: bool = False
-    self_normalize_weights: bool = False
     decision_rule: str = "mean"
 
     def __post_init__(self) -> None:

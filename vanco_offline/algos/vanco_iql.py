@@ -36,7 +36,29 @@ _ACTION_BOUND_TOL = 1e-5
 
 
 @dataclasses.dataclass()
-class VancoIQLConfig(LearnableConfig):
+class IQLOptions(LearnableConfig):
+    """The options VancoIQLConfig and DiscreteVancoIQLConfig share (documented in VancoIQLConfig)."""
+
+    actor_learning_rate: float = 3e-4
+    critic_learning_rate: float = 3e-4
+    actor_optim_factory: OptimizerFactory = fused_adam_field()  # noqa: RUF009  (d3rlpy field factory)
+    critic_optim_factory: OptimizerFactory = fused_adam_field()  # noqa: RUF009  (d3rlpy field factory)
+    actor_encoder_factory: EncoderFactory = make_encoder_field()  # noqa: RUF009  (d3rlpy field factory)
+    critic_encoder_factory: EncoderFactory = make_encoder_field()  # noqa: RUF009  (d3rlpy field factory)
+    value_encoder_factory: EncoderFactory = make_encoder_field()  # noqa: RUF009  (d3rlpy field factory)
+    batch_size: int = 256
+    gamma: float = 0.99
+    tau: float = 0.005
+    n_critics: int = 2
+    expectile: float = 0.7
+    weight_temp: float = 3.0
+    max_weight: float = 100.0
+    normalize_advantage: bool = False
+    self_normalize_weights: bool = False
+
+
+@dataclasses.dataclass()
+class VancoIQLConfig(IQLOptions):
     r"""Implicit Q-learning (Kostrikov et al. 2021) for continuous doses.
 
     The update of d3rlpy's ``IQLConfig`` (twin Q by TD regression to
@@ -88,26 +110,10 @@ class VancoIQLConfig(LearnableConfig):
         Off only in the ``seed`` preset, which reproduces training on unscaled doses.
     """
 
-    actor_learning_rate: float = 3e-4
-    critic_learning_rate: float = 3e-4
-    actor_optim_factory: OptimizerFactory = fused_adam_field()  # noqa: RUF009  (d3rlpy field factory)
-    critic_optim_factory: OptimizerFactory = fused_adam_field()  # noqa: RUF009  (d3rlpy field factory)
-    actor_encoder_factory: EncoderFactory = make_encoder_field()  # noqa: RUF009  (d3rlpy field factory)
-    critic_encoder_factory: EncoderFactory = make_encoder_field()  # noqa: RUF009  (d3rlpy field factory)
-    value_encoder_factory: EncoderFactory = make_encoder_field()  # noqa: RUF009  (d3rlpy field factory)
-    batch_size: int = 256
-    gamma: float = 0.99
-    tau: float = 0.005
-    n_critics: int = 2
-    expectile: float = 0.7
-    weight_temp: float = 3.0
-    max_weight: float = 100.0
     policy_head: str = "tanh_mean"
     min_logstd: float = -5.0
     max_logstd: float = 2.0
     state_dependent_std: bool = False
-    normalize_advantage: bool = False
-    self_normalize_weights: bool = False
     check_action_bounds: bool = True
 
     def __post_init__(self) -> None:
