@@ -22,7 +22,7 @@ from vanco_offline.algos.torch.discrete_vanco_iql_impl import (
     DiscreteVancoIQLImpl,
     DiscreteVancoIQLModules,
 )
-from vanco_offline.algos.vanco_iql import IQLOptions, predict_state_value, scaled_observation
+from vanco_offline.algos.vanco_iql import IQLOptions, StateValueMixin, scaled_observation
 
 __all__ = ["DiscreteVancoIQL", "DiscreteVancoIQLConfig"]
 
@@ -76,7 +76,10 @@ class DiscreteVancoIQLConfig(IQLOptions):
 
 
 class DiscreteVancoIQL(
-    PolicyExportMixin, FastFitMixin, QLearningAlgoBase[DiscreteVancoIQLImpl, DiscreteVancoIQLConfig]
+    StateValueMixin,
+    PolicyExportMixin,
+    FastFitMixin,
+    QLearningAlgoBase[DiscreteVancoIQLImpl, DiscreteVancoIQLConfig],
 ):
     def inner_create_impl(self, observation_shape: Shape, action_size: int) -> None:
         cfg = self._config
@@ -100,10 +103,6 @@ class DiscreteVancoIQL(
 
     def get_action_type(self) -> ActionSpace:
         return ActionSpace.DISCRETE
-
-    def predict_state_value(self, x: Observation) -> NDArray:
-        """V(s) of the expectile value network for a batch of observations, shape (batch,)."""
-        return predict_state_value(self, x)
 
     def predict_action_probabilities(self, x: Observation) -> NDArray:
         """The policy's probability of each dose level for a batch of observations, (batch, levels)."""

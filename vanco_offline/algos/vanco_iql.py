@@ -135,7 +135,19 @@ class VancoIQLConfig(IQLOptions):
         return "vanco_iql"
 
 
-class VancoIQL(PolicyExportMixin, FastFitMixin, QLearningAlgoBase[VancoIQLImpl, VancoIQLConfig]):
+class StateValueMixin:
+    """``predict_state_value`` of a VancoIQL-family algorithm (its impl has a value network)."""
+
+    def predict_state_value(self, x: Observation) -> NDArray:
+        """V(s) of the expectile value network for a batch of observations, shape (batch,)."""
+        torch_x = scaled_observation(self, x)  # raises before the networks exist
+        with torch.no_grad():
+            return self.impl.predict_state_value(torch_x).cpu().numpy()  # type: ignore[attr-defined]
+
+
+class VancoIQL(
+    StateValueMixin, PolicyExportMixin, FastFitMixin, QLearningAlgoBase[VancoIQLImpl, VancoIQLConfig]
+):
     #: The impl built by ``inner_create_impl`` (a subclass may change the policy's loss).
     _impl_class: type[VancoIQLImpl] = VancoIQLImpl
 
@@ -176,10 +188,6 @@ class VancoIQL(PolicyExportMixin, FastFitMixin, QLearningAlgoBase[VancoIQLImpl, 
     def get_action_type(self) -> ActionSpace:
         return ActionSpace.CONTINUOUS
 
-    def predict_state_value(self, x: Observation) -> NDArray:
-        """V(s) of the expectile value network for a batch of observations, shape (batch,)."""
-        return predict_state_value(self, x)
-
     def _check_training_data(self, flat: FlatTransitions, dataset: ReplayBufferBase) -> None:
         check_finite(flat, "VancoIQL")
         if not self._config.check_action_bounds:
@@ -197,12 +205,6 @@ class VancoIQL(PolicyExportMixin, FastFitMixin, QLearningAlgoBase[VancoIQLImpl, 
                 "Pass action_scaler=MinMaxActionScaler(minimum=[0.0], maximum=[3000.0]) (the "
                 "clinical dose bounds), or set check_action_bounds=False to train on them anyway"
             )
-
-
-def predict_state_value(algo: Any, x: Observation) -> NDArray:
-    """V(s) for a batch of observations, applying the algorithm's observation scaler."""
-    with torch.no_grad():
-        return algo.impl.predict_state_value(scaled_observation(algo, x)).cpu().numpy()
 
 
 def scaled_observation(algo: Any, x: Observation) -> torch.Tensor:
