@@ -163,13 +163,36 @@ def _hidden(text: str) -> tuple[int, ...]:
 
 def data_variant(args: argparse.Namespace) -> dict[str, object]:
     """The training data of every learned algorithm: the flags, plus a preset's data section."""
+    return preset_variant(
+        getattr(args, "data_preset", None),
+        covariates=args.covariates,
+        reward_variant=args.reward_variant,
+        last_dose=args.last_dose,
+        pk_features=getattr(args, "pk_features", False),
+    )
+
+
+def preset_variant(
+    name: str | None,
+    covariates: bool = False,
+    reward_variant: str = "project",
+    last_dose: bool = False,
+    pk_features: bool = False,
+) -> dict[str, object]:
+    """:class:`CellTask`'s data fields for preset ``name``'s data (None: the flags alone), with the
+    flags added to it.
+
+    Raises
+    ------
+    ValueError
+        ``reward_variant`` is a trough candidate and the preset trains on the ``exposure`` reward.
+    """
     variant: dict[str, object] = {
-        "covariates": args.covariates,
-        "reward_variant": args.reward_variant,
-        "last_dose": args.last_dose,
-        "pk_features": getattr(args, "pk_features", False),
+        "covariates": covariates,
+        "reward_variant": reward_variant,
+        "last_dose": last_dose,
+        "pk_features": pk_features,
     }
-    name = getattr(args, "data_preset", None)
     if name:
         from vanco_offline.configs import load_preset
 
@@ -178,14 +201,14 @@ def data_variant(args: argparse.Namespace) -> dict[str, object]:
         variant["last_dose"] = variant["last_dose"] or data.last_dose
         variant["pk_features"] = variant["pk_features"] or data.pk_features
         if data.reward == "exposure":
-            if args.reward_variant != "project" and not args.reward_variant.startswith("exposure"):
+            if reward_variant != "project" and not reward_variant.startswith("exposure"):
                 raise ValueError(
                     f"--data-preset {name} trains on the 'exposure' reward; --reward-variant "
-                    f"{args.reward_variant} asks for another (add --data-preset seven_features to try a "
+                    f"{reward_variant} asks for another (add --data-preset seven_features to try a "
                     "candidate reward on the seven-feature observation)"
                 )
             # An exposure-* candidate keeps the preset's observation and changes the AUC term.
-            if not args.reward_variant.startswith("exposure-"):
+            if not reward_variant.startswith("exposure-"):
                 variant["reward_variant"] = "exposure"
     return variant
 
