@@ -14,8 +14,8 @@ from d3rlpy.types import NDArray, Observation, Shape
 
 from vanco_offline.algos._validation import check_iql_options
 from vanco_offline.algos.building import create_iql_impl
-from vanco_offline.algos.export import PolicyExportMixin
 from vanco_offline.algos.fitting import FastFitMixin, check_finite
+from vanco_offline.algos.onnx_export import PolicyExportMixin
 from vanco_offline.algos.sampler import FlatTransitions
 from vanco_offline.algos.torch.discrete_vanco_iql_impl import (
     DECISION_RULES,
