@@ -1,11 +1,11 @@
-"""Analysis of a training run, replacing the seed's analysis.ipynb.
+"""Analysis of a training run: training diagnostics beside off-policy estimates and the truth.
 
-The seed judged a run by its training diagnostics alone (greedy-policy Q, mean V, Monte-Carlo
-return, mean reward, relative improvement). This script shows those diagnostics next to what
-they cannot tell: an off-policy estimate with its interval and diagnostics, and, because the
-data come from the simulator, the true value of the same policy. It does so for the seed's
-hyperparameters (the `base` preset, already fixed for scaling) and for the project's
-`default` preset, then writes the figures of the recommended model.
+The training diagnostics (greedy-policy Q, mean V, Monte-Carlo return, mean reward, relative
+improvement; ``vanco_offline.algos.evaluators``) are shown next to what they cannot tell: an
+off-policy estimate with its interval and diagnostics, and, because the data come from the
+simulator, the true value of the same policy. It does so for the `base` preset (the `seed`
+preset's hyperparameters with scaled doses) and the `default` preset, then writes the
+figures of the recommended model.
 """
 
 import argparse
@@ -51,14 +51,14 @@ for preset_name in ("base", "default"):
     if preset_name == "default":
         figures = write_plots(run.model, Path(run.log_dir), log_dir=run.log_dir, table=table)
 
-print("\nThe seed's diagnostics beside what they are meant to predict (discounted return, gamma 0.99):")
+print("\nTraining diagnostics beside what they are meant to predict (discounted return, gamma 0.99):")
 print("| preset | " + " | ".join(DIAGNOSTICS) + " | FQE | WDR | true value |")
 print("|---|" + "---|" * (len(DIAGNOSTICS) + 3))
 for name, metrics, report in rows:
     cells = [f"{metrics[d]:.3f}" for d in DIAGNOSTICS]
     estimates = [f"{report.value(e):.2f}" for e in ("fqe", "wdr")]
     print(f"| {name} | " + " | ".join(cells + estimates) + f" | {report.truth.value:.2f} |")
-print("\n'base' trains on the seed's all-negative reward, so its row is on another scale: compare each")
+print("\n'base' trains on the all-negative 'seed' reward, so its row is on another scale: compare each")
 print("diagnostic with its own row's truth, not across rows. Figures of the default model:")
 for path in figures:
     print(f"  {path}")

@@ -20,7 +20,7 @@ data = convert(table, "continuous", fill_unmeasured_level=True)  # one MDPDatase
 print(data.report)
 
 scalers = fit_scalers(data)  # standardised observations; doses scaled by the clinical 0-3000 mg bounds
-network = d3rlpy.models.VectorEncoderFactory([32, 32])  # the seed's size: 7 inputs, a few thousand steps
+network = d3rlpy.models.VectorEncoderFactory([32, 32])  # small: 7 inputs, a few thousand steps
 iql = VancoIQLConfig(
     observation_scaler=scalers.observation_scaler,
     action_scaler=scalers.action_scaler,

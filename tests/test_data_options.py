@@ -1,11 +1,14 @@
 """ConversionOptions: one specification, written to and read from JSON without loss."""
 
+import dataclasses
+import inspect
 import json
 
+import pandas as pd
 import pytest
 
 from vanco_offline.configs import available_presets, load_preset
-from vanco_offline.data import CarryForward, ConversionOptions
+from vanco_offline.data import CarryForward, ConversionOptions, convert, observation_table
 from vanco_offline.training import conversion_kwargs, conversion_options
 
 
@@ -26,11 +29,23 @@ def test_options_survive_a_json_round_trip():
     assert ConversionOptions.from_dict(saved, action="discrete") == options
 
 
+def test_converts_keywords_are_the_options_fields_with_the_same_defaults():
+    # convert(table, action, **keywords) is a thin wrapper of convert_with(table, ConversionOptions):
+    # its keyword list must not drift from the one specification.
+    params = inspect.signature(convert).parameters
+    keywords = {n: p.default for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    fields = {f.name: f.default for f in dataclasses.fields(ConversionOptions)}
+    assert params["action"].default == fields.pop("action")
+    assert keywords == fields
+
+
 def test_an_unknown_key_is_named():
     with pytest.raises(ValueError, match=r"unknown ConversionOptions field\(s\) \['pk_feature'\]"):
         ConversionOptions.from_dict({"pk_feature": True})
     with pytest.raises(ValueError, match="unknown CarryForward"):
         ConversionOptions.from_dict({"impute": {"max_age": 3}})
+    with pytest.raises(ValueError, match=r"\['pk_feature'\]"):
+        observation_table(pd.DataFrame(), pk_feature=True)
 
 
 @pytest.mark.parametrize("name", available_presets())

@@ -1,12 +1,13 @@
 """Every preset's model acts in the simulator on its own columns (d3rlpy's EnvironmentEvaluator works)."""
 
+import gymnasium as gym
 import numpy as np
 import pytest
 from d3rlpy.metrics import EnvironmentEvaluator
 from vanco_pk.env import VancoPKEnv
 
 from vanco_offline.configs import available_presets, build_algo, load_preset
-from vanco_offline.data import convert, generate_cohort
+from vanco_offline.data import convert, convert_with, generate_cohort
 from vanco_offline.rollout import model_env
 from vanco_offline.training import conversion_options
 
@@ -30,10 +31,15 @@ def test_the_default_models_columns_are_not_the_plain_envs(cohort):
 @pytest.mark.parametrize("name", available_presets())
 def test_environment_evaluator_scores_every_presets_model(cohort, name):
     preset = load_preset(name)
-    result = convert(cohort, preset.data.action, **conversion_options(preset))
+    options = preset.data.conversion_options()
+    result = convert_with(cohort, options)
     algo = build_algo(preset, result.dataset)
     algo.build_with_dataset(result.dataset)
-    env = model_env(result.observation_names, preset.data.action, reward=preset.data.reward, **OPTIONS)
+    # The preset's conversion alone gives the environment: its columns, action and reward.
+    env = model_env(options, **OPTIONS)
+    assert env.observation_names == result.observation_names
+    assert env.unwrapped.reward_name == options.reward
+    assert isinstance(env.action_space, gym.spaces.Discrete) == (options.action == "discrete")
     obs, _ = env.reset(seed=0)
     assert obs.shape == algo.impl.observation_shape and obs.dtype == np.float32
     score = EnvironmentEvaluator(env, n_trials=1)(algo, result.dataset)

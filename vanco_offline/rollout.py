@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
@@ -49,6 +49,9 @@ from vanco_pk.targets import (
 from vanco_pk.vector import VancoPKVectorEnv
 
 from vanco_offline.data.schema import LAST_DOSE, LEVEL_INDICATOR
+
+if TYPE_CHECKING:
+    from vanco_offline.data.options import ConversionOptions
 
 __all__ = [
     "EvalPatients",
@@ -376,32 +379,57 @@ class ModelObservation(gym.Wrapper):
 
 
 def model_env(
-    observation_names: Sequence[str],
-    action: str = "continuous",
-    pk_model: GotiModel = GOTI_2018,
+    observation: Sequence[str] | ConversionOptions,
+    action: str | None = None,
+    pk_model: GotiModel | None = None,
     **env_options: Any,
 ) -> ModelObservation:
-    """The simulator as a Gymnasium environment for a model with these observation columns.
+    """The simulator as a Gymnasium environment that emits a model's observation.
+
+    This is the one mapping from a conversion to the environment: the environment's own
+    ``extended_obs`` / ``pk_features`` flags give the simulator's chart, not a model's
+    columns, and are refused here.
 
     Parameters
     ----------
-    observation_names : sequence of str
-        The model's columns (``TrainedModel.observation_names``, ``ConversionResult.observation_names``).
-    action : {"continuous", "discrete"}
+    observation : ConversionOptions or sequence of str
+        The model's conversion (a preset's ``DataSpec.conversion_options()``, a saved model's
+        ``ConversionOptions.from_dict(model.conversion)``): its columns for the simulator's
+        chart (:func:`vanco_offline.data.observations.observation_names`, every covariate
+        present), its action kind and its reward. Or the model's columns themselves
+        (``TrainedModel.observation_names``, ``ConversionResult.observation_names``).
+    action : {"continuous", "discrete"}, optional
         Dose in mg (:class:`~vanco_pk.env.VancoPKEnv`) or a dose-grid index
-        (:class:`~vanco_pk.env.VancoPKDiscreteEnv`), as the model acts.
-    pk_model : GotiModel
-        The population prior of the PK features (``ConversionOptions.population_model``).
+        (:class:`~vanco_pk.env.VancoPKDiscreteEnv`), as the model acts; default the
+        conversion's, else continuous.
+    pk_model : GotiModel, optional
+        The population prior of the PK features and of the environment's exposure reward;
+        default the conversion's (``ConversionOptions.population_model``), else Goti 2018.
     **env_options
-        Options of the environment (scenario, reward, noise, interval, ...).
+        Options of the environment (scenario, noise, interval, ...); ``reward`` defaults to
+        the conversion's reward when it names one.
     """
     from vanco_pk.env import VancoPKDiscreteEnv, VancoPKEnv
 
+    from vanco_offline.data.options import ConversionOptions
+
+    if isinstance(observation, ConversionOptions):
+        from vanco_offline.data.observations import observation_names
+
+        names = observation_names(observation, (*FEATURES, *COVARIATES))
+        action = observation.action if action is None else action
+        pk_model = observation.population_model if pk_model is None else pk_model
+        if observation.reward is not None:
+            env_options.setdefault("reward", observation.reward)
+    else:
+        names = tuple(observation)
+    action = "continuous" if action is None else action
     if action not in ("continuous", "discrete"):
         raise ValueError(f"action must be 'continuous' or 'discrete', got {action!r}")
+    pk_model = GOTI_2018 if pk_model is None else pk_model
     # The environment's own tracker (for the exposure reward) shares the model's prior.
     env = (VancoPKDiscreteEnv if action == "discrete" else VancoPKEnv)(pk_model=pk_model, **env_options)
-    return ModelObservation(env, observation_names, pk_model)
+    return ModelObservation(env, names, pk_model)
 
 
 def _batch_of_one(info: Mapping[str, Any]) -> dict[str, Any]:

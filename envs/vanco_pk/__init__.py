@@ -77,7 +77,7 @@ def _register() -> None:
 
 _register()
 
-# Reference dosing policies (issue 4), appended to the exports above.
+# Reference dosing policies, appended to the exports above.
 from vanco_pk.policies import make_policy  # noqa: E402 - after the env registration
 
 __all__ += ["make_policy"]

@@ -182,7 +182,7 @@ class VancoPKEnv(gym.Env[np.ndarray, np.ndarray]):
     :data:`vanco_pk.targets.DOSE_GRID_MG` (0, 250, ..., 3000 mg).
 
     ## Reward
-    ``targets.reward(raw_obs, dose, raw_next_obs)`` (or the seed's reward with
+    ``targets.reward(raw_obs, dose, raw_next_obs)`` (or ``targets.seed_reward`` with
     ``reward="seed"``), computed on the raw observations whose level is NaN while never
     measured (no exposure term then): about +1 for a level in 10-20 mg/L, penalties for low
     and toxic levels and for creatinine rises, +0.25 for WBC and temperature improving.

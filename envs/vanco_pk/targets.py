@@ -182,13 +182,13 @@ SEED_CREATININE_GOAL = 1.0
 
 
 def seed_reward(observation: np.ndarray, dose_mg: np.ndarray, next_observation: np.ndarray) -> np.ndarray:
-    """The seed project's error-based reward, kept to reproduce its failure.
+    """The ``seed`` reward: an error-based reward, kept to reproduce the ``seed`` preset.
 
     ``-(|L' - 15| / 15 + |SCr' - 1.0|)``: the negative distance of the next trough from 15 mg/L
     and of the next creatinine from 1 mg/dL. It is never positive, so every step looks bad
-    and a value-based learner finds no dose that earns anything; combined with a learned Q
-    that extrapolates upward in dose this drove the seed's greedy policy to the maximum dose.
-    A never-measured level counts as 0 mg/L (the seed filled missing levels with zeros).
+    and a value-based learner finds no dose that earns anything; with a learned Q that
+    extrapolates upward in dose, the greedy policy goes to the maximum dose.
+    A never-measured level counts as 0 mg/L (missing levels filled with zeros).
     """
     obs = np.asarray(observation, dtype=np.float64)
     nxt = np.asarray(next_observation, dtype=np.float64)

@@ -23,7 +23,7 @@ from vanco_offline.algos.evaluators import (
     PolicyImprovementEvaluator,
     standard_evaluators,
 )
-from vanco_offline.algos.export import save_policy_onnx
+from vanco_offline.algos.onnx_export import save_policy_onnx
 from vanco_offline.algos.optimizers import FusedAdamFactory
 from vanco_offline.algos.residual_iql import ResidualVancoIQL, ResidualVancoIQLConfig
 from vanco_offline.algos.sampler import FastReplayBuffer, FlatTransitions

@@ -1,8 +1,8 @@
-"""What VancoIQL and DiscreteVancoIQL build alike: twin Q and its target, V, both optimizers.
+"""What VancoIQL and DiscreteVancoIQL build alike: twin Q and its target, V, both optimizers, the impl.
 
-Only the policy and the Q-function family (continuous or over the dose grid) differ; the
-rest is built here, in d3rlpy's IQL order (policy first, then Q, target Q, V), so that the
-same seed gives VancoIQL the same initial weights as d3rlpy's IQL.
+Only the policy, the Q-function family (continuous or over the dose grid) and the impl's own
+option differ; the rest is built here, in d3rlpy's IQL order (policy first, then Q, target
+Q, V), so that the same seed gives VancoIQL the same initial weights as d3rlpy's IQL.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from d3rlpy.models.q_functions import MeanQFunctionFactory
 from d3rlpy.types import Shape
 
 from vanco_offline.algos.torch.common import AdvantageWeighting
+from vanco_offline.algos.torch.graph import make_capturable
 
-__all__ = ["IQLCritics", "advantage_weighting", "create_iql_critics"]
+__all__ = ["IQLCritics", "advantage_weighting", "create_iql_critics", "create_iql_impl"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +87,51 @@ def create_iql_critics(
     return IQLCritics(
         q_funcs, q_func_forwarder, targ_q_funcs, targ_q_func_forwarder, value_func, actor_optim, critic_optim
     )
+
+
+def create_iql_impl(
+    algo: Any,
+    policy: Any,
+    observation_shape: Shape,
+    action_size: int,
+    create_q_function: Callable[..., Any],
+    impl_class: type,
+    modules_class: type,
+    **options: Any,
+) -> Any:
+    """The impl of ``algo`` (a VancoIQL-family algorithm) around ``policy``.
+
+    Builds the critics (:func:`create_iql_critics`), then ``impl_class`` with the config's
+    ``gamma``, ``tau``, ``expectile`` and advantage weights and the impl's own ``options``
+    (``policy_head``, ``decision_rule``). With ``compile_graph=True`` on CUDA the optimizers
+    are made capturable, as the update is recorded as a CUDA graph in fit.
+    """
+    cfg = algo.config
+    critics = create_iql_critics(
+        cfg,
+        policy,
+        observation_shape,
+        action_size,
+        create_q_function,
+        device=algo._device,
+        enable_ddp=algo._enable_ddp,
+    )
+    impl = impl_class(
+        observation_shape=observation_shape,
+        action_size=action_size,
+        modules=critics.modules(modules_class, policy),
+        q_func_forwarder=critics.q_func_forwarder,
+        targ_q_func_forwarder=critics.targ_q_func_forwarder,
+        gamma=cfg.gamma,
+        tau=cfg.tau,
+        expectile=cfg.expectile,
+        weighting=advantage_weighting(cfg),
+        device=algo._device,
+        **options,
+    )
+    if algo.compiled:
+        make_capturable(impl.policy_optim, impl.q_function_optim)
+    return impl
 
 
 def advantage_weighting(config: Any) -> AdvantageWeighting:

@@ -5,36 +5,30 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import torch
 from d3rlpy.algos.qlearning.base import QLearningAlgoBase
-from d3rlpy.base import DeviceArg, LearnableConfig
+from d3rlpy.base import DeviceArg
 from d3rlpy.constants import ActionSpace
 from d3rlpy.dataset import ReplayBufferBase
 from d3rlpy.models.builders import create_categorical_policy, create_discrete_q_function
-from d3rlpy.models.encoders import EncoderFactory, make_encoder_field
-from d3rlpy.optimizers import OptimizerFactory
-from d3rlpy.torch_utility import convert_to_torch_recursively
 from d3rlpy.types import NDArray, Observation, Shape
 
 from vanco_offline.algos._validation import check_iql_options
-from vanco_offline.algos.building import advantage_weighting, create_iql_critics
-from vanco_offline.algos.export import PolicyExportMixin
+from vanco_offline.algos.building import create_iql_impl
 from vanco_offline.algos.fitting import FastFitMixin, check_finite
-from vanco_offline.algos.optimizers import fused_adam_field
+from vanco_offline.algos.onnx_export import PolicyExportMixin
 from vanco_offline.algos.sampler import FlatTransitions
 from vanco_offline.algos.torch.discrete_vanco_iql_impl import (
     DECISION_RULES,
     DiscreteVancoIQLImpl,
     DiscreteVancoIQLModules,
 )
-from vanco_offline.algos.torch.graph import make_capturable
-from vanco_offline.algos.vanco_iql import predict_state_value
+from vanco_offline.algos.vanco_iql import IQLOptions, StateValueMixin, scaled_observation
 
 __all__ = ["DiscreteVancoIQL", "DiscreteVancoIQLConfig"]
 
 
 @dataclasses.dataclass()
-class DiscreteVancoIQLConfig(LearnableConfig):
+class DiscreteVancoIQLConfig(IQLOptions):
     r"""Implicit Q-learning over a discrete dose grid (d3rlpy has no discrete IQL).
 
     Twin Q over the dose levels, each regressed on :math:`r + \gamma V(s')` at the logged
@@ -54,31 +48,10 @@ class DiscreteVancoIQLConfig(LearnableConfig):
         grid dose nearest its mean dose (``mean``, the default), the most probable level
         (``mode``, what d3rlpy's discrete algorithms do), or the median level. The policy
         imitates the advantage-weighted logged doses, which at a given state spread over
-        several levels, most often below their mean, so a ``mode`` policy under-doses.
-        Measured with ``vanco-offline bench offline --datasets medium --steps 1000
-        --eval-patients 300`` (clinician data, 5 seeds, IQM of AUC24 400-600 attainment on
-        300 held-out simulated patients; small = 2,100 / large = 50,400 transitions):
-        ``mode`` 26.4 % / 19.6 % (mean dose 620 / 560 mg, return 0.86 / 0.36), ``median``
-        36 % on small, ``mean`` 41.0 % / 38.7 % (850 / 820 mg, return 3.07 / 3.08, AKI
-        3.1 % / 2.6 %); the clinician who made the data: 43.1 % (940 mg, AKI 2.4 %).
+        several levels, most often below their mean, so a ``mode`` policy under-doses
+        (measured in docs/benchmark.md).
     """
 
-    actor_learning_rate: float = 3e-4
-    critic_learning_rate: float = 3e-4
-    actor_optim_factory: OptimizerFactory = fused_adam_field()  # noqa: RUF009  (d3rlpy field factory)
-    critic_optim_factory: OptimizerFactory = fused_adam_field()  # noqa: RUF009  (d3rlpy field factory)
-    actor_encoder_factory: EncoderFactory = make_encoder_field()  # noqa: RUF009  (d3rlpy field factory)
-    critic_encoder_factory: EncoderFactory = make_encoder_field()  # noqa: RUF009  (d3rlpy field factory)
-    value_encoder_factory: EncoderFactory = make_encoder_field()  # noqa: RUF009  (d3rlpy field factory)
-    batch_size: int = 256
-    gamma: float = 0.99
-    tau: float = 0.005
-    n_critics: int = 2
-    expectile: float = 0.7
-    weight_temp: float = 3.0
-    max_weight: float = 100.0
-    normalize_advantage: bool = False
-    self_normalize_weights: bool = False
     decision_rule: str = "mean"
 
     def __post_init__(self) -> None:
@@ -103,7 +76,10 @@ class DiscreteVancoIQLConfig(LearnableConfig):
 
 
 class DiscreteVancoIQL(
-    PolicyExportMixin, FastFitMixin, QLearningAlgoBase[DiscreteVancoIQLImpl, DiscreteVancoIQLConfig]
+    StateValueMixin,
+    PolicyExportMixin,
+    FastFitMixin,
+    QLearningAlgoBase[DiscreteVancoIQLImpl, DiscreteVancoIQLConfig],
 ):
     def inner_create_impl(self, observation_shape: Shape, action_size: int) -> None:
         cfg = self._config
@@ -114,48 +90,23 @@ class DiscreteVancoIQL(
             device=self._device,
             enable_ddp=self._enable_ddp,
         )
-        critics = create_iql_critics(
-            cfg,
+        self._impl = create_iql_impl(
+            self,
             policy,
             observation_shape,
             action_size,
             create_discrete_q_function,
-            device=self._device,
-            enable_ddp=self._enable_ddp,
-        )
-        self._impl = DiscreteVancoIQLImpl(
-            observation_shape=observation_shape,
-            action_size=action_size,
-            modules=critics.modules(DiscreteVancoIQLModules, policy),
-            q_func_forwarder=critics.q_func_forwarder,
-            targ_q_func_forwarder=critics.targ_q_func_forwarder,
-            gamma=cfg.gamma,
-            tau=cfg.tau,
-            expectile=cfg.expectile,
-            weighting=advantage_weighting(cfg),
-            device=self._device,
+            DiscreteVancoIQLImpl,
+            DiscreteVancoIQLModules,
             decision_rule=cfg.decision_rule,
         )
-        if self.compiled:
-            # compile_graph=True on CUDA: the update is captured as a CUDA graph in fit.
-            make_capturable(self._impl.policy_optim, self._impl.q_function_optim)
 
     def get_action_type(self) -> ActionSpace:
         return ActionSpace.DISCRETE
 
-    def predict_state_value(self, x: Observation) -> NDArray:
-        """V(s) of the expectile value network for a batch of observations, shape (batch,)."""
-        return predict_state_value(self, x)
-
     def predict_action_probabilities(self, x: Observation) -> NDArray:
         """The policy's probability of each dose level for a batch of observations, (batch, levels)."""
-        if self._impl is None:
-            raise ValueError("DiscreteVancoIQL has no networks yet: call build_with_dataset or fit first")
-        torch_x = convert_to_torch_recursively(np.asarray(x, dtype=np.float32), self._device)
-        with torch.no_grad():
-            if self.observation_scaler:
-                torch_x = self.observation_scaler.transform(torch_x)
-            return self._impl.predict_action_probabilities(torch_x).cpu().numpy()
+        return self._impl.predict_action_probabilities(scaled_observation(self, x)).cpu().numpy()
 
     def _check_training_data(self, flat: FlatTransitions, dataset: ReplayBufferBase) -> None:
         check_finite(flat, "DiscreteVancoIQL")

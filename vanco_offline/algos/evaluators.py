@@ -1,4 +1,4 @@
-"""The seed's training diagnostics as d3rlpy evaluators: ``evaluator(algo, dataset) -> float``.
+"""Training diagnostics as d3rlpy evaluators: ``evaluator(algo, dataset) -> float``.
 
 Pass them to ``fit(..., evaluators={"greedy_q": GreedyQEvaluator(), ...})``; each runs on
 all transitions of the dataset (or of ``episodes`` if given, e.g. a held-out split).
@@ -130,7 +130,7 @@ class PolicyImprovementEvaluator:
 
     ``(mean Q(s, pi(s)) - mean Q(s, a_logged)) / |mean Q(s, a_logged)|``. A large value is
     as much a warning as a promise: it is the critic's opinion about actions it may never
-    have seen (the seed's critic rated the maximum dose best).
+    have seen (a critic trained on unscaled doses can rate the maximum dose best).
     """
 
     episodes: Sequence[EpisodeBase] | None = None
@@ -148,7 +148,7 @@ class ActionSaturationEvaluator:
     Continuous: within ``tolerance`` x (high - low) of ``low`` or ``high``. By default
     the bounds are the policy's output range [-1, 1] mapped through the algorithm's
     action scaler: with ``MinMaxActionScaler(0, 3000)`` that is 0 and 3000 mg; without
-    an action scaler it is -1 and 1 (where the seed's tanh policy ended up). Discrete:
+    an action scaler it is -1 and 1 (where a tanh policy fit to unscaled doses ends up). Discrete:
     the first or last dose level.
     """
 

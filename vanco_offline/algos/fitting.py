@@ -42,8 +42,8 @@ def fit_threads(config: Any) -> int | None:
 
     A [32, 32] update is a few dozen tiny kernels; splitting each over OpenMP threads
     costs more in synchronisation than it saves, and on a busy machine a thread that is
-    descheduled stalls every kernel (measured: 100 IQL updates took 0.5 s on one thread
-    and 40 s on two while other jobs shared the two cores).
+    descheduled stalls every kernel (docs/benchmark.md, "Training speed", compares the
+    thread counts).
     """
     widest = 0
     for name in ("actor_encoder_factory", "critic_encoder_factory", "value_encoder_factory"):

@@ -16,6 +16,7 @@ import torch
 from d3rlpy.base import DeviceArg
 from d3rlpy.types import Shape, TorchObservation
 
+from vanco_offline.algos.torch.common import min_q
 from vanco_offline.algos.torch.vanco_iql_impl import VancoIQLImpl
 from vanco_offline.algos.vanco_iql import VancoIQL, VancoIQLConfig
 
@@ -200,16 +201,9 @@ class ResidualVancoIQLImpl(VancoIQLImpl):
         offsets = torch.linspace(-self._residual_scale, self._residual_scale, k, device=x.device)
         candidates = (self.prior(x) + offsets[None, :]).clamp(-1.0, 1.0)  # (B, K)
         flat_x = x.repeat_interleave(k, dim=0)
-        q = self._min_q(flat_x, candidates.reshape(-1, 1)).reshape(-1, k)
+        q = min_q(self._modules.q_funcs, flat_x, candidates.reshape(-1, 1)).reshape(-1, k)
         best = q.argmax(dim=1, keepdim=True)
         return candidates.gather(1, best)
-
-    def _min_q(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        q_funcs = self._modules.q_funcs
-        value = q_funcs[0](obs, actions).q_value
-        for q_func in q_funcs[1:]:
-            value = torch.minimum(value, q_func(obs, actions).q_value)
-        return value
 
     def inner_sample_action(self, x: TorchObservation) -> torch.Tensor:
         loc, logstd = self._location(x)

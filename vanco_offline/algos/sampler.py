@@ -1,8 +1,8 @@
 """Vectorised uniform transition sampling over precomputed flat arrays.
 
 d3rlpy's ``ReplayBuffer.sample_transition_batch`` builds each mini-batch one transition
-at a time in Python (about 2 ms for 256 transitions, a third of an IQL step on the seed's
-small networks). Here the transitions are laid out once as flat arrays in the buffer's
+at a time in Python, a large part of an IQL step on small networks (docs/benchmark.md,
+"Training speed"). Here the transitions are laid out once as flat arrays in the buffer's
 own order, and a mini-batch is one random index vector and a few fancy-indexing
 operations. The distribution is d3rlpy's: uniform over the buffer's transitions, with
 the transition content that ``BasicTransitionPicker`` gives.

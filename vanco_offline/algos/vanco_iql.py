@@ -22,12 +22,11 @@ from d3rlpy.torch_utility import convert_to_torch_recursively
 from d3rlpy.types import NDArray, Observation, Shape
 
 from vanco_offline.algos._validation import check_iql_options
-from vanco_offline.algos.building import advantage_weighting, create_iql_critics
-from vanco_offline.algos.export import PolicyExportMixin
+from vanco_offline.algos.building import create_iql_impl
 from vanco_offline.algos.fitting import FastFitMixin, check_finite
+from vanco_offline.algos.onnx_export import PolicyExportMixin
 from vanco_offline.algos.optimizers import fused_adam_field
 from vanco_offline.algos.sampler import FlatTransitions
-from vanco_offline.algos.torch.graph import make_capturable
 from vanco_offline.algos.torch.vanco_iql_impl import POLICY_HEADS, VancoIQLImpl, VancoIQLModules
 
 __all__ = ["VancoIQL", "VancoIQLConfig"]
@@ -37,24 +36,44 @@ _ACTION_BOUND_TOL = 1e-5
 
 
 @dataclasses.dataclass()
-class VancoIQLConfig(LearnableConfig):
+class IQLOptions(LearnableConfig):
+    """The options VancoIQLConfig and DiscreteVancoIQLConfig share (documented in VancoIQLConfig)."""
+
+    actor_learning_rate: float = 3e-4
+    critic_learning_rate: float = 3e-4
+    actor_optim_factory: OptimizerFactory = fused_adam_field()  # noqa: RUF009  (d3rlpy field factory)
+    critic_optim_factory: OptimizerFactory = fused_adam_field()  # noqa: RUF009  (d3rlpy field factory)
+    actor_encoder_factory: EncoderFactory = make_encoder_field()  # noqa: RUF009  (d3rlpy field factory)
+    critic_encoder_factory: EncoderFactory = make_encoder_field()  # noqa: RUF009  (d3rlpy field factory)
+    value_encoder_factory: EncoderFactory = make_encoder_field()  # noqa: RUF009  (d3rlpy field factory)
+    batch_size: int = 256
+    gamma: float = 0.99
+    tau: float = 0.005
+    n_critics: int = 2
+    expectile: float = 0.7
+    weight_temp: float = 3.0
+    max_weight: float = 100.0
+    normalize_advantage: bool = False
+    self_normalize_weights: bool = False
+
+
+@dataclasses.dataclass()
+class VancoIQLConfig(IQLOptions):
     r"""Implicit Q-learning (Kostrikov et al. 2021) for continuous doses.
 
     The update of d3rlpy's ``IQLConfig`` (twin Q by TD regression to
     :math:`r + \gamma V(s')`, V by expectile regression on the minimum target Q, policy by
-    :math:`\min(e^{\beta A}, w_{max})`-weighted log-likelihood) with options that fix the
-    seed project's failure. With the defaults below and ``AdamFactory`` optimizers it
-    reproduces d3rlpy's ``IQL`` step for step (see ``tests/test_algos_equivalence.py``).
+    :math:`\min(e^{\beta A}, w_{max})`-weighted log-likelihood) with options for dosing
+    data. With the defaults below and ``AdamFactory`` optimizers it reproduces d3rlpy's
+    ``IQL`` step for step (see ``tests/test_algos_equivalence.py``).
 
-    Why the seed failed: it trained on doses in mg (up to 3000) without an action scaler.
-    The policy's mean is ``tanh(mu)``, confined to [-1, 1], so for every logged dose the
-    Gaussian log-likelihood pushes the mean up: tanh saturates at +1 in every state (the
-    top of the output range, which the seed read as the maximum dose), and the loss
-    ``(dose - 1)**2 / (2 std**2)`` is in the millions (1.6e7 after 1,000 steps at the
-    seed's lr; even at the log-std bound e^2 it would be ``dose**2 / 109``). Advantage
-    normalisation and self-normalised weights do not help: the action scale is the
-    fault. Use ``action_scaler=MinMaxActionScaler(minimum=[0], maximum=[3000])``; by
-    default fit refuses actions outside [-1, 1] after the scaler (``check_action_bounds``).
+    Action scale: the policy's mean is :math:`\tanh(\mu) \in [-1, 1]`, so the logged
+    actions must lie in [-1, 1] after the action scaler. A dose :math:`a` in mg
+    (up to 3000) pushes the mean to +1 in every state, and the Gaussian loss
+    :math:`(a - 1)^2 / (2\sigma^2)` is at least :math:`a^2 / (2e^{4})` at the log-std
+    bound; no advantage weighting fixes that. Use
+    ``action_scaler=MinMaxActionScaler(minimum=[0], maximum=[3000])``; by default fit
+    refuses actions outside [-1, 1] after the scaler (``check_action_bounds``).
 
     Parameters
     ----------
@@ -64,7 +83,7 @@ class VancoIQLConfig(LearnableConfig):
         Default :class:`~vanco_offline.algos.optimizers.FusedAdamFactory` (d3rlpy's Adam in
         one fused kernel). Pass ``d3rlpy.optimizers.AdamFactory()`` for bit-level parity.
     actor_encoder_factory, critic_encoder_factory, value_encoder_factory : EncoderFactory
-        Network bodies; e.g. ``VectorEncoderFactory([32, 32])`` for the seed's networks.
+        Network bodies; e.g. ``VectorEncoderFactory([32, 32])`` (the ``seed`` preset's).
     batch_size, gamma, tau, n_critics, expectile, weight_temp, max_weight
         As in ``d3rlpy.algos.IQLConfig`` (``tau`` is the target-network rate,
         ``expectile`` the value expectile, ``weight_temp`` the inverse temperature beta,
@@ -88,29 +107,13 @@ class VancoIQLConfig(LearnableConfig):
         the batch size), bounding it by the largest per-sample NLL whatever the clip.
     check_action_bounds : bool
         Refuse to fit when a logged action lies outside [-1, 1] after the action scaler.
-        Turn off only to reproduce the seed's failure.
+        Off only in the ``seed`` preset, which reproduces training on unscaled doses.
     """
 
-    actor_learning_rate: float = 3e-4
-    critic_learning_rate: float = 3e-4
-    actor_optim_factory: OptimizerFactory = fused_adam_field()  # noqa: RUF009  (d3rlpy field factory)
-    critic_optim_factory: OptimizerFactory = fused_adam_field()  # noqa: RUF009  (d3rlpy field factory)
-    actor_encoder_factory: EncoderFactory = make_encoder_field()  # noqa: RUF009  (d3rlpy field factory)
-    critic_encoder_factory: EncoderFactory = make_encoder_field()  # noqa: RUF009  (d3rlpy field factory)
-    value_encoder_factory: EncoderFactory = make_encoder_field()  # noqa: RUF009  (d3rlpy field factory)
-    batch_size: int = 256
-    gamma: float = 0.99
-    tau: float = 0.005
-    n_critics: int = 2
-    expectile: float = 0.7
-    weight_temp: float = 3.0
-    max_weight: float = 100.0
     policy_head: str = "tanh_mean"
     min_logstd: float = -5.0
     max_logstd: float = 2.0
     state_dependent_std: bool = False
-    normalize_advantage: bool = False
-    self_normalize_weights: bool = False
     check_action_bounds: bool = True
 
     def __post_init__(self) -> None:
@@ -132,7 +135,19 @@ class VancoIQLConfig(LearnableConfig):
         return "vanco_iql"
 
 
-class VancoIQL(PolicyExportMixin, FastFitMixin, QLearningAlgoBase[VancoIQLImpl, VancoIQLConfig]):
+class StateValueMixin:
+    """``predict_state_value`` of a VancoIQL-family algorithm (its impl has a value network)."""
+
+    def predict_state_value(self, x: Observation) -> NDArray:
+        """V(s) of the expectile value network for a batch of observations, shape (batch,)."""
+        torch_x = scaled_observation(self, x)  # raises before the networks exist
+        with torch.no_grad():
+            return self.impl.predict_state_value(torch_x).cpu().numpy()  # type: ignore[attr-defined]
+
+
+class VancoIQL(
+    StateValueMixin, PolicyExportMixin, FastFitMixin, QLearningAlgoBase[VancoIQLImpl, VancoIQLConfig]
+):
     #: The impl built by ``inner_create_impl`` (a subclass may change the policy's loss).
     _impl_class: type[VancoIQLImpl] = VancoIQLImpl
 
@@ -159,38 +174,19 @@ class VancoIQL(PolicyExportMixin, FastFitMixin, QLearningAlgoBase[VancoIQLImpl, 
                 device=self._device,
                 enable_ddp=self._enable_ddp,
             )
-        critics = create_iql_critics(
-            cfg,
+        self._impl = create_iql_impl(
+            self,
             policy,
             observation_shape,
             action_size,
             create_continuous_q_function,
-            device=self._device,
-            enable_ddp=self._enable_ddp,
-        )
-        self._impl = self._impl_class(
-            observation_shape=observation_shape,
-            action_size=action_size,
-            modules=critics.modules(VancoIQLModules, policy),
-            q_func_forwarder=critics.q_func_forwarder,
-            targ_q_func_forwarder=critics.targ_q_func_forwarder,
-            gamma=cfg.gamma,
-            tau=cfg.tau,
-            expectile=cfg.expectile,
-            weighting=advantage_weighting(cfg),
+            self._impl_class,
+            VancoIQLModules,
             policy_head=cfg.policy_head,
-            device=self._device,
         )
-        if self.compiled:
-            # compile_graph=True on CUDA: the update is captured as a CUDA graph in fit.
-            make_capturable(self._impl.policy_optim, self._impl.q_function_optim)
 
     def get_action_type(self) -> ActionSpace:
         return ActionSpace.CONTINUOUS
-
-    def predict_state_value(self, x: Observation) -> NDArray:
-        """V(s) of the expectile value network for a batch of observations, shape (batch,)."""
-        return predict_state_value(self, x)
 
     def _check_training_data(self, flat: FlatTransitions, dataset: ReplayBufferBase) -> None:
         check_finite(flat, "VancoIQL")
@@ -205,19 +201,16 @@ class VancoIQL(PolicyExportMixin, FastFitMixin, QLearningAlgoBase[VancoIQLImpl, 
             raise ValueError(
                 f"VancoIQL: {int(outside.any(axis=1).sum())} of {len(flat)} logged actions (range "
                 f"{actions.min():g} to {actions.max():g}) lie outside [-1, 1] after {scaler_name}. "
-                "The policy outputs actions in [-1, 1]; unscaled doses in mg saturate it at its bound "
-                "(the seed's failure). Pass action_scaler=MinMaxActionScaler(minimum=[0.0], "
-                "maximum=[3000.0]) (the clinical dose bounds), or set check_action_bounds=False to "
-                "reproduce the seed"
+                "The policy outputs actions in [-1, 1]; unscaled doses in mg saturate it at its bound. "
+                "Pass action_scaler=MinMaxActionScaler(minimum=[0.0], maximum=[3000.0]) (the "
+                "clinical dose bounds), or set check_action_bounds=False to train on them anyway"
             )
 
 
-def predict_state_value(algo: Any, x: Observation) -> NDArray:
-    """V(s) for a batch of observations, applying the algorithm's observation scaler."""
+def scaled_observation(algo: Any, x: Observation) -> torch.Tensor:
+    """``x`` as a float32 tensor on the algorithm's device, after its observation scaler."""
     if algo.impl is None:
         raise ValueError(f"{type(algo).__name__} has no networks yet: call build_with_dataset or fit first")
     torch_x = convert_to_torch_recursively(np.asarray(x, dtype=np.float32), algo._device)
     with torch.no_grad():
-        if algo.observation_scaler:
-            torch_x = algo.observation_scaler.transform(torch_x)
-        return algo.impl.predict_state_value(torch_x).cpu().numpy()
+        return algo.observation_scaler.transform(torch_x) if algo.observation_scaler else torch_x

@@ -186,17 +186,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_tasks(args: argparse.Namespace) -> list[CellTask]:
-    from vanco_offline.bench.offline import SEED_ROWS, data_variant
+    from vanco_offline.bench.offline import SEED_ROWS, preset_variant
 
-    variant = data_variant(
-        argparse.Namespace(
-            covariates=False,
-            reward_variant="project",
-            last_dose=False,
-            pk_features=False,
-            data_preset=args.data_preset,
-        )
-    )
+    variant = preset_variant(args.data_preset)
     spec = DatasetSpec.make(args.dataset, args.size, seed=args.data_seed, **world_of(args))
     return [
         CellTask(

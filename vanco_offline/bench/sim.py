@@ -7,7 +7,7 @@ with ``scipy.integrate.solve_ivp`` on the same two-compartment model
 (:func:`vanco_pk.pk_reference.ode_propagate`) in two ways: one patient at a time (a loop,
 as a simulator built on an ODE solver runs), and all patients stacked into one ODE system
 (the fastest way to use ``solve_ivp``). The baseline integrates only the PK, so the ratios
-understate the gap. Targets (issue 3): >= 200,000 patient-steps/s at 1024 patients and
+understate the gap. Targets: >= 200,000 patient-steps/s at 1024 patients and
 >= 50x the ODE reference.
 
 Sanity: the exposure and outcome tables of :mod:`vanco_pk.sanity` (``--sanity``), the

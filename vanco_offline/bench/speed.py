@@ -2,7 +2,7 @@
 
 Both algorithms train with the same hyperparameters, batch size and network on the same
 dataset (150 clinician-dosed stays from the ``vanco_pk`` simulator, 14 decisions each:
-2,100 transitions, the size of the seed's data), and each timing is a whole ``fit`` call:
+2,100 transitions), and each timing is a whole ``fit`` call:
 scaler fitting, mini-batch sampling, updates and d3rlpy's logging loop (model building
 too, unless ``--warmup`` steps ran first on the same algorithm, as on a GPU where
 ``compile_graph=True`` compiles and captures during its first steps). Runs are
@@ -18,9 +18,9 @@ d3rlpy's IQL fed by :class:`~vanco_offline.algos.FastReplayBuffer` (the sampler 
 VancoIQL, and on CUDA VancoIQL with ``compile_graph=True`` (the update as one CUDA graph).
 With ``--seeds K``: K seeds of VancoIQL by :func:`~vanco_offline.algos.fit_seeds` (one
 batched model) against the same K fitted one after another.
-Targets: >= 2.0x IQL (eager and ``compile_graph=True``) on the seed's network ([32, 32],
-batch 256), >= 1.0x on d3rlpy's default ([256, 256]); 5,000 VancoIQL steps on the seed's
-network in < 15 s; 5 seeds vectorised >= 3x 5 sequential fits. On CUDA (issue 16):
+Targets (the ``TARGET_*`` constants): >= 2.0x IQL (eager and ``compile_graph=True``) on a
+small network ([32, 32], batch 256), >= 1.0x on d3rlpy's default ([256, 256]); 5,000
+VancoIQL steps on [32, 32] in < 15 s; 5 seeds vectorised >= 3x 5 sequential fits. On CUDA:
 >= 1,000 steps/s at [256, 256] batch 1024, >= 5x IQL eager, >= 3x ``compile_graph=True``.
 """
 
@@ -42,7 +42,7 @@ TARGET_5000_STEPS_S = 15.0
 TARGET_SEEDS_RATIO = 3.0
 #: CUDA targets at [256, 256], batch 1024: steps/s, ratio to IQL eager, to IQL compile_graph=True.
 TARGET_CUDA = (1000.0, 5.0, 3.0)
-#: 150 stays x 14 twelve-hourly decisions = 2,100 transitions, the seed's data size.
+#: 150 stays x 14 twelve-hourly decisions = 2,100 transitions.
 N_STAYS = 150
 IQL, IQL_GRAPH, VANCO, VANCO_GRAPH = (
     "d3rlpy IQL",

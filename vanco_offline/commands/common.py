@@ -9,7 +9,7 @@ import pandas as pd
 
 from vanco_offline.progress import quiet_d3rlpy  # noqa: F401  (re-exported for the commands)
 
-#: Diagnostics shown after training and in `evaluate` (the seed's metrics), in this order.
+#: Training diagnostics (``algos.evaluators``) shown after training and in `evaluate`, in this order.
 DIAGNOSTICS = ("greedy_q", "mean_v", "mc_return", "mean_reward", "relative_improvement", "action_saturation")
 
 

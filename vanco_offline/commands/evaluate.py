@@ -1,4 +1,4 @@
-"""``vanco-offline evaluate``: the seed's diagnostics, off-policy evaluation and, for simulated
+"""``vanco-offline evaluate``: training diagnostics, off-policy evaluation and, for simulated
 data, the simulator's ground truth of a trained model."""
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     estimators = ("fqe", "twin", "wis", "wdr") if twin_ok else ("fqe", "wis", "wdr")
     ope_stage = "FQE, " + ("the PK twins, " if twin_ok else "") + "WIS, WDR"
     ope_stage += " and the truth" if truth is not None else ""
-    with stages(["the seed's diagnostics", ope_stage], desc="evaluate ") as bar:
+    with stages(["training diagnostics", ope_stage], desc="evaluate ") as bar:
         evaluators = standard_evaluators()
         diagnostics = {name: float(fn(model.algo, data.dataset)) for name, fn in evaluators.items()}
         bar.next()
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         )
         bar.next()
     print(f"data: {source}")
-    print("the seed's diagnostics on this data:")
+    print("training diagnostics on this data:")
     print(format_metrics(diagnostics))
     print()
     print(report)

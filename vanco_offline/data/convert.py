@@ -310,7 +310,7 @@ def observation_table(table: pd.DataFrame, **options: object) -> pd.DataFrame:
         Named observation columns (float32 values), with the table's index.
     """
     options = {k: v for k, v in options.items() if k not in ("action", "reward")}
-    conversion = ConversionOptions(**options)  # type: ignore[arg-type]
+    conversion = ConversionOptions.from_dict(options)  # an unknown option is named
     obs = build_observations(check_table(table, conversion), conversion)
     return pd.DataFrame(obs.values, columns=list(obs.names), index=table.index)
 

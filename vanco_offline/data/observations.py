@@ -7,6 +7,7 @@ rule the user chose (and counted) or reported as an error naming column, stay an
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -17,7 +18,25 @@ from vanco_offline.data.pk_replay import PKReplay, replay_pk_features
 from vanco_offline.data.schema import DOSE, FEATURES, LAST_DOSE, LEVEL, LEVEL_INDICATOR, PK_FEATURES
 from vanco_offline.data.validation import CheckedTable, check_table
 
-__all__ = ["Observations", "build_observations", "pk_feature_table", "validate"]
+__all__ = ["Observations", "build_observations", "observation_names", "pk_feature_table", "validate"]
+
+
+def observation_names(options: ConversionOptions, columns: Sequence[str]) -> tuple[str, ...]:
+    """The observation columns, in order, that ``options`` gives a table with these ``columns``.
+
+    The seven schema features, the covariates asked for (those present for
+    ``covariates=True``), then the level indicator, the previous dose and the exposure
+    features, each when asked. :func:`build_observations` assembles its columns in this
+    order, and :func:`vanco_offline.rollout.model_env` rebuilds them in the simulator.
+    """
+    names = FEATURES + options.covariate_columns(tuple(columns))
+    if options.level_indicator:
+        names = (*names, LEVEL_INDICATOR)
+    if options.last_dose:
+        names = (*names, LAST_DOSE)
+    if options.pk_features:
+        names = (*names, *PK_FEATURES)
+    return tuple(names)
 
 
 @dataclasses.dataclass
@@ -73,21 +92,20 @@ def build_observations(checked: CheckedTable, options: ConversionOptions) -> Obs
         ]
         raise_problems(problems)
 
+    # The columns after the features and covariates, in observation_names' order.
     if options.level_indicator:
         indicator = (~never).astype(np.float64)
         values = np.column_stack([values, indicator])
-        names = (*names, LEVEL_INDICATOR)
     if options.last_dose:
         # The dose given at the previous decision of the same stay; 0 before the first.
         previous = np.r_[0.0, checked.columns[DOSE][:-1]]
         previous[checked.starts] = 0.0
         values = np.column_stack([values, previous])
-        names = (*names, LAST_DOSE)
     creatinine = values[:, names.index("creatinine")]
     pk = replay_pk_features(checked, creatinine, options.population_model) if options.needs_pk else None
     if options.pk_features:
         values = np.column_stack([values, pk.features])
-        names = (*names, *PK_FEATURES)
+    names = observation_names(options, tuple(checked.columns))
 
     features = values[:, : len(FEATURES)].copy()
     features[:, level] = raw[:, level]  # the reward sees the level as measured (DESIGN.md)

@@ -23,6 +23,7 @@ __all__ = [
     "batch_std",
     "batch_sum",
     "expectile_loss",
+    "min_q",
     "normal_log_prob",
     "soft_update",
     "sum_losses",
@@ -103,8 +104,8 @@ class AdvantageWeighting:
         if self.normalize_advantage:
             # Scale only, no centring: the sign of A (better or worse than V) is what IQL
             # extracts, and dividing by the spread makes weight_temp independent of the
-            # reward's units (the seed's reward put |A| in the tens, so exp(beta*A) was
-            # either ~0 or clipped and the policy followed a handful of samples).
+            # reward's units (with |A| in the tens exp(beta*A) is either ~0 or clipped, and
+            # the policy follows a handful of samples).
             advantage = advantage / (batch_std(advantage) + 1e-6)
         return (self.weight_temp * advantage).exp().clamp(max=self.max_weight)
 
@@ -153,6 +154,19 @@ class DeviceLosses(Mapping[str, float]):
 
     def __repr__(self) -> str:
         return f"DeviceLosses({self._read()!r})"
+
+
+def min_q(q_funcs: Iterable[Any], *inputs: torch.Tensor) -> torch.Tensor:
+    """Elementwise minimum of ``q_func(*inputs).q_value`` over the ensemble ``q_funcs``.
+
+    ``inputs`` is ``(obs, actions)`` for continuous Q-functions and ``(obs,)`` for discrete
+    ones (then the result has one column per dose level).
+    """
+    q_funcs = list(q_funcs)
+    value = q_funcs[0](*inputs).q_value
+    for q_func in q_funcs[1:]:
+        value = torch.minimum(value, q_func(*inputs).q_value)
+    return value
 
 
 def soft_update(targets: Sequence[nn.Parameter], sources: Sequence[nn.Parameter], tau: float) -> None:

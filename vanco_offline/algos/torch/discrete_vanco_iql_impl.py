@@ -11,14 +11,14 @@ from d3rlpy.algos.qlearning.torch.utility import DiscreteQFunctionMixin
 from d3rlpy.models.torch import CategoricalPolicy, DiscreteEnsembleQFunctionForwarder, ValueFunction
 from d3rlpy.optimizers import OptimizerWrapper
 from d3rlpy.torch_utility import Modules
-from d3rlpy.types import Shape, TorchObservation
+from d3rlpy.types import TorchObservation
 from torch import nn
 
 from vanco_offline.algos.torch.common import (
-    AdvantageWeighting,
     IQLImplBase,
     batch_mean,
     expectile_loss,
+    min_q,
     sum_losses,
 )
 
@@ -67,32 +67,9 @@ class DiscreteVancoIQLImpl(DiscreteQFunctionMixin, IQLImplBase):
     _q_func_forwarder: DiscreteEnsembleQFunctionForwarder
     _targ_q_func_forwarder: DiscreteEnsembleQFunctionForwarder
 
-    def __init__(
-        self,
-        observation_shape: Shape,
-        action_size: int,
-        modules: DiscreteVancoIQLModules,
-        q_func_forwarder: DiscreteEnsembleQFunctionForwarder,
-        targ_q_func_forwarder: DiscreteEnsembleQFunctionForwarder,
-        gamma: float,
-        tau: float,
-        expectile: float,
-        weighting: AdvantageWeighting,
-        device: str,
-        decision_rule: str = "mode",
-    ):
-        super().__init__(
-            observation_shape,
-            action_size,
-            modules,
-            q_func_forwarder,
-            targ_q_func_forwarder,
-            gamma,
-            tau,
-            expectile,
-            weighting,
-            device,
-        )
+    def __init__(self, *, decision_rule: str = "mode", **iql: Any):
+        """``decision_rule``: one of :data:`DECISION_RULES`; ``iql``: :class:`IQLImplBase`'s arguments."""
+        super().__init__(**iql)
         if decision_rule not in DECISION_RULES:
             raise ValueError(f"decision_rule={decision_rule!r} is not one of {list(DECISION_RULES)}")
         self._decision_rule = decision_rule
@@ -105,7 +82,7 @@ class DiscreteVancoIQLImpl(DiscreteQFunctionMixin, IQLImplBase):
         with torch.no_grad():
             v_next = nets.value_func(batch.next_observations)
             y = batch.rewards + self._gamma**batch.intervals * v_next * (1 - batch.terminals)
-            q_target = _min_q(nets.targ_q_funcs, obs).gather(-1, actions)
+            q_target = min_q(nets.targ_q_funcs, obs).gather(-1, actions)
         q_loss = sum_losses(
             batch_mean((q_func(obs).q_value.gather(-1, actions) - y) ** 2) for q_func in nets.q_funcs
         )
@@ -135,14 +112,6 @@ class DiscreteVancoIQLImpl(DiscreteQFunctionMixin, IQLImplBase):
         with torch.no_grad():
             self._modules.set_eval()
             return self._modules.policy(x).probs
-
-
-def _min_q(q_funcs: Any, obs: torch.Tensor) -> torch.Tensor:
-    q_funcs = list(q_funcs)
-    value = q_funcs[0](obs).q_value
-    for q_func in q_funcs[1:]:
-        value = torch.minimum(value, q_func(obs).q_value)
-    return value
 
 
 def _level_index(actions: torch.Tensor) -> torch.Tensor:

@@ -13,14 +13,14 @@ from d3rlpy.algos.qlearning.torch.utility import ContinuousQFunctionMixin
 from d3rlpy.models.torch import ContinuousEnsembleQFunctionForwarder, Policy, ValueFunction
 from d3rlpy.optimizers import OptimizerWrapper
 from d3rlpy.torch_utility import Modules
-from d3rlpy.types import Shape, TorchObservation
+from d3rlpy.types import TorchObservation
 from torch import nn
 
 from vanco_offline.algos.torch.common import (
-    AdvantageWeighting,
     IQLImplBase,
     batch_mean,
     expectile_loss,
+    min_q,
     normal_log_prob,
     sum_losses,
 )
@@ -49,32 +49,9 @@ class VancoIQLImpl(ContinuousQFunctionMixin, IQLImplBase):
     _q_func_forwarder: ContinuousEnsembleQFunctionForwarder
     _targ_q_func_forwarder: ContinuousEnsembleQFunctionForwarder
 
-    def __init__(
-        self,
-        observation_shape: Shape,
-        action_size: int,
-        modules: VancoIQLModules,
-        q_func_forwarder: ContinuousEnsembleQFunctionForwarder,
-        targ_q_func_forwarder: ContinuousEnsembleQFunctionForwarder,
-        gamma: float,
-        tau: float,
-        expectile: float,
-        weighting: AdvantageWeighting,
-        policy_head: str,
-        device: str,
-    ):
-        super().__init__(
-            observation_shape,
-            action_size,
-            modules,
-            q_func_forwarder,
-            targ_q_func_forwarder,
-            gamma,
-            tau,
-            expectile,
-            weighting,
-            device,
-        )
+    def __init__(self, *, policy_head: str, **iql: Any):
+        """``policy_head``: one of :data:`POLICY_HEADS`; ``iql``: the arguments of :class:`IQLImplBase`."""
+        super().__init__(**iql)
         if policy_head not in POLICY_HEADS:
             raise ValueError(f"policy_head={policy_head!r} is not one of {POLICY_HEADS}")
         self._policy_head = policy_head
@@ -88,7 +65,7 @@ class VancoIQLImpl(ContinuousQFunctionMixin, IQLImplBase):
             y = batch.rewards + self._gamma**batch.intervals * v_next * (1 - batch.terminals)
             # The target networks do not move until the end of this update, so this one
             # forward serves both the V loss and the actor's advantage (d3rlpy runs it twice).
-            q_target = _min_q(nets.targ_q_funcs, obs, actions)
+            q_target = min_q(nets.targ_q_funcs, obs, actions)
         # Summed from the first head on (d3rlpy starts from a tensor 0.0: the same sum bit
         # for bit, without a host-to-device copy that a CUDA graph could not capture).
         q_loss = sum_losses(batch_mean((q_func(obs, actions).q_value - y) ** 2) for q_func in nets.q_funcs)
@@ -123,14 +100,6 @@ class VancoIQLImpl(ContinuousQFunctionMixin, IQLImplBase):
             return torch.tanh(out.mu + std * torch.randn_like(out.mu))
         loc = out.squashed_mu if self._policy_head == "tanh_mean" else out.mu
         return (loc + std * torch.randn_like(loc)).clamp(-1.0, 1.0)
-
-
-def _min_q(q_funcs: Any, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-    q_funcs = list(q_funcs)
-    value = q_funcs[0](obs, actions).q_value
-    for q_func in q_funcs[1:]:
-        value = torch.minimum(value, q_func(obs, actions).q_value)
-    return value
 
 
 def policy_log_prob(out: Any, actions: torch.Tensor, head: str) -> torch.Tensor:

@@ -11,7 +11,7 @@ and the verdicts against the clinician, MIPD and d3rlpy's baselines
 guide (expectile, temperature, learning rate) through Ray Tune instead.
 
 Sizes: ``--quick`` (medium-small, all 17 policies x 5 seeds, 1,000 steps, 200 patients)
-and the default (6 datasets, 5,000 steps, 500 patients); ``docs/benchmark.md`` gives the
+and the default (6 datasets, 1,000 steps, 300 patients); ``docs/benchmark.md`` gives the
 measured wall times and the size that was run.
 Results go to ``--out`` (default ``d3rlpy_logs/bench/offline``): ``results.json`` (every
 cell), ``table.md`` and ``attainment.png``.
@@ -44,7 +44,7 @@ from vanco_offline.bench.offline.variants import REWARD_VARIANTS
 DEFAULT_OUT = Path("d3rlpy_logs") / "bench" / "offline"
 #: Validation patients for --tune: not the test patients of the benchmark table.
 TUNE_EVAL_SEED = VALIDATION_SEED
-#: Rows that train on their own preset's data (the seed's), not on the run's data variant.
+#: Rows that train on their own preset's data (seven features, ``seed`` reward), not the run's variant.
 SEED_ROWS = ("VancoIQL (base)", "VancoIQL (seed)")
 
 QUICK = {
@@ -69,8 +69,7 @@ QUICK = {
         "oracle",
     ],
 }
-# The size measured here (docs/benchmark.md: 14 policies x 6 datasets x 5 seeds in 47 min on 2
-# cores); 5,000 steps were not better in a single-seed check and take 3-5x longer.
+# The size of the reported tables (docs/benchmark.md gives its wall time, and why not 5,000 steps).
 FULL = {
     "datasets": list(DATASETS),
     "sizes": list(SIZES),
@@ -147,9 +146,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PRESET",
         help="train every learned algorithm on the data a preset asks for (its data.covariates, last_dose, "
         "pk_features, pk_model and an 'exposure' reward; default: the default preset's, the residual "
-        "preset's with --quick), seven_features for the "
-        "seed's observation and trough reward; the flags above add to it. The seed and base rows always "
-        "train on their own preset's data",
+        "preset's with --quick), seven_features for the seven-feature observation and trough reward; "
+        "the flags above add to it. The seed and base rows always train on their own preset's data",
     )
     parser.add_argument(
         "--merge",
@@ -173,7 +171,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tune",
         action="store_true",
-        help="run the seed's tuning guide (expectile x temperature x lr) for VancoIQL in Ray Tune instead",
+        help="run the tuning grid (expectile x temperature x lr) for VancoIQL in Ray Tune instead",
     )
     parser.add_argument(
         "--tune-storage",
@@ -193,17 +191,44 @@ def _hidden(text: str) -> tuple[int, ...]:
 
 
 def data_variant(args: argparse.Namespace) -> dict[str, object]:
-    """The training data of every learned algorithm: the flags, plus a preset's data section."""
-    variant: dict[str, object] = {
-        "covariates": args.covariates,
-        "reward_variant": args.reward_variant,
-        "last_dose": args.last_dose,
-        "pk_features": getattr(args, "pk_features", False),
-        "pk_model": getattr(args, "pk_model", None) or "published",
-    }
+    """The training data of every learned algorithm: the flags, plus a preset's data section
+    (``--data-preset``; default the default preset's, the residual preset's with ``--quick``)."""
     name = getattr(args, "data_preset", None)
     if name is None:
         name = (QUICK if getattr(args, "quick", False) else FULL)["data_preset"]
+    return preset_variant(
+        name,
+        covariates=args.covariates,
+        reward_variant=args.reward_variant,
+        last_dose=args.last_dose,
+        pk_features=getattr(args, "pk_features", False),
+        pk_model=getattr(args, "pk_model", None),
+    )
+
+
+def preset_variant(
+    name: str | None,
+    covariates: bool = False,
+    reward_variant: str = "project",
+    last_dose: bool = False,
+    pk_features: bool = False,
+    pk_model: str | None = None,
+) -> dict[str, object]:
+    """:class:`CellTask`'s data fields for preset ``name``'s data (None: the flags alone), with the
+    flags added to it; ``pk_model`` (``published`` or ``local``) overrides the preset's prior.
+
+    Raises
+    ------
+    ValueError
+        ``reward_variant`` is a trough candidate and the preset trains on the ``exposure`` reward.
+    """
+    variant: dict[str, object] = {
+        "covariates": covariates,
+        "reward_variant": reward_variant,
+        "last_dose": last_dose,
+        "pk_features": pk_features,
+        "pk_model": pk_model or "published",
+    }
     if name:
         from vanco_offline.configs import load_preset
 
@@ -211,17 +236,17 @@ def data_variant(args: argparse.Namespace) -> dict[str, object]:
         variant["covariates"] = variant["covariates"] or bool(data.covariates)
         variant["last_dose"] = variant["last_dose"] or data.last_dose
         variant["pk_features"] = variant["pk_features"] or data.pk_features
-        if getattr(args, "pk_model", None) is None:
+        if pk_model is None:
             variant["pk_model"] = data.pk_model
         if data.reward == "exposure":
-            if args.reward_variant != "project" and not args.reward_variant.startswith("exposure"):
+            if reward_variant != "project" and not reward_variant.startswith("exposure"):
                 raise ValueError(
                     f"--data-preset {name} trains on the 'exposure' reward; --reward-variant "
-                    f"{args.reward_variant} asks for another (add --data-preset seven_features to try a "
-                    "candidate reward on the seed's observation)"
+                    f"{reward_variant} asks for another (add --data-preset seven_features to try a "
+                    "candidate reward on the seven-feature observation)"
                 )
             # An exposure-* candidate keeps the preset's observation and changes the AUC term.
-            if not args.reward_variant.startswith("exposure-"):
+            if not reward_variant.startswith("exposure-"):
                 variant["reward_variant"] = "exposure"
     return variant
 
@@ -232,7 +257,7 @@ def build_tasks(args: argparse.Namespace) -> list[CellTask]:
     n_seeds = size["seeds"] if args.seeds is None else args.seeds
     ope_seeds = size["ope_seeds"] if args.ope_seeds is None else args.ope_seeds
     if n_seeds < 1:
-        raise ValueError(f"--seeds {n_seeds}: give at least 1 (the issue asks for >= 5)")
+        raise ValueError(f"--seeds {n_seeds}: give at least 1 (the reported tables use 5)")
     if ope_seeds < 0:
         raise ValueError(f"--ope-seeds {ope_seeds} must be >= 0")
     datasets = args.datasets or size["datasets"]
@@ -255,8 +280,8 @@ def build_tasks(args: argparse.Namespace) -> list[CellTask]:
             for algo in algos:
                 for seed in range(n_seeds):
                     # Reference policies carry the variant too: their OPE runs on the learned
-                    # rows' data and reward (their rollouts do not use it). The seed's rows
-                    # reproduce the seed: its observation and reward, whatever the run's.
+                    # rows' data and reward (their rollouts do not use it). The seed and base
+                    # rows keep their presets' observation and reward, whatever the run's.
                     data = {} if algo in SEED_ROWS else variant
                     fields = _fields_of(algo, overrides)
                     tasks.append(

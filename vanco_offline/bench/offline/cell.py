@@ -58,7 +58,7 @@ class CellResult:
 
 
 def seed_action_map(action: np.ndarray) -> np.ndarray:
-    """The seed's reading of its unscaled policy output: [-1, 1] linearly onto 0..3000 mg."""
+    """An unscaled policy output (the ``seed`` preset's) read as a dose: [-1, 1] linearly onto 0..3000 mg."""
     return (np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0) + 1.0) * 1500.0
 
 
@@ -144,7 +144,7 @@ def run_cell(task: CellTask, trained: tuple[tuple[Any, Any, Any], float] | None 
     note = ""
     if task.ope:
         if seed_reading:
-            note = "no OPE: the seed's raw output is not a dose in mg (read as one only for the rollout)"
+            note = "no OPE: an unscaled output is not a dose in mg (read as one only for the rollout)"
         elif task.reward_variant not in ("project", "exposure"):
             note = "no OPE for a candidate reward (the simulator does not compute it)"
         else:

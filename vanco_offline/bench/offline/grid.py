@@ -101,7 +101,7 @@ class DatasetSpec:
         if world not in SCENARIOS:
             raise ValueError(f"unknown scenario {world!r}; choose from {sorted(SCENARIOS)}")
         # In icu the monitoring protocol decides which levels are drawn; in ideal a level is
-        # due at every decision and 30 % of them are missed (the tables measured before icu).
+        # due at every decision and 30 % of them are missed.
         missing = float(_default_missing(world) if level_missing_prob is None else level_missing_prob)
         if not 0.0 <= missing < 1.0:
             raise ValueError(f"dataset {name}-{size}: level_missing_prob = {missing} must be in [0, 1)")
@@ -159,7 +159,8 @@ def add_world_arguments(parser: Any) -> None:
         choices=sorted(SCENARIOS),
         default="icu",
         help="the simulated world (vanco_pk.scenario): icu (default: levels by protocol, changing kidneys, "
-        "a second population model as truth, graded AKI) or ideal (the tables measured before icu)",
+        "a second population model as truth, graded AKI) or ideal (a level due at every decision, the "
+        "prior is the truth)",
     )
     parser.add_argument(
         "--level-missing-prob",
@@ -201,8 +202,8 @@ class AlgoSpec:
 
     @property
     def reward(self) -> str:
-        """The reward of the ``project`` variant: the project's trough reward, or the seed's for
-        the presets that reproduce the seed (its reward is part of what they reproduce).
+        """The reward of the ``project`` variant: ``default`` (the trough reward), or ``seed`` for
+        the presets trained on it (``seed``, ``base``).
 
         A preset's other data choices (``exposure`` reward, covariates, PK features) are not
         taken from it here: every algorithm of a run gets the same data, chosen by the run's
@@ -268,7 +269,7 @@ class CellTask:
         three fields below are the run's data variant: a learned algorithm trains on it, a
         reference policy's OPE (``ope``) is estimated on it and scored under its reward.
     reward_variant : str
-        ``project`` (the project's trough reward; the seed's for the seed presets),
+        ``project`` (the ``default`` trough reward; ``seed`` for the seed and base presets),
         ``exposure`` (the project's exposure reward) or a candidate of
         :data:`vanco_offline.bench.offline.variants.REWARD_VARIANTS`.
     last_dose : bool
@@ -401,7 +402,7 @@ def _converted(spec: DatasetSpec, observation: ConversionOptions, reward: str, v
 
     if variant == "project" or variant in COMPUTED_REWARDS:
         # The table's reward column is the environment's default reward; drop it so that the
-        # converter computes the algorithm's reward (default, the seed's or exposure) from the rows.
+        # converter computes the algorithm's reward (default, seed or exposure) from the rows.
         computed = reward if variant == "project" else COMPUTED_REWARDS[variant]
         table = _table(spec).drop(columns=["reward"])
     else:

@@ -24,7 +24,7 @@ from vanco_offline.bench.offline.grid import CellTask
 __all__ = ["BACKENDS", "TUNE_SPACE", "cluster_runtime_env", "run_grid", "tune_sweep", "worker_init"]
 
 BACKENDS = ("local", "ray")
-#: The seed's tuning guide: expectile 0.5-0.9, temperature 0.5-10, learning rate 3e-5 -> 1e-4.
+#: The tuning grid (the base/conservative/run_ok/tuned presets' guide): expectile, temperature, lr.
 TUNE_SPACE: dict[str, tuple[float, ...]] = {
     "expectile": (0.5, 0.7, 0.9),
     "weight_temp": (0.5, 3.0, 10.0),
@@ -204,7 +204,7 @@ def tune_sweep(
     ray_address: str | None = None,
     storage_path: str | None = None,
 ) -> list[dict[str, Any]]:
-    """The seed's tuning guide as a Ray Tune grid search over VancoIQL's expectile, temperature and lr.
+    """A Ray Tune grid search (:data:`TUNE_SPACE`) over VancoIQL's expectile, temperature and lr.
 
     Each trial is :func:`run_cell` of ``task`` (a VancoIQL-family algorithm) with the
     trial's ``expectile``, ``weight_temp`` and learning rate (actor and critic), one trial
