@@ -83,6 +83,10 @@ def test_a_preset_with_a_local_prior_fits_it_on_the_training_table_and_saves_it(
     # New data is converted through the saved prior, not refitted and not Goti's.
     again = convert_like(faster_clearance, "continuous", loaded.conversion)
     assert again.population_model == loaded.population_model
+    from vanco_offline.recommend import recommend_on_table
+
+    doses = recommend_on_table(loaded, faster_clearance, n=2)
+    assert len(doses) == 2 and doses.filter(like="dose").notna().all().all()
 
 
 def test_the_environment_and_model_env_build_pk_features_on_the_given_prior():
