@@ -45,6 +45,7 @@ __all__ = [
     "forward_auc",
     "history_from_policy",
     "map_estimate",
+    "map_hessian",
     "map_objective",
     "predicted_state",
     "trailing_auc",
@@ -206,6 +207,20 @@ def map_objective(history: DoseHistory, eta: np.ndarray, model: GotiModel = GOTI
     prior = 0.5 * (eta[..., 0] ** 2 / model.omega2_cl + eta[..., 1] ** 2 / model.omega2_v1)
     out = nll + prior
     return out[:, 0] if squeeze else out
+
+
+def map_hessian(
+    history: DoseHistory, eta: np.ndarray, model: GotiModel = GOTI_2018, h: float = _H
+) -> np.ndarray:
+    """The Hessian (P, 2, 2) of :func:`map_objective` at ``eta`` (P, 2), by central differences
+    of step ``h`` in log-parameter units (the Laplace approximation's curvature at the MAP)."""
+    stencil = np.array([[0, 0], [h, 0], [-h, 0], [0, h], [0, -h], [h, h], [-h, -h]])
+    f = map_objective(history, np.asarray(eta, np.float64)[:, None, :] + stencil[None], model)
+    f0 = f[:, 0]
+    h11 = (f[:, 1] - 2 * f0 + f[:, 2]) / h**2
+    h22 = (f[:, 3] - 2 * f0 + f[:, 4]) / h**2
+    h12 = (f[:, 5] - f[:, 1] - f[:, 3] + 2 * f0 - f[:, 2] - f[:, 4] + f[:, 6]) / (2 * h**2)
+    return np.stack([np.stack([h11, h12], -1), np.stack([h12, h22], -1)], -2)
 
 
 @dataclass(frozen=True)

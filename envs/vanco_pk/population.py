@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from vanco_pk.estimation import DoseHistory, _simulate, _take, map_estimate, map_objective
+from vanco_pk.estimation import DoseHistory, _simulate, _take, map_estimate, map_hessian, map_objective
 from vanco_pk.pk import GOTI_2018, GotiModel
 
 __all__ = [
@@ -61,29 +61,9 @@ PARAMETERS: tuple[str, ...] = (
     "dialysis_cl_factor",
 )
 #: The fields of :class:`vanco_pk.pk.GotiModel` a fit may change.
-MODEL_FIELDS: tuple[str, ...] = (
-    "cl",
-    "v1",
-    "v2",
-    "omega2_cl",
-    "omega2_v1",
-    "prop_error",
-    "crcl_exponent",
-    "crcl_cap",
-    "dialysis_cl_factor",
-)
-#: What :func:`fit_population` estimates by default.
-FITTED_PARAMETERS: tuple[str, ...] = (
-    "cl",
-    "volume",
-    "omega2_cl",
-    "omega2_v1",
-    "prop_error",
-    "crcl_exponent",
-    "crcl_cap",
-    "dialysis_cl_factor",
-)
-_H = 1e-3
+MODEL_FIELDS: tuple[str, ...] = tuple(p for p in PARAMETERS if p != "volume")
+#: What :func:`fit_population` estimates by default: everything, V1 and V2 through ``volume``.
+FITTED_PARAMETERS: tuple[str, ...] = tuple(p for p in PARAMETERS if p not in ("v1", "v2"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,17 +114,11 @@ def _full_objective(history: DoseHistory, eta: np.ndarray, model: GotiModel) -> 
 
 
 def _log_det_hessian(history: DoseHistory, eta: np.ndarray, model: GotiModel) -> np.ndarray:
-    """log det of the finite-difference Hessian of the MAP objective at ``eta`` (P, 2)."""
-    h = _H
-    stencil = np.array([[0, 0], [h, 0], [-h, 0], [0, h], [0, -h], [h, h], [-h, -h]])
-    f = map_objective(history, eta[:, None, :] + stencil[None], model)
-    f0 = f[:, 0]
-    h11 = (f[:, 1] - 2 * f0 + f[:, 2]) / h**2
-    h22 = (f[:, 3] - 2 * f0 + f[:, 4]) / h**2
-    h12 = (f[:, 5] - f[:, 1] - f[:, 3] + 2 * f0 - f[:, 2] - f[:, 4] + f[:, 6]) / (2 * h**2)
+    """log det of the Hessian of the MAP objective at ``eta`` (P, 2), floored at the prior's."""
+    det = np.linalg.det(map_hessian(history, eta, model))
     # The prior's curvature bounds each eigenvalue from below at the mode.
     floor = 1.0 / np.array([model.omega2_cl, model.omega2_v1]).max()
-    return np.log(np.maximum(h11 * h22 - h12**2, floor**2))
+    return np.log(np.maximum(det, floor**2))
 
 
 def marginal_objective(
