@@ -23,8 +23,9 @@ with the environment's trough reward; ``--data-preset default`` converts both co
 the preset says -- the previous dose, the exposure tracker's features, the ``exposure``
 reward -- trains the algorithms on that, and computes the truth with the environment's same
 reward, the algorithms fed the same observation online. ``--scenario`` picks the world
-(``icu`` or ``ideal``) of the cohorts, the truth and the twins; ``--twin-prior`` the twin's
-population model (refitted to the logged levels, or Goti 2018 as published).
+(``icu`` or ``ideal``) of the cohorts, the truth and the twins. The twin runs twice: ``twin``
+with the Goti 2018 prior (what ``evaluate`` does by default) and ``twin (local)`` with Goti
+2018 refitted to the logged levels (:func:`vanco_offline.ope.local_prior`).
 
 Modules: :mod:`.options` (flags, sizes, conversion), :mod:`.panel` (the policies),
 :mod:`.variants` (importance-sampling variants), :mod:`.scores` (Spearman, MARE, regret@1,

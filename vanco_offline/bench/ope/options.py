@@ -1,4 +1,4 @@
-"""The options of ``vanco-offline bench ope``: sizes, the world, the data's conversion, the twin's prior.
+"""The options of ``vanco-offline bench ope``: sizes, the world and the data's conversion.
 
 The data's observation and reward are the project's one spec,
 :class:`vanco_offline.data.options.ConversionOptions` (discrete doses, a never-measured level
@@ -22,7 +22,6 @@ from vanco_offline.data.options import ConversionOptions
 __all__ = [
     "FULL",
     "QUICK",
-    "TWIN_PRIORS",
     "RunOptions",
     "Size",
     "add_arguments",
@@ -30,9 +29,6 @@ __all__ = [
     "describe",
     "parse",
 ]
-
-#: The twin's population prior: Goti 2018 as published, or refitted to the logged levels.
-TWIN_PRIORS = ("local", "published")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +56,6 @@ class RunOptions:
     size: Size
     conversion: ConversionOptions
     scenario: str
-    twin_prior: str
     gamma: float
     seed: int
     epsilon: float
@@ -83,13 +78,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bootstrap", type=int, help=f"bootstrap resamples ({FULL.bootstrap})")
     parser.add_argument(
         "--twin-draws", type=int, help=f"PK posterior draws (twins) per stay ({FULL.twin_draws})"
-    )
-    parser.add_argument(
-        "--twin-prior",
-        choices=TWIN_PRIORS,
-        default="local",
-        help="the twin's population PK prior: refitted to the logged levels (default) or Goti 2018 "
-        "as published",
     )
     parser.add_argument(
         "--scenario",
@@ -192,7 +180,6 @@ def parse(args: argparse.Namespace) -> RunOptions:
         size=size,
         conversion=conversion_options(args),
         scenario=getattr(args, "scenario", "icu"),
-        twin_prior=getattr(args, "twin_prior", "local"),
         gamma=args.gamma,
         seed=args.seed,
         epsilon=args.epsilon,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 import warnings
 
@@ -17,7 +18,9 @@ from vanco_offline.bench.ope.variants import VARIANT_COLUMNS, variants
 
 __all__ = ["ESTIMATOR_COLUMNS", "run"]
 
-ESTIMATOR_COLUMNS = ("fqe", "lfqe", "twin", "pdis", "wis", "wpdis", "dr", "wdr")
+ESTIMATOR_COLUMNS = ("fqe", "lfqe", "twin", "twin (local)", "pdis", "wis", "wpdis", "dr", "wdr")
+#: The estimators whose attainment is scored too.
+TWINS = ("twin", "twin (local)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,13 +48,16 @@ def _run(opts: RunOptions) -> int:
         ReferencePolicy,
         SimulatorTruth,
         TwinSettings,
+        as_policy,
         evaluate,
         fit_behavior_model,
         local_prior,
         simulate_value,
         to_trajectories,
+        twin_estimate,
     )
     from vanco_offline.ope.bootstrap import bootstrap_counts
+    from vanco_offline.ope.report import Estimate
     from vanco_offline.progress import progress_bar
 
     size, seed, gamma = opts.size, opts.seed, opts.gamma
@@ -69,7 +75,8 @@ def _run(opts: RunOptions) -> int:
         f"OPE calibration in the {opts.scenario!r} world: {traj.n_stays} held-out clinician stays "
         f"({traj.n_transitions} transitions, horizon {traj.horizon}), gamma {gamma:g}; algorithms trained "
         f"on another {size.stays} stays; FQE {size.fqe_steps} steps, history {opts.fqe_history}; "
-        f"{size.twin_draws} PK twins per stay ({opts.twin_prior} prior); truth from {size.truth_patients} "
+        f"{size.twin_draws} PK twins per stay (Goti 2018 prior, and refitted to the logged levels); truth "
+        f"from {size.truth_patients} "
         f"fresh simulated patients per policy; {size.bootstrap} bootstrap resamples; importance sampling "
         f"of a greedy policy softened by {opts.epsilon:g}\n"
         f"data: {describe(opts.conversion)} ({len(result.observation_names)} observation columns; "
@@ -80,16 +87,15 @@ def _run(opts: RunOptions) -> int:
     print(f"\n{behavior.calibration.summary()}  [{time.perf_counter() - t0:.0f} s]")
     print("reliability (all dose probabilities, out of fold):\n" + behavior.calibration.reliability_table())
     t0 = time.perf_counter()
-    prior = local_prior(table, seed=seed) if opts.twin_prior == "local" else GOTI_2018
-    if opts.twin_prior == "local":
-        fitted = ", ".join(
-            f"{k} {getattr(prior, k):.4g} ({getattr(GOTI_2018, k):.4g})"
-            for k in ("cl", "v1", "v2", "omega2_cl", "omega2_v1", "prop_error", "crcl_exponent")
-        )
-        print(
-            f"\ntwin prior refitted to the logged levels (Goti 2018 in brackets): {fitted} "
-            f"[{time.perf_counter() - t0:.0f} s]"
-        )
+    local = local_prior(table, seed=seed)
+    fitted = ", ".join(
+        f"{k} {getattr(local, k):.4g} ({getattr(GOTI_2018, k):.4g})"
+        for k in ("cl", "v1", "v2", "omega2_cl", "omega2_v1", "prop_error", "crcl_exponent")
+    )
+    print(
+        f"\n'twin (local)' prior, Goti 2018 refitted to the logged levels (published values in brackets): "
+        f"{fitted} [{time.perf_counter() - t0:.0f} s]"
+    )
     t0 = time.perf_counter()
     algos = train(size, training, gamma, seed)
     print(
@@ -102,7 +108,10 @@ def _run(opts: RunOptions) -> int:
         n_patients=size.truth_patients, seed=1_000_000 + seed, env_options=env_options
     )
     fqe = FQESettings(n_steps=size.fqe_steps, history=opts.fqe_history, seed=seed)
-    twin = TwinSettings(env_options=env_options, n_draws=size.twin_draws, seed=seed, model=prior)
+    twin = TwinSettings(
+        env_options=env_options, n_draws=size.twin_draws, seed=seed, n_bootstrap=size.bootstrap
+    )
+    twin_local = dataclasses.replace(twin, model=local)
     gap_values = {
         name: simulate_value(ReferencePolicy(make_policy(name)), gamma, truth_spec).value
         for name in ("oracle", "random")
@@ -113,7 +122,7 @@ def _run(opts: RunOptions) -> int:
     truth: dict[str, dict[str, float]] = {}
     estimates: dict[str, dict[str, float]] = {}
     intervals: dict[str, dict[str, tuple[float, float]]] = {}
-    attainment: dict[str, dict] = {"true": {}, "est": {}, "int": {}}
+    attainment: dict[str, dict[str, dict]] = {name: {"true": {}, "est": {}, "int": {}} for name in TWINS}
     greedy: dict[str, float] = {}
     policies = calibration_panel(algos)
     for label, policy in progress_bar(
@@ -132,20 +141,25 @@ def _run(opts: RunOptions) -> int:
             truth=truth_spec,
             seed=seed,
         )
-        values = {name: report.estimates[name] for name in ESTIMATOR_COLUMNS}
+        local_twin = twin_estimate(
+            as_policy(policy), table, traj.stay_ids, gamma, twin_local, result.observation_names, traj.horizon
+        )
+        twins = {"twin": report.twin, "twin (local)": local_twin}
+        values = {name: report.estimates[name] for name in ESTIMATOR_COLUMNS if name in report.estimates}
+        values["twin (local)"] = Estimate("twin (local)", local_twin.value, local_twin.interval)
         values.update(variants(report, traj, behavior, gamma, counts))
         for name, est in values.items():
             true_value = report.truth_softened if est.softened and report.truth_softened else report.truth
             truth.setdefault(name, {})[label] = true_value.value
             estimates.setdefault(name, {})[label] = est.value
             intervals.setdefault(name, {})[label] = (est.interval.low, est.interval.high)
-        t = report.twin
-        attainment["true"][label] = report.truth.attainment
-        attainment["est"][label] = t.attainment
-        attainment["int"][label] = (t.attainment_interval.low, t.attainment_interval.high)
+        for name, t in twins.items():
+            attainment[name]["true"][label] = report.truth.attainment
+            attainment[name]["est"][label] = t.attainment
+            attainment[name]["int"][label] = (t.attainment_interval.low, t.attainment_interval.high)
         if report.greedy_q is not None:
             greedy[label] = report.greedy_q
-        rows.append((label, report, values, time.perf_counter() - t0))
+        rows.append((label, report, values, local_twin, time.perf_counter() - t0))
         print(f"  {label}: {time.perf_counter() - t0:.0f} s", flush=True)
 
     columns = [*ESTIMATOR_COLUMNS, *VARIANT_COLUMNS]
@@ -162,7 +176,9 @@ def _run(opts: RunOptions) -> int:
             estimates[name],
             gap,
             intervals[name],
-            (attainment["true"], attainment["est"], attainment["int"]) if name == "twin" else None,
+            (attainment[name]["true"], attainment[name]["est"], attainment[name]["int"])
+            if name in TWINS
+            else None,
         )
         for name in columns
     ]

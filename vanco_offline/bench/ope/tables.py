@@ -20,26 +20,27 @@ TARGETS: tuple[tuple[str, float, str], ...] = (
     ("MARE", 0.15, "<="),
 )
 #: The estimators checked against the targets.
-TARGETED = ("fqe", "lfqe", "twin", "wdr")
+TARGETED = ("fqe", "lfqe", "twin", "twin (local)", "wdr")
 
 
-def policy_table(rows: Sequence[tuple[str, Any, dict[str, Any], float]], columns: Sequence[str]) -> str:
-    """Per policy: its true value (+- s.e.), the softened policy's, the true and the twin's
-    attainment, every estimator's estimate, greedy_q, the ESS, the support and the time."""
+def policy_table(rows: Sequence[tuple[str, Any, dict[str, Any], Any, float]], columns: Sequence[str]) -> str:
+    """Per policy: its true value (+- s.e.), the softened policy's, the true and the twins'
+    attainment (Goti 2018 prior, local prior), every estimator's estimate, greedy_q, the ESS,
+    the support and the time."""
     header = (
-        f"{'policy':<24} {'truth':>13} {'soft':>6} {'att':>5} {'twin att':>8} "
+        f"{'policy':<24} {'truth':>13} {'soft':>6} {'att':>5} {'twin att':>8} {'local att':>9} "
         + " ".join(f"{c:>{max(len(c), 7)}}" for c in columns)
         + f" {'greedy_q':>9} {'ESS %':>6} {'support':>8} {'time':>5}"
     )
     lines = [header, "-" * len(header)]
-    for label, report, values, seconds in rows:
+    for label, report, values, local_twin, seconds in rows:
         t = report.truth
         soft = report.truth_softened.value if report.truth_softened is not None else t.value
         ess = report.estimates["pdis"].weights.ess_fraction
         gq = f"{report.greedy_q:9.2f}" if report.greedy_q is not None else f"{'-':>9}"
         lines.append(
             f"{label:<24} {t.value:7.2f}+-{t.std_error:4.2f} {soft:6.2f} {t.attainment:5.1%} "
-            f"{report.twin.attainment:8.1%} "
+            f"{report.twin.attainment:8.1%} {local_twin.attainment:9.1%} "
             + " ".join(f"{values[c].value:{max(len(c), 7)}.2f}" for c in columns)
             + f" {gq} {ess:6.1%} {report.support.conditional_mass:8.1%} {seconds:4.0f}s"
         )
