@@ -55,11 +55,11 @@ def test_demo_runs_the_whole_pipeline_small(capsys, tmp_path):
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
     for row in (
-        "| VancoIQL (learned) |",
+        "| residual (learned) |",
         "| clinician (data) |",
         "| MIPD (Bayesian) |",
         "| oracle (true PK) |",
     ):
         assert row in out
-    assert "Off-policy evaluation of VancoIQL" in out and "truth" in out
+    assert "Off-policy evaluation of ResidualVancoIQL" in out and "truth" in out
     assert (tmp_path / "demo" / "model.d3").is_file()

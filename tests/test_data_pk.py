@@ -100,7 +100,10 @@ def test_simulator_and_converted_table_agree_for_the_same_stays(cohort):
         if k < rows - 1:
             obs, _, _, _, info = env.step(doses[:, k].reshape(n, 1))
     np.testing.assert_array_equal(np.stack(built, axis=1), table_obs)
-    relative = np.abs(np.stack(env_pk, 1) - table_obs[..., -3:]) / np.maximum(table_obs[..., -3:], 1.0)
+    # Floors: 1 L/h, 1 mg*h/L and 25 mg (a tenth of the 250 mg grid step: a target dose of
+    # 0 vs 3 mg is agreement, not a 100 % error).
+    floor = np.array([1.0, 1.0, 25.0])
+    relative = np.abs(np.stack(env_pk, 1) - table_obs[..., -3:]) / np.maximum(table_obs[..., -3:], floor)
     # In icu a fit rests on 1-3 levels, so the labs' rounding moves it more than with a level
     # at every decision: max 0.11 measured here (0.1 was the bound in the ideal world).
     assert np.median(relative) < 0.005 and relative.max() < 0.15, (np.median(relative), relative.max())

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.optimize
 from vanco_pk import pk
-from vanco_pk.estimation import history_from_policy, map_objective
+from vanco_pk.estimation import _simulate, history_from_policy, map_objective
 from vanco_pk.kidney import KidneyParams
 from vanco_pk.patients import sample_patients
 from vanco_pk.pk import GOTI_2018
@@ -136,7 +136,8 @@ def test_policy_ranking_on_the_same_patients():
     attainment = {name: r["attainment"] for name, r in rows.items()}
     assert attainment["oracle"] >= attainment["mipd"] > attainment["clinician"] > attainment["fixed"]
     assert attainment["fixed"] > attainment["random"]
-    assert attainment["oracle"] > 0.9 and attainment["mipd"] > 0.65
+    # icu: MIPD fits 1 peak + 3 troughs a week to a misspecified prior (0.67 on 500 patients).
+    assert attainment["oracle"] > 0.9 and attainment["mipd"] > 0.6
     assert rows["random"]["aki"] > rows["clinician"]["aki"] >= rows["oracle"]["aki"]
     assert all(r["doses_over_3g"] == 0 for r in rows.values())
 
@@ -160,3 +161,31 @@ def test_mipd_uses_measured_levels_only():
 def test_mipd_options_are_checked(bad):
     with pytest.raises(ValueError):
         make_policy("mipd", **bad)
+
+
+def test_a_peak_with_the_trough_recovers_cl_and_v1_better_than_the_trough_alone():
+    history, info = _fixed_dosing_history(40, steps=2, keep_levels=[2])  # one trough at 24 h
+    cl_typ, v1_typ = history.typical()
+    eta = np.stack([np.log(info["cl"] / cl_typ[:, -1]), np.log(info["v1"] / v1_typ)], 1)
+    # The exact peak 1 h after the end of the 12-24 h infusion, from the true parameters.
+    offset = np.full_like(history.level, np.nan)
+    offset[:, 2] = 1.0
+    placeholder = dataclasses.replace(
+        history, peak=np.where(np.isfinite(offset), 0.0, np.nan), peak_offset_h=offset
+    )
+    troughs, peaks, _, _ = _simulate(placeholder, eta[:, None], NOISELESS_ASSAY, 2)
+    np.testing.assert_allclose(troughs[:, 0, 1], history.level[:, 2], rtol=1e-9)  # same model as the env
+    peak = np.full_like(history.level, np.nan)
+    peak[:, 2] = peaks[:, 0, 1]
+    assert np.all(peak[:, 2] > history.level[:, 2])
+    errors = {}
+    for name, h in (("trough", history), ("pair", dataclasses.replace(placeholder, peak=peak))):
+        fit = map_estimate(h, NOISELESS_ASSAY)
+        assert fit.converged.all()
+        errors[name] = [
+            np.median(np.abs(np.log(fit.cl / info["cl"]))),
+            np.median(np.abs(np.log(fit.v1 / info["v1"]))),
+        ]
+    assert errors["pair"][0] < errors["trough"][0] / 5 and errors["pair"][1] < errors["trough"][1] / 5, errors
+    with pytest.raises(ValueError, match="peak_offset_h"):
+        dataclasses.replace(placeholder, peak=peak, peak_offset_h=offset + 20.0)

@@ -151,3 +151,35 @@ def test_inter_occasion_variability_has_the_specified_variance_and_holds_within_
     per_occasion = factors[1::2]  # one value per patient and occasion
     # 400 x 7 draws: the SD of a sample SD is ~1.3 %, so 6 % is a loose bound.
     assert abs(per_occasion.std() - ICU.iov_cl_sd) < 0.06 * ICU.iov_cl_sd
+
+
+def test_auc_guided_draws_a_peak_with_the_first_trough_and_mipd_fits_it():
+    n = 4
+    env = VancoPKVectorEnv(n, scenario={"base": "icu", "sampling": "auc_guided"})
+    _, info = env.reset(seed=2)
+    mipd = make_policy("mipd")
+    mipd.reset({c: info["covariates"][c] for c in COVARIATES})
+    peaks = []
+    for _ in range(10):
+        mipd.action_probs(env.simulator.raw_observation(), info)
+        mipd.record(np.full(n, 1000.0))
+        *_, info = env.step(np.full((n, 1), 1000.0))
+        peaks.append(info["peak_measured"].copy())
+        if info["peak_measured"].any():
+            # The pair comes from one interval: the peak 1 h after the infusion, above the trough.
+            assert np.all(info["level_measured"][info["peak_measured"]])
+            assert np.all(info["peak_offset_h"][info["peak_measured"]] == ICU.auc_peak_offset_h)
+            drawn = info["peak_measured"]
+            assert np.all(info["peak_level"][drawn] > info["raw_level"][drawn])
+    # Only at the first level (24 h = step 2); the repeat at 96 h is a trough alone.
+    assert np.array_equal(np.flatnonzero(np.any(peaks, axis=1)), [1])
+    mipd.action_probs(env.simulator.raw_observation(), info)
+    memory = mipd.history()
+    assert np.isfinite(memory["peak"][:, 2]).all() and np.isnan(np.delete(memory["peak"], 2, axis=1)).all()
+    assert mipd.tracker.history().peak is not None
+    # The trough-guided protocol draws no peak.
+    env = VancoPKVectorEnv(n, scenario={"base": "icu", "sampling": "trough_guided"})
+    env.reset(seed=2)
+    for _ in range(6):
+        *_, info = env.step(np.full((n, 1), 1000.0))
+        assert not info["peak_measured"].any()

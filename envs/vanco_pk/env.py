@@ -72,7 +72,11 @@ def make_tracker(config: SimulatorConfig) -> ExposureTracker:
 
 
 def observe_chart(tracker: ExposureTracker, sim: BatchSimulator) -> None:
-    """Feed the tracker the current decision as a chart shows it: time, creatinine, the level drawn."""
+    """Feed the tracker the current decision as a chart shows it: time, creatinine, the trough drawn.
+
+    Peaks are left out: the data layer's tables (and so its ``pk_features`` replay) carry
+    troughs only, and the environment's features must equal the converted table's.
+    """
     level = sim.obs[:, 0]
     drawn = np.where(sim.level_measured & np.isfinite(level), level, np.nan)
     tracker.observe(sim.time_h, sim.obs[:, 1], drawn)
@@ -202,6 +206,9 @@ class VancoPKEnv(gym.Env[np.ndarray, np.ndarray]):
     (infection, 0-1) and ``infection_resolved``; ``dose_mg`` (dose actually given),
     ``infusion_h``, ``action_clipped``, ``level_measured`` (a new level was drawn at this
     step's end), ``draw_early_h`` (hours the real draw preceded the documented time),
+    ``peak_measured``, ``peak_level`` (mg/L, 0 where none) and ``peak_offset_h`` (a peak
+    drawn inside the interval that just ended, with its documented hours after the end of
+    the infusion: the AUC-guided protocol's first peak + trough pair),
     ``raw_level`` (the observation's level, NaN while never measured); ``covariates``
     (``weight_kg``, ``age``, ``sex``, ``height_cm``, ``dialysis``,
     ``baseline_creatinine``: a clinician knows them, so policies may read them). At reset

@@ -6,8 +6,12 @@ dosing interval (so CL may change over the stay, as in MIPD software with time-v
 covariates), the typical V1 from weight, both with log-normal between-patient variability
 ``omega^2``; V2 and Q stay at their typical values (troughs carry little information on
 them). The likelihood is the model's combined residual error of a measured level,
-``sd^2 = (prop * C)^2 + add^2``. Every level is a trough: it was drawn at the end of the
-interval, just before the next decision.
+``sd^2 = (prop * C)^2 + add^2``. A level is a trough drawn at the end of the interval, just
+before the next decision; a peak (optional) is drawn inside the same interval,
+``peak_offset_h`` hours after the end of the infusion, and is predicted by the closed-form
+two-compartment solution at that time (:func:`vanco_pk.pk.propagate` over the partial
+interval). A peak and a trough from one interval (the AUC-guided pair of Rybak 2020) carry
+information on V1 that a trough alone does not.
 
 The objective is minimised per patient by a damped Newton method on ``(eta_cl, eta_v1)``
 with finite-difference derivatives, vectorised over patients so that a cohort of 1,000 is
@@ -65,6 +69,12 @@ class DoseHistory:
     dose_mg : (P, T) dose given at each decision (the last one may be NaN: not given yet)
     creatinine : (P, T) serum creatinine observed at each decision, mg/dL
     level : (P, T) trough drawn at each decision (end of the previous interval), NaN if none
+    peak : (P, T), optional
+        peak drawn inside the previous interval (reported at the decision with its trough),
+        NaN if none; ``None``: no peaks
+    peak_offset_h : (P, T), optional
+        documented hours from the end of that interval's infusion to the peak draw (needed
+        where ``peak`` is finite; the draw must fall inside the interval)
     """
 
     weight_kg: np.ndarray
@@ -75,10 +85,18 @@ class DoseHistory:
     dose_mg: np.ndarray
     creatinine: np.ndarray
     level: np.ndarray
+    peak: np.ndarray | None = None
+    peak_offset_h: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         shape = np.shape(self.time_h)
-        for name in ("dose_mg", "creatinine", "level"):
+        names = ["dose_mg", "creatinine", "level"]
+        if self.peak is not None:
+            names.append("peak")
+            if self.peak_offset_h is None:
+                raise ValueError("DoseHistory.peak needs peak_offset_h (hours after the end of the infusion)")
+            names.append("peak_offset_h")
+        for name in names:
             if np.shape(getattr(self, name)) != shape:
                 raise ValueError(
                     f"DoseHistory.{name} has shape {np.shape(getattr(self, name))}; expected {shape}"
@@ -102,6 +120,26 @@ class DoseHistory:
                 f"{float(infusion_duration_h(given[p, k])):.1f} h at 10 mg/min but the next decision is "
                 f"{gaps[p, k]:g} h later"
             )
+        if self.peak is not None:
+            self._check_peaks(given, gaps)
+
+    def _check_peaks(self, given: np.ndarray, gaps: np.ndarray) -> None:
+        peak, offset = self.peak[:, 1:], self.peak_offset_h[:, 1:]
+        has = np.isfinite(peak)
+        if np.any(np.isfinite(self.peak[:, 0])):
+            p = int(np.flatnonzero(np.isfinite(self.peak[:, 0]))[0])
+            raise ValueError(f"DoseHistory.peak[{p}, 0]: no interval precedes the first decision")
+        if np.any(has & (peak < 0)):
+            p, k = (int(v[0]) for v in np.nonzero(has & (peak < 0)))
+            raise ValueError(f"DoseHistory.peak[{p}, {k + 1}] = {peak[p, k]!r}: a level is >= 0 mg/L")
+        t = infusion_duration_h(np.nan_to_num(given)) + offset
+        bad = has & ~(np.isfinite(offset) & (offset >= 0) & (t < gaps))
+        if np.any(bad):
+            p, k = (int(v[0]) for v in np.nonzero(bad))
+            raise ValueError(
+                f"DoseHistory.peak_offset_h[{p}, {k + 1}] = {offset[p, k]!r}: the peak must be drawn >= 0 h "
+                f"after the end of the infusion and before the next decision ({gaps[p, k]:g} h)"
+            )
 
     @property
     def n_patients(self) -> int:
@@ -120,7 +158,8 @@ class DoseHistory:
 
 
 def _simulate(history: DoseHistory, eta: np.ndarray, model: GotiModel, upto: int):
-    """Troughs at decisions 1..upto and the amounts at decision ``upto``; eta is (P, S, 2)."""
+    """Troughs at decisions 1..upto, peaks in the intervals before them (where ``history.peak`` is
+    finite, else NaN) and the amounts at decision ``upto``; eta is (P, S, 2)."""
     cl_typ, v1_typ = history.typical(model)
     shape = eta.shape[:2]
     v1 = v1_typ[:, None] * np.exp(eta[..., 1])
@@ -129,14 +168,26 @@ def _simulate(history: DoseHistory, eta: np.ndarray, model: GotiModel, upto: int
     a1 = np.zeros(shape)
     a2 = np.zeros(shape)
     troughs = np.zeros((*shape, upto))
+    peaks = np.full((*shape, upto), np.nan)
     for k in range(upto):
         params = PKParams(cl_typ[:, k, None] * np.exp(eta[..., 0]), v1, v2, q)
         dose = np.broadcast_to(history.dose_mg[:, k, None], shape)
+        t_inf = infusion_duration_h(dose)
         gap = np.broadcast_to((history.time_h[:, k + 1] - history.time_h[:, k])[:, None], shape)
-        out = propagate(params, a1, a2, dose, infusion_duration_h(dose), gap)
+        if history.peak is not None and np.any(np.isfinite(history.peak[:, k + 1])):
+            has = np.isfinite(history.peak[:, k + 1])[:, None]
+            t_peak = np.where(has, t_inf + np.nan_to_num(history.peak_offset_h[:, k + 1])[:, None], gap)
+            at = propagate(params, a1, a2, dose, t_inf, t_peak).trough
+            peaks[..., k] = np.where(has, at, np.nan)
+        out = propagate(params, a1, a2, dose, t_inf, gap)
         a1, a2 = out.central_mg, out.peripheral_mg
         troughs[..., k] = out.trough
-    return troughs, a1, a2
+    return troughs, peaks, a1, a2
+
+
+def _level_nll(obs: np.ndarray, pred: np.ndarray, model: GotiModel) -> np.ndarray:
+    var = (model.prop_error * pred) ** 2 + model.add_error_mg_l**2
+    return np.where(np.isnan(obs), 0.0, 0.5 * (np.nan_to_num(obs) - np.nan_to_num(pred)) ** 2 / var)
 
 
 def map_objective(history: DoseHistory, eta: np.ndarray, model: GotiModel = GOTI_2018) -> np.ndarray:
@@ -146,11 +197,10 @@ def map_objective(history: DoseHistory, eta: np.ndarray, model: GotiModel = GOTI
     eta = eta[:, None] if squeeze else eta
     upto = history.time_h.shape[1] - 1
     if upto:
-        pred, _, _ = _simulate(history, eta, model, upto)
-        obs = history.level[:, None, 1:]
-        var = (model.prop_error * pred) ** 2 + model.add_error_mg_l**2
-        terms = np.where(np.isnan(obs), 0.0, 0.5 * (np.nan_to_num(obs) - pred) ** 2 / var)
-        nll = terms.sum(axis=-1)
+        pred, peaks, _, _ = _simulate(history, eta, model, upto)
+        nll = _level_nll(history.level[:, None, 1:], pred, model).sum(axis=-1)
+        if history.peak is not None:
+            nll = nll + _level_nll(history.peak[:, None, 1:], np.nan_to_num(peaks), model).sum(axis=-1)
     else:
         nll = np.zeros(eta.shape[:2])
     prior = 0.5 * (eta[..., 0] ** 2 / model.omega2_cl + eta[..., 1] ** 2 / model.omega2_v1)
@@ -180,7 +230,7 @@ def map_estimate(
     tol: float = 1e-7,
     grid: int = 7,
 ) -> MAPResult:
-    """MAP estimate of each patient's CL and V1 given the doses and measured troughs.
+    """MAP estimate of each patient's CL and V1 given the doses and measured troughs (and peaks).
 
     Parameters
     ----------
@@ -203,6 +253,8 @@ def map_estimate(
     iterations = np.zeros(n, dtype=np.int64)
     # Without a level the posterior is the prior, whose mode is eta = 0.
     done = ~np.any(np.isfinite(history.level[:, 1:]), axis=1)
+    if history.peak is not None:
+        done &= ~np.any(np.isfinite(history.peak[:, 1:]), axis=1)
     eta[done] = 0.0
     active = np.flatnonzero(~done)
     if grid > 0 and active.size:
@@ -263,7 +315,7 @@ def predicted_state(
     upto = history.time_h.shape[1] - 1
     eta = np.asarray(eta, dtype=np.float64)
     if upto:
-        _, a1, a2 = _simulate(history, eta[:, None], model, upto)
+        _, _, a1, a2 = _simulate(history, eta[:, None], model, upto)
         a1, a2 = a1[:, 0], a2[:, 0]
     else:
         a1 = a2 = np.zeros(history.n_patients)
@@ -368,7 +420,9 @@ def auc_target_dose(
 
 
 def _take(history: DoseHistory, index: np.ndarray) -> DoseHistory:
-    return DoseHistory(*(getattr(history, f)[index] for f in history.__dataclass_fields__))
+    return DoseHistory(
+        *(None if (v := getattr(history, f)) is None else v[index] for f in history.__dataclass_fields__)
+    )
 
 
 def history_from_policy(
@@ -385,4 +439,6 @@ def history_from_policy(
         dose_mg=memory["dose_mg"],
         creatinine=obs[..., 1],
         level=memory["level"],
+        peak=memory.get("peak"),
+        peak_offset_h=memory.get("peak_offset_h"),
     )

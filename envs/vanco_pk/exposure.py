@@ -2,7 +2,7 @@
 
 :class:`ExposureTracker` follows ``P`` patients through their stays, fed only what a chart
 holds -- the covariates, the decision times, the serum creatinine at each decision, the
-doses given and the measured troughs -- and keeps the Bayesian MAP estimate of each
+doses given, the measured troughs and peaks -- and keeps the Bayesian MAP estimate of each
 patient's CL and V1 (the Goti 2018 population model as prior, its residual error as
 likelihood; :func:`vanco_pk.estimation.map_estimate`, refitted whenever a new level
 arrives, from the previous estimate). From it, at every decision, three named features
@@ -20,7 +20,9 @@ arrives, from the previous estimate). From it, at every decision, three named fe
 
 The same object is the memory of the MIPD policy (:class:`vanco_pk.policies.MIPDPolicy`),
 of the environments' ``pk_features`` option and ``"exposure"`` reward, and of the data
-layer's ``pk_features`` conversion option, so the three agree by construction.
+layer's ``pk_features`` conversion option, so the three agree by construction on the
+same levels. Only MIPD is fed peaks (the AUC-guided peak + trough pair): the data tables
+carry troughs only, so the environments' and the data layer's features use the troughs.
 
 Protocol, per decision: :meth:`ExposureTracker.observe` (time, creatinine, the level drawn
 at this decision or NaN), read the features, then :meth:`ExposureTracker.record` (the dose
@@ -166,6 +168,9 @@ class ExposureTracker:
         self._dose = np.full((n, _CAPACITY), np.nan)
         self._creatinine = np.full((n, _CAPACITY), np.nan)
         self._level = np.full((n, _CAPACITY), np.nan)
+        self._peak = np.full((n, _CAPACITY), np.nan)
+        self._peak_offset = np.full((n, _CAPACITY), np.nan)
+        self._any_peak = False
         self._open = False
         self._cache: dict[str, np.ndarray] = {}
 
@@ -173,11 +178,15 @@ class ExposureTracker:
     def n_patients(self) -> int:
         return self._n
 
-    def observe(self, time_h: Any, creatinine: Any, level: Any = None) -> None:
-        """A new decision: its time (h), the serum creatinine then (mg/dL) and the trough drawn
-        just before it (mg/L; NaN, or ``level=None`` for all, where none was drawn).
+    def observe(
+        self, time_h: Any, creatinine: Any, level: Any = None, peak: Any = None, peak_offset_h: Any = None
+    ) -> None:
+        """A new decision: its time (h), the serum creatinine then (mg/dL), the trough drawn
+        just before it (mg/L; NaN, or ``level=None`` for all, where none was drawn) and a peak
+        drawn inside the interval that just ended (mg/L, NaN or ``None`` where none) with the
+        documented hours from the end of that interval's infusion to its draw.
 
-        A new level refits that patient's MAP estimate from the previous one.
+        A new level or peak refits that patient's MAP estimate from the previous one.
         """
         self._check_started()
         if self._open:
@@ -188,6 +197,12 @@ class ExposureTracker:
         time = self._vector(time_h, "time_h")
         scr = self._vector(creatinine, "creatinine")
         drawn = np.full(self._n, np.nan) if level is None else self._vector(level, "level")
+        peaks = np.full(self._n, np.nan) if peak is None else self._vector(peak, "peak")
+        no_offset = peak_offset_h is None
+        offset = np.full(self._n, np.nan) if no_offset else self._vector(peak_offset_h, "peak_offset_h")
+        if np.any(np.isfinite(peaks) & ~np.isfinite(offset)):
+            i = int(np.flatnonzero(np.isfinite(peaks) & ~np.isfinite(offset))[0])
+            raise ValueError(f"ExposureTracker: the peak of patient {i} has no peak_offset_h (hours)")
         bad = ~(np.isfinite(scr) & (scr > 0))
         if np.any(bad):
             i = int(np.flatnonzero(bad)[0])
@@ -198,9 +213,12 @@ class ExposureTracker:
         if np.any(~np.isfinite(time)):
             i = int(np.flatnonzero(~np.isfinite(time))[0])
             raise ValueError(f"ExposureTracker: time_h of patient {i} is {time[i]!r}; give hours")
-        if np.any(drawn < 0):
-            i = int(np.flatnonzero(drawn < 0)[0])
-            raise ValueError(f"ExposureTracker: level of patient {i} is {drawn[i]!r} mg/L; levels are >= 0")
+        for name, values in (("level", drawn), ("peak", peaks)):
+            if np.any(values < 0):
+                i = int(np.flatnonzero(values < 0)[0])
+                raise ValueError(
+                    f"ExposureTracker: {name} of patient {i} is {values[i]!r} mg/L; levels are >= 0"
+                )
         k = self.steps
         if k and np.any(time <= self._time[:, k - 1]):
             i = int(np.flatnonzero(time <= self._time[:, k - 1])[0])
@@ -209,23 +227,30 @@ class ExposureTracker:
                 f"to {time[i]:g} h; decisions must be in increasing time"
             )
         if k == self._time.shape[1]:
-            self._time, self._dose, self._creatinine, self._level = (
+            self._time, self._dose, self._creatinine, self._level, self._peak, self._peak_offset = (
                 np.concatenate([a, np.full_like(a, fill)], axis=1)
                 for a, fill in (
                     (self._time, 0.0),
                     (self._dose, np.nan),
                     (self._creatinine, np.nan),
                     (self._level, np.nan),
+                    (self._peak, np.nan),
+                    (self._peak_offset, np.nan),
                 )
             )
         self._time[:, k] = time
         self._creatinine[:, k] = scr
         self._level[:, k] = drawn
+        if k == 0:  # a vancomycin-naive patient: no interval precedes the first decision
+            peaks = np.full(self._n, np.nan)
+        self._peak[:, k] = peaks
+        self._peak_offset[:, k] = np.where(np.isfinite(peaks), offset, np.nan)
+        self._any_peak = self._any_peak or bool(np.any(np.isfinite(peaks)))
         self.steps = k + 1
         self._open = True
         self._cache = {}
         # Refit only where a level arrived: nothing else changes the posterior of eta.
-        refit = np.flatnonzero(np.isfinite(drawn))
+        refit = np.flatnonzero(np.isfinite(drawn) | np.isfinite(peaks))
         if refit.size:
             result = map_estimate(_take(self.history(), refit), self.model, eta0=self.eta[refit])
             self.eta[refit] = result.eta
@@ -260,6 +285,8 @@ class ExposureTracker:
             dose_mg=self._dose[:, :k].copy(),
             creatinine=self._creatinine[:, :k].copy(),
             level=self._level[:, :k].copy(),
+            peak=self._peak[:, :k].copy() if self._any_peak else None,
+            peak_offset_h=self._peak_offset[:, :k].copy() if self._any_peak else None,
         )
 
     def predicted_state(self) -> tuple[PKParams, np.ndarray, np.ndarray]:

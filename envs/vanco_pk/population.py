@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from vanco_pk.estimation import DoseHistory, _simulate, map_estimate, map_objective
+from vanco_pk.estimation import DoseHistory, _simulate, _take, map_estimate, map_objective
 from vanco_pk.pk import GOTI_2018, GotiModel
 
 __all__ = [
@@ -113,8 +113,9 @@ class PopulationFit:
 
 
 def _levels(history: DoseHistory) -> np.ndarray:
-    """Levels that inform the fit: those after the first decision (the first carries no dose)."""
-    return np.isfinite(history.level[:, 1:])
+    """Levels that inform the fit (troughs and peaks after the first decision: the first carries no dose)."""
+    drawn = np.isfinite(history.level[:, 1:])
+    return drawn if history.peak is None else drawn | np.isfinite(history.peak[:, 1:])
 
 
 def _full_objective(history: DoseHistory, eta: np.ndarray, model: GotiModel) -> np.ndarray:
@@ -122,9 +123,13 @@ def _full_objective(history: DoseHistory, eta: np.ndarray, model: GotiModel) -> 
     upto = history.time_h.shape[1] - 1
     value = map_objective(history, eta, model)
     if upto:
-        pred, _, _ = _simulate(history, eta[:, None], model, upto)
-        var = (model.prop_error * pred[:, 0]) ** 2 + model.add_error_mg_l**2
-        value = value + np.where(_levels(history), 0.5 * np.log(var), 0.0).sum(axis=1)
+        troughs, peaks, _, _ = _simulate(history, eta[:, None], model, upto)
+        drawn = [(troughs[:, 0], history.level)]
+        if history.peak is not None:
+            drawn.append((np.nan_to_num(peaks[:, 0]), history.peak))
+        for pred, observed in drawn:
+            var = (model.prop_error * pred) ** 2 + model.add_error_mg_l**2
+            value = value + np.where(np.isfinite(observed[:, 1:]), 0.5 * np.log(var), 0.0).sum(axis=1)
     return value
 
 
@@ -159,11 +164,13 @@ def marginal_objective(
     for g, history in enumerate(histories):
         informed = _levels(history).any(axis=1)
         start = None if eta0 is None else eta0[g]
-        eta = map_estimate(history, model, eta0=start, grid=0 if start is not None else 7).eta
+        eta = map_estimate(
+            history, model, eta0=start, max_iter=20, tol=1e-4, grid=0 if start is not None else 7
+        ).eta
         etas.append(eta)
         if not informed.any():
             continue
-        sub = DoseHistory(*(getattr(history, f)[informed] for f in history.__dataclass_fields__))
+        sub = _take(history, informed)
         e = eta[informed]
         total += float(
             np.sum(

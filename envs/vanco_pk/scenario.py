@@ -19,9 +19,11 @@ Sampling protocols (``sampling``), each decision being the start of an interval:
   have passed since the last level, and before the 4th dose of a changed regimen
   (Rybak 2020: troughs at steady state, repeated weekly or more often in unstable renal
   function; ICU practice every 48-72 h);
-* ``auc_guided``: Bayesian AUC-guided monitoring: a first trough within 24-48 h
-  (``auc_first_decision``), then every ``auc_every_h`` hours (Rybak 2020 recommend one or
-  two levels for a Bayesian estimate, the first within 24-48 h);
+* ``auc_guided``: Bayesian AUC-guided monitoring: a peak + trough pair from one interval
+  within 24-48 h (``auc_first_decision``; the peak ``auc_peak_offset_h`` after the end of
+  the infusion), then a trough every ``auc_every_h`` hours (Rybak 2020: two levels, a peak
+  1-2 h after the infusion and a trough, preferably in the first 24-48 h, then levels
+  every 2-3 days);
 * ``on_request``: only levels the agent asks for (see :class:`vanco_pk.sampling.LevelRequest`).
 
 A level requested through the action is drawn in every protocol.
@@ -82,6 +84,8 @@ class Scenario:
         drawn (3 = before the 4th dose).
     trough_every_h : ``trough_guided``: hours between repeat troughs.
     auc_first_decision, auc_every_h : the same for ``auc_guided``.
+    auc_peak_offset_h : ``auc_guided``: documented hours from the end of the infusion to the
+        peak drawn with the first trough (``None``: troughs only).
     level_prop_error, level_add_error_mg_l : assay error of a level (SD of the proportional
         part, additive SD in mg/L); ``None``: the residual error of the true model (Goti
         22.7 % + 3.4 mg/L), scaled by the env's ``measurement_noise``.
@@ -119,6 +123,7 @@ class Scenario:
     trough_every_h: float = 48.0
     auc_first_decision: int = 2
     auc_every_h: float = 72.0
+    auc_peak_offset_h: float | None = 1.0
     level_prop_error: float | None = None
     level_add_error_mg_l: float | None = None
     draw_time_sd_h: float = 0.0
@@ -189,6 +194,7 @@ class Scenario:
                 "crrt_fraction",
                 "level_prop_error",
                 "level_add_error_mg_l",
+                "auc_peak_offset_h",
                 "crcl_cap",
                 "creatinine_log_sd",
             ),
@@ -221,6 +227,7 @@ class Scenario:
             or self.aki == "graded"
             or max(self.arc_prob_young, self.arc_prob_middle, self.arc_prob_old) > 0
             or self.dialysis == "ihd_crrt"
+            or (self.sampling in ("trough_guided", "auc_guided") and self.auc_peak_offset_h is not None)
         )
 
 
@@ -243,12 +250,12 @@ ICU = Scenario(
     creatinine_assay_cv=0.03,
     dialysis="ihd_crrt",
     aki="graded",
-    # Calibrated on validation patients (seed 1, 300 per arm) so that AUC-guided MIPD vs the
-    # trough-guided clinician gives an AKI odds ratio inside Finch 2017 / the 2022
-    # meta-analysis (0.52-0.625); docs/simulator.md has the measured values.
-    sepsis_aki_per_day=0.005,
+    # Calibrated on validation patients (seed 1, 300 per arm) so that AUC-guided MIPD (with
+    # its peak + trough pair) vs the trough-guided clinician gives an AKI odds ratio inside
+    # Finch 2017 / the 2022 meta-analysis (0.52-0.625); docs/simulator.md has the values.
+    sepsis_aki_per_day=0.007,
     vanco_aki_per_day=0.02,
-    vanco_aki_slope=1.0,
+    vanco_aki_slope=0.7,
 )
 
 SCENARIOS: dict[str, Scenario] = {"icu": ICU, "ideal": IDEAL}

@@ -143,6 +143,8 @@ class BatchSimulator:
             "infusion_h",
             "drawn_conc",
             "draw_early_h",
+            "drawn_peak",
+            "peak_level",
             "iov",
             "rrt_cl",
             "ihd_phase_h",
@@ -224,6 +226,8 @@ class BatchSimulator:
         ):
             getattr(self, name)[index] = 0.0
         self.level[index] = np.nan
+        self.peak_level[index] = np.nan
+        self.drawn_peak[index] = np.nan
         for name in ("ever_dosed", "level_measured", "aki", "aki_so_far", "ever_level", "level_since_change",
                      "request"):
             getattr(self, name)[index] = False
@@ -279,6 +283,7 @@ class BatchSimulator:
             self.draw_early_h = early
         else:
             self.drawn_conc = out.trough
+        self.drawn_peak = self._peak_draw(params, start_a1, start_a2, dose, t_inf, wz[:, 4])
         hist = self.history
         hist[:, :, 1:] = hist[:, :, :-1]
         for row, value in enumerate((out.auc, start_a1, start_a2, dose, t_inf, params.cl)):
@@ -329,6 +334,22 @@ class BatchSimulator:
         self._measure()
         self._observe(np.arange(self.n))
 
+    def _peak_draw(self, params, a1, a2, dose, t_inf, z) -> np.ndarray:
+        """True concentration at the real time of a peak draw in this interval (NaN where the
+        protocol draws none or the documented time falls outside the interval).
+
+        The chart says ``auc_peak_offset_h`` after the end of the infusion; the real draw is
+        earlier by the same draw-time error as a trough (never before the infusion ends).
+        """
+        offset = self.scenario.auc_peak_offset_h
+        auc = self.protocol == SAMPLING_PROTOCOLS.index("auc_guided")
+        if offset is None or not np.any(auc):
+            return np.full(self.n, np.nan)
+        h = self.config.decision_interval_h
+        early = world.draw_time_early_h(self.scenario, z, np.full(self.n, offset))
+        at = propagate(params, a1, a2, dose, t_inf, np.minimum(t_inf + offset - early, h)).trough
+        return np.where(auc & (t_inf + offset < h), at, np.nan)
+
     def set_sampling(self, protocols) -> None:
         """Give each patient its own level protocol (names of :data:`vanco_pk.scenario.SAMPLING_PROTOCOLS`).
 
@@ -365,6 +386,12 @@ class BatchSimulator:
         # A drug-free sample reads 0 (below the assay's limit), not additive noise.
         noisy = np.where(self.ever_dosed, noisy, 0.0)
         self.level = np.where(measured, noisy, self.level)
+        # AUC-guided monitoring: the first trough comes with a peak from the same interval.
+        first = measured & ~self.ever_level & np.isfinite(self.drawn_peak) & self.ever_dosed
+        wz = self.world_noise[rows, step]
+        peak = self.drawn_peak * (1.0 + cfg.measurement_noise * prop * wz[:, 5])
+        peak = np.clip(peak + cfg.measurement_noise * add * wz[:, 6], 0.0, LEVEL_REPORT_MAX)
+        self.peak_level = np.where(first, peak, np.nan)
         self.hours_since_level = np.where(measured, 0.0, self.hours_since_level)
         self.level_measured = measured
         self.ever_level = self.ever_level | measured
@@ -450,6 +477,11 @@ class BatchSimulator:
             "aki_so_far": self.aki_so_far,
             "aki_events": self.aki_events,
             "draw_early_h": self.draw_early_h,
+            "peak_measured": np.isfinite(self.peak_level),
+            "peak_level": np.nan_to_num(self.peak_level, nan=0.0),
+            "peak_offset_h": np.where(
+                np.isfinite(self.peak_level), self.scenario.auc_peak_offset_h or 0.0, 0.0
+            ),
             "burden": self.burden,
             "infection_resolved": self.burden < self.config.infection.resolved_burden,
             "dose_mg": self.last_dose,

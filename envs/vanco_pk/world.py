@@ -27,9 +27,10 @@ __all__ = [
 ]
 
 #: Extra standard normals per patient (ARC flag, ARC factor, CRRT vs IHD, IHD schedule) and
-#: per observation (AKI event, IOV, draw-time error, creatinine assay error).
+#: per observation (AKI event, IOV, draw-time error, creatinine assay error, and a peak's
+#: draw-time error and two assay errors).
 N_WORLD_PATIENT_DRAWS = 4
-N_WORLD_STEP_DRAWS = 4
+N_WORLD_STEP_DRAWS = 7
 _ML_MIN_TO_L_H = 0.06
 _MAX_DRAW_EARLY_H = 2.0
 

@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from vanco_pk.policies import POLICIES, TRUTH_KEYS, make_policy
+from vanco_pk.policies import CHART_KEYS, POLICIES, TRUTH_KEYS, make_policy
 from vanco_pk.scenario import SCENARIOS, get_scenario, protocol_for
 from vanco_pk.targets import (
     ATTAINMENT_DEFINITION,
@@ -103,7 +103,7 @@ def evaluate_policy(
     for k in range(steps):
         features = np.asarray(obs, np.float64).copy()
         features[:, 0] = info["raw_level"]  # NaN while never measured
-        seen = {"time_h": info["time_h"], "level_measured": info["level_measured"]}
+        seen = {key: info[key] for key in CHART_KEYS}
         if policy.needs_truth:
             seen.update({key: info[key] for key in TRUTH_KEYS})
         dose = np.atleast_1d(policy.act(features, seen))

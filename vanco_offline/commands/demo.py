@@ -1,7 +1,8 @@
 """``vanco-offline demo``: the whole pipeline on the built-in synthetic cohort.
 
-Generate a cohort dosed by the clinician policy in the simulator, convert it, train VancoIQL
-with the project's default preset, estimate its value off-policy (FQE, weighted IS, weighted
+Generate a cohort dosed by the clinician policy in the simulator, convert it, train a preset
+(``residual`` by default: VancoIQL centred on the Bayesian dose of a PK model refitted to the
+cohort's own levels), estimate its value off-policy (FQE, weighted IS, weighted
 doubly robust, with bootstrap intervals) beside the simulator's ground truth, roll it out on
 new simulated patients beside clinician, MIPD and oracle dosing, print one summary table and
 write the plots. Everything is seeded: the same command gives the same numbers.
@@ -20,7 +21,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--patients", type=int, default=500, help="stays in the training cohort (default 500)"
     )
-    parser.add_argument("--steps", type=int, default=5000, help="VancoIQL gradient steps (default 5000)")
+    parser.add_argument(
+        "--preset",
+        default="residual",
+        help="the training preset (default residual; see `vanco-offline train`)",
+    )
+    parser.add_argument("--steps", type=int, help="gradient steps (default: the preset's)")
     parser.add_argument("--eval-patients", type=int, default=300, help="new simulated patients per policy")
     parser.add_argument("--fqe-steps", type=int, default=4000, help="FQE gradient steps (default 4000)")
     parser.add_argument("--seed", type=int, default=0)
@@ -31,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     for name in ("patients", "steps", "eval_patients", "fqe_steps"):
         minimum = 2 if name in ("patients", "eval_patients") else 1
-        if getattr(args, name) < minimum:
+        if getattr(args, name) is not None and getattr(args, name) < minimum:
             raise ValueError(
                 f"--{name.replace('_', '-')} must be at least {minimum}, got {getattr(args, name)}"
             )
@@ -50,14 +56,16 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"1/5 simulating {args.patients} ICU stays dosed by the clinician policy ...", flush=True)
     table = builtin_cohort(args.patients, seed=args.seed)
-    preset = load_preset("default")
+    preset = load_preset(args.preset)
     preset = dataclasses.replace(preset, training=dataclasses.replace(preset.training, seed=args.seed))
-    print(f"2/5 training VancoIQL (preset 'default', {args.steps} steps) ...", flush=True)
+    steps = preset.training.n_steps if args.steps is None else args.steps
+    local = " on a PK model refitted to the cohort's levels" if preset.data.pk_model == "local" else ""
+    print(f"2/5 training {preset.algo} (preset '{preset.name}', {steps} steps){local} ...", flush=True)
     result = train(
         preset,
         table,
         data_source="built-in synthetic cohort",
-        n_steps=args.steps,
+        n_steps=steps,
         experiment=out.name,
         log_root=out.parent,
         show_progress=show_progress(),  # d3rlpy's bar, on a terminal only
@@ -77,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     )
     patients = EvalPatients(n_patients=args.eval_patients, seed=10**9 + args.seed, env_options=env_options)
     actors = {
-        "VancoIQL (learned)": algo_actor(
+        f"{preset.name} (learned)": algo_actor(
             algo, result.model.observation_names, pk_model=result.model.population_model
         ),
         "clinician (data)": reference_actor("clinician", seed=args.seed),

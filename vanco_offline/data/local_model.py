@@ -59,7 +59,7 @@ def fit_local_model(
     start: GotiModel = GOTI_2018,
     impute: Any = None,
     parameters: tuple[str, ...] = FITTED_PARAMETERS,
-    max_stays: int | None = 600,
+    max_stays: int | None = 300,
     seed: int = 0,
     max_evaluations: int = 300,
 ) -> PopulationFit:

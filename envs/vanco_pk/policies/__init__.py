@@ -24,12 +24,13 @@ from typing import Any
 import numpy as np
 
 from vanco_pk.estimation import DoseHistory, MAPResult, auc_target_dose, forward_auc, map_estimate
-from vanco_pk.policies.base import N_DOSES, DosingPolicy, grid_index, policy_seeds
+from vanco_pk.policies.base import CHART_KEYS, N_DOSES, DosingPolicy, grid_index, policy_seeds
 from vanco_pk.policies.clinician import NOMOGRAM, ClinicianConfig, ClinicianPolicy, nomogram_regimen
 from vanco_pk.policies.model_based import TRUTH_KEYS, MIPDPolicy, OraclePolicy
 from vanco_pk.policies.simple import FixedPolicy, RandomPolicy
 
 __all__ = [
+    "CHART_KEYS",
     "NOMOGRAM",
     "N_DOSES",
     "POLICIES",

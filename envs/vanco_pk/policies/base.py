@@ -23,10 +23,13 @@ import numpy as np
 
 from vanco_pk.targets import COVARIATES, CREATININE, DOSE_GRID_MG, FEATURES, LEVEL, dose_to_grid_index
 
-__all__ = ["N_DOSES", "DosingPolicy", "grid_index", "policy_seeds"]
+__all__ = ["CHART_KEYS", "N_DOSES", "DosingPolicy", "grid_index", "policy_seeds"]
 
 #: Number of dose-grid levels (0, 250, ..., 3000 mg).
 N_DOSES = len(DOSE_GRID_MG)
+#: What a chart shows of each decision, the ``info`` keys a non-oracle policy may read: when,
+#: whether a trough was drawn, and a peak drawn in the interval that just ended.
+CHART_KEYS: tuple[str, ...] = ("time_h", "level_measured", "peak_measured", "peak_level", "peak_offset_h")
 _GRID_TOLERANCE_MG = 1e-6
 _CAPACITY = 16
 
@@ -122,6 +125,8 @@ class DosingPolicy:
         self._time = np.zeros((n, _CAPACITY))
         self._dose = np.full((n, _CAPACITY), np.nan)
         self._level = np.full((n, _CAPACITY), np.nan)  # a level drawn at that step, else NaN
+        self._peak = np.full((n, _CAPACITY), np.nan)  # a peak drawn in the interval before that step
+        self._peak_offset = np.full((n, _CAPACITY), np.nan)
         self._obs = np.full((n, _CAPACITY, len(FEATURES)), np.nan)
         self._last_level = np.full(n, np.nan)  # value of the latest level seen (for change detection)
         self._open = False  # the current decision has no dose yet
@@ -139,8 +144,11 @@ class DosingPolicy:
         ignored); its level is the last measured one (NaN, or 0 with
         ``info["level_measured"]`` False, while never measured). ``info`` may carry
         ``time_h`` (else decisions are ``interval_h`` apart), ``level_measured`` (whether
-        the level was drawn at this step; else a changed value counts as a new level) and
-        ``dose_mg`` (the dose given at the previous decision, if not recorded).
+        the level was drawn at this step; else a changed value counts as a new level),
+        ``peak_level``, ``peak_offset_h`` and ``peak_measured`` (a peak drawn inside the
+        previous interval, the documented hours from the end of its infusion, and whether one
+        was drawn; without ``peak_measured`` a finite ``peak_level`` counts) and ``dose_mg``
+        (the dose given at the previous decision, if not recorded).
         """
         self._check_started()
         info = {} if info is None else info
@@ -159,6 +167,17 @@ class DosingPolicy:
         if time is None:
             time = self._time[:, self.steps - 1] + self.interval_h if self.steps else np.zeros(self._n)
         self._append(obs, time, self._level_flags(obs, info))
+        peak = self._info_array(info, "peak_level")
+        if peak is not None:
+            offset = self._info_array(info, "peak_offset_h")
+            if offset is None:
+                raise ValueError(
+                    f"{self.name}: info has peak_level but no peak_offset_h (hours after the infusion)"
+                )
+            measured = self._info_array(info, "peak_measured")
+            drawn = np.isfinite(peak) if measured is None else (measured > 0) & np.isfinite(peak)
+            self._peak[:, self.steps - 1] = np.where(drawn, peak, np.nan)
+            self._peak_offset[:, self.steps - 1] = np.where(drawn, offset, np.nan)
         self._cached = np.asarray(self._pmf(info), dtype=np.float64)
         self._open = True
         return self._output(self._cached)
@@ -196,12 +215,15 @@ class DosingPolicy:
 
     def history(self) -> dict[str, np.ndarray]:
         """The memory so far: ``time_h``, ``dose_mg`` (NaN for an open decision), ``level``
-        (drawn at that step, else NaN) and the observations, arrays of shape (P, steps)."""
+        (drawn at that step, else NaN), ``peak`` and ``peak_offset_h`` (a peak drawn in the
+        interval before that step, else NaN) and the observations, arrays of shape (P, steps)."""
         k = self.steps
         return {
             "time_h": self._time[:, :k].copy(),
             "dose_mg": self._dose[:, :k].copy(),
             "level": self._level[:, :k].copy(),
+            "peak": self._peak[:, :k].copy(),
+            "peak_offset_h": self._peak_offset[:, :k].copy(),
             "observations": self._obs[:, :k].copy(),
         }
 
@@ -231,6 +253,12 @@ class DosingPolicy:
     def level_now(self) -> np.ndarray:
         """The level drawn at the current step, NaN if none."""
         return self._level[:, self.steps - 1]
+
+    @property
+    def peak_now(self) -> tuple[np.ndarray, np.ndarray]:
+        """The peak drawn in the interval that ended at the current step and its hours after the
+        end of the infusion (NaN if none)."""
+        return self._peak[:, self.steps - 1], self._peak_offset[:, self.steps - 1]
 
     def _info_array(self, info: Mapping[str, Any], key: str) -> np.ndarray | None:
         if key not in info:
@@ -294,6 +322,8 @@ class DosingPolicy:
             self._time = np.concatenate([self._time, np.zeros((self._n, grow))], axis=1)
             self._dose = np.concatenate([self._dose, np.full((self._n, grow), np.nan)], axis=1)
             self._level = np.concatenate([self._level, np.full((self._n, grow), np.nan)], axis=1)
+            self._peak = np.concatenate([self._peak, np.full((self._n, grow), np.nan)], axis=1)
+            self._peak_offset = np.concatenate([self._peak_offset, np.full((self._n, grow), np.nan)], axis=1)
             self._obs = np.concatenate([self._obs, np.full((self._n, grow, len(FEATURES)), np.nan)], axis=1)
         self._time[:, k] = time
         self._obs[:, k] = obs

@@ -99,7 +99,8 @@ class MIPDPolicy(_AUCTargetPolicy):
         return self.tracker.fits
 
     def _pmf(self, info: Mapping[str, Any]) -> np.ndarray:
-        self.tracker.observe(self.time_now, self.obs_now[:, CREATININE], self.level_now)
+        peak, offset = self.peak_now
+        self.tracker.observe(self.time_now, self.obs_now[:, CREATININE], self.level_now, peak, offset)
         params, central, peripheral = self.tracker.predicted_state()
         return self._choose(params, central, peripheral)
 
