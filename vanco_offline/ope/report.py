@@ -231,8 +231,9 @@ class OPEReport:
             t = self.twin
             a, k = t.attainment_interval, t.aki_interval
             line = (
-                f"twin outcomes: AUC24 400-600 attainment {t.attainment:.1%} [{a.low:.1%}, {a.high:.1%}], "
-                f"AKI {t.aki_rate:.1%} [{k.low:.1%}, {k.high:.1%}] ({coverage_label('twin attainment')})"
+                f"twin outcomes: AUC24 400-600 attainment {t.attainment:.1%} [{a.low:.1%}, {a.high:.1%}] "
+                f"({coverage_label('twin attainment')}), AKI {t.aki_rate:.1%} [{k.low:.1%}, {k.high:.1%}] "
+                f"({coverage_label('twin aki')})"
             )
             if self.truth is not None and np.isfinite(self.truth.attainment):
                 line += f"; truth {self.truth.attainment:.1%} and {self.truth.aki_rate:.1%}"
