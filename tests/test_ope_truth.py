@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 import numpy as np
 import pytest
@@ -131,15 +132,23 @@ def _args(*argv: str) -> argparse.Namespace:
 
 
 def test_bench_ope_data_options_follow_the_flags_and_a_presets_data_section():
-    from vanco_offline.bench.ope import DataChoice, data_choice
+    from vanco_offline.bench.ope.options import conversion_options, parse
+    from vanco_offline.configs import load_preset
+    from vanco_offline.data import ConversionOptions
 
-    assert data_choice(_args()) == DataChoice(covariates=True, reward=None)  # the seven-feature run
-    flags = data_choice(_args("--last-dose", "--pk-features", "--reward", "exposure"))
-    assert flags == DataChoice(covariates=True, last_dose=True, pk_features=True, reward="exposure")
-    assert flags.env_options() == {"reward": "exposure"}
-    seven = data_choice(_args("--data-preset", "seven_features"))
-    assert seven == DataChoice(covariates=False, reward="default")
+    seven = ConversionOptions(action="discrete", fill_unmeasured_level=True, covariates=True)
+    assert conversion_options(_args()) == seven  # the seven-feature run, the table's reward
+    flags = conversion_options(_args("--last-dose", "--pk-features", "--reward", "exposure"))
+    assert flags == dataclasses.replace(seven, last_dose=True, pk_features=True, reward="exposure")
+    run = parse(_args("--last-dose", "--pk-features", "--reward", "exposure", "--scenario", "ideal"))
+    assert run.env_options() == {"scenario": "ideal", "reward": "exposure"}
+    # A preset's data section is the project's one spec, with discrete doses.
+    default = load_preset("default").data.conversion_options()
+    assert conversion_options(_args("--data-preset", "default")) == dataclasses.replace(
+        default, action="discrete"
+    )
+    assert conversion_options(_args("--data-preset", "seven_features")).reward == "default"
     with pytest.raises(ValueError, match=r"--data-preset seven_features .* 'default' reward"):
-        data_choice(_args("--data-preset", "seven_features", "--reward", "exposure"))
+        conversion_options(_args("--data-preset", "seven_features", "--reward", "exposure"))
     with pytest.raises(ValueError, match="unknown preset"):
-        data_choice(_args("--data-preset", "no_such_preset"))
+        conversion_options(_args("--data-preset", "no_such_preset"))

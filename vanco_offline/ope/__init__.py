@@ -39,7 +39,14 @@ from vanco_offline.ope.settings import BehaviorSettings, IntervalSettings, Suppo
 from vanco_offline.ope.tabular import TabularMDP
 from vanco_offline.ope.trajectories import Trajectories, to_trajectories
 from vanco_offline.ope.truth import SimulatorTruth, TrueValue, simulate_value
-from vanco_offline.ope.twin import PKPosterior, TwinEstimate, TwinSettings, pk_posterior, twin_estimate
+from vanco_offline.ope.twin import (
+    PKPosterior,
+    TwinEstimate,
+    TwinSettings,
+    local_prior,
+    pk_posterior,
+    twin_estimate,
+)
 
 __all__ = [
     "ESTIMATORS",
@@ -83,6 +90,7 @@ __all__ = [
     "fqe_config",
     "greedy_q",
     "importance_weights",
+    "local_prior",
     "model_values",
     "percentile_interval",
     "pk_posterior",

@@ -29,19 +29,21 @@ ESTIMATOR_HELP: dict[str, str] = {
 #: ``vanco-offline bench ope`` (the run named in :data:`COVERAGE_SOURCE`; docs/ope.md). An
 #: estimator absent here prints "uncalibrated".
 MEASURED_COVERAGE: dict[str, float] = {
-    "fqe": 0.07,
-    "lfqe": 0.29,
-    "twin": 1.00,
-    "twin attainment": 1.00,
-    "pdis": 0.36,
-    "wis": 0.64,
+    "fqe": 0.21,
+    "lfqe": 0.14,
+    "twin": 0.43,
+    "twin attainment": 0.50,
+    "twin (local)": 0.29,
+    "pdis": 0.14,
+    "wis": 0.50,
     "wpdis": 0.57,
-    "dr": 0.36,
-    "wdr": 0.36,
+    "dr": 0.21,
+    "wdr": 0.50,
 }
 COVERAGE_SOURCE = (
-    "`bench ope --quick --data-preset default` in the icu world: 14 policies, 300 logged stays, "
-    "2,000 truth patients per policy, 300 resamples (the reduced size; docs/ope.md)"
+    "`bench ope --data-preset default --stays 1000 --truth-patients 1500 --twin-draws 2 --bootstrap 300 "
+    "--fqe-steps 2000 --train-steps 2000` in the icu world (commit cfb86e4): 14 policies, 1,000 logged "
+    "stays, 1,500 truth patients per policy (docs/ope.md)"
 )
 
 
@@ -231,8 +233,9 @@ class OPEReport:
             t = self.twin
             a, k = t.attainment_interval, t.aki_interval
             line = (
-                f"twin outcomes: AUC24 400-600 attainment {t.attainment:.1%} [{a.low:.1%}, {a.high:.1%}], "
-                f"AKI {t.aki_rate:.1%} [{k.low:.1%}, {k.high:.1%}] ({coverage_label('twin attainment')})"
+                f"twin outcomes: AUC24 400-600 attainment {t.attainment:.1%} [{a.low:.1%}, {a.high:.1%}] "
+                f"({coverage_label('twin attainment')}), AKI {t.aki_rate:.1%} [{k.low:.1%}, {k.high:.1%}] "
+                f"({coverage_label('twin aki')})"
             )
             if self.truth is not None and np.isfinite(self.truth.attainment):
                 line += f"; truth {self.truth.attainment:.1%} and {self.truth.aki_rate:.1%}"

@@ -26,8 +26,9 @@ twins at random: it carries the sampling of patients, the posterior and the roll
 
 What it assumes, and where it can be wrong: the twins live in the world of Goti 2018 and
 of ``vanco_pk``'s kidney and infection models. It never sees the true patients' model:
-``env_options`` of the twins drop any ``misspecification`` (the world a user knows --
-interval, horizon, reward, missing-level protocol -- is kept; the truth model is not). Where
+the twins are simulated from ``TwinSettings.model`` (Goti 2018, or a model refitted to the
+logged levels), not from the scenario's ``true_model`` nor any ``misspecification`` (the
+world a user knows -- scenario, interval, horizon, reward, level protocol -- is kept). Where
 the true patients come from another population model, the twin is biased by the
 difference, which its interval does not contain: ``docs/ope.md`` measures its coverage.
 """
@@ -40,8 +41,10 @@ from typing import Any
 
 import numpy as np
 from vanco_pk.estimation import DoseHistory, map_estimate, map_objective
-from vanco_pk.patients import N_PATIENT_DRAWS, Covariates, Patients
+from vanco_pk.patients import N_PATIENT_DRAWS, Covariates, Misspecification, Patients
 from vanco_pk.pk import GOTI_2018, GotiModel
+from vanco_pk.scenario import get_scenario
+from vanco_pk.sim_config import SimulatorConfig
 from vanco_pk.targets import FEATURES
 from vanco_pk.vector import VancoPKVectorEnv
 
@@ -49,10 +52,21 @@ from vanco_offline.ope.bootstrap import Interval, bootstrap_counts, percentile_i
 from vanco_offline.ope.policy import EvaluatedPolicy
 from vanco_offline.ope.truth import roll_out
 
-__all__ = ["PKPosterior", "TwinEstimate", "TwinSettings", "pk_posterior", "twin_estimate"]
+__all__ = [
+    "TWIN_REFITTED",
+    "PKPosterior",
+    "TwinEstimate",
+    "TwinSettings",
+    "local_prior",
+    "pk_posterior",
+    "twin_estimate",
+]
 
 #: Covariate columns a twin needs from the table (height is optional: Goti 2018 does not use it).
 TWIN_COVARIATES: tuple[str, ...] = ("weight_kg", "age", "sex", "dialysis")
+#: The population parameters :func:`local_prior` refits: those the simulator can give a twin
+#: (:func:`_as_misspecification`); the CrCL cap and the dialysis factor stay Goti 2018's.
+TWIN_REFITTED: tuple[str, ...] = ("cl", "volume", "omega2_cl", "omega2_v1", "prop_error", "crcl_exponent")
 _DEFAULT_HEIGHT_CM = 170.0
 _HESSIAN_STEP = 1e-2
 
@@ -75,7 +89,9 @@ class TwinSettings:
         ``episode_days``, ``level_missing_prob``, ``measurement_noise``, ``reward``, ...).
         ``misspecification`` is dropped: the twin's PK model is its prior's.
     model : GotiModel
-        The population PK model of the prior and the twins (Goti 2018).
+        The population PK model of the prior and the twins: Goti 2018, or :func:`local_prior`
+        (refitted to the logged levels). It may differ from Goti 2018 only in
+        :data:`TWIN_REFITTED` and ``v1``, ``v2``, ``q`` (what the simulator can vary).
     batch : int
         Twins simulated at once.
     n_bootstrap, confidence : int, float
@@ -109,8 +125,44 @@ class TwinSettings:
                 )
 
     def world(self) -> dict[str, Any]:
-        """The twins' environment options: the data's world without the truth's misspecification."""
-        return {k: v for k, v in self.env_options.items() if k != "misspecification"}
+        """The twins' environment options: the data's world (scenario, interval, horizon, reward,
+        level protocol) with the twin's own PK model in place of the truth's.
+
+        The scenario's ``true_model`` and any ``misspecification`` are what the user cannot
+        know; the twins are simulated from ``model``, the model their posterior was drawn under,
+        written as a :class:`vanco_pk.patients.Misspecification` of Goti 2018.
+        """
+        options = {k: v for k, v in self.env_options.items() if k != "misspecification"}
+        scenario = get_scenario(options.get("scenario", SimulatorConfig.scenario))
+        options["scenario"] = dataclasses.replace(scenario, true_model="goti2018")
+        options["misspecification"] = _as_misspecification(self.model)
+        return options
+
+
+def local_prior(table: Any, seed: int = 0, max_stays: int | None = 600) -> GotiModel:
+    """Goti 2018 refitted to the levels of the logged ``table`` (:func:`vanco_offline.data.fit_local_model`,
+    :data:`TWIN_REFITTED`): the twin's prior from the data alone, never from the true model."""
+    from vanco_offline.data.local_model import fit_local_model
+
+    return fit_local_model(table, parameters=TWIN_REFITTED, max_stays=max_stays, seed=seed).model
+
+
+def _as_misspecification(model: GotiModel) -> Misspecification:
+    """``model`` as scale factors on Goti 2018 (ValueError for a field the simulator cannot vary)."""
+    fixed = ("crcl_ref", "weight_ref", "dialysis_cl_factor", "dialysis_v1_factor", "crcl_cap")
+    differ = [name for name in fixed if getattr(model, name) != getattr(GOTI_2018, name)]
+    if differ:
+        raise ValueError(
+            f"TwinSettings.model differs from Goti 2018 in {differ}, which the simulator cannot give "
+            "its twins; refit only cl, volume, v1, v2, omega2_cl, omega2_v1, prop_error, crcl_exponent"
+        )
+    return Misspecification(
+        cl_scale=model.cl / GOTI_2018.cl,
+        v1_scale=model.v1 / GOTI_2018.v1,
+        v2_scale=model.v2 / GOTI_2018.v2,
+        q_scale=model.q / GOTI_2018.q,
+        crcl_exponent=model.crcl_exponent,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -342,10 +394,14 @@ def twin_estimate(
         if "bun" in table
         else np.full(len(stay_ids), np.nan)
     )
-    patients = _twins(covariates, first_bun, posterior.draws, trait_rng, settings.model)
+    world = settings.world()
+    # The simulator scales pk_z by its own model's omegas (Goti 2018's: the misspecification
+    # leaves them), so each draw's eta is written in those units.
+    patients = _twins(
+        covariates, first_bun, posterior.draws, trait_rng, world["misspecification"].true_model()
+    )
     n, s = len(stay_ids), settings.n_draws
     total = n * s
-    world = settings.world()
     returns, attainment, aki = np.empty(total), np.empty(total), np.empty(total)
     seeds = root.generate_state(total, dtype=np.uint32).astype(np.int64)
     for start in range(0, total, settings.batch):
@@ -374,8 +430,9 @@ def twin_estimate(
         return percentile_interval((counts * chosen).sum(axis=1) / n, settings.confidence)
 
     per_stay = grid["r"].mean(axis=1)
+    prior = "Goti 2018 prior" if settings.model == GOTI_2018 else "Goti 2018 refitted to the logged levels"
     model_note = (
-        "twin: Goti 2018 prior and vanco_pk kidney/infection dynamics; its interval omits the error of "
+        f"twin: {prior} and vanco_pk kidney/infection dynamics; its interval omits the error of "
         "that model where the true patients differ from it"
     )
     return TwinEstimate(
