@@ -40,7 +40,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from vanco_pk.estimation import DoseHistory, map_estimate, map_objective
+from vanco_pk.estimation import DoseHistory, map_estimate, map_hessian, map_objective
 from vanco_pk.patients import N_PATIENT_DRAWS, Covariates, Misspecification, Patients
 from vanco_pk.pk import GOTI_2018, GotiModel
 from vanco_pk.scenario import get_scenario
@@ -280,17 +280,6 @@ def stay_histories(table: Any, stay_ids: Sequence[Any]) -> tuple[DoseHistory, Co
     return history, covariates, lengths
 
 
-def _hessian(history: DoseHistory, eta: np.ndarray, model: GotiModel) -> np.ndarray:
-    h = _HESSIAN_STEP
-    stencil = np.array([[0, 0], [h, 0], [-h, 0], [0, h], [0, -h], [h, h], [-h, -h]])
-    f = map_objective(history, eta[:, None, :] + stencil[None], model)
-    f0 = f[:, 0]
-    h11 = (f[:, 1] - 2 * f0 + f[:, 2]) / h**2
-    h22 = (f[:, 3] - 2 * f0 + f[:, 4]) / h**2
-    h12 = (f[:, 5] - f[:, 1] - f[:, 3] + 2 * f0 - f[:, 2] - f[:, 4] + f[:, 6]) / (2 * h**2)
-    return np.stack([np.stack([h11, h12], -1), np.stack([h12, h22], -1)], -2)
-
-
 def pk_posterior(
     history: DoseHistory, n_draws: int, rng: np.random.Generator, settings: TwinSettings = TwinSettings()
 ) -> PKPosterior:
@@ -300,7 +289,7 @@ def pk_posterior(
     prior_cov = np.diag([model.omega2_cl, model.omega2_v1])
     fit = map_estimate(history, model)
     levels = np.isfinite(history.level[:, 1:]).sum(axis=1)
-    hess = _hessian(history, fit.eta, model)
+    hess = map_hessian(history, fit.eta, model, h=_HESSIAN_STEP)
     det = hess[:, 0, 0] * hess[:, 1, 1] - hess[:, 0, 1] ** 2
     ok = (levels > 0) & (hess[:, 0, 0] > 0) & (det > 0) & np.isfinite(det)
     cov = np.broadcast_to(prior_cov, (n, 2, 2)).copy()
