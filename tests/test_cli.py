@@ -37,6 +37,12 @@ def test_user_error_is_one_line_and_exit_2(capsys):
     assert err.startswith("vanco-offline demo: error: --patients")
 
 
+def test_demo_refuses_an_unknown_preset_before_any_work(capsys):
+    assert cli.main(["demo", "--preset", "nope"]) == 2
+    out, err = capsys.readouterr()
+    assert "1/5" not in out and err.strip().count("\n") == 0 and "unknown preset 'nope'" in err
+
+
 def test_demo_runs_the_whole_pipeline_small(capsys, tmp_path):
     argv = [
         "demo",

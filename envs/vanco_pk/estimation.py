@@ -191,21 +191,36 @@ def _level_nll(obs: np.ndarray, pred: np.ndarray, model: GotiModel) -> np.ndarra
     return np.where(np.isnan(obs), 0.0, 0.5 * (np.nan_to_num(obs) - np.nan_to_num(pred)) ** 2 / var)
 
 
-def map_objective(history: DoseHistory, eta: np.ndarray, model: GotiModel = GOTI_2018) -> np.ndarray:
-    """Negative log posterior (up to a constant) at ``eta`` of shape (P, 2) or (P, S, 2)."""
+def map_objective(
+    history: DoseHistory, eta: np.ndarray, model: GotiModel = GOTI_2018, log_sigma: bool = False
+) -> np.ndarray:
+    """Negative log posterior (up to a constant) at ``eta`` of shape (P, 2) or (P, S, 2).
+
+    ``log_sigma=True`` adds each level's ``log sigma`` (its residual SD at the prediction), the
+    term the MAP fit can drop but a likelihood over the residual error itself needs
+    (:mod:`vanco_pk.population`).
+    """
     eta = np.asarray(eta, dtype=np.float64)
     squeeze = eta.ndim == 2
     eta = eta[:, None] if squeeze else eta
     upto = history.time_h.shape[1] - 1
+    drawn: list[tuple[np.ndarray, np.ndarray]] = []
     if upto:
         pred, peaks, _, _ = _simulate(history, eta, model, upto)
-        nll = _level_nll(history.level[:, None, 1:], pred, model).sum(axis=-1)
+        drawn.append((history.level[:, None, 1:], pred))
         if history.peak is not None:
-            nll = nll + _level_nll(history.peak[:, None, 1:], np.nan_to_num(peaks), model).sum(axis=-1)
+            drawn.append((history.peak[:, None, 1:], np.nan_to_num(peaks)))
+        nll = _level_nll(*drawn[0], model).sum(axis=-1)
+        for obs, at in drawn[1:]:
+            nll = nll + _level_nll(obs, at, model).sum(axis=-1)
     else:
         nll = np.zeros(eta.shape[:2])
     prior = 0.5 * (eta[..., 0] ** 2 / model.omega2_cl + eta[..., 1] ** 2 / model.omega2_v1)
     out = nll + prior
+    if log_sigma:
+        for obs, at in drawn:
+            var = (model.prop_error * at) ** 2 + model.add_error_mg_l**2
+            out = out + np.where(np.isfinite(obs), 0.5 * np.log(var), 0.0).sum(axis=-1)
     return out[:, 0] if squeeze else out
 
 

@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from vanco_pk.estimation import DoseHistory, _simulate, _take, map_estimate, map_hessian, map_objective
+from vanco_pk.estimation import DoseHistory, _take, map_estimate, map_hessian, map_objective
 from vanco_pk.pk import GOTI_2018, GotiModel
 
 __all__ = [
@@ -98,21 +98,6 @@ def _levels(history: DoseHistory) -> np.ndarray:
     return drawn if history.peak is None else drawn | np.isfinite(history.peak[:, 1:])
 
 
-def _full_objective(history: DoseHistory, eta: np.ndarray, model: GotiModel) -> np.ndarray:
-    """:math:`f_i(\\eta)` of each patient: the MAP objective plus the ``log sigma`` terms, shape (P,)."""
-    upto = history.time_h.shape[1] - 1
-    value = map_objective(history, eta, model)
-    if upto:
-        troughs, peaks, _, _ = _simulate(history, eta[:, None], model, upto)
-        drawn = [(troughs[:, 0], history.level)]
-        if history.peak is not None:
-            drawn.append((np.nan_to_num(peaks[:, 0]), history.peak))
-        for pred, observed in drawn:
-            var = (model.prop_error * pred) ** 2 + model.add_error_mg_l**2
-            value = value + np.where(np.isfinite(observed[:, 1:]), 0.5 * np.log(var), 0.0).sum(axis=1)
-    return value
-
-
 def _log_det_hessian(history: DoseHistory, eta: np.ndarray, model: GotiModel) -> np.ndarray:
     """log det of the Hessian of the MAP objective at ``eta`` (P, 2), floored at the prior's."""
     det = np.linalg.det(map_hessian(history, eta, model))
@@ -146,11 +131,8 @@ def marginal_objective(
             continue
         sub = _take(history, informed)
         e = eta[informed]
-        total += float(
-            np.sum(
-                _full_objective(sub, e, model) + 0.5 * _log_det_hessian(sub, e, model) + 0.5 * log_det_omega
-            )
-        )
+        value = map_objective(sub, e, model, log_sigma=True) + 0.5 * _log_det_hessian(sub, e, model)
+        total += float(np.sum(value + 0.5 * log_det_omega))
     return total, etas
 
 

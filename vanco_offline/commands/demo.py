@@ -54,9 +54,9 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("d3rlpy_logs") / f"demo_{datetime.now():%Y%m%d%H%M%S}"
     env_options = {k: v for k, v in BUILTIN_COHORT.items() if k != "policy"}
 
+    preset = load_preset(args.preset)  # an unknown preset fails before any work
     print(f"1/5 simulating {args.patients} ICU stays dosed by the clinician policy ...", flush=True)
     table = builtin_cohort(args.patients, seed=args.seed)
-    preset = load_preset(args.preset)
     preset = dataclasses.replace(preset, training=dataclasses.replace(preset.training, seed=args.seed))
     steps = preset.training.n_steps if args.steps is None else args.steps
     local = " on a PK model refitted to the cohort's levels" if preset.data.pk_model == "local" else ""

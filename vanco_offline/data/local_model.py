@@ -22,10 +22,10 @@ from vanco_pk.population import FITTED_PARAMETERS, PopulationFit, fit_population
 from vanco_offline.data.pk_replay import stay_chart, stays_by_length
 from vanco_offline.data.schema import STAY, TRACKER_COVARIATES
 
-__all__ = ["fit_local_model", "stay_histories"]
+__all__ = ["fit_local_model", "histories_by_length"]
 
 
-def stay_histories(checked: Any, creatinine: np.ndarray) -> list[DoseHistory]:
+def histories_by_length(checked: Any, creatinine: np.ndarray) -> list[DoseHistory]:
     """The stays of a validated table as :class:`DoseHistory` groups of equal length.
 
     Parameters
@@ -91,5 +91,5 @@ def fit_local_model(
     checked = check_table(table, options)
     observations = build_observations(checked, options)
     creatinine = observations.values[:, list(observations.names).index("creatinine")]
-    histories = stay_histories(checked, creatinine)
+    histories = histories_by_length(checked, creatinine)
     return fit_population(histories, start=start, parameters=parameters, max_evaluations=max_evaluations)
