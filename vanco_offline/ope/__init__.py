@@ -40,9 +40,11 @@ from vanco_offline.ope.tabular import TabularMDP
 from vanco_offline.ope.trajectories import Trajectories, to_trajectories
 from vanco_offline.ope.truth import SimulatorTruth, TrueValue, simulate_value
 from vanco_offline.ope.twin import (
+    AKICalibration,
     PKPosterior,
     TwinEstimate,
     TwinSettings,
+    calibrate_aki,
     local_prior,
     pk_posterior,
     twin_estimate,
@@ -50,6 +52,7 @@ from vanco_offline.ope.twin import (
 
 __all__ = [
     "ESTIMATORS",
+    "AKICalibration",
     "ActionSupport",
     "AlgoPolicy",
     "ArrayPolicy",
@@ -82,6 +85,7 @@ __all__ = [
     "action_support",
     "as_policy",
     "bootstrap_counts",
+    "calibrate_aki",
     "estimate",
     "evaluate",
     "fit_behavior_model",

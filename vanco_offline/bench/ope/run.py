@@ -49,6 +49,7 @@ def _run(opts: RunOptions) -> int:
         SimulatorTruth,
         TwinSettings,
         as_policy,
+        calibrate_aki,
         evaluate,
         fit_behavior_model,
         local_prior,
@@ -112,6 +113,16 @@ def _run(opts: RunOptions) -> int:
         env_options=env_options, n_draws=size.twin_draws, seed=seed, n_bootstrap=size.bootstrap
     )
     twin_local = dataclasses.replace(twin, model=local)
+    if twin.graded_aki():
+        # Calibrated once per twin model: it depends on the stays and the model, not the policy.
+        t0 = time.perf_counter()
+        twin, twin_local = (
+            dataclasses.replace(s, aki=calibrate_aki(table, traj.stay_ids, s)) for s in (twin, twin_local)
+        )
+        print(
+            f"\ntwins' kidney: 'twin' {twin.aki.describe()}; 'twin (local)' x{twin_local.aki.multiplier:.2f} "
+            f"[{time.perf_counter() - t0:.0f} s]"
+        )
     gap_values = {
         name: simulate_value(ReferencePolicy(make_policy(name)), gamma, truth_spec).value
         for name in ("oracle", "random")
