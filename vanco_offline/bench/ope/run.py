@@ -13,14 +13,25 @@ from vanco_offline.bench.ope.options import RunOptions, describe, parse
 from vanco_offline.bench.ope.panel import panel as calibration_panel
 from vanco_offline.bench.ope.panel import train
 from vanco_offline.bench.ope.scores import format_scores, score_estimator
-from vanco_offline.bench.ope.tables import policy_table, target_lines
+from vanco_offline.bench.ope.tables import policy_table, target_lines, twin_table
 from vanco_offline.bench.ope.variants import VARIANT_COLUMNS, variants
 
 __all__ = ["ESTIMATOR_COLUMNS", "run"]
 
-ESTIMATOR_COLUMNS = ("fqe", "lfqe", "twin", "twin (local)", "pdis", "wis", "wpdis", "dr", "wdr")
+ESTIMATOR_COLUMNS = (
+    "fqe",
+    "lfqe",
+    "twin",
+    "twin (local)",
+    "twin (band)",
+    "pdis",
+    "wis",
+    "wpdis",
+    "dr",
+    "wdr",
+)
 #: The estimators whose attainment is scored too.
-TWINS = ("twin", "twin (local)")
+TWINS = ("twin", "twin (local)", "twin (band)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -120,9 +131,10 @@ def _run(opts: RunOptions) -> int:
             dataclasses.replace(s, aki=calibrate_aki(table, traj.stay_ids, s)) for s in (twin, twin_local)
         )
         print(
-            f"\ntwins' kidney: 'twin' {twin.aki.describe()}; 'twin (local)' x{twin_local.aki.multiplier:.2f} "
-            f"[{time.perf_counter() - t0:.0f} s]"
+            f"\ntwins' kidney: 'twin' {twin.aki.describe()}; 'twin (local)' and 'twin (band)' "
+            f"x{twin_local.aki.multiplier:.2f} [{time.perf_counter() - t0:.0f} s]"
         )
+    twin_band = dataclasses.replace(twin_local, refitted_from=GOTI_2018)
     gap_values = {
         name: simulate_value(ReferencePolicy(make_policy(name)), gamma, truth_spec).value
         for name in ("oracle", "random")
@@ -152,12 +164,20 @@ def _run(opts: RunOptions) -> int:
             truth=truth_spec,
             seed=seed,
         )
-        local_twin = twin_estimate(
-            as_policy(policy), table, traj.stay_ids, gamma, twin_local, result.observation_names, traj.horizon
-        )
-        twins = {"twin": report.twin, "twin (local)": local_twin}
+        twins = {"twin": report.twin}
+        for name, settings in (("twin (local)", twin_local), ("twin (band)", twin_band)):
+            twins[name] = twin_estimate(
+                as_policy(policy),
+                table,
+                traj.stay_ids,
+                gamma,
+                settings,
+                result.observation_names,
+                traj.horizon,
+            )
         values = {name: report.estimates[name] for name in ESTIMATOR_COLUMNS if name in report.estimates}
-        values["twin (local)"] = Estimate("twin (local)", local_twin.value, local_twin.interval)
+        for name in TWINS[1:]:
+            values[name] = Estimate(name, twins[name].value, twins[name].interval)
         values.update(variants(report, traj, behavior, gamma, counts))
         for name, est in values.items():
             true_value = report.truth_softened if est.softened and report.truth_softened else report.truth
@@ -170,12 +190,14 @@ def _run(opts: RunOptions) -> int:
             attainment[name]["int"][label] = (t.attainment_interval.low, t.attainment_interval.high)
         if report.greedy_q is not None:
             greedy[label] = report.greedy_q
-        rows.append((label, report, values, local_twin, time.perf_counter() - t0))
+        rows.append((label, report, values, twins, time.perf_counter() - t0))
         print(f"  {label}: {time.perf_counter() - t0:.0f} s", flush=True)
 
     columns = [*ESTIMATOR_COLUMNS, *VARIANT_COLUMNS]
     print("\nPer policy: true values (simulator; 'soft' = softened for importance sampling) and estimates")
     print(policy_table(rows, columns))
+    print("\nThe twins' 95 % intervals (* = misses the truth)")
+    print(twin_table(rows))
     print(
         f"\noracle {gap_values['oracle']:.2f}, random {gap_values['random']:.2f}: "
         f"oracle-random gap {gap:.2f} (the unit of regret@1 and MAE/gap)"

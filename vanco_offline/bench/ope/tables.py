@@ -10,7 +10,7 @@ from typing import Any
 
 from vanco_offline.bench.ope.scores import EstimatorScore
 
-__all__ = ["TARGETS", "policy_table", "target_lines"]
+__all__ = ["TARGETS", "policy_table", "target_lines", "twin_table"]
 
 #: Targets of issue 15 for the best estimator: (what, target, direction).
 TARGETS: tuple[tuple[str, float, str], ...] = (
@@ -20,30 +20,54 @@ TARGETS: tuple[tuple[str, float, str], ...] = (
     ("MARE", 0.15, "<="),
 )
 #: The estimators checked against the targets.
-TARGETED = ("fqe", "lfqe", "twin", "twin (local)", "wdr")
+TARGETED = ("fqe", "lfqe", "twin", "twin (local)", "twin (band)", "wdr")
 
 
 def policy_table(rows: Sequence[tuple[str, Any, dict[str, Any], Any, float]], columns: Sequence[str]) -> str:
-    """Per policy: its true value (+- s.e.), the softened policy's, the true and the twins'
-    attainment (Goti 2018 prior, local prior), every estimator's estimate, greedy_q, the ESS,
-    the support and the time."""
+    """Per policy: its true value (+- s.e.), the softened policy's, the true and each twin's
+    attainment (``rows[i][3]`` maps a twin estimator's name to its TwinEstimate), every
+    estimator's estimate, greedy_q, the ESS, the support and the time."""
+    twin_names = list(rows[0][3]) if rows else []
     header = (
-        f"{'policy':<24} {'truth':>13} {'soft':>6} {'att':>5} {'twin att':>8} {'local att':>9} "
+        f"{'policy':<24} {'truth':>13} {'soft':>6} {'att':>5} "
+        + "".join(f"{n + ' att':>{len(n) + 5}}" for n in twin_names)
+        + " "
         + " ".join(f"{c:>{max(len(c), 7)}}" for c in columns)
         + f" {'greedy_q':>9} {'ESS %':>6} {'support':>8} {'time':>5}"
     )
     lines = [header, "-" * len(header)]
-    for label, report, values, local_twin, seconds in rows:
+    for label, report, values, twins, seconds in rows:
         t = report.truth
         soft = report.truth_softened.value if report.truth_softened is not None else t.value
         ess = report.estimates["pdis"].weights.ess_fraction
         gq = f"{report.greedy_q:9.2f}" if report.greedy_q is not None else f"{'-':>9}"
         lines.append(
             f"{label:<24} {t.value:7.2f}+-{t.std_error:4.2f} {soft:6.2f} {t.attainment:5.1%} "
-            f"{report.twin.attainment:8.1%} {local_twin.attainment:9.1%} "
+            + "".join(f"{twins[n].attainment:{len(n) + 5}.1%}" for n in twin_names)
+            + " "
             + " ".join(f"{values[c].value:{max(len(c), 7)}.2f}" for c in columns)
             + f" {gq} {ess:6.1%} {report.support.conditional_mass:8.1%} {seconds:4.0f}s"
         )
+    return "\n".join(lines)
+
+
+def twin_table(rows: Sequence[tuple[str, Any, dict[str, Any], Any, float]]) -> str:
+    """Per policy: the truth and each twin estimator's value with its 95 % interval, ``*`` where
+    the interval misses the truth."""
+    names = list(rows[0][3]) if rows else []
+    width = 26
+    lines = [f"{'policy':<24} {'truth':>13} " + " ".join(f"{n:>{width}}" for n in names)]
+    lines.append("-" * len(lines[0]))
+    for label, report, _, twins, _ in rows:
+        t = report.truth
+        cells = []
+        for n in names:
+            est = twins[n]
+            miss = " " if est.interval.covers(t.value) else "*"
+            cells.append(
+                f"{f'{est.value:.2f} [{est.interval.low:.2f}, {est.interval.high:.2f}]{miss}':>{width}}"
+            )
+        lines.append(f"{label:<24} {t.value:7.2f}+-{t.std_error:4.2f} " + " ".join(cells))
     return "\n".join(lines)
 
 

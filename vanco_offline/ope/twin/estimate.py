@@ -84,11 +84,15 @@ def twin_estimate(
     n, s = twins.shape
     calibration = _calibration(table, stay_ids, settings, twins)
     multipliers = np.ones(s) if calibration is None else calibration.multipliers_for(s)
+    models = settings.draw_models()
+    if settings.refitted_from is not None:
+        # The two spreads are independent: pair them in a fixed shuffled order, not extreme with extreme.
+        multipliers = multipliers[np.random.default_rng(settings.seed).permutation(s)]
     boot_rng = twin_streams(settings.seed)[1][2]
     grid = {name: np.empty((n, s)) for name in ("r", "a", "k")}
     # Draw-major: draw j of every stay runs in the world of multiplier j.
     for j in range(s):
-        world = settings.world(float(multipliers[j]))
+        world = settings.world(float(multipliers[j]), models[j])
         for start in range(0, n, settings.batch):
             stays = np.arange(start, min(n, start + settings.batch))
             index = stays * s + j
@@ -118,10 +122,15 @@ def twin_estimate(
 
     per_stay = grid["r"].mean(axis=1)
     prior = "Goti 2018 prior" if settings.model == GOTI_2018 else "Goti 2018 refitted to the logged levels"
+    if settings.refitted_from is not None:
+        prior += " and spread over the published-to-twice-the-refit band"
     kidney = "the world's AKI hazard" if calibration is None else calibration.describe()
+    held = ["stays", "posteriors"]
+    held += [] if calibration is None else ["the AKI calibration"]
+    held += [] if settings.refitted_from is None else ["the refit's band"]
     note = (
-        f"twin: {prior}, vanco_pk kidney/infection dynamics, {kidney}; its interval holds the sampling of "
-        "stays, posteriors and that calibration, not the rest of the twin model's error"
+        f"twin: {prior}, vanco_pk kidney/infection dynamics, {kidney}; its interval holds the sampling "
+        f"of {', '.join(held)}, not the rest of the twin model's error"
     )
     return TwinEstimate(
         value=float(per_stay.mean()),
@@ -149,4 +158,4 @@ def _calibration(
         return settings.aki
     if settings.aki == "world" or not settings.graded_aki():
         return None
-    return calibrate_aki(table, stay_ids, settings, twins)
+    return calibrate_aki(table, stay_ids, settings, None if settings.refitted_from else twins)

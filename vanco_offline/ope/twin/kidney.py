@@ -148,6 +148,8 @@ def calibrate_aki(
 ) -> AKICalibration:
     """The AKI hazard multiplier of ``settings``' twins that reproduces the logged AKI incidence.
 
+    ``twins``, if given, must be those of ``settings`` without a refit band.
+
     Raises
     ------
     ValueError
@@ -159,6 +161,8 @@ def calibrate_aki(
             "calibrate_aki: the world's AKI is not the graded hazard (Scenario.aki = 'graded' with a "
             "positive sepsis or vancomycin hazard); use TwinSettings(aki='world')"
         )
+    # Under the model itself, the centre of any refit band (TwinSettings.draw_models).
+    settings = dataclasses.replace(settings, refitted_from=None)
     twins = stay_twins(table, stay_ids, settings) if twins is None else twins
     n, s = twins.shape
     logged = logged_aki(twins.history, twins.lengths)

@@ -213,10 +213,22 @@ def twin_streams(seed: int) -> tuple[np.random.SeedSequence, list[np.random.Gene
 
 
 def stay_twins(table: Any, stay_ids: Sequence[Any], settings: TwinSettings) -> StayTwins:
-    """Charts, posteriors and twins of ``stay_ids`` (the same for the same ``settings.seed``)."""
+    """Charts, posteriors and twins of ``stay_ids`` (the same for the same ``settings.seed``).
+
+    With ``settings.refitted_from``, draw ``j`` of a stay comes from its posterior under the
+    ``j``-th of :meth:`TwinSettings.draw_models`; ``posterior``'s MAP and Laplace fields are
+    those under ``settings.model``.
+    """
     root, (post_rng, trait_rng, _) = twin_streams(settings.seed)
     history, covariates, lengths = stay_histories(table, stay_ids)
     posterior = pk_posterior(history, settings.n_draws, post_rng, settings)
+    if settings.refitted_from is not None:
+        # Draw j from the posterior under draw j's population model (TwinSettings.draw_models).
+        draws = [
+            pk_posterior(history, 1, post_rng, dataclasses.replace(settings, model=model)).draws[:, 0]
+            for model in settings.draw_models()
+        ]
+        posterior = dataclasses.replace(posterior, draws=np.stack(draws, axis=1))
     groups = table.groupby("stay_id", sort=False).indices
     first_bun = (
         table["bun"].to_numpy(np.float64)[[np.sort(groups[s])[0] for s in stay_ids]]
