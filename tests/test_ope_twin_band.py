@@ -55,3 +55,9 @@ def test_each_draw_of_the_banded_twin_lives_in_its_own_band_model(monkeypatch):
     # Draw 0 is drawn from the posterior under Goti 2018, not under the refit.
     assert not np.allclose(est.posterior.draws[:, 0], plain.posterior.draws[:, 0])
     assert "band" in est.note and "band" not in plain.note
+
+
+def test_each_twin_variant_is_labelled_by_the_name_its_coverage_is_measured_under():
+    assert TwinSettings().label == "twin"
+    assert TwinSettings(model=REFIT).label == "twin (local)"
+    assert TwinSettings(model=REFIT, refitted_from=GOTI_2018).label == "twin (band)"

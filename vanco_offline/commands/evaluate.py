@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
             "ope_labels": {
                 name: {
                     "of": "softened policy" if est.softened else "policy",
-                    "interval": coverage_label(name, est.interval.confidence),
+                    "interval": coverage_label(report.coverage_key(name), est.interval.confidence),
                 }
                 for name, est in report.estimates.items()
             },

@@ -214,7 +214,7 @@ class OPEReport:
         )
         lines = [header, "-" * len(header)]
         for name, est in self.estimates.items():
-            lines.append(_row(name, est))
+            lines.append(_row(name, est, coverage_key=self.coverage_key(name)))
         lines.append(_row("logged", self.logged_return, label="-") + "   (behaviour policy, on-policy)")
         if self.greedy_q is not None:
             lines.append(
@@ -234,13 +234,18 @@ class OPEReport:
             a, k = t.attainment_interval, t.aki_interval
             line = (
                 f"twin outcomes: AUC24 400-600 attainment {t.attainment:.1%} [{a.low:.1%}, {a.high:.1%}] "
-                f"({coverage_label('twin attainment')}), AKI {t.aki_rate:.1%} [{k.low:.1%}, {k.high:.1%}] "
-                f"({coverage_label('twin aki')})"
+                f"({coverage_label(t.label + ' attainment')}), AKI {t.aki_rate:.1%} "
+                f"[{k.low:.1%}, {k.high:.1%}] ({coverage_label(t.label + ' aki')})"
             )
             if self.truth is not None and np.isfinite(self.truth.attainment):
                 line += f"; truth {self.truth.attainment:.1%} and {self.truth.aki_rate:.1%}"
             lines.append(line)
         return "\n".join(lines)
+
+    def coverage_key(self, name: str) -> str:
+        """The name under which ``name``'s interval coverage was measured (:data:`MEASURED_COVERAGE`):
+        the twin's variant (``twin``, ``twin (local)``, ``twin (band)``) for ``twin``."""
+        return self.twin.label if name == "twin" and self.twin is not None else name
 
     def __str__(self) -> str:
         head = [
@@ -262,10 +267,10 @@ class OPEReport:
         return "\n".join(parts)
 
 
-def _row(name: str, est: Estimate, label: str | None = None) -> str:
+def _row(name: str, est: Estimate, label: str | None = None, coverage_key: str | None = None) -> str:
     ci = f"[{est.interval.low:8.3f}, {est.interval.high:8.3f}]"
     label = label or ("softened" if est.softened else "policy")
-    calibration = "-" if name == "logged" else coverage_label(name, est.interval.confidence)
+    calibration = "-" if name == "logged" else coverage_label(coverage_key or name, est.interval.confidence)
     w = est.weights
     if w is None:
         tail = f"{'-':>8} {'-':>6} {'-':>6} {'-':>7} {'-':>7}"

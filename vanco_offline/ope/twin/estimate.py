@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from vanco_pk.pk import GOTI_2018
 from vanco_pk.targets import FEATURES
 from vanco_pk.vector import VancoPKVectorEnv
 
@@ -27,7 +26,8 @@ class TwinEstimate:
 
     ``value``, ``attainment`` and ``aki_rate`` with their intervals; ``per_stay`` holds each
     stay's twin-mean discounted return; ``posterior`` the PK posterior; ``aki_calibration``
-    the twins' AKI hazard calibration (``None`` where the world's hazard was used).
+    the twins' AKI hazard calibration (``None`` where the world's hazard was used); ``label``
+    the variant (:attr:`TwinSettings.label`).
     """
 
     value: float
@@ -40,6 +40,7 @@ class TwinEstimate:
     posterior: PKPosterior = dataclasses.field(repr=False)
     n_twins: int = 0
     aki_calibration: AKICalibration | None = dataclasses.field(default=None, repr=False)
+    label: str = "twin"
     note: str = ""
 
 
@@ -121,16 +122,19 @@ def twin_estimate(
         return percentile_interval((counts * chosen).sum(axis=1) / n, settings.confidence)
 
     per_stay = grid["r"].mean(axis=1)
-    prior = "Goti 2018 prior" if settings.model == GOTI_2018 else "Goti 2018 refitted to the logged levels"
-    if settings.refitted_from is not None:
-        prior += " and spread over the published-to-twice-the-refit band"
+    prior = {
+        "twin": "Goti 2018 prior",
+        "twin (local)": "Goti 2018 refitted to the logged levels",
+        "twin (band)": "Goti 2018 refitted to the logged levels, spread from the published model to "
+        "twice the refit's change",
+    }[settings.label]
     kidney = "the world's AKI hazard" if calibration is None else calibration.describe()
     held = ["stays", "posteriors"]
     held += [] if calibration is None else ["the AKI calibration"]
     held += [] if settings.refitted_from is None else ["the refit's band"]
     note = (
-        f"twin: {prior}, vanco_pk kidney/infection dynamics, {kidney}; its interval holds the sampling "
-        f"of {', '.join(held)}, not the rest of the twin model's error"
+        f"{settings.label}: {prior}, vanco_pk kidney/infection dynamics, {kidney}; its interval holds "
+        f"the sampling of {', '.join(held)}, not the rest of the twin model's error"
     )
     return TwinEstimate(
         value=float(per_stay.mean()),
@@ -143,6 +147,7 @@ def twin_estimate(
         posterior=twins.posterior,
         n_twins=n * s,
         aki_calibration=calibration,
+        label=settings.label,
         note=note,
     )
 

@@ -120,6 +120,14 @@ class TwinSettings:
                     "observation are built by the estimator"
                 )
 
+    @property
+    def label(self) -> str:
+        """``twin`` (published prior), ``twin (local)`` (another prior) or ``twin (band)``
+        (:attr:`refitted_from` given): the name ``bench ope`` measures its coverage under."""
+        if self.refitted_from is not None:
+            return "twin (band)"
+        return "twin" if self.model == GOTI_2018 else "twin (local)"
+
     def draw_models(self) -> list[GotiModel]:
         """The population model of each draw ``j``: ``model``, or with :attr:`refitted_from`
 
