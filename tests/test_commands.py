@@ -8,6 +8,7 @@ from conftest import SAMPLE_COHORT
 
 from vanco_offline import cli
 from vanco_offline.data import load_table
+from vanco_offline.ope.report import coverage_label
 
 
 def _error(capsys, argv) -> str:
@@ -214,4 +215,16 @@ def test_evaluate_reports_diagnostics_ope_and_truth(trained_model_dir, capsys, t
     for estimate in result["ope"].values():
         assert all(map(math.isfinite, estimate.values())) and estimate["low"] <= estimate["high"]
     assert result["truth"]["std_error"] > 0
+    assert result["ope_labels"]["twin"]["interval"] == coverage_label("twin (band)")
     assert "not a vanco-offline model" in _error(capsys, ["evaluate", "--model", str(SAMPLE_COHORT)])
+
+
+def test_evaluate_says_when_the_twins_prior_cannot_be_refitted(trained_model_dir, capsys, tmp_path):
+    import pandas as pd
+
+    table = pd.read_csv(SAMPLE_COHORT)
+    few = tmp_path / "few.csv"
+    table[table["stay_id"].isin(table["stay_id"].unique()[:5])].to_csv(few, index=False)
+    argv = ["evaluate", "--model", str(trained_model_dir), "--data", str(few), "--fqe-steps", "5"]
+    message = _error(capsys, argv)
+    assert "--twin-prior band" in message and "--twin-prior published" in message

@@ -2,8 +2,8 @@
 
 Generate a cohort dosed by the clinician policy in the simulator, convert it, train a preset
 (``residual`` by default: VancoIQL centred on the Bayesian dose of a PK model refitted to the
-cohort's own levels), estimate its value off-policy (FQE, weighted IS, weighted
-doubly robust, with bootstrap intervals) beside the simulator's ground truth, roll it out on
+cohort's own levels), estimate its value off-policy (FQE, the PK digital twins, weighted IS,
+weighted doubly robust, with bootstrap intervals) beside the simulator's ground truth, roll it out on
 new simulated patients beside clinician, MIPD and oracle dosing, print one summary table and
 write the plots. Everything is seeded: the same command gives the same numbers.
 """
@@ -15,6 +15,9 @@ import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+#: Stays the twins' prior is refitted on (a population model's few parameters need a few hundred).
+_TWIN_FIT_STAYS = 300
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -137,16 +140,32 @@ def off_policy(
 
     FQE, the PK digital twins, WIS and WDR with 500 bootstrap resamples, beside the simulator's
     truth on ``truth_patients`` fresh patients of the cohort's world with the reward the model
-    was trained on. Every interval the report prints carries its measured coverage. Each
-    estimate depends on ``seed`` only, not on which other ``estimators`` run.
+    was trained on. The twins' prior is Goti 2018 refitted to the cohort's levels, spread over
+    the refit's band (``twin (band)``, the estimator whose interval held in ``bench ope``).
+    Every interval the report prints carries its measured coverage. Each estimate depends on
+    ``seed`` only, not on which other ``estimators`` run.
     """
-    from vanco_offline.ope import FQESettings, IntervalSettings, SimulatorTruth, evaluate
+    from vanco_pk.pk import GOTI_2018
+
+    from vanco_offline.ope import (
+        FQESettings,
+        IntervalSettings,
+        SimulatorTruth,
+        TwinSettings,
+        evaluate,
+        local_prior,
+    )
     from vanco_offline.training import BUILTIN_COHORT
 
     algo = result.model.algo
     env_options = {k: v for k, v in BUILTIN_COHORT.items() if k != "policy"}
     # The truth scores the reward the model was trained and evaluated on.
     reward = result.model.conversion.get("reward") or "default"
+    world = {**env_options, "reward": reward}
+    twin = None
+    if "twin" in estimators:
+        local = local_prior(table, seed=seed, max_stays=_TWIN_FIT_STAYS)
+        twin = TwinSettings(env_options=world, seed=seed, model=local, refitted_from=GOTI_2018)
     return evaluate(
         algo,
         result.valid,
@@ -154,9 +173,8 @@ def off_policy(
         estimators=estimators,
         table=table,
         fqe=FQESettings(n_steps=fqe_steps, seed=seed),
-        truth=SimulatorTruth(
-            n_patients=truth_patients, seed=10**6 + seed, env_options={**env_options, "reward": reward}
-        ),
+        twin=twin,
+        truth=SimulatorTruth(n_patients=truth_patients, seed=10**6 + seed, env_options=world),
         intervals=IntervalSettings(n_bootstrap=500),
         seed=seed,
     )

@@ -4,6 +4,7 @@ data, the simulator's ground truth of a trained model."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -33,6 +34,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="P",
         help="with --truth: the table's --missing-prob (probability 0-1 a trough is not drawn)",
     )
+    parser.add_argument(
+        "--twin-prior",
+        choices=("band", "published"),
+        default="band",
+        help="the PK twins' prior: Goti 2018 refitted to the table's levels and spread over the refit's "
+        "band (default; needs at least 20 stays with a level), or Goti 2018 as published",
+    )
     parser.add_argument("--fqe-steps", type=int, default=4000, help="FQE gradient steps (default 4000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap, FQE and the truth")
     parser.add_argument("--output", metavar="FILE", help="also write the results as JSON")
@@ -41,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vanco_offline.algos.evaluators import standard_evaluators
-    from vanco_offline.ope import FQESettings, SimulatorTruth, TwinSettings, evaluate
+    from vanco_offline.ope import FQESettings, SimulatorTruth, TwinSettings, evaluate, local_prior
     from vanco_offline.ope.report import coverage_label
     from vanco_offline.ope.twin import TWIN_COVARIATES
     from vanco_offline.progress import stages
@@ -74,6 +82,13 @@ def run(args: argparse.Namespace) -> int:
     # The PK twins need each stay's covariates (weight, age, sex, dialysis).
     twin_ok = all(c in table for c in TWIN_COVARIATES)
 
+    twin = TwinSettings(env_options={**(truth_options or {}), **reward}, seed=args.seed)
+    if twin_ok and args.twin_prior == "band":
+        try:
+            local = local_prior(table, seed=args.seed)
+        except ValueError as err:
+            raise ValueError(f"--twin-prior band: {err}; pass --twin-prior published") from None
+        twin = dataclasses.replace(twin, model=local, refitted_from=twin.model)
     estimators = ("fqe", "twin", "wis", "wdr") if twin_ok else ("fqe", "wis", "wdr")
     ope_stage = "FQE, " + ("the PK twins, " if twin_ok else "") + "WIS, WDR"
     ope_stage += " and the truth" if truth is not None else ""
@@ -88,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
             estimators=estimators,
             table=table,
             fqe=FQESettings(n_steps=args.fqe_steps, seed=args.seed),
-            twin=TwinSettings(env_options={**(truth_options or {}), **reward}, seed=args.seed),
+            twin=twin,
             truth=truth,
             seed=args.seed,
         )
