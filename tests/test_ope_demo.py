@@ -5,7 +5,8 @@ The full demo (500 stays, the residual preset with its PK model refitted to the 
 (``vanco_offline.commands.demo.off_policy``) on a reduced configuration -- 40 stays, the
 ``default`` preset (the residual preset's data without the refit, which alone takes longer
 than this test may), 20 training steps, 300 truth patients, the twins' prior refitted to the
-40 stays -- for the demo's seed and two others. docs/ope.md records the full-size check on the same three seeds and its command.
+40 stays -- for the demo's seed and two others. docs/ope.md records the full-size check on
+the same three seeds and its command.
 """
 
 from __future__ import annotations
