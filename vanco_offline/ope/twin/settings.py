@@ -86,8 +86,6 @@ class TwinSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        from vanco_offline.ope.twin.kidney import AKICalibration
-
         for name in ("n_draws", "oversample", "batch", "n_bootstrap"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(
@@ -109,7 +107,9 @@ class TwinSettings:
                 )
             for model in self.draw_models():
                 _as_misspecification(model)
-        if not (isinstance(self.aki, AKICalibration) or self.aki in AKI_MODES):
+        # An AKICalibration (vanco_offline.ope.twin.kidney, which builds on these settings).
+        calibration = not isinstance(self.aki, str) and hasattr(self.aki, "multipliers_for")
+        if not (calibration or self.aki in AKI_MODES):
             raise ValueError(
                 f"TwinSettings.aki = {self.aki!r}; choose one of {list(AKI_MODES)} or an AKICalibration"
             )
