@@ -173,7 +173,9 @@ def test_recommend_and_evaluate_accept_an_exported_bundle(folder, tmp_path, caps
         return "OPE report"
 
     monkeypatch.setattr(vanco_offline.ope, "evaluate", recorder)
+    # The twins' prior refit is the OPE's part too (tested in tests/test_commands.py).
     argv = ["evaluate", "--model", str(bundle), "--data", str(SAMPLE_COHORT), "--fqe-steps", "20"]
+    argv += ["--twin-prior", "published"]
     assert cli.main(argv) == 0
     assert "greedy_q" in capsys.readouterr().out
     assert np.isfinite(seen["doses"]).all() and 0 <= seen["doses"].min() and seen["doses"].max() <= 3000

@@ -54,6 +54,8 @@ def test_demo_runs_the_whole_pipeline_small(capsys, tmp_path):
         "20",
         "--fqe-steps",
         "200",
+        "--twin-prior",
+        "published",
         "--out",
         str(tmp_path / "demo"),
         "--no-plots",

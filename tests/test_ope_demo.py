@@ -5,8 +5,8 @@ The full demo (500 stays, the residual preset with its PK model refitted to the 
 (``vanco_offline.commands.demo.off_policy``) on a reduced configuration -- 40 stays, the
 ``default`` preset (the residual preset's data without the refit, which alone takes longer
 than this test may), 20 training steps, 300 truth patients, the twins' prior refitted to the
-40 stays -- for the demo's seed and two others. docs/ope.md records the full-size check on
-the same three seeds and its command.
+40 stays with a 60-evaluation search -- for the demo's seed and two others. docs/ope.md
+records the full-size check on the same three seeds and its command.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ import pytest
 
 from vanco_offline.commands.demo import off_policy
 from vanco_offline.configs import load_preset
+from vanco_offline.data import fit_local_model
 from vanco_offline.ope.report import coverage_label
+from vanco_offline.ope.twin import TWIN_REFITTED
 from vanco_offline.training import builtin_cohort, train
 
 
@@ -29,7 +31,12 @@ def test_the_demos_twin_interval_covers_the_truth_of_its_learned_policy(seed, tm
     result = train(preset, table, n_steps=20, log_root=tmp_path, show_progress=False)
     # The twin's estimate and interval are the demo's (they depend on the seed only, not on
     # which other estimators run); the others' intervals carry their measured coverage.
-    report = off_policy(result, table, seed=seed, fqe_steps=1, truth_patients=300, estimators=("twin",))
+    # The twins' prior refitted to the 40 stays as the demo does, with a shorter search (the
+    # refit itself is tested in test_population.py).
+    prior = fit_local_model(table, parameters=TWIN_REFITTED, max_stays=None, seed=seed, max_evaluations=60)
+    report = off_policy(
+        result, table, seed, fqe_steps=1, truth_patients=300, estimators=("twin",), twin_prior=prior.model
+    )
     twin, truth = report.estimates["twin"], report.truth
     assert twin.interval.low <= truth.value <= twin.interval.high, (twin, truth.value)
     # The printed report carries each interval's measured coverage; the twin's AKI interval,

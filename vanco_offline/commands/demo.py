@@ -32,6 +32,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, help="gradient steps (default: the preset's)")
     parser.add_argument("--eval-patients", type=int, default=300, help="new simulated patients per policy")
     parser.add_argument("--fqe-steps", type=int, default=4000, help="FQE gradient steps (default 4000)")
+    parser.add_argument(
+        "--twin-prior",
+        choices=("band", "published"),
+        default="band",
+        help="the PK twins' prior: Goti 2018 refitted to the cohort and spread over the refit's band "
+        "(default), or Goti 2018 as published (skips the refit)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="run folder (default d3rlpy_logs/demo_<timestamp>)")
     parser.add_argument("--no-plots", action="store_true")
@@ -80,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         "truth ...",
         flush=True,
     )
-    ope = off_policy(result, table, seed=args.seed, fqe_steps=args.fqe_steps)
+    ope = off_policy(result, table, seed=args.seed, fqe_steps=args.fqe_steps, twin_prior=args.twin_prior)
 
     print(
         f"4/5 rolling every policy out on the same {args.eval_patients} new simulated patients ...",
@@ -135,6 +142,7 @@ def off_policy(
     fqe_steps: int,
     truth_patients: int = 1000,
     estimators: tuple[str, ...] = ("fqe", "twin", "wis", "wdr"),
+    twin_prior: Any = "band",
 ) -> Any:
     """The demo's off-policy evaluation of its learned policy on the held-out stays.
 
@@ -142,7 +150,9 @@ def off_policy(
     truth on ``truth_patients`` fresh patients of the cohort's world with the reward the model
     was trained on. The twins' prior is Goti 2018 refitted to the cohort's levels, spread over
     the refit's band (``twin (band)``, the estimator whose interval held in ``bench ope``).
-    Every interval the report prints carries its measured coverage. Each estimate depends on
+    ``twin_prior``: ``"band"`` (refitted here, on at most 300 of ``table``'s stays), the
+    refitted model when already fitted, or ``"published"`` for the Goti 2018 twin. Every
+    interval the report prints carries its measured coverage. Each estimate depends on
     ``seed`` only, not on which other ``estimators`` run.
     """
     from vanco_pk.pk import GOTI_2018
@@ -163,9 +173,11 @@ def off_policy(
     reward = result.model.conversion.get("reward") or "default"
     world = {**env_options, "reward": reward}
     twin = None
-    if "twin" in estimators:
-        local = local_prior(table, seed=seed, max_stays=_TWIN_FIT_STAYS)
-        twin = TwinSettings(env_options=world, seed=seed, model=local, refitted_from=GOTI_2018)
+    if "twin" in estimators and not (isinstance(twin_prior, str) and twin_prior == "published"):
+        fit_here = isinstance(twin_prior, str) and twin_prior == "band"
+        local = local_prior(table, seed=seed, max_stays=_TWIN_FIT_STAYS) if fit_here else twin_prior
+        # 5 twins per stay, as in the bench ope run that measured the band twin's coverage.
+        twin = TwinSettings(env_options=world, seed=seed, model=local, refitted_from=GOTI_2018, n_draws=5)
     return evaluate(
         algo,
         result.valid,
