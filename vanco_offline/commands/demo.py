@@ -173,9 +173,11 @@ def off_policy(
     reward = result.model.conversion.get("reward") or "default"
     world = {**env_options, "reward": reward}
     twin = None
-    if "twin" in estimators and not (isinstance(twin_prior, str) and twin_prior == "published"):
-        fit_here = isinstance(twin_prior, str) and twin_prior == "band"
-        local = local_prior(table, seed=seed, max_stays=_TWIN_FIT_STAYS) if fit_here else twin_prior
+    # A GotiModel never equals a string (dataclass equality), so these compare safely.
+    if "twin" in estimators and twin_prior != "published":
+        local = twin_prior
+        if twin_prior == "band":
+            local = local_prior(table, seed=seed, max_stays=_TWIN_FIT_STAYS)
         # 5 twins per stay, as in the bench ope run that measured the band twin's coverage.
         twin = TwinSettings(env_options=world, seed=seed, model=local, refitted_from=GOTI_2018, n_draws=5)
     return evaluate(
