@@ -166,9 +166,12 @@ def test_auc_guided_draws_a_peak_with_the_first_trough_and_mipd_fits_it():
         *_, info = env.step(np.full((n, 1), 1000.0))
         peaks.append(info["peak_measured"].copy())
         if info["peak_measured"].any():
-            # The pair comes from one interval: the peak 1 h after the infusion, above the trough.
+            # The pair comes from one interval: the peak ordered 1 h after the infusion, charted at
+            # its real collection time (the draw-time error makes it earlier, never later).
             assert np.all(info["level_measured"][info["peak_measured"]])
-            assert np.all(info["peak_offset_h"][info["peak_measured"]] == ICU.auc_peak_offset_h)
+            offsets = info["peak_offset_h"][info["peak_measured"]]
+            assert np.all((offsets >= 0) & (offsets <= ICU.auc_peak_offset_h))
+            assert np.any(offsets < ICU.auc_peak_offset_h)
             drawn = info["peak_measured"]
             assert np.all(info["peak_level"][drawn] > info["raw_level"][drawn])
     # Only at the first level (24 h = step 2); the repeat at 96 h is a trough alone.
