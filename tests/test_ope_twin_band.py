@@ -47,10 +47,10 @@ def test_each_draw_of_the_banded_twin_lives_in_its_own_band_model(monkeypatch):
         return original(self, aki_multiplier, model)
 
     monkeypatch.setattr(TwinSettings, "world", spy)
-    plain = twin_estimate(policy, table, ids, 0.99, dataclasses.replace(base, aki="world"))
+    plain = twin_estimate(policy, table, ids, 0.99, dataclasses.replace(base, aki="uncalibrated"))
     assert worlds[-3:] == [REFIT] * 3
     worlds.clear()
-    est = twin_estimate(policy, table, ids, 0.99, dataclasses.replace(banded, aki="world"))
+    est = twin_estimate(policy, table, ids, 0.99, dataclasses.replace(banded, aki="uncalibrated"))
     assert worlds[-3:] == banded.draw_models()
     # Draw 0 is drawn from the posterior under Goti 2018, not under the refit.
     assert not np.allclose(est.posterior.draws[:, 0], plain.posterior.draws[:, 0])

@@ -17,7 +17,7 @@ from vanco_offline.ope.twin.kidney import MULTIPLIER_GRID
 def icu():
     table = generate_cohort(80, "clinician", seed=3, scenario="icu")
     ids = list(dict.fromkeys(table["stay_id"]))
-    settings = TwinSettings(env_options={"scenario": "icu"}, n_draws=2, seed=3)
+    settings = TwinSettings(env_options={"scenario": "icu"}, n_draws=2, seed=3).with_logs(table, ids)
     return table, ids, settings
 
 
@@ -64,12 +64,6 @@ def test_the_calibrated_multiplier_reproduces_the_logged_incidence(icu):
     assert cal.multipliers_for(1).tolist() == [cal.multiplier]
     assert MULTIPLIER_GRID[0] <= cal.multiplier <= MULTIPLIER_GRID[-1]
     assert "AKI hazard x" in cal.describe()
-
-
-def test_a_world_without_a_graded_hazard_has_nothing_to_calibrate(icu):
-    table, ids, _ = icu
-    with pytest.raises(ValueError, match="graded"):
-        calibrate_aki(table, ids, TwinSettings(env_options={"scenario": "ideal"}))
 
 
 def test_twin_settings_reject_an_unknown_mode_and_a_calibration_of_other_stays(icu):

@@ -25,7 +25,7 @@ class TwinEstimate:
 
     ``value``, ``attainment`` and ``aki_rate`` with their intervals; ``per_stay`` holds each
     stay's twin-mean discounted return; ``posterior`` the PK posterior; ``aki_calibration``
-    the twins' AKI hazard calibration (``None`` where the world's hazard was used); ``label``
+    the twins' AKI hazard calibration (``None`` where the published hazard was used uncalibrated); ``label``
     the variant (:attr:`TwinSettings.label`).
     """
 
@@ -79,7 +79,7 @@ def twin_estimate(
         raise ValueError(
             f"twin_estimate needs an EvaluatedPolicy (vanco_offline.ope.as_policy), got {type(policy)}"
         )
-    settings = TwinSettings() if settings is None else settings
+    settings = (TwinSettings() if settings is None else settings).with_logs(table, stay_ids)
     twins = stay_twins(table, stay_ids, settings)
     n, s = twins.shape
     calibration = _calibration(table, stay_ids, settings, twins)
@@ -126,7 +126,7 @@ def twin_estimate(
         "twin (band)": "Goti 2018 refitted to the logged levels, spread from the published model to "
         "twice the refit's change",
     }[settings.label]
-    kidney = "the world's AKI hazard" if calibration is None else calibration.describe()
+    kidney = "the published AKI hazard, uncalibrated" if calibration is None else calibration.describe()
     held = ["stays", "posteriors"]
     held += [] if calibration is None else ["the AKI calibration"]
     held += [] if settings.refitted_from is None else ["the refit's band"]
@@ -159,6 +159,6 @@ def _calibration(
                 f"TwinSettings.aki was calibrated on {settings.aki.n_stays} stays, not these {len(stay_ids)}"
             )
         return settings.aki
-    if settings.aki == "world" or not settings.graded_aki():
+    if settings.aki == "uncalibrated":
         return None
     return calibrate_aki(table, stay_ids, settings, None if settings.refitted_from else twins)
