@@ -61,3 +61,12 @@ def test_each_twin_variant_is_labelled_by_the_name_its_coverage_is_measured_unde
     assert TwinSettings().label == "twin"
     assert TwinSettings(model=REFIT).label == "twin (local)"
     assert TwinSettings(model=REFIT, refitted_from=GOTI_2018).label == "twin (band)"
+
+
+def test_the_band_width_scales_the_spread_and_zero_keeps_the_refit():
+    half = TwinSettings(model=REFIT, refitted_from=GOTI_2018, n_draws=3, band=0.5).draw_models()
+    assert half[0].v1 == pytest.approx(REFIT.v1 * (GOTI_2018.v1 / REFIT.v1) ** 0.5) and half[1] == REFIT
+    zero = TwinSettings(model=REFIT, refitted_from=GOTI_2018, n_draws=3, band=0.0)
+    assert zero.draw_models() == [REFIT] * 3
+    with pytest.raises(ValueError, match="band"):
+        TwinSettings(band=-1.0)

@@ -41,11 +41,13 @@ from vanco_offline.ope.trajectories import Trajectories, to_trajectories
 from vanco_offline.ope.truth import SimulatorTruth, TrueValue, simulate_value
 from vanco_offline.ope.twin import (
     AKICalibration,
+    PairedDifference,
     PKPosterior,
     TwinEstimate,
     TwinSettings,
     calibrate_aki,
     local_prior,
+    paired_difference,
     pk_posterior,
     twin_estimate,
 )
@@ -72,6 +74,7 @@ __all__ = [
     "ModelValues",
     "OPEReport",
     "PKPosterior",
+    "PairedDifference",
     "ReferencePolicy",
     "SimulatorTruth",
     "SupportSettings",
@@ -96,6 +99,7 @@ __all__ = [
     "importance_weights",
     "local_prior",
     "model_values",
+    "paired_difference",
     "percentile_interval",
     "pk_posterior",
     "simulate_value",

@@ -28,7 +28,9 @@ The value is the mean over stays of each stay's mean discounted return over its 
 attainment (fraction of intervals with true AUC24 in 400-600) and AKI rate likewise. The
 interval is a bootstrap over stays in which resample ``b`` takes draw ``b mod n_draws`` of
 every resampled stay: it carries the sampling of patients, the posterior, the rollout noise
-and the AKI calibration.
+and the AKI calibration. Two policies estimated with the same settings on the same stays
+share their twins and resamples: :func:`paired_difference` gives the interval of their
+difference.
 
 What it assumes, and where it can be wrong: the twins live in a world built only from what a
 hospital knows (:meth:`TwinSettings.world`, :data:`TWIN_ASSUMPTIONS`): the population PK
@@ -41,7 +43,7 @@ hazard) nor any ``misspecification``. Where the true patients differ from that w
 twin is biased; ``docs/ope.md`` measures its coverage on worlds it was not tuned on.
 """
 
-from vanco_offline.ope.twin.estimate import TwinEstimate, twin_estimate
+from vanco_offline.ope.twin.estimate import PairedDifference, TwinEstimate, paired_difference, twin_estimate
 from vanco_offline.ope.twin.kidney import AKICalibration, calibrate_aki, logged_aki, replay_aki
 from vanco_offline.ope.twin.posterior import PKPosterior, StayTwins, pk_posterior, stay_histories, stay_twins
 from vanco_offline.ope.twin.settings import (
@@ -61,6 +63,7 @@ __all__ = [
     "AKICalibration",
     "LevelTiming",
     "PKPosterior",
+    "PairedDifference",
     "StayTwins",
     "TwinEstimate",
     "TwinSettings",
@@ -68,6 +71,7 @@ __all__ = [
     "level_timing",
     "local_prior",
     "logged_aki",
+    "paired_difference",
     "pk_posterior",
     "replay_aki",
     "stay_histories",

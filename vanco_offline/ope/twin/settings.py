@@ -187,7 +187,11 @@ class TwinSettings:
         The model ``model`` was refitted from (the published one). Given, the twins carry the
         refit's structural uncertainty (:meth:`draw_models`): draw ``j`` of every stay lives
         in a population model moved from ``model`` by ``u_j`` times the refit's own change,
-        ``u_j`` evenly spaced in [-1, 1] (the published model to twice the refit's move).
+        ``u_j`` evenly spaced in [-band, band].
+    band : float
+        The band's half-width in units of the refit's own change: 1 spans the published model
+        to twice the refit's move; 0 keeps every draw in ``model``. The default is the width
+        chosen on the calibration world of ``bench ope --worlds`` (docs/ope.md).
     aki : ``"calibrated"``, ``"uncalibrated"`` or AKICalibration
         The twins' AKI hazard (:data:`TWIN_AKI`): scaled so that the logged doses, replayed on
         the twins, reproduce the logged AKI incidence (``"calibrated"``,
@@ -209,6 +213,7 @@ class TwinSettings:
     env_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     model: GotiModel = GOTI_2018
     refitted_from: GotiModel | None = None
+    band: float = 1.0
     aki: Any = "calibrated"
     timing: LevelTiming | None = None
     batch: int = 5000
@@ -222,6 +227,8 @@ class TwinSettings:
                 raise ValueError(
                     f"TwinSettings.{name} must be a positive integer, got {getattr(self, name)!r}"
                 )
+        if not (np.isfinite(self.band) and self.band >= 0.0):
+            raise ValueError(f"TwinSettings.band must be a finite width >= 0, got {self.band!r}")
         if not self.proposal_scale >= 1.0:
             raise ValueError(f"TwinSettings.proposal_scale must be >= 1, got {self.proposal_scale!r}")
         if self.refitted_from is not None:
@@ -261,9 +268,9 @@ class TwinSettings:
         """The population model of each draw ``j``: ``model``, or with :attr:`refitted_from`
 
         .. math:: \\theta_j = \\theta \\, (\\theta / \\theta_{published})^{u_j},
-            \\quad u_j = -1 + 2j / (S - 1)
+            \\quad u_j = b \\, (-1 + 2j / (S - 1))
 
-        for every field of :data:`BAND_FIELDS` (``u = 0`` for a single draw).
+        for every field of :data:`BAND_FIELDS`, ``b`` = :attr:`band` (``u = 0`` for a single draw).
 
         The levels pin the refitted parameters only within the refitted model's structure;
         when the hospital's patients differ from it in what troughs hardly see (the volume),
@@ -272,7 +279,7 @@ class TwinSettings:
         """
         if self.refitted_from is None:
             return [self.model] * self.n_draws
-        u = np.linspace(-1.0, 1.0, self.n_draws) if self.n_draws > 1 else np.zeros(1)
+        u = self.band * np.linspace(-1.0, 1.0, self.n_draws) if self.n_draws > 1 else np.zeros(1)
         ratio = {f: getattr(self.model, f) / getattr(self.refitted_from, f) for f in BAND_FIELDS}
         return [
             dataclasses.replace(
