@@ -9,7 +9,7 @@ import warnings
 
 import torch
 
-from vanco_offline.bench.ope.options import RunOptions, describe, parse
+from vanco_offline.bench.ope.options import RunOptions, describe, parse, worlds_options
 from vanco_offline.bench.ope.panel import panel as calibration_panel
 from vanco_offline.bench.ope.panel import train
 from vanco_offline.bench.ope.scores import format_scores, score_estimator
@@ -36,6 +36,7 @@ TWINS = ("twin", "twin (local)", "twin (band)")
 
 def run(args: argparse.Namespace) -> int:
     opts = parse(args)
+    worlds = worlds_options(args)
     import logging
 
     import structlog
@@ -43,6 +44,10 @@ def run(args: argparse.Namespace) -> int:
     # d3rlpy logs every fit's parameters and epochs at INFO; the bench prints its own tables.
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     warnings.filterwarnings("ignore", module="gym")
+    if worlds is not None:
+        from vanco_offline.bench.ope.worlds import run_worlds
+
+        return run_worlds(opts, worlds)
     return _run(opts)
 
 
