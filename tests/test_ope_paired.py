@@ -10,7 +10,8 @@ from vanco_pk.pk import GOTI_2018
 from vanco_pk.policies import make_policy
 
 from vanco_offline.data.cohort import generate_cohort
-from vanco_offline.ope import ReferencePolicy, TwinSettings, paired_difference, twin_estimate
+from vanco_offline.ope import TwinSettings, paired_difference, twin_estimate
+from vanco_offline.ope.policy import ReferencePolicy
 
 
 def test_the_paired_difference_shares_every_resample_and_refuses_unpaired_estimates():

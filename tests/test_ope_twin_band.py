@@ -10,7 +10,8 @@ from vanco_pk.pk import GOTI_2018
 from vanco_pk.policies import make_policy
 
 from vanco_offline.data.cohort import generate_cohort
-from vanco_offline.ope import ReferencePolicy, TwinSettings, twin_estimate
+from vanco_offline.ope import TwinSettings, twin_estimate
+from vanco_offline.ope.policy import ReferencePolicy
 
 REFIT = dataclasses.replace(GOTI_2018, cl=5.2, v1=38.3, v2=25.2, omega2_cl=0.05, prop_error=0.05)
 

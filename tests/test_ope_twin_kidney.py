@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from vanco_offline.data.cohort import generate_cohort
-from vanco_offline.ope import AKICalibration, TwinSettings, calibrate_aki
-from vanco_offline.ope.twin import logged_aki, replay_aki, stay_twins
+from vanco_offline.ope import TwinSettings
+from vanco_offline.ope.twin import AKICalibration, calibrate_aki, logged_aki, replay_aki, stay_twins
 from vanco_offline.ope.twin.kidney import MULTIPLIER_GRID
 
 
@@ -69,7 +69,8 @@ def test_the_calibrated_multiplier_reproduces_the_logged_incidence(icu):
 def test_twin_settings_reject_an_unknown_mode_and_a_calibration_of_other_stays(icu):
     from vanco_pk.policies import make_policy
 
-    from vanco_offline.ope import ReferencePolicy, twin_estimate
+    from vanco_offline.ope import twin_estimate
+    from vanco_offline.ope.policy import ReferencePolicy
 
     table, ids, settings = icu
     with pytest.raises(ValueError, match=r"TwinSettings\.aki"):

@@ -11,7 +11,8 @@ from vanco_pk.policies import make_policy
 from vanco_pk.scenario import THAI_ICU, get_scenario
 
 from vanco_offline.data.cohort import generate_cohort
-from vanco_offline.ope import ReferencePolicy, TwinSettings, twin_estimate
+from vanco_offline.ope import TwinSettings, twin_estimate
+from vanco_offline.ope.policy import ReferencePolicy
 from vanco_offline.ope.twin import level_timing
 
 #: Every field a hospital cannot know, set to an absurd value: the twins must not notice.

@@ -78,7 +78,7 @@ def evaluate(
     Parameters
     ----------
     policy : d3rlpy algorithm, vanco_pk policy, ndarray (n, H, K) or EvaluatedPolicy
-        The policy to evaluate (see :func:`vanco_offline.ope.as_policy`).
+        The policy to evaluate (see :func:`vanco_offline.ope.policy.as_policy`).
     data : ConversionResult, MDPDataset or Trajectories
         The logged stays (a ``ConversionResult`` brings stay ids, observation names and
         the logged ``behavior_prob``).

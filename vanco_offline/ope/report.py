@@ -159,6 +159,10 @@ class OPEReport:
         The twin estimator's attainment, AKI rate and posterior.
     fitted_q : ModelValues or None
         The d3rlpy FQE fit of ``fqe``.
+    differences : list of (PairedDifference, float or None)
+        Paired twin differences of this policy to a reference
+        (:func:`vanco_offline.ope.paired_difference`), each with the simulator's true
+        difference when known; printed under the twin's outcomes.
     """
 
     policy: str
@@ -181,6 +185,7 @@ class OPEReport:
     truth_softened: TrueValue | None = None
     twin: Any = dataclasses.field(default=None, repr=False)
     fitted_q: Any = dataclasses.field(default=None, repr=False)
+    differences: list[tuple[Any, float | None]] = dataclasses.field(default_factory=list)
 
     def truth_for(self, estimator: str) -> TrueValue | None:
         """The truth an estimator's value is to be compared with (the softened policy's for IS/DR)."""
@@ -242,6 +247,12 @@ class OPEReport:
             )
             if self.truth is not None and np.isfinite(self.truth.attainment):
                 line += f"; truth {self.truth.attainment:.1%} and {self.truth.aki_rate:.1%}"
+            lines.append(line)
+        for diff, true in self.differences:
+            key = diff.label + (" difference" if diff.metric == "value" else f" {diff.metric} difference")
+            line = f"paired difference, {diff} ({coverage_label(key)})"
+            if true is not None:
+                line += f"; truth {true:+.1%}" if diff.metric != "value" else f"; truth {true:+.3f}"
             lines.append(line)
         return "\n".join(lines)
 

@@ -72,7 +72,7 @@ def panel(algos: dict[str, Any]) -> list[tuple[str, Any]]:
     """
     from vanco_pk.policies import ClinicianConfig, make_policy
 
-    from vanco_offline.ope import AlgoPolicy, ReferencePolicy
+    from vanco_offline.ope.policy import AlgoPolicy, ReferencePolicy
 
     careful = {
         f.name: getattr(ClinicianConfig(dose_sd=0.05, miss_prob=0.05, error_prob=0.01), f.name)

@@ -61,20 +61,19 @@ def _run(opts: RunOptions) -> int:
         BehaviorSettings,
         FQESettings,
         IntervalSettings,
-        ReferencePolicy,
         SimulatorTruth,
         TwinSettings,
-        as_policy,
-        calibrate_aki,
         evaluate,
-        fit_behavior_model,
         local_prior,
         simulate_value,
-        to_trajectories,
         twin_estimate,
     )
+    from vanco_offline.ope.behavior import fit_behavior_model
     from vanco_offline.ope.bootstrap import bootstrap_counts
+    from vanco_offline.ope.policy import ReferencePolicy, as_policy
     from vanco_offline.ope.report import Estimate
+    from vanco_offline.ope.trajectories import to_trajectories
+    from vanco_offline.ope.twin import calibrate_aki
     from vanco_offline.progress import progress_bar
 
     size, seed, gamma = opts.size, opts.seed, opts.gamma

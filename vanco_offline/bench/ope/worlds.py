@@ -275,18 +275,17 @@ def _run_world(
         BehaviorSettings,
         FQESettings,
         IntervalSettings,
-        ReferencePolicy,
         SimulatorTruth,
         TwinSettings,
-        as_policy,
-        calibrate_aki,
         evaluate,
-        fit_behavior_model,
         local_prior,
         simulate_value,
-        to_trajectories,
         twin_estimate,
     )
+    from vanco_offline.ope.behavior import fit_behavior_model
+    from vanco_offline.ope.policy import ReferencePolicy, as_policy
+    from vanco_offline.ope.trajectories import to_trajectories
+    from vanco_offline.ope.twin import calibrate_aki
 
     size, seed, gamma = opts.size, opts.seed, opts.gamma
     scenario = OPE_WORLDS[name]

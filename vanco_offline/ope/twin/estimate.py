@@ -143,7 +143,7 @@ def twin_estimate(
     """
     if not isinstance(policy, EvaluatedPolicy):
         raise ValueError(
-            f"twin_estimate needs an EvaluatedPolicy (vanco_offline.ope.as_policy), got {type(policy)}"
+            f"twin_estimate needs an EvaluatedPolicy (vanco_offline.ope.policy.as_policy), got {type(policy)}"
         )
     settings = (TwinSettings() if settings is None else settings).with_logs(table, stay_ids)
     twins = stay_twins(table, stay_ids, settings)
@@ -198,7 +198,7 @@ def twin_estimate(
             tuple(np.round(multipliers, 12).tolist()),
             settings.timing,
             gamma,
-            tuple(stay_ids),
+            tuple(str(x) for x in stay_ids),
         )
     )
 
