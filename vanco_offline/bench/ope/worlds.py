@@ -343,6 +343,7 @@ def _run_world(
             for b in bands
         }
         results[label] = _PolicyResult(truth, softened, estimates, others)
+        print(f"  {name}: {label} [{time.perf_counter() - t0:.0f} s]", flush=True)
     gap = results["oracle"].truth.value - results["random"].truth.value
     timing = twin.timing
     fitted = ", ".join(f"{k} {getattr(local, k):.3g}" for k in ("cl", "v1", "v2", "omega2_cl", "prop_error"))
