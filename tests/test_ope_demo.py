@@ -45,3 +45,11 @@ def test_the_demos_twin_interval_covers_the_truth_of_its_learned_policy(seed, tm
     assert report.twin.label == "twin (band)"
     assert coverage_label("twin (band)") in printed and coverage_label("twin (band) attainment") in printed
     assert "(uncalibrated)" in printed.split("AKI", 1)[1]
+    # The paired difference to MIPD on the twins' prior, beside the per-policy intervals.
+    assert [(d.metric, d.reference) for d, _ in report.differences] == [
+        ("value", "MIPD (refit)"),
+        ("attainment", "MIPD (refit)"),
+    ]
+    assert "paired difference, value learned - MIPD (refit)" in printed
+    value_diff, true_diff = report.differences[0]
+    assert value_diff.interval.covers(true_diff), (value_diff, true_diff)
