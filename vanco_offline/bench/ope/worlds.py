@@ -329,7 +329,8 @@ def _run_world(
             )
             truth, softened, others = report.truth, report.truth_softened, dict(report.estimates)
         else:
-            truth, softened, others = simulate_value(as_policy(policy), gamma, truth_spec), None, {}
+            truth = simulate_value(as_policy(policy), gamma, truth_spec, result.observation_names)
+            softened, others = None, {}
         estimates = {
             b: twin_estimate(
                 as_policy(policy),
