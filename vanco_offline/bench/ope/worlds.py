@@ -412,6 +412,7 @@ def run_worlds(opts: Any, worlds: WorldsOptions) -> int:
         print(note, flush=True)
         s = _twin_scores(results, chosen, gap)
         rows.append(_row(name, "held out", f"twin (band {chosen:g})", s))
+        print(rows[-1], flush=True)
         for metric, key in (
             ("value", "twin (band)"),
             ("attainment", "twin (band) attainment"),
