@@ -128,16 +128,15 @@ def _run(opts: RunOptions) -> int:
         env_options=env_options, n_draws=size.twin_draws, seed=seed, n_bootstrap=size.bootstrap
     )
     twin_local = dataclasses.replace(twin, model=local)
-    if twin.graded_aki():
-        # Calibrated once per twin model: it depends on the stays and the model, not the policy.
-        t0 = time.perf_counter()
-        twin, twin_local = (
-            dataclasses.replace(s, aki=calibrate_aki(table, traj.stay_ids, s)) for s in (twin, twin_local)
-        )
-        print(
-            f"\ntwins' kidney: 'twin' {twin.aki.describe()}; 'twin (local)' and 'twin (band)' "
-            f"x{twin_local.aki.multiplier:.2f} [{time.perf_counter() - t0:.0f} s]"
-        )
+    # Calibrated once per twin model: it depends on the stays and the model, not the policy.
+    t0 = time.perf_counter()
+    twin, twin_local = (
+        dataclasses.replace(s, aki=calibrate_aki(table, traj.stay_ids, s)) for s in (twin, twin_local)
+    )
+    print(
+        f"\ntwins' kidney: 'twin' {twin.aki.describe()}; 'twin (local)' and 'twin (band)' "
+        f"x{twin_local.aki.multiplier:.2f} [{time.perf_counter() - t0:.0f} s]"
+    )
     twin_band = dataclasses.replace(twin_local, refitted_from=GOTI_2018)
     gap_values = {
         name: simulate_value(ReferencePolicy(make_policy(name)), gamma, truth_spec).value
