@@ -3,7 +3,8 @@
 Generate a cohort dosed by the clinician policy in the simulator, convert it, train a preset
 (``residual`` by default: VancoIQL centred on the Bayesian dose of a PK model refitted to the
 cohort's own levels), estimate its value off-policy (FQE, the PK digital twins, weighted IS,
-weighted doubly robust, with bootstrap intervals) beside the simulator's ground truth, roll it out on
+weighted doubly robust, with bootstrap intervals, and the twins' paired difference to MIPD on
+the refitted prior) beside the simulator's ground truth, roll it out on
 new simulated patients beside clinician, MIPD and oracle dosing, print one summary table and
 write the plots. Everything is seeded: the same command gives the same numbers.
 """
