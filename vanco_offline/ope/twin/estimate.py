@@ -206,8 +206,8 @@ def twin_estimate(
     prior = {
         "twin": "Goti 2018 prior",
         "twin (local)": "Goti 2018 refitted to the logged levels",
-        "twin (band)": "Goti 2018 refitted to the logged levels, spread from the published model to "
-        "twice the refit's change",
+        "twin (band)": "Goti 2018 refitted to the logged levels, spread over the refit's band "
+        f"(+-{settings.band:g} times the refit's change)",
     }[settings.label]
     kidney = "the published AKI hazard, uncalibrated" if calibration is None else calibration.describe()
     held = ["stays", "posteriors"]
