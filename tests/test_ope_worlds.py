@@ -40,7 +40,11 @@ def test_the_worlds_options_are_checked_before_any_work():
 
 
 def _scores(value: float, attainment: float, diff: float) -> dict:
-    return {"value": {"coverage": value}, "attainment": {"coverage": attainment}, "diff value": {"coverage": diff}}
+    return {
+        "value": {"coverage": value},
+        "attainment": {"coverage": attainment},
+        "diff value": {"coverage": diff},
+    }
 
 
 def test_the_band_is_the_narrowest_covering_the_calibration_world_in_every_metric():
