@@ -351,6 +351,7 @@ def reference_actor(
     def act(obs: np.ndarray, info: Mapping[str, Any]) -> np.ndarray:
         return np.atleast_1d(policy.act(obs, info))
 
+    act.needs_truth = policy.needs_truth  # the oracle is shown the true state, nobody else
     return act, reset
 
 
