@@ -80,8 +80,8 @@ class _LossMeter:
         if isinstance(loss, DeviceLosses) and (self._total is None or loss.names == self._names):
             if self._total is None:
                 self._names = loss.names
-                self._total = torch.zeros(len(loss.names), dtype=torch.float64, device=loss.values.device)
-            self._total += loss.values
+                self._total = torch.zeros(len(loss.names), dtype=torch.float64, device=loss.stacked.device)
+            self._total += loss.stacked
             self._count += 1
         else:
             for name, value in loss.items():

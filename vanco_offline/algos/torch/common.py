@@ -118,29 +118,30 @@ class AdvantageWeighting:
         return -batch_mean(weights * log_probs)
 
 
-#: The metrics of one IQL update, in the order of :attr:`DeviceLosses.values`.
+#: The metrics of one IQL update, in the order of :attr:`DeviceLosses.stacked`.
 LOSS_NAMES = ("critic_loss", "q_loss", "v_loss", "actor_loss", "weight_mean", "weight_clip_rate")
 
 
 class DeviceLosses(Mapping[str, float]):
     """An update's metrics as d3rlpy's ``dict[str, float]``, kept on the device until read.
 
-    ``values`` is one tensor (one entry per name). Looking up a metric copies all of them
-    to the host once (a device sync); a training loop that only adds ``values`` to a
+    ``stacked`` is one tensor (one entry per name). Looking up a metric copies all of them
+    to the host once (a device sync); a training loop that only adds ``stacked`` to a
     running sum on the device and reads the sum at its logging interval never waits for
-    the device.
+    the device. Every ``Mapping`` method (``values()``, ``items()``, ...) returns floats,
+    as d3rlpy's ``update`` contract asks.
     """
 
-    __slots__ = ("_floats", "names", "values")
+    __slots__ = ("_floats", "names", "stacked")
 
-    def __init__(self, names: Sequence[str], values: torch.Tensor):
+    def __init__(self, names: Sequence[str], stacked: torch.Tensor):
         self.names = tuple(names)
-        self.values = values
+        self.stacked = stacked
         self._floats: dict[str, float] | None = None
 
     def _read(self) -> dict[str, float]:
         if self._floats is None:
-            self._floats = dict(zip(self.names, self.values.tolist(), strict=True))
+            self._floats = dict(zip(self.names, self.stacked.tolist(), strict=True))
         return self._floats
 
     def __getitem__(self, name: str) -> float:
