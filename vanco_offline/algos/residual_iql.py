@@ -206,18 +206,26 @@ class ResidualVancoIQLImpl(VancoIQLImpl):
         self._residual_scale = scale
 
     def prior(self, x: TorchObservation) -> torch.Tensor:
-        """The prior dose in action-scaler units, shape (batch, 1)."""
-        column = flat_observation(x)[:, self._prior_index : self._prior_index + 1]
+        """The prior dose in action-scaler units, shape (batch, 1) (or (seeds, batch, 1) for stacked seeds)."""
+        if isinstance(x, torch.Tensor) and len(self._observation_shape) == 1:
+            column = x[..., self._prior_index : self._prior_index + 1]
+        else:
+            column = flat_observation(x)[:, self._prior_index : self._prior_index + 1]
         value = column * self._prior_slope + self._prior_intercept
         return value.clamp(self._prior_low, self._prior_high)
 
-    def _location(self, x: TorchObservation) -> tuple[torch.Tensor, torch.Tensor | None]:
-        out = self._modules.policy(x)
+    def location(self, nets: Any, x: TorchObservation) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The policy's location ``prior(s) + scale * tanh(mu(s))`` and its log-std under ``nets``."""
+        out = nets.policy(x)
         loc = self.prior(x) + self._residual_scale * out.squashed_mu
         return loc, out.logstd
 
-    def _log_prob(self, obs: TorchObservation, actions: torch.Tensor) -> torch.Tensor:
-        loc, logstd = self._location(obs)
+    def _location(self, x: TorchObservation) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.location(self._modules, x)
+
+    def log_prob(self, nets: Any, obs: TorchObservation, actions: torch.Tensor) -> torch.Tensor:
+        # The likelihood the actor loss maximises: of the logged dose around the prior.
+        loc, logstd = self.location(nets, obs)
         if self._policy_head == "deterministic":
             return -((loc - actions) ** 2).sum(dim=-1, keepdim=True)
         assert logstd is not None

@@ -77,12 +77,15 @@ class VancoIQLImpl(ContinuousQFunctionMixin, IQLImplBase):
         obs = batch.observations
         with torch.no_grad():
             weights = self._weighting.weights(q_target - nets.value_func(obs))
-        log_prob = policy_log_prob(nets.policy(obs), batch.actions, self._policy_head)
+        log_prob = self.log_prob(nets, obs, batch.actions)
         return self._weighting.loss(weights, log_prob), weights
 
+    def log_prob(self, nets: Any, obs: TorchObservation, actions: torch.Tensor) -> torch.Tensor:
+        """Log-likelihood of the logged actions under ``nets.policy`` (minus squared error, deterministic head)."""
+        return policy_log_prob(nets.policy(obs), actions, self._policy_head)
+
     def _log_prob(self, obs: TorchObservation, actions: torch.Tensor) -> torch.Tensor:
-        """Log-likelihood of the logged actions (minus squared error for the deterministic head)."""
-        return policy_log_prob(self._modules.policy(obs), actions, self._policy_head)
+        return self.log_prob(self._modules, obs, actions)
 
     def inner_predict_best_action(self, x: TorchObservation) -> torch.Tensor:
         out = self._modules.policy(x)
