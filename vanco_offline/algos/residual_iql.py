@@ -75,7 +75,10 @@ class ResidualVancoIQLConfig(VancoIQLConfig):
         range) with the highest minimum-over-critics :math:`Q(s, a)` -- the critic decides
         within the band the prior allows, as BCQ decides among its candidates. Training
         is the same either way.
-    Other parameters are :class:`~vanco_offline.algos.VancoIQLConfig`'s; ``policy_head``
+
+    Notes
+    -----
+    The other parameters are :class:`~vanco_offline.algos.VancoIQLConfig`'s; ``policy_head``
     must be ``tanh_mean`` or ``deterministic``.
     """
 
