@@ -67,11 +67,13 @@ def test_the_actor_loss_is_the_likelihood_of_the_logged_dose_around_the_prior(pk
     # advantage-weighted Gaussian log-likelihood at prior(s) + rho * tanh(mu(s)), not at tanh(mu(s)).
     from types import SimpleNamespace
 
-    from vanco_offline.algos.torch.common import normal_log_prob
+    from vanco_offline.algos.torch.vanco_iql_impl import normal_log_prob
 
     algo = _algo(pk_data, residual_scale=0.1)
     impl, nets = algo.impl, algo.impl.modules
-    x = torch.as_tensor(algo.observation_scaler.transform_numpy(_observations(pk_data)[:32]), dtype=torch.float32)
+    x = torch.as_tensor(
+        algo.observation_scaler.transform_numpy(_observations(pk_data)[:32]), dtype=torch.float32
+    )
     actions = torch.full((32, 1), 0.3)
     batch = SimpleNamespace(observations=x, actions=actions)
     q_target = torch.zeros(32, 1)
@@ -135,6 +137,4 @@ def test_a_residual_on_data_without_the_pk_dose_is_refused_by_name(pk_data):
         _build({"algo": "residual_vanco_iql", "data": {"pk_features": False}}, "x", "x.yaml")
     with pytest.raises(ValueError, match="residual_scale=0"):
         ResidualVancoIQLConfig(residual_scale=0.0)
-    with pytest.raises(ValueError, match="supports"):
-        ResidualVancoIQLConfig(policy_head="plain")
     assert isinstance(build_algo(load_preset("residual"), pk_data.dataset), ResidualVancoIQL)

@@ -13,18 +13,15 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import torch
 from d3rlpy.base import DeviceArg
 from d3rlpy.dataset import is_tuple_shape
-from d3rlpy.types import Shape, TorchObservation
+from d3rlpy.types import Shape
 
-from vanco_offline.algos.torch.common import min_q, normal_log_prob
-from vanco_offline.algos.torch.vanco_iql_impl import VancoIQLImpl
+from vanco_offline.algos.torch.vanco_iql_impl import ResidualVancoIQLImpl
 from vanco_offline.algos.vanco_iql import VancoIQL, VancoIQLConfig
 
 __all__ = [
     "PRIOR_DOSE_FEATURE",
-    "RESIDUAL_HEADS",
     "ResidualVancoIQL",
     "ResidualVancoIQLConfig",
     "check_prior_column",
@@ -33,9 +30,6 @@ __all__ = [
 
 #: The observation column a residual policy is centred on (``vanco_pk.exposure.PK_FEATURES``).
 PRIOR_DOSE_FEATURE = "pk_dose_auc500"
-
-#: Policy heads a residual policy supports (see ``VancoIQLConfig.policy_head``).
-RESIDUAL_HEADS = ("tanh_mean", "deterministic")
 
 
 @dataclasses.dataclass()
@@ -53,8 +47,7 @@ class ResidualVancoIQLConfig(VancoIQLConfig):
     back through the observation scaler and sent through the action scaler, clipped to
     the dose range) and :math:`\rho` the ``residual_scale``. The policy is fitted, as in
     IQL, by the advantage-weighted log-likelihood of the logged dose under
-    :math:`\mathcal{N}(d(s) + \rho\tanh f_\theta(s), \sigma^2)` (``tanh_mean``) or the
-    weighted squared error to the same location (``deterministic``). At initialisation
+    :math:`\mathcal{N}(d(s) + \rho\tanh f_\theta(s), \sigma^2)`. At initialisation
     :math:`f_\theta \approx 0`, so an untrained policy doses the prior; the residual moves
     only as far as the advantage-weighted data pull it, and at most :math:`\rho` (in
     scaled units: 1 = half the dose range, 1,500 mg with the clinical scaler).
@@ -78,8 +71,7 @@ class ResidualVancoIQLConfig(VancoIQLConfig):
 
     Notes
     -----
-    The other parameters are :class:`~vanco_offline.algos.VancoIQLConfig`'s; ``policy_head``
-    must be ``tanh_mean`` or ``deterministic``.
+    The other parameters are :class:`~vanco_offline.algos.VancoIQLConfig`'s.
     """
 
     prior_index: int = -1
@@ -88,11 +80,6 @@ class ResidualVancoIQLConfig(VancoIQLConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.policy_head not in RESIDUAL_HEADS:
-            raise ValueError(
-                f"ResidualVancoIQLConfig: policy_head={self.policy_head!r}; a residual policy supports "
-                f"{list(RESIDUAL_HEADS)}"
-            )
         if not (isinstance(self.prior_index, int | np.integer)):
             raise ValueError(f"ResidualVancoIQLConfig: prior_index={self.prior_index!r} must be an integer")
         if not (
@@ -134,7 +121,7 @@ def check_prior_column(config: object, observation_names: Sequence[str]) -> None
 def prior_dose_affine(config: VancoIQLConfig, observation_shape: Shape, index: int) -> tuple[float, float]:
     """``(slope, intercept)`` mapping the scaled observation element ``index`` to the scaled prior dose.
 
-    ``index`` counts in the observation flattened per sample (:func:`flat_observation`).
+    ``index`` counts in the observation flattened per sample (a tuple's arrays joined in order).
     Both d3rlpy scalers the project uses (standard / min-max observations, min-max
     actions) are affine and element-wise, so the map is read off two points of each.
     """
@@ -159,7 +146,7 @@ def prior_dose_affine(config: VancoIQLConfig, observation_shape: Shape, index: i
     if not is_tuple_shape(observation_shape):
         points = points[0]
     raw_points = obs_scaler.reverse_transform_numpy(points) if obs_scaler else points
-    raw = flat_observation_numpy(raw_points)[:, index].astype(np.float64)
+    raw = _flat_numpy(raw_points)[:, index].astype(np.float64)
     mg_per_unit, mg_at_zero = raw[1] - raw[0], raw[0]
     doses = np.array([[0.0], [1.0]])
     scaled = act_scaler.transform_numpy(doses)[:, 0] if act_scaler else doses[:, 0]
@@ -167,89 +154,10 @@ def prior_dose_affine(config: VancoIQLConfig, observation_shape: Shape, index: i
     return float(per_mg * mg_per_unit), float(per_mg * mg_at_zero + at_zero_mg)
 
 
-def flat_observation(x: TorchObservation) -> torch.Tensor:
-    """A batch of observations as one (batch, elements) tensor; a tuple's arrays joined in order."""
-    if isinstance(x, torch.Tensor):
-        return x.reshape(x.shape[0], -1)
-    return torch.cat([part.reshape(part.shape[0], -1) for part in x], dim=1)
-
-
-def flat_observation_numpy(x: Any) -> np.ndarray:
-    """:func:`flat_observation` for numpy arrays (or a sequence of them)."""
+def _flat_numpy(x: Any) -> np.ndarray:
     if isinstance(x, np.ndarray):
         return x.reshape(x.shape[0], -1)
     return np.concatenate([np.asarray(part).reshape(len(part), -1) for part in x], axis=1)
-
-
-def _repeat_rows(x: TorchObservation, k: int) -> TorchObservation:
-    if isinstance(x, torch.Tensor):
-        return x.repeat_interleave(k, dim=0)
-    return [part.repeat_interleave(k, dim=0) for part in x]
-
-
-class ResidualVancoIQLImpl(VancoIQLImpl):
-    """VancoIQL's update with the policy's location at ``prior(s) + scale * tanh(mu)``."""
-
-    def set_prior(
-        self,
-        index: int,
-        slope: float,
-        intercept: float,
-        low: float,
-        high: float,
-        scale: float,
-        q_candidates: int = 0,
-    ) -> None:
-        self._q_candidates = int(q_candidates)
-        self._prior_index = index
-        self._prior_slope = slope
-        self._prior_intercept = intercept
-        self._prior_low = low
-        self._prior_high = high
-        self._residual_scale = scale
-
-    def prior(self, x: TorchObservation) -> torch.Tensor:
-        """The prior dose in action-scaler units, shape (batch, 1) (or (seeds, batch, 1) for stacked seeds)."""
-        if isinstance(x, torch.Tensor) and len(self._observation_shape) == 1:
-            column = x[..., self._prior_index : self._prior_index + 1]
-        else:
-            column = flat_observation(x)[:, self._prior_index : self._prior_index + 1]
-        value = column * self._prior_slope + self._prior_intercept
-        return value.clamp(self._prior_low, self._prior_high)
-
-    def location(self, nets: Any, x: TorchObservation) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The policy's location ``prior(s) + scale * tanh(mu(s))`` and its log-std under ``nets``."""
-        out = nets.policy(x)
-        loc = self.prior(x) + self._residual_scale * out.squashed_mu
-        return loc, out.logstd
-
-    def _location(self, x: TorchObservation) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return self.location(self._modules, x)
-
-    def log_prob(self, nets: Any, obs: TorchObservation, actions: torch.Tensor) -> torch.Tensor:
-        # The likelihood the actor loss maximises: of the logged dose around the prior.
-        loc, logstd = self.location(nets, obs)
-        if self._policy_head == "deterministic":
-            return -((loc - actions) ** 2).sum(dim=-1, keepdim=True)
-        assert logstd is not None
-        return normal_log_prob(actions, loc, logstd.exp())
-
-    def inner_predict_best_action(self, x: TorchObservation) -> torch.Tensor:
-        if not self._q_candidates:
-            return self._location(x)[0].clamp(-1.0, 1.0)
-        k = self._q_candidates
-        prior = self.prior(x)
-        offsets = torch.linspace(-self._residual_scale, self._residual_scale, k, device=prior.device)
-        candidates = (prior + offsets[None, :]).clamp(-1.0, 1.0)  # (B, K)
-        q = min_q(self._modules.q_funcs, _repeat_rows(x, k), candidates.reshape(-1, 1)).reshape(-1, k)
-        best = q.argmax(dim=1, keepdim=True)
-        return candidates.gather(1, best)
-
-    def inner_sample_action(self, x: TorchObservation) -> torch.Tensor:
-        loc, logstd = self._location(x)
-        if self._policy_head == "deterministic" or logstd is None:
-            return loc.clamp(-1.0, 1.0)
-        return (loc + logstd.exp() * torch.randn_like(loc)).clamp(-1.0, 1.0)
 
 
 class ResidualVancoIQL(VancoIQL):

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from vanco_offline.algos.torch.common import LOSS_NAMES, DeviceLosses
+from vanco_offline.algos.torch.vanco_iql_impl import LOSS_NAMES, DeviceLosses
 
 __all__ = ["GraphedUpdate", "make_capturable"]
 
