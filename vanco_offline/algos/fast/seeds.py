@@ -181,14 +181,11 @@ def _forward(module: nn.Module, params: dict[str, torch.Tensor], prefix: str, *i
         return sub("_fc", sub("_encoder", inputs[0]))
     if isinstance(module, CategoricalPolicy):
         return types.SimpleNamespace(logits=sub("_fc", sub("_encoder", inputs[0])))
-    if isinstance(module, NormalPolicy):
-        h = sub("_encoder", inputs[0])
-        mu = sub("_mu", h)
-        if isinstance(module._logstd, nn.Parameter):
-            logstd = torch.sigmoid(params[prefix + "_logstd"])
-            clipped = module._min_logstd + logstd * (module._max_logstd - module._min_logstd)
-        else:
-            clipped = sub("_logstd", h).clamp(module._min_logstd, module._max_logstd)
+    if isinstance(module, NormalPolicy) and isinstance(module._logstd, nn.Parameter):
+        # d3rlpy's NormalPolicy with one learned log-std parameter (VancoIQL's policy).
+        mu = sub("_mu", sub("_encoder", inputs[0]))
+        logstd = torch.sigmoid(params[prefix + "_logstd"])
+        clipped = module._min_logstd + logstd * (module._max_logstd - module._min_logstd)
         return ActionOutput(mu, torch.tanh(mu), clipped)
     raise _Unsupported(type(module).__name__)
 
