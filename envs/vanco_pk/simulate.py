@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from vanco_pk.env import charted_level
 from vanco_pk.policies.base import CHART_KEYS
 from vanco_pk.policies.model_based import TRUTH_KEYS
 from vanco_pk.scenario import SAMPLING_PROTOCOLS, protocol_for
@@ -59,8 +60,9 @@ __all__ = [
 
 #: What a policy that does not need the truth sees of ``info`` at each decision: the chart
 #: keys of the reference policies, the dose given at the previous decision, the charted
-#: level (NaN while never measured) and the patient's covariates.
-CHART_VIEW: tuple[str, ...] = (*CHART_KEYS, "dose_mg", "raw_level", "covariates")
+#: level (0 with ``level_known`` False while never measured: :func:`vanco_pk.env.charted_level`)
+#: and the patient's covariates.
+CHART_VIEW: tuple[str, ...] = (*CHART_KEYS, "dose_mg", "raw_level", "level_known", "covariates")
 DOSE_SETS = ("grid", "continuous")
 
 
@@ -160,7 +162,7 @@ def chart_features(obs: np.ndarray, info: Mapping[str, Any]) -> np.ndarray:
     """The seven features as a chart shows them: rounded (:data:`vanco_pk.targets.CHART_DECIMALS`),
     the level NaN while none was ever measured."""
     features = np.asarray(obs, np.float64)[:, : len(FEATURES)].copy()
-    features[:, 0] = info["raw_level"]
+    features[:, 0] = charted_level(info)
     for j, name in enumerate(FEATURES):
         features[:, j] = chart_round(name, features[:, j])
     return features
