@@ -81,6 +81,8 @@ def test_recommend_from_flags(seven_features_model_dir, trained_model_dir, capsy
         "60",
         "--sex",
         "0",
+        "--dialysis",
+        "0",
     ]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
@@ -149,8 +151,10 @@ def test_recommend_bad_input(seven_features_model_dir, capsys, tmp_path):
     foreign = tmp_path / "foreign.d3"
     foreign.write_text("hello")
     assert "--trust-pickle" in _error(capsys, ["recommend", "--model", str(foreign), "--clinical"])
-    argv = ["recommend", "--model", str(foreign), "--clinical", "--trust-pickle"]
-    assert "not opened" in _error(capsys, argv)  # no model.json records its hash
+    from vanco_offline.trained import sha256
+
+    argv = ["recommend", "--model", str(foreign), "--clinical", "--trust-pickle", sha256(foreign)]
+    assert "not opened" in _error(capsys, argv)  # no model.json beside it describes the model
     assert "does not exist" in _error(capsys, ["recommend", "--model", str(tmp_path / "x.d3"), "--clinical"])
 
 

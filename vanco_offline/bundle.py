@@ -7,7 +7,9 @@ d3rlpy config, the training data's support, a description of the model and a che
 all. Loading it parses JSON and raw tensors only, so a bundle shared between hospitals cannot
 execute code when opened (d3rlpy's ``.d3`` files, by contrast, are Python pickles).
 
-:func:`load_bundle` refuses a bundle that is not whole: a checksum that does not match,
+:func:`load_bundle` refuses a bundle that is not whole (a bundle without the model's dosing
+scope, its interval and population, loads for :meth:`Bundle.predict` but :meth:`Bundle.recommend`
+refuses to dose with it): a checksum that does not match,
 non-finite weights, a malformed layer, scalers that are not positive and finite, an action
 range outside 0-3000 mg, a support that does not fit the features, or a policy whose output on
 the training mean is not a dose. :meth:`Bundle.recommend` doses one state through
@@ -35,7 +37,7 @@ import numpy as np
 from vanco_pk.targets import DOSE_MAX_MG as _DOSE_MAX
 
 from vanco_offline.clinical import StateSupport
-from vanco_offline.safety import check_dose, parse_state
+from vanco_offline.safety import DosingScope, check_dose, parse_state
 
 FORMAT = "vanco-offline-bundle"
 VERSION = 2
@@ -89,6 +91,11 @@ class Bundle:
     @property
     def observation_names(self) -> list[str]:
         return list(self.metadata["observation_names"])
+
+    @property
+    def scope(self) -> DosingScope:
+        """The model's dosing interval, units and population (checked at load)."""
+        return DosingScope.from_dict((self.metadata.get("model") or {}).get("scope"), "the bundle")
 
     @property
     def support(self) -> StateSupport | None:
@@ -152,17 +159,15 @@ class Bundle:
         )
         raw = float(self.predict(observation[None])[0])
         checked = check_dose(
-            raw, observation, self.observation_names, covariates, support=self.support, first_dose=first_dose
+            raw,
+            observation,
+            self.observation_names,
+            covariates,
+            support=self.support,
+            scope=self.scope,
+            first_dose=first_dose,
         )
-        return {
-            "dose_mg": checked.dose_mg,
-            "model_dose_mg": checked.model_dose_mg,
-            "min_infusion_minutes": checked.limited.min_infusion_minutes,
-            "renal_cap_mg": checked.limited.renal_cap_mg,
-            "clipped_by": checked.limited.clipped_by,
-            "warnings": checked.limited.warnings,
-            "outside_training_support": checked.support_warnings,
-        }
+        return checked.to_dict()
 
     def _apply(self, layer: dict[str, Any], x: np.ndarray) -> np.ndarray:
         op = layer["op"]
@@ -318,6 +323,10 @@ def _check(bundle: Bundle) -> None:
                 raise ValueError("a layer_norm's eps must be > 0")
         elif op not in _ACTIVATIONS:
             raise ValueError(f"layer op {op!r} is not supported by this runtime")
+    if not isinstance(meta.get("model", {}), dict):
+        raise ValueError(f"the model description must be an object, got {meta['model']!r}")
+    if meta.get("model", {}).get("scope") is not None:
+        bundle.scope  # noqa: B018  (a malformed dosing scope is refused at load; a missing one when dosing)
     support = bundle.support
     if support is not None and support.names != names:
         raise ValueError(f"the support is over {support.names}, the policy over {names}")

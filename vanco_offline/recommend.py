@@ -70,13 +70,7 @@ class Recommendation(CheckedDose):
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "dose_mg": self.dose_mg,
-            "model_dose_mg": self.model_dose_mg,
-            "min_infusion_minutes": self.limited.min_infusion_minutes,
-            "clipped_by": self.limited.clipped_by,
-            "warnings": self.limited.warnings,
-            "outside_training_support": self.support_warnings,
-            "renal_cap_mg": self.limited.renal_cap_mg,
+            **super().to_dict(),
             "q_of_alternatives": {f"{dose:g}": q for dose, q in self.alternatives.items()},
             "mipd_dose_mg": self.mipd_dose_mg,
             "mipd_basis": self.mipd_basis,
@@ -84,13 +78,22 @@ class Recommendation(CheckedDose):
         }
 
     def __str__(self) -> str:
-        lines = [
-            f"recommended dose      {self.dose_mg:.0f} mg, infused over at least "
-            f"{self.limited.min_infusion_minutes:.0f} min",
-            f"model's greedy dose   {self.model_dose_mg:.0f} mg",
-        ]
+        every = self.scope.label
+        if self.held:
+            lines = [
+                "recommended dose      HOLD: no dose now; re-check the level before the next dose",
+                f"model's greedy dose   {self.model_dose_mg:.0f} mg (not to be given: hold)",
+            ]
+        else:
+            lines = [
+                f"recommended dose      {self.dose_mg:.0f} mg {every} ({self.dose_mg * 24.0 / self.interval_h:.0f} "
+                f"mg/day), infused over at least {self.limited.min_infusion_minutes:.0f} min",
+                f"model's greedy dose   {self.model_dose_mg:.0f} mg {every}",
+            ]
+        if self.scope.interval_source.startswith("assumed"):
+            lines.append(f"NOTE: the model's dosing interval was {self.scope.interval_source}")
         mipd = (
-            f"{self.mipd_dose_mg:.0f} mg ({self.mipd_basis})"
+            f"{self.mipd_dose_mg:.0f} mg {every} ({self.mipd_basis})"
             if self.mipd_dose_mg is not None
             else self.mipd_basis
         )
@@ -100,7 +103,7 @@ class Recommendation(CheckedDose):
             + ", ".join(f"{d:g} mg {q:+.2f}" for d, q in self.alternatives.items())
         )
         lines.extend(f"CLIPPED: {reason}" for reason in self.limited.clipped_by)
-        lines.extend(f"WARNING: {warning}" for warning in self.limited.warnings)
+        lines.extend(f"WARNING: {warning}" for warning in [*self.limited.warnings, *self.population_warnings])
         lines.extend(f"OUTSIDE TRAINING DATA: {reason}" for reason in self.support_warnings)
         return "\n".join(lines)
 
@@ -212,7 +215,22 @@ def recommend(
     """
     if mode not in ("greedy", "sample"):
         raise ValueError(f"mode must be 'greedy' or 'sample', got {mode!r}")
+    if not isinstance(state, Mapping):
+        raise ValueError(f"the state must be a mapping of feature names to values, not {type(state).__name__}")
+    if "first_dose" in state:
+        raise ValueError(
+            "the state has the field 'first_dose': give it as recommend(..., first_dose=...), not in the state"
+        )
+    in_both = sorted(set(state) & set(covariates or {}))
+    if in_both:
+        raise ValueError(f"{in_both} given both in the state and in covariates; give each once")
+    state, covariates = (
+        {k: v for k, v in state.items() if k not in COVARIATES},
+        {**{k: v for k, v in state.items() if k in COVARIATES}, **(covariates or {})},
+    )
     covariates = parse_covariates(covariates)
+    if history is not None:
+        _check_history_interval(history, model.scope.interval_h)
     if first_dose is not None:
         first_dose = parse_bool("first_dose", first_dose)
     observation = observation_from_state(model, {**state, **covariates}, history)
@@ -229,19 +247,22 @@ def recommend(
         list(model.observation_names),
         covariates,
         support=model.support,
+        scope=model.scope,
         first_dose=first_dose,
         limits=limits,
     )
     alternatives = _alternative_q(algo, observation, discrete)
     mipd_history = history if history is not None and set(COVARIATES) <= set(history.columns) else None
-    mipd_dose, basis = _mipd_dose(features, covariates, mipd_history)
+    mipd_dose, basis = _mipd_dose(features, covariates, mipd_history, model.scope.interval_h)
     return Recommendation(
         model_dose_mg=model_dose,
         limited=checked.limited,
+        support_warnings=checked.support_warnings,
+        scope=checked.scope,
+        population_warnings=checked.population_warnings,
         alternatives=alternatives,
         mipd_dose_mg=mipd_dose,
         mipd_basis=basis,
-        support_warnings=checked.support_warnings,
         observation=dict(zip(model.observation_names, map(float, observation), strict=True)),
     )
 
@@ -286,6 +307,19 @@ def recommend_on_table(
     return pd.DataFrame.from_records(records)
 
 
+def _check_history_interval(history: Any, interval_h: float) -> None:
+    """ValueError when the stay's rows are not ``interval_h`` apart (the model doses at that interval)."""
+    if not isinstance(history, pd.DataFrame) or "time_h" not in history.columns or len(history) < 2:
+        return
+    gaps = np.diff(pd.to_numeric(history["time_h"], errors="coerce").to_numpy(np.float64))
+    gaps = gaps[np.isfinite(gaps) & (gaps > 0)]
+    if gaps.size and not math.isclose(float(np.median(gaps)), interval_h, rel_tol=0.1):
+        raise ValueError(
+            f"the stay's rows are {float(np.median(gaps)):g} h apart but the model doses every {interval_h:g} h "
+            f"(q{interval_h:g}h, from its training data): its doses and caps do not apply to this chart"
+        )
+
+
 def _alternative_q(algo: Any, observation: np.ndarray, discrete: bool) -> dict[float, float]:
     doses = np.asarray(ALTERNATIVE_DOSES_MG)
     states = np.repeat(observation[None], len(doses), axis=0)
@@ -298,15 +332,16 @@ def _alternative_q(algo: Any, observation: np.ndarray, discrete: bool) -> dict[f
 
 
 def _mipd_dose(
-    features: np.ndarray, covariates: dict[str, Any], history: pd.DataFrame | None
+    features: np.ndarray, covariates: dict[str, Any], history: pd.DataFrame | None, interval_h: float
 ) -> tuple[float | None, str]:
-    missing = [c for c in ("weight_kg", "age", "sex") if c not in covariates]
+    """MIPD's dose for the model's dosing interval (AUC24 500 with a dose every ``interval_h``)."""
+    missing = [c for c in ("weight_kg", "age", "sex", "dialysis") if c not in covariates]
     if missing:
         return None, f"not computed: covariates {missing} not given"
     if history is not None:
         from vanco_offline.data import score_table
 
-        scores = score_table(history, "mipd")
+        scores = score_table(history, make_policy("mipd", interval_h=interval_h))
         levels = int(history["vanco_level"].notna().sum())
         return float(
             DOSE_GRID_MG[int(np.argmax(scores.pmf[-1]))]
@@ -315,8 +350,8 @@ def _mipd_dose(
         # A level cannot be attributed to doses that are not known, and the population prior
         # would ignore it: showing that number next to a toxic level would mislead.
         return None, "not computed: a measured level needs the dose history (give --csv with the stay's rows)"
-    policy = make_policy("mipd")
-    policy.reset({"height_cm": float("nan"), "dialysis": 0, **covariates})
+    policy = make_policy("mipd", interval_h=interval_h)
+    policy.reset({"height_cm": float("nan"), **covariates})
     naive = features.copy()
     naive[0] = np.nan
     pmf = policy.action_probs(naive, {"time_h": 0.0, "level_measured": False})

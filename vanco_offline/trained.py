@@ -8,9 +8,10 @@ A model folder written by :func:`save_model` holds
   the d3rlpy algorithm from it without unpickling anything;
 - ``model.json``: the same description for people, with the SHA-256 of both model files;
 - ``model.d3``: d3rlpy's own file, for ``d3rlpy.load_learnable`` (to resume training). It is a
-  Python pickle, which can run any code when opened: :func:`load_model` opens it only with
-  ``trust_pickle=True`` (``--trust-pickle``), and then only when its SHA-256 matches the one
-  recorded in ``model.json`` at training time.
+  Python pickle, which can run any code when opened: :func:`load_model` opens it only when
+  the caller gives its SHA-256 (``trust_pickle="<hex>"``, ``--trust-pickle SHA256``), obtained
+  from the model's author through another channel, and the file's hash equals it. The hash
+  ``model.json`` records is never trusted for this: whoever wrote the folder wrote it too.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from vanco_offline.clinical import StateSupport
+from vanco_offline.safety import DosingScope
 
 __all__ = [
     "METADATA_FILE",
@@ -33,6 +36,7 @@ __all__ = [
     "TrainedModel",
     "load_model",
     "save_model",
+    "check_sha256",
     "sha256",
 ]
 
@@ -66,6 +70,9 @@ class TrainedModel:
         Provenance of the training data (source, rows, stays, transitions).
     training : dict
         Steps, seed, and the final diagnostics.
+    scope : DosingScope
+        The dosing interval, the inputs' units and the population of the training data: every
+        dose the model gives is capped and labelled for them.
     """
 
     algo: Any
@@ -76,6 +83,7 @@ class TrainedModel:
     preset: dict[str, Any]
     data: dict[str, Any]
     training: dict[str, Any]
+    scope: DosingScope
 
     @property
     def population_model(self) -> Any:
@@ -98,6 +106,7 @@ class TrainedModel:
             "preset": self.preset,
             "data": self.data,
             "training": self.training,
+            "scope": self.scope.to_dict(),
         }
 
 
@@ -137,6 +146,7 @@ _DESCRIPTION = (
     "preset",
     "data",
     "training",
+    "scope",
 )
 
 
@@ -149,12 +159,12 @@ def sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def load_model(path: str | Path, *, trust_pickle: bool = False) -> TrainedModel:
+def load_model(path: str | Path, *, trust_pickle: str | None = None) -> TrainedModel:
     """Load a model: its folder, its ``model.safetensors`` (or an exported bundle), or a ``.d3``.
 
     A folder loads its ``model.safetensors``. A ``.d3`` file (or a folder that has only one)
-    is a pickle: it loads only with ``trust_pickle=True`` and a ``model.json`` beside it
-    recording the file's SHA-256 at training time.
+    is a pickle: it loads only when ``trust_pickle`` is the file's SHA-256 (64 hex digits),
+    given by the caller from outside the folder, and a ``model.json`` beside it describes it.
 
     Raises
     ------
@@ -265,23 +275,36 @@ def _rebuild(meta: dict[str, Any], tensors: dict[str, np.ndarray], path: Path) -
     return algo
 
 
-def _load_pickle(path: Path, trust_pickle: bool) -> TrainedModel:
-    if not trust_pickle:
+#: A SHA-256 in hex, as ``--trust-pickle`` takes it.
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def check_sha256(value: Any, where: str = "--trust-pickle") -> str:
+    """``value`` as a lower-case SHA-256 hex digest; ValueError naming ``where`` otherwise."""
+    if not isinstance(value, str) or not _SHA256_HEX.fullmatch(value.strip().lower()):
+        raise ValueError(
+            f"{where} takes the pickle's SHA-256 (64 hex digits, from the model's author through another "
+            f"channel than the folder, or `sha256sum model.d3`), got {value!r}"
+        )
+    return value.strip().lower()
+
+
+def _load_pickle(path: Path, trust_pickle: str | None) -> TrainedModel:
+    if trust_pickle is None:
         raise ValueError(
             f"{path} is a Python pickle, which can run any code when opened: load the model folder's "
-            f"{MODEL_FILE} instead, or pass --trust-pickle if you trust this file"
+            f"{MODEL_FILE} instead, or pass --trust-pickle SHA256 with the hash you trust for this file"
+        )
+    expected = check_sha256(trust_pickle)
+    actual = sha256(path)
+    if actual != expected:
+        raise ValueError(
+            f"{path} has SHA-256 {actual}, not the {expected} given with --trust-pickle: "
+            "it is not the file you trust, and it is not opened"
         )
     metadata_file = path.parent / METADATA_FILE
     if not metadata_file.is_file():
-        raise ValueError(f"{path}: no {METADATA_FILE} beside it records its hash; it is not opened")
-    recorded = _recorded_hash(path)
-    if recorded is None:
-        raise ValueError(f"{metadata_file} records no SHA-256 for {path.name}; it is not opened")
-    if recorded != sha256(path):
-        raise ValueError(
-            f"{path} does not match the SHA-256 recorded in {metadata_file} at training time: "
-            "it is not the trained model, and it is not opened"
-        )
+        raise ValueError(f"{path}: no {METADATA_FILE} beside it describes the model; it is not opened")
     import d3rlpy
 
     import vanco_offline.algos  # noqa: F401  (registers VancoIQL with d3rlpy before loading)
@@ -329,6 +352,7 @@ def _trained_model(algo: Any, metadata: Any, source: Path) -> TrainedModel:
     for key in ("conversion", "preset", "data", "training"):
         if not isinstance(metadata.get(key), dict):
             raise ValueError(f"{source}: {key!r} must be an object, got {metadata.get(key)!r}")
+    scope = DosingScope.from_dict(metadata.get("scope"), str(source))
     _check_finite(algo, source)
     return TrainedModel(
         algo=algo,
@@ -339,6 +363,7 @@ def _trained_model(algo: Any, metadata: Any, source: Path) -> TrainedModel:
         preset=dict(metadata["preset"]),
         data=dict(metadata["data"]),
         training=dict(metadata["training"]),
+        scope=scope,
     )
 
 

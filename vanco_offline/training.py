@@ -32,6 +32,7 @@ from vanco_offline.data import (
     split_dataset,
 )
 from vanco_offline.data.pk_replay import PK_REPLAY_COLUMNS
+from vanco_offline.safety import DosingScope
 from vanco_offline.trained import TrainedModel, save_model
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "conversion_kwargs",
     "conversion_options",
     "convert_like",
+    "dosing_scope",
     "train",
 ]
 
@@ -147,6 +149,7 @@ def train(
         local = fit_local_model(table, impute=conversion.get("impute"))
         conversion["pk_model"] = model_values(local.model)
     converted = convert(table, preset.data.action, **conversion)
+    scope = dosing_scope(table, converted.observation_names)
     train_part, valid_part = split_dataset(converted, (1.0 - valid_fraction, valid_fraction), seed=seed)
     if not train_part.dataset.episodes or not valid_part.dataset.episodes:
         raise ValueError(
@@ -182,6 +185,7 @@ def train(
             log_dir,
             logger,
             show_progress,
+            scope,
             local,
         )
     except BaseException as exc:
@@ -191,6 +195,14 @@ def train(
             where = f" in {log_dir}" if log_dir is not None else ""
             raise KeyboardInterrupt(f"nothing saved{where}") from None
         raise
+
+
+def dosing_scope(table: pd.DataFrame, observation_names: list[str]) -> DosingScope:
+    """The dosing interval, input units and covariate ranges of a (validated) training table."""
+    covariates = {c: table[c].to_numpy(np.float64) for c in ("weight_kg", "age", "height_cm") if c in table}
+    time = table["time_h"].to_numpy(np.float64) if "time_h" in table else None
+    names = [*observation_names, *(c for c in covariates if c not in observation_names)]
+    return DosingScope.fit(table["stay_id"].to_numpy(), time, covariates, names)
 
 
 #: An experiment name: a plain folder name, never a path.
@@ -229,6 +241,7 @@ def _fit_and_save(
     log_dir: Path | None,
     logger: Any,
     show_progress: bool,
+    scope: DosingScope,
     local: Any = None,
 ) -> TrainingResult:
     seed = preset.training.seed
@@ -267,6 +280,7 @@ def _fit_and_save(
             ),
         },
         training={"n_steps": steps, "seed": seed, "final_metrics": history[-1][1] if history else {}},
+        scope=scope,
     )
     from vanco_offline.export import module_tensors
 

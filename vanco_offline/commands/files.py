@@ -1,7 +1,7 @@
 """What commands read and write: a model given safely, outputs that never destroy a file.
 
 - ``--model`` takes a model folder, its ``model.safetensors`` or an exported bundle; a ``.d3``
-  pickle only with ``--trust-pickle`` (see :func:`vanco_offline.trained.load_model`).
+  pickle only with ``--trust-pickle SHA256``, its hash given from outside the folder (see :func:`vanco_offline.trained.load_model`).
 - An output never replaces an existing file or folder unless ``--overwrite`` is given, and
   never one of the command's own inputs, even with ``--overwrite``.
 - An output is written under a temporary name beside its target and renamed when complete,
@@ -26,9 +26,10 @@ def add_model_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, metavar="MODEL", help=MODEL_HELP)
     parser.add_argument(
         "--trust-pickle",
-        action="store_true",
-        help="allow loading a .d3 pickle (it can run code when opened); only when its SHA-256 matches the "
-        "one model.json recorded at training time",
+        metavar="SHA256",
+        default=None,
+        help="allow loading a .d3 pickle (it can run code when opened) whose SHA-256 is this hash, which you "
+        "got from the model's author, not from the folder (the folder's model.json is never trusted for it)",
     )
 
 

@@ -163,7 +163,7 @@ def _csv_state(model: Any, path: str, row: int) -> tuple[dict[str, Any], Any]:
 
 
 def _clinical_table(model: Any) -> list[dict[str, Any]]:
-    from vanco_offline.recommend import CLINICAL_CASES, recommend
+    from vanco_offline.recommend import CLINICAL_CASES, case_history, recommend
 
     rows = []
     print("| case | level | SCr | model dose | recommended | MIPD | limits and warnings |")
@@ -171,13 +171,16 @@ def _clinical_table(model: Any) -> list[dict[str, Any]]:
     for name, case in CLINICAL_CASES.items():
         # Each case is a short chart (a loading and a maintenance dose before its level), which
         # MIPD fits and a model with history-dependent features needs.
-        rec = recommend(model, case["state"], case["covariates"], history=case["history"])
+        # Charted at the model's own dosing interval.
+        history = case_history(case["state"], case["covariates"], model.scope.interval_h)
+        rec = recommend(model, case["state"], case["covariates"], history=history)
         notes = "; ".join(rec.warnings) or "-"
         level = case["state"]["vanco_level"]
         mipd = f"{rec.mipd_dose_mg:.0f}" if rec.mipd_dose_mg is not None else "-"
+        given = "HOLD" if rec.held else f"{rec.dose_mg:.0f} {rec.scope.label}"
         print(
             f"| {name} | {level:.0f} | {case['state']['creatinine']:.1f} | {rec.model_dose_mg:.0f} | "
-            f"{rec.dose_mg:.0f} | {mipd} | {notes} |"
+            f"{given} | {mipd} | {notes} |"
         )
         rows.append({"case": name, **rec.to_dict()})
     return rows
