@@ -341,9 +341,10 @@ class DosingScope:
                     ranges[name] = [float(values.min()), float(values.max())]
         return cls(interval_h=interval, interval_source=source, units=units, covariate_ranges=ranges)
 
-    def check_patient(self, covariates: Mapping[str, float]) -> list[str]:
+    def check_patient(self, covariates: Mapping[str, float], checked: Any = ()) -> list[str]:
         """Flags for a patient unlike the training population; ValueError for one outside the
-        model's population (age below ``min_age``) or without the required covariates."""
+        model's population (age below ``min_age``) or without the required covariates.
+        ``checked``: covariates the support check already compares with the training data."""
         missing = [name for name in REQUIRED_COVARIATES if name not in covariates]
         if missing:
             raise ValueError(
@@ -359,7 +360,7 @@ class DosingScope:
             )
         flags = []
         for name, (low, high) in self.covariate_ranges.items():
-            if name in covariates and not low <= float(covariates[name]) <= high:
+            if name in covariates and name not in checked and not low <= float(covariates[name]) <= high:
                 flags.append(
                     f"{name} = {float(covariates[name]):g} {RANGES[name].unit} is outside the training data's "
                     f"{low:g}-{high:g}"
@@ -482,7 +483,7 @@ def check_dose(
         raise ValueError("the observation holds NaN or infinity; no dose is recommended")
     for name, value in zip(observation_names, x, strict=True):
         check_range(name, float(value))
-    population = scope.check_patient(dict(covariates or {}))
+    population = scope.check_patient(dict(covariates or {}), checked=observation_names if support else ())
     if limits is None:
         limits = ClinicalLimits(interval_h=scope.interval_h)
     elif limits.interval_h != scope.interval_h:
