@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(result.report)
     if out is not None:
-        with atomic_output(out) as partial:
+        with atomic_output(out, args.overwrite) as partial:
             save_dataset(result, partial)
         path = out
         if not args.json:

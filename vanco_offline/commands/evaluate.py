@@ -15,6 +15,7 @@ from vanco_offline.commands.files import (
     atomic_output,
     check_output,
     load_model_argument,
+    model_files,
 )
 
 
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
 
     quiet_d3rlpy()
     if args.output:
-        check_output(args.output, args.overwrite, [args.model, args.data], "--output")
+        check_output(args.output, args.overwrite, [*model_files(args.model), args.data], "--output")
     model = load_model_argument(args)
     table, source = read_table_argument(args)
     truth = None
@@ -142,6 +143,6 @@ def run(args: argparse.Namespace) -> int:
             "warnings": report.warnings,
             "notes": report.notes,
         }
-        with atomic_output(Path(args.output)) as partial:
+        with atomic_output(Path(args.output), args.overwrite) as partial:
             partial.write_text(json.dumps(result, indent=2))
     return 0

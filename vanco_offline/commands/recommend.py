@@ -15,6 +15,7 @@ from vanco_offline.commands.files import (
     atomic_output,
     check_output,
     load_model_argument,
+    model_files,
 )
 
 #: The unit of each state flag, shown in --help.
@@ -74,7 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.output:
-        inputs = [args.model, args.csv, args.data, _json_file(args)]
+        inputs = [*model_files(args.model), args.csv, args.data, _json_file(args)]
         check_output(args.output, args.overwrite, inputs, "--output")
     flags = [name for name in FEATURES + COVARIATES if getattr(args, name) is not None]
     if flags and (args.clinical or args.samples is not None or args.csv is not None):
@@ -91,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         result = _one_state(model, args)
     if args.output:
-        with atomic_output(Path(args.output)) as partial:
+        with atomic_output(Path(args.output), args.overwrite) as partial:
             partial.write_text(json.dumps(result, indent=2, default=str))
     return 0
 

@@ -154,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
             reward=args.reward,
             scenario=args.scenario,
         )
-    with atomic_output(out) as partial:
+    with atomic_output(out, args.overwrite) as partial:
         save_table(table, partial)
     path = out
     stays = table["stay_id"].nunique()
