@@ -37,7 +37,7 @@ import numpy as np
 from vanco_pk.targets import DOSE_MAX_MG as _DOSE_MAX
 
 from vanco_offline.clinical import StateSupport
-from vanco_offline.safety import DosingScope, check_dose, parse_state
+from vanco_offline.safety import DosingScope, check_dose, load_json, parse_state
 
 FORMAT = "vanco-offline-bundle"
 VERSION = 2
@@ -220,10 +220,7 @@ def load_bundle(path: str | Path) -> Bundle:
         raise ValueError(
             f"{path} is a safetensors file but not a vanco-offline bundle (no '{METADATA_KEY}' metadata)"
         )
-    try:
-        metadata = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: the bundle's description is not valid JSON ({exc.msg})") from None
+    metadata = load_json(raw, f"{path}: the bundle's description")
     if (
         not isinstance(metadata, dict)
         or metadata.get("format") != FORMAT
@@ -353,10 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         bundle = load_bundle(argv[0])
-        try:
-            state = json.loads(Path(argv[1]).read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{argv[1]} is not valid JSON ({exc.msg}, line {exc.lineno})") from None
+        state = load_json(Path(argv[1]).read_bytes(), argv[1])
         rows = state if isinstance(state, list) else [state]
         if not rows:
             raise ValueError(f"{argv[1]} holds an empty list; give one state or a list of states")

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import math
 import sys
 from collections.abc import Mapping
@@ -55,6 +56,7 @@ __all__ = [
     "UnsafeDose",
     "check_dose",
     "check_range",
+    "load_json",
     "parse_bool",
     "parse_covariates",
     "parse_number",
@@ -132,13 +134,40 @@ def check_range(name: str, value: float) -> None:
         )
 
 
+def load_json(text: str | bytes, where: str) -> Any:
+    """JSON text parsed strictly: a key given twice in one object, nesting too deep for the parser,
+    or an integer too long to read is a ValueError naming ``where``, never a guess or a traceback."""
+
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in out:
+                raise ValueError(f"{where} gives the key {key!r} twice in one object; give each field once")
+            out[key] = value
+        return out
+
+    try:
+        return json.loads(text, object_pairs_hook=unique)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{where} is not valid JSON ({exc.msg}, line {exc.lineno} column {exc.colno})") from None
+    except RecursionError:
+        raise ValueError(f"{where} is nested too deeply to be a patient state or a model description") from None
+    except ValueError as exc:
+        if "twice in one object" in str(exc):
+            raise
+        raise ValueError(f"{where} is not valid JSON ({exc})") from None
+
+
 def parse_number(name: str, raw: Any, where: str = "the state") -> float:
     """A finite number in the schema's range; ``raw`` must already be a number (not text, not bool)."""
     if raw is None:
         raise ValueError(f"{where}'s {name!r} is null; give a number")
     if isinstance(raw, bool | np.bool_) or not isinstance(raw, int | float | np.integer | np.floating):
         raise ValueError(f"{where}'s {name!r} is {raw!r} ({type(raw).__name__}); give a number")
-    value = float(raw)
+    try:
+        value = float(raw)
+    except OverflowError:  # an integer too large for a float (JSON allows any length)
+        raise ValueError(f"{where}'s {name!r} is an integer of {len(str(abs(int(raw))))} digits; give a number") from None
     if not math.isfinite(value):
         raise ValueError(f"{where}'s {name!r} is {raw!r}; give a finite number")
     check_range(name, value)

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from vanco_offline.clinical import StateSupport
-from vanco_offline.safety import DosingScope
+from vanco_offline.safety import DosingScope, load_json
 
 __all__ = [
     "METADATA_FILE",
@@ -199,8 +199,8 @@ def _recorded_hash(model_file: Path) -> str | None:
     if not metadata_file.is_file():
         return None
     try:
-        recorded = json.loads(metadata_file.read_text()).get("files", {}).get(model_file.name)
-    except (json.JSONDecodeError, AttributeError):
+        recorded = load_json(metadata_file.read_text(), str(metadata_file)).get("files", {}).get(model_file.name)
+    except AttributeError:
         raise ValueError(f"{metadata_file} is not a valid model description (not a JSON object)") from None
     return recorded if isinstance(recorded, str) else None
 
@@ -313,10 +313,7 @@ def _load_pickle(path: Path, trust_pickle: str | None) -> TrainedModel:
         algo = d3rlpy.load_learnable(str(path))
     except Exception as exc:  # d3rlpy raises many types for a broken archive
         raise ValueError(f"d3rlpy cannot load {path}: {type(exc).__name__}: {exc}") from None
-    try:
-        metadata = json.loads(metadata_file.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{metadata_file} is not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    metadata = load_json(metadata_file.read_text(), str(metadata_file))
     return _trained_model(algo, metadata, metadata_file)
 
 

@@ -46,6 +46,8 @@ __all__ = [
 ]
 
 DEFAULT_LOG_ROOT = Path("d3rlpy_logs")
+#: The largest minibatch ``train`` accepts: a larger one is a typo, and would exhaust memory.
+MAX_BATCH_SIZE = 65536
 #: The built-in cohort: clinician dosing, half of the troughs missing (as in data/sample_cohort.csv).
 BUILTIN_COHORT = {"policy": "clinician", "level_missing_prob": 0.5}
 
@@ -162,6 +164,12 @@ def train(
 
     d3rlpy.seed(seed)
     algo = build_algo(preset, train_part.dataset, device=device)
+    batch = int(algo.config.batch_size)
+    if batch > MAX_BATCH_SIZE:
+        raise ValueError(
+            f"{preset.source}: config.batch_size {batch} is above {MAX_BATCH_SIZE} transitions per gradient "
+            f"step (the training data has {train_part.dataset.transition_count}); give a minibatch size"
+        )
     check_prior_column(algo.config, converted.observation_names)
     log_dir = None
     if log_root is None:
@@ -193,7 +201,7 @@ def train(
             shutil.rmtree(log_dir, ignore_errors=True)  # ours: created above, for this run alone
         if isinstance(exc, KeyboardInterrupt):
             where = f" in {log_dir}" if log_dir is not None else ""
-            raise KeyboardInterrupt(f"nothing saved{where}") from None
+            raise type(exc)(f"nothing saved{where}") from None  # Ctrl-C or SIGTERM, as it came
         raise
 
 

@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--missing-prob",
         type=float,
-        default=0.0,
+        default=None,
         metavar="P",
         help="with --truth: the table's --missing-prob (probability 0-1 a trough is not drawn)",
     )
@@ -57,6 +57,10 @@ def run(args: argparse.Namespace) -> int:
     from vanco_offline.training import BUILTIN_COHORT, builtin_cohort, convert_like
 
     quiet_d3rlpy()
+    if args.missing_prob is not None and not (args.truth and args.data is not None):
+        raise ValueError("--missing-prob applies to --truth with --data (a simulated table); leave it out")
+    if args.missing_prob is not None and not 0.0 <= args.missing_prob <= 1.0:
+        raise ValueError(f"--missing-prob {args.missing_prob} must be a probability in [0, 1]")
     if args.output:
         check_output(args.output, args.overwrite, [*model_files(args.model), args.data], "--output")
     model = load_model_argument(args)
@@ -70,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         )
         truth_options = {k: v for k, v in BUILTIN_COHORT.items() if k != "policy"}
     elif args.truth:
-        truth_options = {"level_missing_prob": args.missing_prob}
+        truth_options = {"level_missing_prob": args.missing_prob or 0.0}
     else:
         truth_options = None
     # The truth and the twins score the reward the model's data were converted with.

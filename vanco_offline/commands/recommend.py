@@ -44,12 +44,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument(
         "--samples", type=int, metavar="N", help="recommend for N rows of --data (or the built-in cohort)"
     )
-    parser.add_argument("--row", type=int, default=-1, help="row of --csv (0-based; default the last)")
+    parser.add_argument("--row", type=int, default=None, help="row of --csv (0-based; default the last)")
     parser.add_argument(
         "--data", metavar="FILE", help="table for --samples (default: a built-in synthetic cohort)"
     )
     parser.add_argument(
-        "--mode", choices=("greedy", "sample"), default="greedy", help="--samples: greedy or sampled doses"
+        "--mode", choices=("greedy", "sample"), default=None, help="--samples: greedy (default) or sampled doses"
     )
     state = parser.add_argument_group(
         "state flags (alone, or beside --json to override its fields, which is reported; not with --csv)"
@@ -84,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
             f"{', '.join('--' + f.replace('_', '-') for f in flags)} cannot be combined with {source} "
             "(the state comes from there); edit the table, or give the state with --json or flags alone"
         )
+    _check_flag_combinations(args)
     model = load_model_argument(args)
     if args.clinical:
         result: Any = _clinical_table(model)
@@ -97,8 +98,28 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_flag_combinations(args: argparse.Namespace) -> None:
+    """ValueError for a flag that the chosen source would ignore (never silently dropped)."""
+    ignored = []
+    if args.mode is not None and args.samples is None:
+        ignored.append("--mode (it applies to --samples)")
+    if args.data is not None and args.samples is None:
+        ignored.append("--data (it applies to --samples; give one patient's rows with --csv)")
+    if args.row is not None and args.csv is None:
+        ignored.append("--row (it applies to --csv)")
+    if args.first_dose is not None and (args.samples is not None or args.clinical):
+        flag = "--first-dose" if args.first_dose else "--maintenance"
+        source = "--samples (each row's place in its stay says it)" if args.samples is not None else "--clinical"
+        ignored.append(f"{flag} (not with {source})")
+    if ignored:
+        raise ValueError(f"these flags would be ignored: {'; '.join(ignored)}; leave them out")
+
+
 def _json_file(args: argparse.Namespace) -> str | None:
-    return args.json if args.json is not None and Path(args.json).is_file() else None
+    """``--json``'s file name; None when it is JSON text (an object or a list, never a file name)."""
+    if args.json is None or args.json.lstrip().startswith(("{", "[")):
+        return None
+    return args.json
 
 
 def _one_state(model: Any, args: argparse.Namespace) -> dict[str, Any]:
@@ -106,13 +127,12 @@ def _one_state(model: Any, args: argparse.Namespace) -> dict[str, Any]:
 
     history = None
     if args.json is not None:
-        text = Path(args.json).read_text() if Path(args.json).is_file() else args.json
-        try:
-            fields = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(
-                f"--json is neither a file nor valid JSON ({exc.msg} at column {exc.colno})"
-            ) from None
+        from vanco_offline.safety import load_json
+
+        path = _json_file(args)
+        if path is not None and not Path(path).is_file():
+            raise ValueError(f"--json {path!r} is neither a JSON object nor an existing file")
+        fields = load_json(Path(path).read_text() if path else args.json, f"--json {path}" if path else "--json")
         if not isinstance(fields, dict):
             raise ValueError("--json must hold one JSON object of feature names to values")
         for name in FEATURES + COVARIATES:
@@ -126,7 +146,7 @@ def _one_state(model: Any, args: argparse.Namespace) -> dict[str, Any]:
             print(f"note: the dose flag overrides the JSON's first_dose {fields['first_dose']!r}")
             fields["first_dose"] = args.first_dose
     elif args.csv is not None:
-        fields, history = _csv_state(model, args.csv, args.row)
+        fields, history = _csv_state(model, args.csv, -1 if args.row is None else args.row)
     else:
         fields = {
             name: getattr(args, name) for name in FEATURES + COVARIATES if getattr(args, name) is not None
@@ -197,11 +217,12 @@ def _samples(model: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
         table = load_table(args.data)
     else:
         table = builtin_cohort(n_patients=20, seed=1)
-    rows = recommend_on_table(model, table, args.samples, args.mode)
+    mode = args.mode or "greedy"
+    rows = recommend_on_table(model, table, args.samples, mode)
     difference = (rows.recommended_mg - rows.logged_dose_mg).abs().mean()
     print(rows.drop(columns="warnings").to_string(index=False, float_format=lambda v: f"{v:.0f}"))
     print(
-        f"\n{len(rows)} rows ({args.mode}): mean |recommended - logged| {difference:.0f} mg, "
+        f"\n{len(rows)} rows ({mode}): mean |recommended - logged| {difference:.0f} mg, "
         f"clipped {rows.clipped.mean():.0%}, outside the training support {rows.outside_support.mean():.0%}"
     )
     return rows.to_dict(orient="records")
