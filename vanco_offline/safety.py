@@ -11,7 +11,8 @@ Parsing rules:
 
 - numbers must be numbers (a JSON ``"12"`` or ``true`` is an error, not 12 or 1), finite, and
   inside the schema's plausible range (:data:`vanco_offline.data.schema.RANGES`), whose
-  message names the likely unit error;
+  message names the likely unit error. These value checks are those of a dosing table:
+  :mod:`vanco_offline.data.value_checks` is the one module of both;
 - booleans (``first_dose``, ``dialysis``) are ``true``/``false``, 0/1, or the text
   ``"true"``/``"false"``/``"yes"``/``"no"``/``"1"``/``"0"``; anything else is an error (the
   text ``"false"`` is false, never truthy);
@@ -33,7 +34,6 @@ applies it on a machine without torch.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import json
 import math
 import sys
@@ -64,16 +64,6 @@ __all__ = [
     "parse_state",
 ]
 
-#: Text accepted for a boolean field, and its value.
-BOOLEAN_TEXT: dict[str, bool] = {
-    "true": True,
-    "false": False,
-    "yes": True,
-    "no": False,
-    "1": True,
-    "0": False,
-}
-
 #: Covariates every dose needs: the loading cap (weight), the renal cap (age, weight, sex,
 #: dialysis) and the population check (age).
 REQUIRED_COVARIATES: tuple[str, ...] = ("weight_kg", "age", "sex", "dialysis")
@@ -91,47 +81,34 @@ class UnsafeDose(ValueError):
     """The model's answer cannot be given to a patient (non-finite, or outside what a policy outputs)."""
 
 
-def _load_schema() -> ModuleType:
-    """``vanco_offline.data.schema``, also where d3rlpy and torch are missing (the bundle runtime).
+def _data_module(name: str) -> ModuleType:
+    """``vanco_offline.data.<name>``, also where d3rlpy and torch are missing (the bundle runtime).
 
-    ``vanco_offline.data``'s ``__init__`` imports d3rlpy; the schema module itself needs only
-    ``vanco_pk``, so without torch it is loaded from its file alone.
+    ``vanco_offline.data``'s ``__init__`` imports d3rlpy; the schema and the value checks need
+    only numpy and ``vanco_pk``. Without torch the package is entered without its ``__init__``.
     """
-    name = "vanco_offline.data.schema"
     try:
-        return importlib.import_module(name)
+        return importlib.import_module(f"vanco_offline.data.{name}")
     except ModuleNotFoundError as exc:
         if exc.name is None or exc.name.split(".")[0] not in ("torch", "d3rlpy"):
             raise
-    if "_vanco_offline_schema" in sys.modules:
-        return sys.modules["_vanco_offline_schema"]
-    spec = importlib.util.spec_from_file_location(
-        "_vanco_offline_schema", Path(__file__).with_name("data") / "schema.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["_vanco_offline_schema"] = module
-    spec.loader.exec_module(module)
-    return module
+    package = sys.modules.get("vanco_offline.data")
+    if package is None:
+        package = ModuleType("vanco_offline.data")
+        package.__path__ = [str(Path(__file__).with_name("data"))]
+        sys.modules["vanco_offline.data"] = package
+    return importlib.import_module(f"vanco_offline.data.{name}")
 
 
-_SCHEMA = _load_schema()
-RANGES = _SCHEMA.RANGES
-SEX_TEXT: dict[str, int] = _SCHEMA.SEX_TEXT
-
-
-def check_range(name: str, value: float) -> None:
-    """ValueError when ``value`` lies outside the schema's plausible range for ``name``."""
-    spec = RANGES.get(name)
-    if spec is None:
-        return
-    below = value <= spec.low if spec.low_exclusive else value < spec.low
-    if below or value > spec.high:
-        hint = spec.above if value > spec.high else spec.below
-        raise ValueError(
-            f"{name} = {value:g} {spec.unit} is outside the plausible range "
-            f"[{spec.low:g}, {spec.high:g}]: {hint}"
-        )
+_CHECKS = _data_module("value_checks")
+RANGES = _CHECKS.RANGES
+SEX_TEXT: dict[str, int] = _CHECKS.SEX_TEXT
+BOOLEAN_TEXT: dict[str, bool] = _CHECKS.BOOLEAN_TEXT
+#: The one value-check module's checks (:mod:`vanco_offline.data.value_checks`), used here as in a table.
+check_range = _CHECKS.check_range
+parse_number = _CHECKS.parse_number
+parse_bool = _CHECKS.parse_bool
+parse_sex = _CHECKS.parse_sex
 
 
 def load_json(text: str | bytes, where: str) -> Any:
@@ -156,46 +133,6 @@ def load_json(text: str | bytes, where: str) -> Any:
         if "twice in one object" in str(exc):
             raise
         raise ValueError(f"{where} is not valid JSON ({exc})") from None
-
-
-def parse_number(name: str, raw: Any, where: str = "the state") -> float:
-    """A finite number in the schema's range; ``raw`` must already be a number (not text, not bool)."""
-    if raw is None:
-        raise ValueError(f"{where}'s {name!r} is null; give a number")
-    if isinstance(raw, bool | np.bool_) or not isinstance(raw, int | float | np.integer | np.floating):
-        raise ValueError(f"{where}'s {name!r} is {raw!r} ({type(raw).__name__}); give a number")
-    try:
-        value = float(raw)
-    except OverflowError:  # an integer too large for a float (JSON allows any length)
-        raise ValueError(f"{where}'s {name!r} is an integer of {len(str(abs(int(raw))))} digits; give a number") from None
-    if not math.isfinite(value):
-        raise ValueError(f"{where}'s {name!r} is {raw!r}; give a finite number")
-    check_range(name, value)
-    return value
-
-
-def parse_bool(name: str, raw: Any, where: str = "the state") -> bool:
-    """``True``/``False``, 0/1, or one of :data:`BOOLEAN_TEXT`; anything else is an error."""
-    if isinstance(raw, bool | np.bool_):
-        return bool(raw)
-    if isinstance(raw, int | float | np.integer | np.floating) and raw in (0, 1):
-        return bool(raw)
-    if isinstance(raw, str) and raw.strip().lower() in BOOLEAN_TEXT:
-        return BOOLEAN_TEXT[raw.strip().lower()]
-    raise ValueError(
-        f"{where}'s {name!r} is {raw!r}; give true or false (also accepted: 0/1, {', '.join(BOOLEAN_TEXT)})"
-    )
-
-
-def parse_sex(raw: Any, where: str = "the state") -> int:
-    """0 (male) or 1 (female), from 0/1 or the text of :data:`SEX_TEXT` in any case."""
-    if isinstance(raw, str) and raw.strip().lower() in {**SEX_TEXT, "0": 0, "1": 1}:
-        return {**SEX_TEXT, "0": 0, "1": 1}[raw.strip().lower()]
-    if not isinstance(raw, bool | np.bool_) and isinstance(raw, int | float | np.integer | np.floating):
-        if raw in (0, 1):
-            return int(raw)
-    accepted = ", ".join(["0 (male)", "1 (female)", *(repr(k) for k in SEX_TEXT)])
-    raise ValueError(f"{where}'s 'sex' is {raw!r}; accepted values: {accepted}")
 
 
 def parse_covariates(covariates: Mapping[str, Any] | None, where: str = "the state") -> dict[str, float]:
