@@ -11,7 +11,7 @@ import shutil
 import numpy as np
 import pytest
 from conftest import SEVEN_FEATURES
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from vanco_pk.targets import COVARIATES, FEATURES
 
@@ -131,6 +131,8 @@ def test_the_loader_refuses_any_changed_byte_of_the_model(folder, tmp_path_facto
 
 
 @given(edit=_metadata_edits())
+@example(edit=("support", "<delete>"))  # found by this test: a KeyError (an internal error) before
+@example(edit=("scope", "<delete>"))
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_the_loader_reads_a_bundle_description_strictly(folder, tmp_path_factory, edit):
     """An attacker edits the bundle's description and recomputes its checksum (model.json removed)."""

@@ -218,9 +218,11 @@ def _load_bundle(path: Path) -> TrainedModel:
     meta = bundle.metadata
     algo = _rebuild(meta, bundle.tensors, path)
     description = meta.get("model") or {}
+    if not isinstance(description, dict):
+        raise ValueError(f"{path}: the model's description must be an object, got {description!r}")
     model = _trained_model(
         algo,
-        {**description, "observation_names": meta["observation_names"], "support": meta["support"]},
+        {**description, "observation_names": meta.get("observation_names"), "support": meta.get("support")},
         path,
     )
     # The d3rlpy config (scalers included) and the runtime's description must give one policy:
