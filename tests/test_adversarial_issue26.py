@@ -49,7 +49,9 @@ def six_hourly_model(tmp_path_factory):
 
     table = generate_cohort(60, "clinician", seed=3, decision_interval_h=6.0, level_missing_prob=0.5)
     logs = tmp_path_factory.mktemp("six")
-    train(load_preset("seven_features"), table, n_steps=100, experiment="q6", log_root=logs, show_progress=False)
+    train(
+        load_preset("seven_features"), table, n_steps=100, experiment="q6", log_root=logs, show_progress=False
+    )
     return logs / "q6"
 
 
@@ -170,13 +172,18 @@ def test_an_existing_partial_file_is_never_clobbered(model_copy, tmp_path, capsy
 
 
 def test_a_weight_in_pounds_is_flagged_against_the_height(seven_features_model_dir, capsys):
-    out = _recommend(capsys, seven_features_model_dir, {**STATE, **ADULT, "weight_kg": 132.3}, "--maintenance")
+    out = _recommend(
+        capsys, seven_features_model_dir, {**STATE, **ADULT, "weight_kg": 132.3}, "--maintenance"
+    )
     assert "BMI 55.1" in out and "pounds (132.3 lb = 60.0 kg)" in out
 
 
 def test_a_weight_outside_the_training_range_is_flagged(seven_features_model_dir, capsys):
     out = _recommend(
-        capsys, seven_features_model_dir, {**STATE, **ADULT, "weight_kg": 190.0, "height_cm": 200.0}, "--maintenance"
+        capsys,
+        seven_features_model_dir,
+        {**STATE, **ADULT, "weight_kg": 190.0, "height_cm": 200.0},
+        "--maintenance",
     )
     assert "weight_kg = 190 kg is outside the training data's" in out
 
@@ -297,7 +304,9 @@ def test_huge_integers_and_deep_nesting_are_one_line_errors(seven_features_model
     model = str(seven_features_model_dir)
     big = tmp_path / "big.json"
     big.write_text(json.dumps({**STATE, **ADULT})[:-1].replace('"wbc": 12.5', '"wbc": 1' + "0" * 400) + "}")
-    assert "'wbc' is an integer of 401 digits" in _error(capsys, ["recommend", "--model", model, "--json", str(big)])
+    assert "'wbc' is an integer of 401 digits" in _error(
+        capsys, ["recommend", "--model", model, "--json", str(big)]
+    )
     huge = tmp_path / "huge.json"
     huge.write_text('{"wbc": 1' + "0" * 5000 + "}")
     assert "not valid JSON" in _error(capsys, ["recommend", "--model", model, "--json", str(huge)])
@@ -343,7 +352,16 @@ def test_an_internal_error_is_shown_as_one(monkeypatch, capsys):
 
 def _train_process(tmp_path, steps="20000"):
     argv = [sys.executable, "-m", "vanco_offline.cli", "train", "--config", "seven_features", "--data"]
-    argv += [str(SAMPLE_COHORT), "--steps", steps, "--experiment", "run", "--log-dir", str(tmp_path), "--quiet"]
+    argv += [
+        str(SAMPLE_COHORT),
+        "--steps",
+        steps,
+        "--experiment",
+        "run",
+        "--log-dir",
+        str(tmp_path),
+        "--quiet",
+    ]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
@@ -371,6 +389,22 @@ def test_sigterm_during_train_leaves_no_run_folder(tmp_path):
     assert process.returncode == 143 and "Traceback" not in err, err
     assert "terminated; nothing saved" in err and not (tmp_path / "run").exists()
     # The experiment name is free again.
-    assert cli.main(["train", "--config", "seven_features", "--data", str(SAMPLE_COHORT), "--steps", "5",
-                     "--experiment", "run", "--log-dir", str(tmp_path), "--quiet"]) == 0
-
+    assert (
+        cli.main(
+            [
+                "train",
+                "--config",
+                "seven_features",
+                "--data",
+                str(SAMPLE_COHORT),
+                "--steps",
+                "5",
+                "--experiment",
+                "run",
+                "--log-dir",
+                str(tmp_path),
+                "--quiet",
+            ]
+        )
+        == 0
+    )

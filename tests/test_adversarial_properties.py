@@ -99,8 +99,19 @@ def test_the_bundle_runtime_doses_only_through_the_safety_layer(bundle, state, f
 
 def _metadata_edits():
     """An edit of model.json's description: a key removed, or set to a hostile value."""
-    keys = ["format", "version", "observation_names", "action", "conversion", "support", "preset", "data",
-            "training", "scope", "files"]
+    keys = [
+        "format",
+        "version",
+        "observation_names",
+        "action",
+        "conversion",
+        "support",
+        "preset",
+        "data",
+        "training",
+        "scope",
+        "files",
+    ]
     return st.tuples(st.sampled_from(keys), st.one_of(st.just("<delete>"), VALUES))
 
 

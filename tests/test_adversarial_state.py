@@ -129,7 +129,9 @@ def test_the_string_false_keeps_the_renal_cap():
         {**STATE, **ELDERLY, "sex": "F", "first_dose": "false"}, NAMES, fill_unmeasured_level=True
     )
     assert first_dose is False and covariates["sex"] == 1.0
-    out = check_dose(1026.0, observation, NAMES, covariates, support=SUPPORT, scope=SCOPE, first_dose=first_dose)
+    out = check_dose(
+        1026.0, observation, NAMES, covariates, support=SUPPORT, scope=SCOPE, first_dose=first_dose
+    )
     assert out.limited.renal_cap_mg is not None and out.dose_mg == pytest.approx(out.limited.renal_cap_mg)
     assert out.dose_mg < 600 and any("renal" in w for w in out.limited.clipped_by)
 

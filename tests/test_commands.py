@@ -120,7 +120,9 @@ def test_recommend_clinical_cases_flag_what_they_must(trained_model_dir, capsys,
     )
     cases = {row["case"]: row for row in json.loads(output.read_text())}
     toxic = cases["toxic level"]  # a trough of 32 mg/L: hold, no dose beside the advice
-    assert toxic["held"] and toxic["dose_mg"] == 0.0 and any("above 20 mg/L" in c for c in toxic["clipped_by"])
+    assert (
+        toxic["held"] and toxic["dose_mg"] == 0.0 and any("above 20 mg/L" in c for c in toxic["clipped_by"])
+    )
     assert cases["dialysis"]["outside_training_support"], "the sample cohort has no dialysis-range creatinine"
     for row in cases.values():
         assert row["dose_mg"] <= 3000.0

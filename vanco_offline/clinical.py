@@ -142,7 +142,8 @@ def apply_limits(
         # Hold: no dose is printed beside the advice to hold it.
         result.clipped_by.append(
             f"HOLD: measured trough {level:.1f} mg/L is above {limits.hold_above_trough_mg_l:g} mg/L; the "
-            f"guideline advises holding the next dose and re-checking the level (clipped {result.dose_mg:.0f} -> 0 mg)"
+            "guideline advises holding the next dose and re-checking the level "
+            f"(clipped {result.dose_mg:.0f} -> 0 mg)"
         )
         result.dose_mg = 0.0
         result.held = True

@@ -86,8 +86,9 @@ class Recommendation(CheckedDose):
             ]
         else:
             lines = [
-                f"recommended dose      {self.dose_mg:.0f} mg {every} ({self.dose_mg * 24.0 / self.interval_h:.0f} "
-                f"mg/day), infused over at least {self.limited.min_infusion_minutes:.0f} min",
+                f"recommended dose      {self.dose_mg:.0f} mg {every} "
+                f"({self.dose_mg * 24.0 / self.interval_h:.0f} mg/day), infused over at least "
+                f"{self.limited.min_infusion_minutes:.0f} min",
                 f"model's greedy dose   {self.model_dose_mg:.0f} mg {every}",
             ]
         if self.scope.interval_source.startswith("assumed"):
@@ -140,7 +141,7 @@ def observation_from_state(
     observation, _, _ = parse_state(
         state,
         list(model.observation_names),
-        fill_unmeasured_level=bool(model.conversion.get("fill_unmeasured_level")),
+        fill_unmeasured_level=model.conversion.fill_unmeasured_level,
     )
     return observation.astype(np.float32)
 
@@ -148,20 +149,12 @@ def observation_from_state(
 def _observation_from_history(
     model: TrainedModel, state: Mapping[str, Any], history: pd.DataFrame
 ) -> np.ndarray:
-    from vanco_offline.data import observation_table
-    from vanco_offline.training import conversion_kwargs
-
     if not isinstance(history, pd.DataFrame) or len(history) == 0:
         raise ValueError("the history must be a non-empty table of the stay's rows, the current state last")
     if "stay_id" in history.columns and history["stay_id"].nunique() != 1:
         stays = history["stay_id"].nunique()
         raise ValueError(f"the history holds {stays} stays; give the rows of the patient's stay only")
-    table = observation_table(history, **conversion_kwargs(model.conversion))
-    if list(table.columns) != list(model.observation_names):
-        raise ValueError(
-            f"the history converts to the columns {list(table.columns)} but the model needs "
-            f"{model.observation_names}; give the covariate columns the model was trained with"
-        )
+    values = model.observation(history)
     last = history.iloc[-1]
     for name, given in state.items():
         given_at_all = given is not None and not _is_nan(given)
@@ -173,7 +166,6 @@ def _observation_from_history(
                     f"the state's {name!r} is {given!r} but the last row of the stay's history has "
                     f"{last[name]!r}: the history must end with the current state"
                 )
-    values = table.iloc[-1].to_numpy(np.float32)
     for name, value in zip(model.observation_names, values, strict=True):
         if not math.isfinite(float(value)):
             raise ValueError(f"the stay's history gives {name} = {value}; give the rows that define it")
@@ -216,10 +208,13 @@ def recommend(
     if mode not in ("greedy", "sample"):
         raise ValueError(f"mode must be 'greedy' or 'sample', got {mode!r}")
     if not isinstance(state, Mapping):
-        raise ValueError(f"the state must be a mapping of feature names to values, not {type(state).__name__}")
+        raise ValueError(
+            f"the state must be a mapping of feature names to values, not {type(state).__name__}"
+        )
     if "first_dose" in state:
         raise ValueError(
-            "the state has the field 'first_dose': give it as recommend(..., first_dose=...), not in the state"
+            "the state has the field 'first_dose': give it as recommend(..., first_dose=...), "
+            "not in the state"
         )
     in_both = sorted(set(state) & set(covariates or {}))
     if in_both:
@@ -276,9 +271,7 @@ def recommend_on_table(
     far, and a model with :data:`HISTORY_COLUMNS` builds its observation from them) and as a
     first dose when it is the stay's first row.
     """
-    from vanco_offline.training import convert_like
-
-    convert_like(table, model.action, model.conversion)  # the whole table must be valid data
+    model.convert(table)  # the whole table must be valid data
     if not 1 <= n <= len(table):
         raise ValueError(f"--samples must be between 1 and the table's {len(table)} rows, got {n}")
     rows = np.sort(np.random.default_rng(seed).choice(len(table), size=n, replace=False))
@@ -315,7 +308,8 @@ def _check_history_interval(history: Any, interval_h: float) -> None:
     gaps = gaps[np.isfinite(gaps) & (gaps > 0)]
     if gaps.size and not math.isclose(float(np.median(gaps)), interval_h, rel_tol=0.1):
         raise ValueError(
-            f"the stay's rows are {float(np.median(gaps)):g} h apart but the model doses every {interval_h:g} h "
+            f"the stay's rows are {float(np.median(gaps)):g} h apart but the model doses every "
+            f"{interval_h:g} h "
             f"(q{interval_h:g}h, from its training data): its doses and caps do not apply to this chart"
         )
 

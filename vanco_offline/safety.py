@@ -126,9 +126,13 @@ def load_json(text: str | bytes, where: str) -> Any:
     try:
         return json.loads(text, object_pairs_hook=unique)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{where} is not valid JSON ({exc.msg}, line {exc.lineno} column {exc.colno})") from None
+        raise ValueError(
+            f"{where} is not valid JSON ({exc.msg}, line {exc.lineno} column {exc.colno})"
+        ) from None
     except RecursionError:
-        raise ValueError(f"{where} is nested too deeply to be a patient state or a model description") from None
+        raise ValueError(
+            f"{where} is nested too deeply to be a patient state or a model description"
+        ) from None
     except ValueError as exc:
         if "twice in one object" in str(exc):
             raise
@@ -233,15 +237,23 @@ class DosingScope:
                     f"the model takes {name} in {unit}, this version's schema in {spec.unit}: the model "
                     "cannot be dosed with; retrain it"
                 )
-        if isinstance(self.min_age, bool) or not isinstance(self.min_age, int | float) or not 0 <= self.min_age:
+        if (
+            isinstance(self.min_age, bool)
+            or not isinstance(self.min_age, int | float)
+            or not 0 <= self.min_age
+        ):
             raise ValueError(f"min_age must be a non-negative number of years, got {self.min_age!r}")
         if not isinstance(self.covariate_ranges, dict):
             raise ValueError(f"covariate_ranges must be an object, got {self.covariate_ranges!r}")
         for name, bounds in self.covariate_ranges.items():
             ok = name in ("weight_kg", "age", "height_cm") and isinstance(bounds, list) and len(bounds) == 2
-            ok = ok and all(isinstance(b, int | float) and not isinstance(b, bool) and math.isfinite(b) for b in bounds)
+            ok = ok and all(
+                isinstance(b, int | float) and not isinstance(b, bool) and math.isfinite(b) for b in bounds
+            )
             if not ok or bounds[0] > bounds[1]:
-                raise ValueError(f"covariate_ranges[{name!r}] must be [low, high] of weight_kg, age or height_cm")
+                raise ValueError(
+                    f"covariate_ranges[{name!r}] must be [low, high] of weight_kg, age or height_cm"
+                )
 
     @property
     def label(self) -> str:
@@ -321,14 +333,16 @@ class DosingScope:
         age = float(covariates["age"])
         if age < self.min_age:
             raise ValueError(
-                f"age {age:g} years: this model doses patients of {self.min_age:g} years and older (its limits "
+                f"age {age:g} years: this model doses patients of {self.min_age:g} years and older "
+                "(its limits "
                 "and renal cap are adult limits); no dose is recommended"
             )
         flags = []
         for name, (low, high) in self.covariate_ranges.items():
             if name in covariates and name not in checked and not low <= float(covariates[name]) <= high:
                 flags.append(
-                    f"{name} = {float(covariates[name]):g} {RANGES[name].unit} is outside the training data's "
+                    f"{name} = {float(covariates[name]):g} {RANGES[name].unit} is outside the "
+                    "training data's "
                     f"{low:g}-{high:g}"
                 )
         weight = float(covariates["weight_kg"])
@@ -340,7 +354,8 @@ class DosingScope:
                 if bmi > BMI_PLAUSIBLE[1] and 18.5 <= bmi / _LB_PER_KG <= 30.0:
                     hint = f": the weight looks like pounds ({weight:g} lb = {weight / _LB_PER_KG:.1f} kg)"
                 flags.append(
-                    f"weight {weight:g} kg at height {float(covariates['height_cm']):g} cm gives BMI {bmi:.1f}, "
+                    f"weight {weight:g} kg at height {float(covariates['height_cm']):g} cm gives "
+                    f"BMI {bmi:.1f}, "
                     f"outside {BMI_PLAUSIBLE[0]:g}-{BMI_PLAUSIBLE[1]:g}{hint}; check the weight"
                 )
         else:
@@ -464,5 +479,9 @@ def check_dose(
     else:
         flags = support.check(x)
     return CheckedDose(
-        model_dose_mg=dose, limited=limited, support_warnings=flags, scope=scope, population_warnings=population
+        model_dose_mg=dose,
+        limited=limited,
+        support_warnings=flags,
+        scope=scope,
+        population_warnings=population,
     )

@@ -22,21 +22,24 @@ import json
 import re
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from vanco_offline.clinical import StateSupport
 from vanco_offline.safety import DosingScope, load_json
 
+if TYPE_CHECKING:
+    from vanco_offline.data.options import ConversionOptions
+
 __all__ = [
     "METADATA_FILE",
     "MODEL_FILE",
     "PICKLE_FILE",
     "TrainedModel",
+    "check_sha256",
     "load_model",
     "save_model",
-    "check_sha256",
     "sha256",
 ]
 
@@ -59,9 +62,10 @@ class TrainedModel:
         Features of the observation, in order.
     action : {"continuous", "discrete"}
         Dose in mg, or index into the 250 mg dose grid.
-    conversion : dict
-        Keyword arguments given to :func:`vanco_offline.data.convert` (``reward``,
-        ``fill_unmeasured_level``, ``covariates``, ...), so new data is converted the same way.
+    conversion : ConversionOptions
+        How the training table was converted (reward, imputation, covariates, PK features and
+        their population prior, ...): :meth:`convert`, :meth:`validate` and :meth:`observation`
+        treat new data the same way. Serialised (``to_dict``) only in ``model.json`` and the bundle.
     support : StateSupport
         Where the training observations lie.
     preset : dict
@@ -78,7 +82,7 @@ class TrainedModel:
     algo: Any
     observation_names: list[str]
     action: str
-    conversion: dict[str, Any]
+    conversion: ConversionOptions
     support: StateSupport
     preset: dict[str, Any]
     data: dict[str, Any]
@@ -89,9 +93,34 @@ class TrainedModel:
     def population_model(self) -> Any:
         """The population prior of the model's PK features (:class:`vanco_pk.pk.GotiModel`; the
         conversion's ``pk_model``, Goti 2018 when it has none)."""
-        from vanco_offline.data.options import ConversionOptions
+        return self.conversion.population_model
 
-        return ConversionOptions.from_dict(self.conversion, action=self.action).population_model  # type: ignore[arg-type]
+    def convert(self, table: Any) -> Any:
+        """``table`` converted exactly as the training data was (a
+        :class:`~vanco_offline.data.ConversionResult`); ValueError listing every problem."""
+        from vanco_offline.data import convert_with
+
+        return convert_with(table, self.conversion)
+
+    def validate(self, table: Any) -> Any:
+        """``table`` checked as the training data was, normalised (ValueError listing every problem)."""
+        from vanco_offline.data import validate
+
+        return validate(table, action=self.action, **self.conversion.keywords())
+
+    def observation(self, history: Any) -> np.ndarray:
+        """The model's observation at the last row of ``history`` (one stay's rows up to now, in
+        the data schema), built as the converter builds it: the previous dose and the PK
+        features are replayed from the earlier rows. ValueError when the rows cannot give it."""
+        from vanco_offline.data import observation_table
+
+        table = observation_table(history, **self.conversion.keywords())
+        if list(table.columns) != list(self.observation_names):
+            raise ValueError(
+                f"the history converts to the columns {list(table.columns)} but the model needs "
+                f"{self.observation_names}; give the covariate columns the model was trained with"
+            )
+        return table.iloc[-1].to_numpy(np.float32)
 
     def metadata(self) -> dict[str, Any]:
         return {
@@ -101,7 +130,7 @@ class TrainedModel:
             "algorithm": self.algo.config.get_type(),
             "observation_names": list(self.observation_names),
             "action": self.action,
-            "conversion": self.conversion,
+            "conversion": self.conversion.to_dict(),
             "support": dataclasses.asdict(self.support),
             "preset": self.preset,
             "data": self.data,
@@ -199,7 +228,9 @@ def _recorded_hash(model_file: Path) -> str | None:
     if not metadata_file.is_file():
         return None
     try:
-        recorded = load_json(metadata_file.read_text(), str(metadata_file)).get("files", {}).get(model_file.name)
+        recorded = (
+            load_json(metadata_file.read_text(), str(metadata_file)).get("files", {}).get(model_file.name)
+        )
     except AttributeError:
         raise ValueError(f"{metadata_file} is not a valid model description (not a JSON object)") from None
     return recorded if isinstance(recorded, str) else None
@@ -351,13 +382,19 @@ def _trained_model(algo: Any, metadata: Any, source: Path) -> TrainedModel:
     for key in ("conversion", "preset", "data", "training"):
         if not isinstance(metadata.get(key), dict):
             raise ValueError(f"{source}: {key!r} must be an object, got {metadata.get(key)!r}")
+    from vanco_offline.data.options import ConversionOptions
+
+    try:
+        conversion = ConversionOptions.from_dict(metadata["conversion"], action=action)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{source}: the conversion is malformed ({exc})") from None
     scope = DosingScope.from_dict(metadata.get("scope"), str(source))
     _check_finite(algo, source)
     return TrainedModel(
         algo=algo,
         observation_names=list(names),
         action=action,
-        conversion=dict(metadata["conversion"]),
+        conversion=conversion,
         support=support,
         preset=dict(metadata["preset"]),
         data=dict(metadata["data"]),

@@ -27,7 +27,7 @@ from vanco_offline.data import (
     ConversionOptions,
     ConversionReport,
     ConversionResult,
-    convert,
+    convert_with,
     generate_cohort,
     split_dataset,
 )
@@ -38,9 +38,6 @@ from vanco_offline.trained import TrainedModel, save_model
 __all__ = [
     "DEFAULT_LOG_ROOT",
     "builtin_cohort",
-    "conversion_kwargs",
-    "conversion_options",
-    "convert_like",
     "dosing_scope",
     "train",
 ]
@@ -55,29 +52,6 @@ BUILTIN_COHORT = {"policy": "clinician", "level_missing_prob": 0.5}
 def builtin_cohort(n_patients: int = 500, seed: int = 0) -> pd.DataFrame:
     """The synthetic cohort used when no data file is given."""
     return generate_cohort(n_patients, seed=seed, **BUILTIN_COHORT)
-
-
-def conversion_options(preset: Preset, impute_max_age_h: float | None = None) -> dict[str, Any]:
-    """Keyword arguments of :func:`vanco_offline.data.convert` implied by a preset.
-
-    A never-measured level is filled with 0 mg/L (the patient is drug-naive, as the
-    simulator shows it); any other missing value is an error unless ``impute_max_age_h``
-    allows carrying the last value forward that long within a stay. The preset's
-    ``covariates``, ``last_dose`` and ``pk_features`` are passed on when set (a model that
-    needs them records them in its metadata, so new data is converted the same way).
-    """
-    return preset.data.conversion_options(impute_max_age_h).keywords()
-
-
-def conversion_kwargs(conversion: dict[str, Any]) -> dict[str, Any]:
-    """A saved model's ``conversion`` as keyword arguments of :func:`vanco_offline.data.convert`
-    (``model.json`` holds the imputation rule as a dict and tuples as lists)."""
-    return ConversionOptions.from_dict(conversion).keywords()
-
-
-def convert_like(table: pd.DataFrame, action: str, conversion: dict[str, Any]) -> ConversionResult:
-    """Convert ``table`` exactly as a saved model's training data was (``TrainedModel.conversion``)."""
-    return convert(table, action, **conversion_kwargs(conversion))
 
 
 @dataclasses.dataclass
@@ -140,7 +114,7 @@ def train(
     if table is None:
         table = builtin_cohort(seed=seed)
         data_source = data_source or f"built-in synthetic cohort (500 stays, seed {seed}, {BUILTIN_COHORT})"
-    conversion = conversion_options(preset, impute_max_age_h)
+    conversion = preset.data.conversion_options(impute_max_age_h)
     _check_columns_for_preset(preset, table)
     local = None
     if preset.data.pk_model == "local":
@@ -148,9 +122,9 @@ def train(
 
         from vanco_offline.data.local_model import fit_local_model
 
-        local = fit_local_model(table, impute=conversion.get("impute"))
-        conversion["pk_model"] = model_values(local.model)
-    converted = convert(table, preset.data.action, **conversion)
+        local = fit_local_model(table, impute=conversion.impute)
+        conversion = dataclasses.replace(conversion, pk_model=model_values(local.model))
+    converted = convert_with(table, conversion)
     scope = dosing_scope(table, converted.observation_names)
     train_part, valid_part = split_dataset(converted, (1.0 - valid_fraction, valid_fraction), seed=seed)
     if not train_part.dataset.episodes or not valid_part.dataset.episodes:
@@ -242,7 +216,7 @@ def _fit_and_save(
     converted: ConversionResult,
     train_part: ConversionResult,
     valid_part: ConversionResult,
-    conversion: dict[str, Any],
+    conversion: ConversionOptions,
     data_source: str | None,
     steps: int,
     per_epoch: int,

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from vanco_offline.ope.report import coverage_label
     from vanco_offline.ope.twin import TWIN_COVARIATES
     from vanco_offline.progress import stages
-    from vanco_offline.training import BUILTIN_COHORT, builtin_cohort, convert_like
+    from vanco_offline.training import BUILTIN_COHORT, builtin_cohort
 
     quiet_d3rlpy()
     if args.missing_prob is not None and not (args.truth and args.data is not None):
@@ -78,12 +78,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         truth_options = None
     # The truth and the twins score the reward the model's data were converted with.
-    reward = {"reward": model.conversion["reward"]} if model.conversion.get("reward") else {}
+    reward = {"reward": model.conversion.reward} if model.conversion.reward else {}
     if truth_options is not None:
         truth = SimulatorTruth(
             n_patients=1000, seed=10**6 + args.seed, env_options={**truth_options, **reward}
         )
-    data = convert_like(table, model.action, model.conversion)
+    data = model.convert(table)
     # The PK twins need each stay's covariates (weight, age, sex, dialysis).
     twin_ok = all(c in table for c in TWIN_COVARIATES)
 

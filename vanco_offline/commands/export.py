@@ -32,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vanco_offline.export import FORMATS, export_policy
+
     if args.format == "onnx":
         try:  # torch's exporter needs it and fails late with its own error type otherwise
             import onnx  # noqa: F401

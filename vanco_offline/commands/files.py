@@ -1,7 +1,8 @@
 """What commands read and write: a model given safely, outputs that never destroy a file.
 
 - ``--model`` takes a model folder, its ``model.safetensors`` or an exported bundle; a ``.d3``
-  pickle only with ``--trust-pickle SHA256``, its hash given from outside the folder (see :func:`vanco_offline.trained.load_model`).
+  pickle only with ``--trust-pickle SHA256``, its hash given from outside the folder (see
+  :func:`vanco_offline.trained.load_model`).
 - An output never replaces an existing file or folder unless ``--overwrite`` is given, and
   never one of the command's own inputs, even with ``--overwrite``.
 - An output is written under a unique temporary name beside its target (never an existing
@@ -64,7 +65,9 @@ def check_output(path: str | Path, overwrite: bool, inputs: list[str | Path | No
     inside an input folder) or a symbolic link, or, without ``overwrite``, an existing file."""
     path = Path(path)
     if path.is_symlink():
-        raise ValueError(f"{option} {path} is a symbolic link; it is not written through (give the real path)")
+        raise ValueError(
+            f"{option} {path} is a symbolic link; it is not written through (give the real path)"
+        )
     target = path.resolve()
     for source in filter(None, inputs):
         source = Path(source).resolve()

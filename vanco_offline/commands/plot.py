@@ -68,7 +68,9 @@ def run(args: argparse.Namespace) -> int:
     # Drawn into a fresh folder beside the targets, then each renamed onto its target (never
     # through a symbolic link): an error or Ctrl-C leaves no half-written figure.
     with tempfile.TemporaryDirectory(prefix=".partial-plots-", dir=out) as scratch:
-        drawn = write_plots(model, scratch, kinds, log_dir=model_dir, table=table, patient_seed=args.patient_seed)
+        drawn = write_plots(
+            model, scratch, kinds, log_dir=model_dir, table=table, patient_seed=args.patient_seed
+        )
         for path in drawn:
             target = check_output(out / Path(path).name, args.overwrite, inputs, "--out")
             os.replace(path, target)

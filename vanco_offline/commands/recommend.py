@@ -49,7 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--data", metavar="FILE", help="table for --samples (default: a built-in synthetic cohort)"
     )
     parser.add_argument(
-        "--mode", choices=("greedy", "sample"), default=None, help="--samples: greedy (default) or sampled doses"
+        "--mode",
+        choices=("greedy", "sample"),
+        default=None,
+        help="--samples: greedy (default) or sampled doses",
     )
     state = parser.add_argument_group(
         "state flags (alone, or beside --json to override its fields, which is reported; not with --csv)"
@@ -109,7 +112,9 @@ def _check_flag_combinations(args: argparse.Namespace) -> None:
         ignored.append("--row (it applies to --csv)")
     if args.first_dose is not None and (args.samples is not None or args.clinical):
         flag = "--first-dose" if args.first_dose else "--maintenance"
-        source = "--samples (each row's place in its stay says it)" if args.samples is not None else "--clinical"
+        source = (
+            "--samples (each row's place in its stay says it)" if args.samples is not None else "--clinical"
+        )
         ignored.append(f"{flag} (not with {source})")
     if ignored:
         raise ValueError(f"these flags would be ignored: {'; '.join(ignored)}; leave them out")
@@ -132,7 +137,9 @@ def _one_state(model: Any, args: argparse.Namespace) -> dict[str, Any]:
         path = _json_file(args)
         if path is not None and not Path(path).is_file():
             raise ValueError(f"--json {path!r} is neither a JSON object nor an existing file")
-        fields = load_json(Path(path).read_text() if path else args.json, f"--json {path}" if path else "--json")
+        fields = load_json(
+            Path(path).read_text() if path else args.json, f"--json {path}" if path else "--json"
+        )
         if not isinstance(fields, dict):
             raise ValueError("--json must hold one JSON object of feature names to values")
         for name in FEATURES + COVARIATES:
@@ -163,13 +170,12 @@ def _one_state(model: Any, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _csv_state(model: Any, path: str, row: int) -> tuple[dict[str, Any], Any]:
-    from vanco_offline.data import load_table, validate
-    from vanco_offline.training import conversion_kwargs
+    from vanco_offline.data import load_table
 
     table = load_table(path)
     # The converter's checks (times sorted and unique within a stay, units, doses...): the
     # stay's rows are the patient's history, and read out of order they would give another dose.
-    table = validate(table, action=model.action, **conversion_kwargs(model.conversion))
+    table = model.validate(table)
     if not -len(table) <= row < len(table):
         raise ValueError(f"--row {row} is outside {path}, which has {len(table)} rows")
     current = table.iloc[row]

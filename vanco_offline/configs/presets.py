@@ -223,7 +223,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 def _parse(text: str, source: str) -> dict[str, Any]:
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506  (a SafeLoader subclass)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except RecursionError:
         raise ValueError(f"{source}: the YAML is nested too deeply") from None
     except yaml.YAMLError as exc:

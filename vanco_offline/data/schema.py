@@ -174,11 +174,19 @@ RANGES: dict[str, ValueRange] = {
         0.0, DOSE_MAX_MG, "mg", above="above the 3000 mg single-dose limit", below="a dose cannot be negative"
     ),
     "pk_cl_map": ValueRange(
-        0.0, 50.0, "L/h", low_exclusive=True, above="a clearance above 50 L/h is implausible",
+        0.0,
+        50.0,
+        "L/h",
+        low_exclusive=True,
+        above="a clearance above 50 L/h is implausible",
         below="a clearance must be positive",
     ),
     "pk_auc24": ValueRange(
-        0.0, 20000.0, "mg*h/L", above="an AUC24 above 20000 mg*h/L is implausible", below="an AUC cannot be negative"
+        0.0,
+        20000.0,
+        "mg*h/L",
+        above="an AUC24 above 20000 mg*h/L is implausible",
+        below="an AUC cannot be negative",
     ),
     "pk_dose_auc500": ValueRange(
         0.0, DOSE_MAX_MG, "mg", above="above the 3000 mg single-dose limit", below="a dose cannot be negative"

@@ -59,7 +59,14 @@ __all__ = [
 ]
 
 #: Text accepted for a boolean field, and its value.
-BOOLEAN_TEXT: dict[str, bool] = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
+BOOLEAN_TEXT: dict[str, bool] = {
+    "true": True,
+    "false": False,
+    "yes": True,
+    "no": False,
+    "1": True,
+    "0": False,
+}
 
 #: Every text accepted for ``sex`` (any case, surrounding spaces ignored) and its code.
 SEX_CODES: dict[str, int] = {**SEX_TEXT, "0": 0, "1": 1}
@@ -83,7 +90,7 @@ def out_of_range(name: str, values: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def check_range(name: str, value: float) -> None:
-    """ValueError when one ``value`` lies outside the plausible range for ``name``, naming the likely unit error."""
+    """ValueError when one ``value`` lies outside ``name``'s plausible range, naming the likely unit error."""
     below, above = out_of_range(name, value)
     if below or above:
         spec = RANGES[name]
@@ -102,7 +109,9 @@ def parse_number(name: str, raw: Any, where: str = "the state") -> float:
     try:
         value = float(raw)
     except OverflowError:  # an integer too large for a float (JSON allows any length)
-        raise ValueError(f"{where}'s {name!r} is an integer of {len(str(abs(int(raw))))} digits; give a number") from None
+        raise ValueError(
+            f"{where}'s {name!r} is an integer of {len(str(abs(int(raw))))} digits; give a number"
+        ) from None
     if not math.isfinite(value):
         raise ValueError(f"{where}'s {name!r} is {raw!r}; give a finite number")
     check_range(name, value)
@@ -151,7 +160,9 @@ def parse_numeric(series: pd.Series, name: str, stay: np.ndarray, problems: list
     return coerced.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
-def parse_sex_column(series: pd.Series, stay: np.ndarray, problems: list[str], notes: list[str]) -> np.ndarray:
+def parse_sex_column(
+    series: pd.Series, stay: np.ndarray, problems: list[str], notes: list[str]
+) -> np.ndarray:
     """``sex`` as 0.0/1.0 (NaN for empty cells), with the codes of :data:`SEX_CODES`; others are a problem."""
     import pandas as pd
 
