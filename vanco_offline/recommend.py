@@ -85,11 +85,16 @@ class Recommendation(CheckedDose):
                 f"model's greedy dose   {self.model_dose_mg:.0f} mg (not to be given: hold)",
             ]
         else:
+            # A maintenance dose repeats every interval (its daily total shown); a loading dose is once.
+            daily = (
+                f" ({self.dose_mg * 24.0 / self.interval_h:.0f} mg/day)"
+                if self.limited.renal_cap_mg is not None
+                else ""
+            )
             lines = [
-                f"recommended dose      {self.dose_mg:.0f} mg {every} "
-                f"({self.dose_mg * 24.0 / self.interval_h:.0f} mg/day), infused over at least "
+                f"recommended dose      {self.dose_mg:.0f} mg {self.schedule}{daily}, infused over at least "
                 f"{self.limited.min_infusion_minutes:.0f} min",
-                f"model's greedy dose   {self.model_dose_mg:.0f} mg {every}",
+                f"model's greedy dose   {self.model_dose_mg:.0f} mg {self.schedule}",
             ]
         if self.scope.interval_source.startswith("assumed"):
             lines.append(f"NOTE: the model's dosing interval was {self.scope.interval_source}")

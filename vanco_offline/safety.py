@@ -382,6 +382,11 @@ class CheckedDose:
         return self.scope.interval_h
 
     @property
+    def schedule(self) -> str:
+        """``"q12h"`` (``"q6h"``, ...) for a maintenance dose, ``"once (loading dose)"`` for a loading one."""
+        return self.scope.label if self.limited.renal_cap_mg is not None else "once (loading dose)"
+
+    @property
     def held(self) -> bool:
         """The dose is held (a measured trough above the hold threshold): no dose is given."""
         return self.limited.held
@@ -397,7 +402,11 @@ class CheckedDose:
 
     def to_dict(self) -> dict[str, Any]:
         """The dose and everything a pharmacist must see beside it (JSON-ready)."""
-        interval = {"interval_h": self.scope.interval_h, "interval": self.scope.label}
+        interval = {
+            "interval_h": self.scope.interval_h,
+            "interval": self.scope.label,
+            "schedule": self.schedule,
+        }
         if self.scope.interval_source.startswith("assumed"):
             interval["interval_note"] = self.scope.interval_source
         return {

@@ -55,7 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="--samples: greedy (default) or sampled doses",
     )
     state = parser.add_argument_group(
-        "state flags (alone, or beside --json to override its fields, which is reported; not with --csv)"
+        "state flags (alone, or beside --json to override its fields, which is reported; not with --csv); "
+        "every dose needs --weight-kg, --age (18 or older), --sex and --dialysis, and --height-cm is "
+        "checked against the weight"
     )
     for name in FEATURES + COVARIATES:
         flag = f"--{name.replace('_', '-')}"
@@ -204,7 +206,7 @@ def _clinical_table(model: Any) -> list[dict[str, Any]]:
         notes = "; ".join(rec.warnings) or "-"
         level = case["state"]["vanco_level"]
         mipd = f"{rec.mipd_dose_mg:.0f}" if rec.mipd_dose_mg is not None else "-"
-        given = "HOLD" if rec.held else f"{rec.dose_mg:.0f} {rec.scope.label}"
+        given = "HOLD" if rec.held else f"{rec.dose_mg:.0f} {rec.schedule}"
         print(
             f"| {name} | {level:.0f} | {case['state']['creatinine']:.1f} | {rec.model_dose_mg:.0f} | "
             f"{given} | {mipd} | {notes} |"
