@@ -90,6 +90,11 @@ def test_a_chart_at_another_interval_is_refused(six_hourly_model):
         recommend(model, STATE, ADULT, history=history)
 
 
+def test_evaluate_refuses_data_at_another_interval(six_hourly_model, capsys):
+    argv = ["evaluate", "--model", str(six_hourly_model), "--data", str(SAMPLE_COHORT)]
+    assert "12 h apart but the model doses every 6 h" in _error(capsys, argv)
+
+
 def test_a_model_without_its_interval_is_refused(seven_features_model_dir, tmp_path, capsys):
     import shutil
 

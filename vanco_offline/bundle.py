@@ -16,8 +16,11 @@ the training mean is not a dose. :meth:`Bundle.recommend` doses one state throug
 :mod:`vanco_offline.safety` (strict parsing, range checks, clinical limits, renal and loading
 caps, support check), exactly as ``vanco-offline recommend`` does.
 
-This module needs numpy, safetensors, ``vanco_pk`` and :mod:`vanco_offline.safety`; not torch,
-not d3rlpy. On a machine with those::
+This module needs numpy, safetensors, ``vanco_pk``, :mod:`vanco_offline.safety` and the value
+checks it uses (:mod:`vanco_offline.data.value_checks`, loaded without the data package's
+torch-importing ``__init__``); not torch, not d3rlpy. A bundle doses only with the model's
+dosing scope (its interval and population, written by ``train`` and ``export``). On a machine
+with those::
 
     python -m vanco_offline.bundle MODEL.safetensors STATE.json
 """

@@ -195,16 +195,19 @@ def recommend(
     model : TrainedModel
         From :func:`vanco_offline.trained.load_model` or :func:`vanco_offline.training.train`.
     state : mapping
-        The model's observation features by name (``vanco_level``, ``creatinine``, ...).
+        The model's observation features by name (``vanco_level``, ``creatinine``, ...); it
+        may also hold the covariates. Any other key (``first_dose`` included) is an error.
     covariates : mapping, optional
-        ``weight_kg``, ``age``, ``sex`` (0/1), ``height_cm``, ``dialysis``: needed for the
-        loading-dose and renal limits and for the MIPD comparison.
+        ``weight_kg``, ``age`` (18 or older), ``sex`` (0/1) and ``dialysis`` (0/1) are required,
+        here or in ``state`` (not both): the loading-dose and renal limits need them; a missing
+        one is an error naming it. ``height_cm``, when given, is checked against the weight.
     first_dose : bool, optional
         Whether this is the first dose of the course; inferred from an unmeasured level if None.
     history : DataFrame, optional
         The patient's earlier rows in the data schema (one stay; doses and levels so far),
         ending with the current state: the MIPD comparison then fits the patient's own
-        clearance to the measured levels instead of using the population prior, and a model
+        clearance to the measured levels instead of using the population prior (its rows must
+        be the model's dosing interval apart), and a model
         with :data:`HISTORY_COLUMNS` (previous dose, PK features) builds its observation from
         it (required for such a model).
     mode : {"greedy", "sample"}
@@ -229,8 +232,10 @@ def recommend(
         {**{k: v for k, v in state.items() if k in COVARIATES}, **(covariates or {})},
     )
     covariates = parse_covariates(covariates)
-    if history is not None:
-        _check_history_interval(history, model.scope.interval_h)
+    if isinstance(history, pd.DataFrame) and "time_h" in history.columns:
+        stays = history["stay_id"] if "stay_id" in history.columns else np.zeros(len(history))
+        time = pd.to_numeric(history["time_h"], errors="coerce").to_numpy(np.float64)
+        model.scope.check_interval(stays, time, "the stay's history")
     if first_dose is not None:
         first_dose = parse_bool("first_dose", first_dose)
     observation = observation_from_state(model, {**state, **covariates}, history)
@@ -303,20 +308,6 @@ def recommend_on_table(
             }
         )
     return pd.DataFrame.from_records(records)
-
-
-def _check_history_interval(history: Any, interval_h: float) -> None:
-    """ValueError when the stay's rows are not ``interval_h`` apart (the model doses at that interval)."""
-    if not isinstance(history, pd.DataFrame) or "time_h" not in history.columns or len(history) < 2:
-        return
-    gaps = np.diff(pd.to_numeric(history["time_h"], errors="coerce").to_numpy(np.float64))
-    gaps = gaps[np.isfinite(gaps) & (gaps > 0)]
-    if gaps.size and not math.isclose(float(np.median(gaps)), interval_h, rel_tol=0.1):
-        raise ValueError(
-            f"the stay's rows are {float(np.median(gaps)):g} h apart but the model doses every "
-            f"{interval_h:g} h "
-            f"(q{interval_h:g}h, from its training data): its doses and caps do not apply to this chart"
-        )
 
 
 def _alternative_q(algo: Any, observation: np.ndarray, discrete: bool) -> dict[float, float]:

@@ -296,16 +296,9 @@ class DosingScope:
     ) -> DosingScope:
         """The scope of a training table: the median gap of ``time_h`` within stays (12 h, said to
         be assumed, for a table without ``time_h``), the inputs' units, the covariate ranges."""
-        stay = np.asarray(stay_ids)
-        if time_h is not None and len(stay) > 1:
-            time = np.asarray(time_h, dtype=np.float64)
-            same = stay[1:] == stay[:-1]
-            gaps = np.diff(time)[same]
-            gaps = gaps[np.isfinite(gaps) & (gaps > 0)]
-        else:
-            gaps = np.array([])
-        if gaps.size:
-            interval, source = float(np.median(gaps)), "the median time between a stay's rows (time_h)"
+        median = median_interval(stay_ids, time_h)
+        if median is not None:
+            interval, source = median, "the median time between a stay's rows (time_h)"
         else:
             interval = 12.0
             source = "assumed: the training table had no time_h (or no stay of two rows); 12 h"
@@ -318,6 +311,16 @@ class DosingScope:
                 if values.size:
                     ranges[name] = [float(values.min()), float(values.max())]
         return cls(interval_h=interval, interval_source=source, units=units, covariate_ranges=ranges)
+
+    def check_interval(self, stay_ids: Any, time_h: Any, where: str) -> None:
+        """ValueError when rows (``where``: a chart, a table) are not ``interval_h`` apart (10 %):
+        the model's doses and caps are for its own interval."""
+        median = median_interval(stay_ids, time_h)
+        if median is not None and not math.isclose(median, self.interval_h, rel_tol=0.1):
+            raise ValueError(
+                f"{where}: the rows are {median:g} h apart but the model doses every {self.interval_h:g} h "
+                f"({self.label}, from its training data): its doses and caps do not apply to these data"
+            )
 
     def check_patient(self, covariates: Mapping[str, float], checked: Any = ()) -> list[str]:
         """Flags for a patient unlike the training population; ValueError for one outside the
@@ -361,6 +364,19 @@ class DosingScope:
         else:
             flags.append("height_cm not given: the weight was not checked against the height")
         return flags
+
+
+def median_interval(stay_ids: Any, time_h: Any) -> float | None:
+    """The median time in hours between consecutive rows of the same stay (None: no such pair)."""
+    if time_h is None:
+        return None
+    stay = np.asarray(stay_ids)
+    time = np.asarray(time_h, dtype=np.float64)
+    if len(stay) < 2:
+        return None
+    gaps = np.diff(time)[stay[1:] == stay[:-1]]
+    gaps = gaps[np.isfinite(gaps) & (gaps > 0)]
+    return float(np.median(gaps)) if gaps.size else None
 
 
 @dataclass

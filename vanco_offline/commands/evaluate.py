@@ -83,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
         truth = SimulatorTruth(
             n_patients=1000, seed=10**6 + args.seed, env_options={**truth_options, **reward}
         )
+    if "time_h" in table.columns:  # the OPE replays the model at the data's interval: it must be the model's
+        model.scope.check_interval(table["stay_id"].to_numpy(), table["time_h"].to_numpy(), f"data {source}")
     data = model.convert(table)
     # The PK twins need each stay's covariates (weight, age, sex, dialysis).
     twin_ok = all(c in table for c in TWIN_COVARIATES)
