@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tabular_mdp import TabularMDP
 
 from vanco_offline.ope import (
     ArrayPolicy,
-    TabularMDP,
     Trajectories,
     bootstrap_counts,
     estimate,

@@ -10,8 +10,9 @@ import torch
 from d3rlpy.algos import DiscreteCQLConfig
 from d3rlpy.ope import DiscreteFQE
 from d3rlpy.preprocessing import StandardObservationScaler
+from tabular_mdp import TabularMDP
 
-from vanco_offline.ope import FQESettings, TabularMDP, TargetActionFeed, fit_fqe, fqe_config
+from vanco_offline.ope import FQESettings, TargetActionFeed, fit_fqe, fqe_config
 from vanco_offline.ope._threads import single_thread
 from vanco_offline.ope.feed import FQEInputs, TransitionTable
 

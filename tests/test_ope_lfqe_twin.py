@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from tabular_mdp import TabularMDP
 from vanco_pk.policies import make_policy
 
 from vanco_offline.data import convert
@@ -11,7 +12,6 @@ from vanco_offline.ope import (
     LinearFQESettings,
     ReferencePolicy,
     SimulatorTruth,
-    TabularMDP,
     TwinSettings,
     bootstrap_counts,
     fit_linear_fqe,

@@ -129,9 +129,8 @@ def export_bundle(
         "dose_grid_mg": DOSE_GRID_MG.tolist(),
         "observation_scaler": _observation_scaler(algo.observation_scaler),
         "layers": layers,
-        "output": algo.config.decision_rule
-        if discrete
-        else ("clip" if algo.config.policy_head == "plain" else "tanh"),
+        # DiscreteVancoIQL's greedy level is the one nearest its mean; VancoIQL's mean is tanh(mu).
+        "output": "mean" if discrete else "tanh",
         "action_scaler": None if discrete else _action_scaler(algo.action_scaler),
         "residual": _residual(algo),
         "support": support,

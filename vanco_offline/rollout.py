@@ -1,13 +1,12 @@
 """Clinical scores of a dosing policy from simulator rollouts on held-out patients.
 
 Every policy of the offline benchmark -- a trained d3rlpy algorithm or a reference policy of
-``vanco_pk.policies`` -- is rolled out in :class:`vanco_pk.vector.VancoPKVectorEnv` on the
-same patients (the environment reset with the same seed), with the same noise and
-missing-level settings as the data, and scored on the simulator's truth in ``info``:
+``vanco_pk.policies`` -- is rolled out by the one simulator loop
+(:func:`vanco_pk.simulate.simulate`) on the same patients, with the same noise and
+missing-level settings as the data, on the same action set, and scored on its trace:
 
-* ``attainment``: :data:`vanco_pk.targets.ATTAINMENT_DEFINITION` -- fraction of decision
-  intervals ending at or after 24 h whose true AUC24 (at the interval's end) lies in
-  400-600 mg*h/L, over those intervals and all patients;
+* ``attainment``: :data:`vanco_pk.targets.ATTAINMENT_DEFINITION`
+  (:meth:`vanco_pk.simulate.Trace.attainment`, the one definition of every table);
 * ``target_48h``: fraction of patients whose AUC24 is in 400-600 at some interval end by 48 h;
 * ``time_to_target_h``: restricted mean time (h) to the first interval end with AUC24 in
   400-600; a patient who never gets there counts as the episode length;
@@ -16,10 +15,12 @@ missing-level settings as the data, and scored on the simulator's truth in ``inf
   ``discounted_return`` with ``gamma`` (what OPE estimates);
 * ``dose_at_max``: fraction of doses within 1 % of 3000 mg, and
   ``mean_dose_mg``;
-* ``levels_per_week``: troughs drawn per patient, per 7 days (the scenario's protocol).
+* ``levels_per_week``: troughs and peaks drawn per patient, per 7 days (the protocol).
+
+``RolloutScores.trace`` keeps the per-patient trace, for paired patient-level comparisons.
 
 A learned policy sees the observation it was trained on: the simulator's features rounded
-as the cohort tables write them (``vanco_offline.data.cohort.DECIMALS``), plus covariates,
+as the cohort tables write them (``vanco_pk.targets.CHART_DECIMALS``), plus covariates,
 the level indicator, the previous dose and the PK exposure features when its dataset had
 them. The PK features come from the same :class:`vanco_pk.exposure.ExposureTracker` the
 converter replays, fed the same rounded chart values, so a rollout and the conversion of
@@ -36,17 +37,17 @@ from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
+from vanco_pk.env import charted_level
 from vanco_pk.exposure import PK_FEATURES, TRACKER_COVARIATES, ExposureTracker
 from vanco_pk.pk import GOTI_2018, GotiModel
+from vanco_pk.simulate import Trace, simulate
 from vanco_pk.targets import (
-    ATTAINMENT_FROM_H,
-    AUC24_TARGET,
     COVARIATES,
     CREATININE,
     DOSE_MAX_MG,
     FEATURES,
+    chart_round,
 )
-from vanco_pk.vector import VancoPKVectorEnv
 
 from vanco_offline.data.schema import LAST_DOSE, LEVEL_INDICATOR
 
@@ -81,9 +82,12 @@ class EvalPatients:
     n_patients : int
         Patients rolled out at once (one vector environment).
     seed : int
-        Patient ``i`` is the environment reset with ``seed + i``. Cohorts seed each stay's
-        environment with a 64-bit draw of a ``SeedSequence``, so a stay of the training data
-        is one of these patients with negligible probability: the patients are new.
+        The patients of ``generate_cohort(n_patients, ..., seed=seed)``
+        (:func:`vanco_pk.simulate.patient_seeds`): a seed no cohort of the data used gives
+        new patients.
+    dose_set : {"grid", "continuous"}
+        The action set every policy doses from (:func:`vanco_pk.simulate.simulate`): the
+        250 mg grid a pharmacy gives (default) or the policy's dose unrounded.
     env_options : mapping
         ``VancoPKEnv`` options of the data (noise, missing levels, interval, ...).
     gamma : float
@@ -94,6 +98,7 @@ class EvalPatients:
     seed: int = 10**9
     env_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     gamma: float = 0.99
+    dose_set: str = "grid"
 
     def __post_init__(self) -> None:
         if self.n_patients < 2:
@@ -116,68 +121,84 @@ class RolloutScores:
     mean_dose_mg: float
     levels_per_week: float
     n_patients: int
+    trace: Trace | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict[str, float]:
-        return dataclasses.asdict(self)
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "trace"}
 
 
-def rollout(actor: Actor, patients: EvalPatients, reset: Callable[[Mapping[str, Any]], None] | None = None):
-    """Roll ``actor`` out on ``patients`` and score it.
+class _ActorPolicy:
+    """An :data:`Actor` and its reset behind the policy protocol of :func:`vanco_pk.simulate.simulate`."""
+
+    def __init__(self, actor: Actor, reset: Callable[[Mapping[str, Any]], None] | None):
+        self.actor = actor
+        self._reset = reset
+        self.sampling = getattr(actor, "sampling", None)
+        self.needs_truth = bool(getattr(actor, "needs_truth", False))
+
+    def reset(self, covariates: Mapping[str, Any], seed: Any = None) -> None:
+        if self._reset is not None:
+            self._reset(covariates)
+
+    def act(self, features: np.ndarray, info: Mapping[str, Any]) -> np.ndarray:
+        return self.actor(features, info)
+
+
+def rollout(
+    actor: Actor,
+    patients: EvalPatients,
+    reset: Callable[[Mapping[str, Any]], None] | None = None,
+    protocol: str | None = None,
+) -> RolloutScores:
+    """Roll ``actor`` out on ``patients`` and score it (:func:`vanco_pk.simulate.simulate`).
 
     Parameters
     ----------
     actor : callable
-        ``actor(obs, info) -> doses`` for all patients at once (mg, shape (P,)).
+        ``actor(features, info) -> doses`` for all patients at once (mg, shape (P,)); it sees
+        the chart (:data:`vanco_pk.simulate.CHART_VIEW`).
     patients : EvalPatients
     reset : callable, optional
-        Called once with ``info["covariates"]`` after the environment reset.
+        Called once with the patients' (charted) covariates after the environment reset.
+    protocol : str, optional
+        The level protocol of every patient (default: the world's for a policy without one of
+        its own, :func:`vanco_pk.scenario.protocol_for`).
 
     Returns
     -------
     RolloutScores
     """
-    n = patients.n_patients
-    env = VancoPKVectorEnv(num_envs=n, **dict(patients.env_options))
-    obs, info = env.reset(seed=patients.seed)
-    interval = env.config.decision_interval_h
-    steps = env.config.n_steps
-    if reset is not None:
-        reset(plain_info(info)["covariates"])
-    low, high = AUC24_TARGET
-    in_range = np.zeros((steps, n), dtype=bool)
-    doses = np.zeros((steps, n))
-    total = np.zeros(n)
-    discounted = np.zeros(n)
-    aki = np.zeros(n, dtype=bool)
-    levels = np.zeros(n)
-    for t in range(steps):
-        dose = np.asarray(actor(obs, plain_info(info)), dtype=np.float64).reshape(-1)
-        if dose.shape != (n,) or not np.all(np.isfinite(dose)):
-            raise ValueError(f"the policy gave doses of shape {dose.shape} (or non-finite) for {n} patients")
-        doses[t] = np.clip(dose, 0.0, DOSE_MAX_MG)
-        obs, reward, _, _, info = env.step(doses[t].reshape(n, 1))
-        total += reward
-        discounted += patients.gamma**t * reward
-        auc = np.asarray(info["auc24"])
-        in_range[t] = (auc >= low) & (auc <= high)
-        aki |= np.asarray(info["aki_so_far"], dtype=bool)
-        levels += np.asarray(info["level_measured"], dtype=np.float64)
-    env.close()
-    end_h = interval * np.arange(1, steps + 1)
+    options = dict(patients.env_options)
+    trace = simulate(
+        _ActorPolicy(actor, reset),
+        patients.seed,
+        patients.n_patients,
+        protocol=protocol,
+        dose_set=patients.dose_set,
+        **options,
+    )
+    return scores_of(trace, patients.gamma)
+
+
+def scores_of(trace: Trace, gamma: float = 0.99) -> RolloutScores:
+    """The :class:`RolloutScores` of a :class:`vanco_pk.simulate.Trace`."""
+    steps = len(trace.time_h)
+    in_range = trace.in_range
     reached = in_range.any(axis=0)
-    first = np.where(reached, end_h[np.argmax(in_range, axis=0)], steps * interval)
-    by_48h = in_range[end_h <= 48.0].any(axis=0)
+    first = np.where(reached, trace.time_h[np.argmax(in_range, axis=0)], steps * trace.interval_h)
+    by_48h = in_range[trace.time_h <= 48.0].any(axis=0)
     return RolloutScores(
-        attainment=float(in_range[end_h >= ATTAINMENT_FROM_H].mean()),
+        attainment=trace.attainment(),
         target_48h=float(by_48h.mean()),
         time_to_target_h=float(first.mean()),
-        aki_rate=float(aki.mean()),
-        return_=float(total.mean()),
-        discounted_return=float(discounted.mean()),
-        dose_at_max=float((doses >= _AT_MAX_MG).mean()),
-        mean_dose_mg=float(doses.mean()),
-        levels_per_week=float(levels.mean() * 168.0 / (steps * interval)),
-        n_patients=n,
+        aki_rate=float(trace.aki.mean()),
+        return_=float(trace.returns(1.0).mean()),
+        discounted_return=float(trace.returns(gamma).mean()),
+        dose_at_max=float((trace.dose_mg >= _AT_MAX_MG).mean()),
+        mean_dose_mg=float(trace.dose_mg.mean()),
+        levels_per_week=float(trace.levels_per_week().mean()),
+        n_patients=trace.n_patients,
+        trace=trace,
     )
 
 
@@ -233,31 +254,28 @@ class ObservationBuilder:
 
     def reset(self, covariates: Mapping[str, Any]) -> None:
         """Start episodes of patients with these covariates (``info["covariates"]``)."""
-        from vanco_offline.data.cohort import DECIMALS
-
         self._covariates = {}
         for name in COVARIATES:
             if name in covariates:
                 value = np.asarray(covariates[name], np.float64)
-                self._covariates[name] = np.round(value, DECIMALS[name]) if name in DECIMALS else value
+                self._covariates[name] = chart_round(name, value)
         self._started = False
         if self._tracker is not None:
             self._tracker.reset({c: self._covariates[c] for c in TRACKER_COVARIATES})
 
     def __call__(self, obs: np.ndarray, info: Mapping[str, Any]) -> np.ndarray:
-        from vanco_offline.data.cohort import DECIMALS
-
         if self._covariates is None:
             self.reset(info.get("covariates", {}))
         obs = np.atleast_2d(np.asarray(obs, dtype=np.float64))
-        rounded = obs[:, : len(FEATURES)].copy()
+        # A level never measured is NaN on the chart and 0 in the observation (as the converter fills it).
+        rounded = np.nan_to_num(obs[:, : len(FEATURES)], nan=0.0)
         for j, name in enumerate(FEATURES):
-            rounded[:, j] = np.round(rounded[:, j], DECIMALS[name])
+            rounded[:, j] = chart_round(name, rounded[:, j])
         pk = None
         if self._tracker is not None:
             if self._started:
                 self._tracker.record(np.asarray(info["dose_mg"], dtype=np.float64))
-            raw = np.round(np.asarray(info["raw_level"], dtype=np.float64), DECIMALS["vanco_level"])
+            raw = chart_round("vanco_level", charted_level(info))
             drawn = np.where(np.asarray(info["level_measured"], bool) & np.isfinite(raw), raw, np.nan)
             self._tracker.observe(np.asarray(info["time_h"], np.float64), rounded[:, CREATININE], drawn)
             pk = self._tracker.features()
@@ -273,7 +291,7 @@ class ObservationBuilder:
             elif name in PK_FEATURES:
                 value = pk[:, PK_FEATURES.index(name)]
             else:
-                value = np.isfinite(np.asarray(info["raw_level"], dtype=np.float64)).astype(np.float64)
+                value = np.asarray(info["level_known"], dtype=np.float64)
             columns.append(value)
         return np.stack(columns, axis=1).astype(np.float32)
 
@@ -334,6 +352,7 @@ def reference_actor(
     def act(obs: np.ndarray, info: Mapping[str, Any]) -> np.ndarray:
         return np.atleast_1d(policy.act(obs, info))
 
+    act.needs_truth = policy.needs_truth  # the oracle is shown the true state, nobody else
     return act, reset
 
 

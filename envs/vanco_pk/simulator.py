@@ -108,9 +108,7 @@ class BatchSimulator:
             self.world_patient[index] = extra[:, :k]
             shape = (len(index), cfg.n_steps + 1, world.N_WORLD_STEP_DRAWS)
             self.world_noise[index] = extra[:, k:].reshape(shape)
-        self._start(
-            index, new, base[:, N_PATIENT_DRAWS:].reshape(len(index), cfg.n_steps + 1, N_STEP_DRAWS)
-        )
+        self._start(index, new, base[:, N_PATIENT_DRAWS:].reshape(len(index), cfg.n_steps + 1, N_STEP_DRAWS))
 
     def _allocate(self) -> None:
         n = self.n
@@ -145,6 +143,7 @@ class BatchSimulator:
             "draw_early_h",
             "drawn_peak",
             "peak_level",
+            "peak_collected_h",
             "iov",
             "rrt_cl",
             "ihd_phase_h",
@@ -154,8 +153,15 @@ class BatchSimulator:
             "aki_events",
         ):
             setattr(self, name, z(n))
-        for name in ("ever_dosed", "level_measured", "aki", "aki_so_far", "ever_level", "level_since_change",
-                     "on_crrt"):
+        for name in (
+            "ever_dosed",
+            "level_measured",
+            "aki",
+            "aki_so_far",
+            "ever_level",
+            "level_since_change",
+            "on_crrt",
+        ):
             setattr(self, name, z(n, dtype=bool))
         self.aki_stage = z(n, dtype=np.int64)
         self.obs = z((n, len(FEATURES)))
@@ -221,6 +227,7 @@ class BatchSimulator:
             "infusion_h",
             "drawn_conc",
             "draw_early_h",
+            "peak_collected_h",
             "doses_since_change",
             "aki_events",
         ):
@@ -228,8 +235,15 @@ class BatchSimulator:
         self.level[index] = np.nan
         self.peak_level[index] = np.nan
         self.drawn_peak[index] = np.nan
-        for name in ("ever_dosed", "level_measured", "aki", "aki_so_far", "ever_level", "level_since_change",
-                     "request"):
+        for name in (
+            "ever_dosed",
+            "level_measured",
+            "aki",
+            "aki_so_far",
+            "ever_level",
+            "level_since_change",
+            "request",
+        ):
             getattr(self, name)[index] = False
         self.aki_stage[index] = 0
         self.history[:, index] = 0.0
@@ -256,8 +270,13 @@ class BatchSimulator:
         if self.scenario.dialysis != "ihd_crrt":
             return np.zeros(self.n)
         return world.dialysis_drug_clearance(
-            self.scenario, self.covariates["dialysis"] == 1, self.on_crrt, self.covariates["weight_kg"],
-            self.ihd_phase_h, self.time_h, self.config.decision_interval_h,
+            self.scenario,
+            self.covariates["dialysis"] == 1,
+            self.on_crrt,
+            self.covariates["weight_kg"],
+            self.ihd_phase_h,
+            self.time_h,
+            self.config.decision_interval_h,
         )
 
     def pk_params(self) -> PKParams:
@@ -338,8 +357,10 @@ class BatchSimulator:
         """True concentration at the real time of a peak draw in this interval (NaN where the
         protocol draws none or the documented time falls outside the interval).
 
-        The chart says ``auc_peak_offset_h`` after the end of the infusion; the real draw is
-        earlier by the same draw-time error as a trough (never before the infusion ends).
+        The protocol orders it ``auc_peak_offset_h`` after the end of the infusion; the real
+        draw is earlier by the same draw-time error as a trough (never before the infusion
+        ends), and the chart records the real collection time (``info["peak_offset_h"]``), as
+        a laboratory system does.
         """
         offset = self.scenario.auc_peak_offset_h
         auc = self.protocol == SAMPLING_PROTOCOLS.index("auc_guided")
@@ -347,7 +368,8 @@ class BatchSimulator:
             return np.full(self.n, np.nan)
         h = self.config.decision_interval_h
         early = world.draw_time_early_h(self.scenario, z, np.full(self.n, offset))
-        at = propagate(params, a1, a2, dose, t_inf, np.minimum(t_inf + offset - early, h)).trough
+        self.peak_collected_h = np.minimum(offset - early, h - t_inf)
+        at = propagate(params, a1, a2, dose, t_inf, t_inf + self.peak_collected_h).trough
         return np.where(auc & (t_inf + offset < h), at, np.nan)
 
     def set_sampling(self, protocols) -> None:
@@ -375,8 +397,12 @@ class BatchSimulator:
         z = self.noise[rows, step]
         ordered = self.request | world.levels_ordered(
             self.scenario,
-            self.protocol, self.step_count, self.ever_level, self.hours_since_level,
-            self.doses_since_change, self.level_since_change,
+            self.protocol,
+            self.step_count,
+            self.ever_level,
+            self.hours_since_level,
+            self.doses_since_change,
+            self.level_since_change,
         )
         self.request = np.zeros(self.n, dtype=bool)
         measured = ordered & (ndtr(z[:, 2]) >= cfg.level_missing_prob)
@@ -479,15 +505,14 @@ class BatchSimulator:
             "draw_early_h": self.draw_early_h,
             "peak_measured": np.isfinite(self.peak_level),
             "peak_level": np.nan_to_num(self.peak_level, nan=0.0),
-            "peak_offset_h": np.where(
-                np.isfinite(self.peak_level), self.scenario.auc_peak_offset_h or 0.0, 0.0
-            ),
+            "peak_offset_h": np.where(np.isfinite(self.peak_level), self.peak_collected_h, 0.0),
             "burden": self.burden,
             "infection_resolved": self.burden < self.config.infection.resolved_burden,
             "dose_mg": self.last_dose,
             "infusion_h": self.infusion_h,
             "level_measured": self.level_measured,
-            "raw_level": self.obs[:, 0].copy(),
+            "level_known": np.isfinite(self.obs[:, 0]),
+            "raw_level": np.nan_to_num(self.obs[:, 0], nan=0.0),
             "time_h": self.time_h,
             "covariates": {
                 **{name: cov[name].copy() for name in COVARIATES},

@@ -36,6 +36,28 @@ FEATURE_UNITS: dict[str, str] = {
     "sbp": "mmHg",
     "heart_rate": "bpm",
 }
+#: Decimals a chart keeps of each value (what labs, monitors and charts report): every
+#: policy sees, and every dosing table holds, the values rounded so (:func:`chart_round`).
+CHART_DECIMALS: dict[str, int] = {
+    "vanco_level": 1,
+    "creatinine": 2,
+    "wbc": 1,
+    "bun": 1,
+    "temperature": 1,
+    "sbp": 0,
+    "heart_rate": 0,
+    "weight_kg": 1,
+    "age": 0,
+    "height_cm": 0,
+}
+
+
+def chart_round(name: str, values: np.ndarray) -> np.ndarray:
+    """``values`` of column ``name`` as a chart reports them (:data:`CHART_DECIMALS`; others as is)."""
+    values = np.asarray(values, dtype=np.float64)
+    return np.round(values, CHART_DECIMALS[name]) if name in CHART_DECIMALS else values
+
+
 #: Optional patient covariates that extend the observation, in this order.
 #: ``sex`` is 0 for male, 1 for female; ``dialysis`` is 0/1.
 COVARIATES: tuple[str, ...] = ("weight_kg", "age", "sex", "height_cm", "dialysis")

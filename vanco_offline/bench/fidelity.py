@@ -41,12 +41,11 @@ from typing import Any
 
 import numpy as np
 from vanco_pk.pk import PKParams
-from vanco_pk.policies import CHART_KEYS, TRUTH_KEYS, make_policy
-from vanco_pk.scenario import SCENARIOS, get_scenario, protocol_for
-from vanco_pk.targets import ATTAINMENT_DEFINITION, AUC24_TARGET, COVARIATES, DOSE_GRID_MG, auc_attainment
+from vanco_pk.policies import make_policy
+from vanco_pk.scenario import SCENARIOS, get_scenario
+from vanco_pk.simulate import patient_seeds, simulate
+from vanco_pk.targets import ATTAINMENT_DEFINITION, AUC24_TARGET, DOSE_GRID_MG, auc_attainment
 from vanco_pk.vector import VancoPKVectorEnv
-
-from vanco_offline.data.cohort import cohort_seeds
 
 __all__ = [
     "ANCHORS",
@@ -169,48 +168,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
 
 
+class _FixedPerKg:
+    """15 mg/kg q12h on the grid (the dose of Pai 2014's simulation), behind the policy protocol."""
+
+    def reset(self, covariates: Mapping[str, Any], seed: Any = None) -> None:
+        weight = np.asarray(covariates["weight_kg"], np.float64)
+        self.dose = DOSE_GRID_MG[
+            np.abs(DOSE_GRID_MG[None, :] - _FIXED_MG_PER_KG * weight[:, None]).argmin(axis=1)
+        ]
+
+    def act(self, features: np.ndarray, info: Mapping[str, Any]) -> np.ndarray:
+        return self.dose
+
+
 def _rollout(env_options: Mapping[str, Any], n: int, seed: int, dose_rule: str) -> dict[str, np.ndarray]:
     """True AUC24, trough, time, levels and final AKI of ``n`` patients dosed by ``dose_rule``.
 
-    ``dose_rule`` is a policy name or ``"fixed_15"`` (15 mg/kg q12h on the grid). Patients are
-    those of ``generate_cohort(n, ..., seed)`` (:func:`cohort_seeds`), whatever the rule.
+    ``dose_rule`` is a policy name or ``"fixed_15"`` (15 mg/kg q12h on the grid); each team
+    samples on its own protocol (the published statistics compare the teams as they work).
+    Patients are those of ``generate_cohort(n, ..., seed)``, whatever the rule.
     """
-    env = VancoPKVectorEnv(num_envs=n, **env_options)
-    env_seeds, policy_seeds, _ = cohort_seeds(seed, n)
-    obs, info = env.reset(seed=env_seeds)
-    policy = None
-    if dose_rule == "fixed_15":
-        env.set_sampling(protocol_for(env.config.scenario, None))
-        weight = np.asarray(info["covariates"]["weight_kg"])
-        fixed = DOSE_GRID_MG[
-            np.abs(DOSE_GRID_MG[None, :] - _FIXED_MG_PER_KG * weight[:, None]).argmin(axis=1)
-        ]
-    else:
-        policy = make_policy(dose_rule, interval_h=env.config.decision_interval_h)
-        env.set_sampling(protocol_for(env.config.scenario, policy.sampling))
-        policy.reset({c: info["covariates"][c] for c in COVARIATES}, seed=policy_seeds)
-    steps = env.config.n_steps
-    out = {key: np.zeros((steps, n)) for key in ("auc24", "trough", "levels")}
-    times = np.zeros(steps)
-    for k in range(steps):
-        if policy is None:
-            dose = fixed
-        else:
-            features = np.asarray(obs, np.float64).copy()
-            features[:, 0] = info["raw_level"]
-            seen = {key: info[key] for key in CHART_KEYS}
-            if policy.needs_truth:
-                seen.update({key: info[key] for key in TRUTH_KEYS})
-            dose = np.atleast_1d(policy.act(features, seen))
-        obs, _, _, _, info = env.step(np.asarray(dose, np.float64).reshape(n, 1))
-        out["auc24"][k] = info["auc24"]
-        out["trough"][k] = info["trough"]
-        out["levels"][k] = info["level_measured"]
-        times[k] = float(info["time_h"][0])
-    out["time_h"] = times
-    out["aki"] = np.asarray(info["aki_so_far"], dtype=bool)
-    env.close()
-    return out
+    policy = _FixedPerKg() if dose_rule == "fixed_15" else make_policy(dose_rule)
+    trace = simulate(policy, seed, n, **env_options)
+    return {
+        "auc24": trace.auc24,
+        "trough": trace.trough,
+        "levels": trace.level_measured.astype(np.float64),
+        "time_h": trace.time_h,
+        "aki": trace.aki,
+    }
 
 
 def _odds_ratio(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
@@ -234,7 +220,7 @@ def simulate_statistics(
     notes: dict[str, str] = {}
 
     env = VancoPKVectorEnv(num_envs=n_patients, **env_options)
-    _, info = env.reset(seed=cohort_seeds(seed, n_patients)[0])
+    _, info = env.reset(seed=patient_seeds(seed, n_patients)[0])
     params = PKParams(info["cl"], info["v1"], info["v2"], info["q"])
     beta = params.modes()[3]
     crcl = np.asarray(info["crcl"])

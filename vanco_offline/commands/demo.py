@@ -93,7 +93,10 @@ def run(args: argparse.Namespace) -> int:
         f"4/5 rolling every policy out on the same {args.eval_patients} new simulated patients ...",
         flush=True,
     )
-    patients = EvalPatients(n_patients=args.eval_patients, seed=10**9 + args.seed, env_options=env_options)
+    # Patients of their own: disjoint from the benchmark's test and validation patients.
+    patients = EvalPatients(
+        n_patients=args.eval_patients, seed=DEMO_EVAL_SEED + args.seed, env_options=env_options
+    )
     actors = {
         f"{preset.name} (learned)": algo_actor(
             algo, result.model.observation_names, pk_model=result.model.population_model
@@ -119,6 +122,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"plot     {path}")
     print(f"time     {time.perf_counter() - started:.0f} s")
     return 0
+
+
+#: Seed of the demo's evaluation patients (plus ``--seed``): never a benchmark's test or
+#: validation seed (:mod:`vanco_offline.bench.offline.grid`).
+DEMO_EVAL_SEED = 3 * 10**9
 
 
 def _summary(scores: dict) -> str:

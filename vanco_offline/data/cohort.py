@@ -26,8 +26,15 @@ import numpy as np
 import pandas as pd
 from vanco_pk.policies import POLICIES, TRUTH_KEYS, DosingPolicy, grid_index, make_policy, replay
 from vanco_pk.scenario import get_scenario, protocol_for
-from vanco_pk.targets import COVARIATES, DOSE_GRID_MG, FEATURES, dose_to_grid_index
-from vanco_pk.vector import VancoPKVectorEnv
+from vanco_pk.simulate import patient_seeds, simulate
+from vanco_pk.targets import (
+    CHART_DECIMALS,
+    COVARIATES,
+    DOSE_GRID_MG,
+    FEATURES,
+    chart_round,
+    dose_to_grid_index,
+)
 
 __all__ = [
     "DECIMALS",
@@ -40,18 +47,7 @@ __all__ = [
 ]
 
 #: Decimals kept for each written value (what labs, monitors and charts report).
-DECIMALS: dict[str, int] = {
-    "vanco_level": 1,
-    "creatinine": 2,
-    "wbc": 1,
-    "bun": 1,
-    "temperature": 1,
-    "sbp": 0,
-    "heart_rate": 0,
-    "weight_kg": 1,
-    "age": 0,
-    "height_cm": 0,
-}
+DECIMALS = CHART_DECIMALS
 #: Ground-truth columns (``true_`` + the simulator's ``info`` key) and their decimals.
 TRUE_COLUMNS: dict[str, int] = {
     "auc24": 1,
@@ -85,14 +81,9 @@ def parse_mixture(policy: str | Mapping[str, float]) -> dict[str, float]:
 
 
 def cohort_seeds(seed: int, n: int) -> tuple[list[int], list[np.random.SeedSequence], np.random.SeedSequence]:
-    """Per-patient environment seeds, per-patient policy seed sequences and the mixture's seed.
-
-    All derive from one ``SeedSequence(seed)``, so different seeds give unrelated patients
-    (the vector env's own ``seed + i`` convention would make seeds 0 and 1 share all but one
-    patient) and patient ``i`` is the same in a cohort of any size.
-    """
-    env_seq, policy_seq, mix_seq = np.random.SeedSequence(seed).spawn(3)
-    return [int(s) for s in env_seq.generate_state(n, np.uint64)], policy_seq.spawn(n), mix_seq
+    """Per-patient environment seeds, policy seed sequences and the mixture's seed
+    (:func:`vanco_pk.simulate.patient_seeds`): the patients of every scorer given ``seed``."""
+    return patient_seeds(seed, n)
 
 
 def _assign(weights: dict[str, float], n: int, rng: np.random.Generator) -> np.ndarray:
@@ -181,76 +172,96 @@ def generate_cohort(
     return pd.concat(frames, ignore_index=True)
 
 
-def _simulate_batch(
-    idx, labels, env_seeds, policy_seeds, options, true_columns, env_options, progress
-) -> pd.DataFrame:
-    env = VancoPKVectorEnv(num_envs=len(idx), **env_options)
-    obs, info = env.reset(seed=[env_seeds[i] for i in idx])
-    n_steps = env.config.n_steps
-    interval = env.config.decision_interval_h
-    covariates = {c: _round(c, np.asarray(info["covariates"][c], np.float64)) for c in COVARIATES}
-    groups = {}
-    for name in dict.fromkeys(labels):
-        members = np.flatnonzero(labels == name)
-        policy = make_policy(name, interval_h=interval, **options.get(name, {}))
-        policy.reset(
-            {c: v[members] for c, v in covariates.items()}, seed=[policy_seeds[idx[m]] for m in members]
-        )
-        groups[name] = (members, policy)
-    # The monitoring protocol follows the team that doses the stay (trough-guided clinician,
-    # AUC-guided MIPD); the ideal world keeps a level at every decision.
-    protocols = np.empty(len(idx), dtype=object)
-    for members, policy in groups.values():
-        protocols[members] = protocol_for(env.config.scenario, policy.sampling)
-    env.set_sampling(protocols)
-    p = len(idx)
-    rows = n_steps + 1
-    table = {
-        name: np.zeros((p, rows)) for name in (*FEATURES, "time_h", "dose_mg", "reward", "behavior_prob")
-    }
-    table["reward"][:, -1] = np.nan
-    measured = np.zeros((p, rows), dtype=bool)
-    truth = {key: np.zeros((p, rows)) for key in TRUE_COLUMNS}
-    for k in range(rows):
-        features = _features(obs, info)
-        seen = _policy_info(info, truth_needed=any(pol.needs_truth for _, pol in groups.values()))
-        dose = np.zeros(p)
-        prob = np.zeros(p)
-        for members, policy in groups.values():
+class _Mixture:
+    """Each stay dosed by its own reference policy, behind the one policy protocol of
+    :func:`vanco_pk.simulate.simulate`; keeps the probability of each dose given."""
+
+    def __init__(self, labels: np.ndarray, options: Mapping[str, Mapping[str, Any]], interval_h: float):
+        self.groups = {
+            name: (
+                np.flatnonzero(labels == name),
+                make_policy(name, interval_h=interval_h, **options.get(name, {})),
+            )
+            for name in dict.fromkeys(labels)
+        }
+        self.needs_truth = any(policy.needs_truth for _, policy in self.groups.values())
+        self.n = len(labels)
+        self.probs: list[np.ndarray] = []
+
+    def protocols(self, scenario: Any) -> np.ndarray:
+        """The level protocol of each stay: that of the team that doses it."""
+        out = np.empty(self.n, dtype=object)
+        for members, policy in self.groups.values():
+            out[members] = protocol_for(scenario, policy.sampling)
+        return out
+
+    def reset(self, covariates: Mapping[str, np.ndarray], seed: list) -> None:
+        for members, policy in self.groups.values():
+            policy.reset({c: v[members] for c, v in covariates.items()}, seed=[seed[m] for m in members])
+
+    def act(self, features: np.ndarray, info: Mapping[str, Any]) -> np.ndarray:
+        # What the table holds, so that score_table replays the stay to the same probabilities.
+        seen = {
+            "time_h": np.asarray(info["time_h"], np.float64),
+            "level_measured": np.asarray(info["level_measured"], bool),
+        }
+        if self.needs_truth:
+            # The oracle sees the truth as written to the true_* columns, so it can be replayed.
+            seen.update({key: _round_truth(info[key], TRUE_COLUMNS[key]) for key in TRUTH_KEYS})
+        dose = np.zeros(self.n)
+        prob = np.zeros(self.n)
+        for members, policy in self.groups.values():
             sub = {key: value[members] for key, value in seen.items()}
             pmf = np.atleast_2d(policy.action_probs(features[members], sub))
             given = np.atleast_1d(policy.act(features[members], sub))
             dose[members] = given
             prob[members] = pmf[np.arange(len(members)), grid_index(given)]
-        for j, name in enumerate(FEATURES):
-            table[name][:, k] = features[:, j]
-        table["time_h"][:, k] = info["time_h"]
-        table["dose_mg"][:, k] = dose
-        table["behavior_prob"][:, k] = prob
-        measured[:, k] = np.asarray(info["level_measured"], bool) & np.isfinite(features[:, 0])
-        for key, decimals in TRUE_COLUMNS.items():
-            truth[key][:, k] = _round_truth(info[key], decimals)
-        if k < n_steps:
-            obs, reward, _, _, info = env.step(dose.reshape(p, 1))
-            table["reward"][:, k] = np.round(reward, 4)
-        if progress is not None:
-            progress(p)
+        self.probs.append(prob)
+        return dose
+
+
+def _simulate_batch(
+    idx, labels, env_seeds, policy_seeds, options, true_columns, env_options, progress
+) -> pd.DataFrame:
+    interval = float(env_options.get("decision_interval_h", 12.0))
+    mixture = _Mixture(labels, options, interval)
+    trace = simulate(
+        mixture,
+        [env_seeds[i] for i in idx],
+        policy_seeds=[policy_seeds[i] for i in idx],
+        protocol=mixture.protocols(env_options["scenario"]),
+        keep_chart=True,
+        final_decision=True,
+        on_step=progress,
+        **env_options,
+    )
+    p = len(idx)
+    rows = len(trace.chart)
+    features = np.stack([f for f, _ in trace.chart], axis=1)  # (P, rows, 7)
+    infos = [i for _, i in trace.chart]
+    reward = np.full((p, rows), np.nan)
+    reward[:, :-1] = np.round(trace.reward.T, 4)
+    dose = np.column_stack([trace.dose_mg.T, trace.final_dose_mg])
+    measured = np.stack([np.asarray(i["level_measured"], bool) for i in infos], axis=1) & np.isfinite(
+        features[:, :, 0]
+    )
+    covariates = {c: chart_round(c, infos[0]["covariates"][c]) for c in COVARIATES}
     out = {
         "stay_id": np.repeat(idx, rows),
         "step": np.tile(np.arange(rows), p),
-        "time_h": table["time_h"].ravel(),
-        **{name: table[name].ravel() for name in FEATURES},
-        "dose_mg": table["dose_mg"].ravel(),
-        "reward": table["reward"].ravel(),
+        "time_h": np.stack([np.asarray(i["time_h"], np.float64) for i in infos], axis=1).ravel(),
+        **{name: features[:, :, j].ravel() for j, name in enumerate(FEATURES)},
+        "dose_mg": dose.ravel(),
+        "reward": reward.ravel(),
         "done": np.zeros(p * rows, dtype=bool),
-        "behavior_prob": table["behavior_prob"].ravel(),
+        "behavior_prob": np.stack(mixture.probs, axis=1).ravel(),
         "behavior_policy": np.repeat(labels, rows),
         "level_measured": measured.ravel(),
         **{c: np.repeat(covariates[c], rows) for c in COVARIATES},
     }
     if true_columns:
         for key, decimals in TRUE_COLUMNS.items():
-            values = truth[key].ravel()
+            values = np.stack([_round_truth(i[key], decimals) for i in infos], axis=1).ravel()
             out[f"true_{key}"] = values.astype(bool) if decimals < 0 else values
     frame = pd.DataFrame(out)
     frame["behavior_policy"] = frame["behavior_policy"].astype(str)
@@ -259,33 +270,9 @@ def _simulate_batch(
     return frame
 
 
-def _round(name: str, values: np.ndarray) -> np.ndarray:
-    return np.round(values, DECIMALS[name]) if name in DECIMALS else values
-
-
 def _round_truth(values: Any, decimals: int) -> np.ndarray:
     arr = np.asarray(values, dtype=np.float64)
     return arr if decimals < 0 else np.round(arr, decimals)
-
-
-def _features(obs: np.ndarray, info: Mapping[str, Any]) -> np.ndarray:
-    """The seven features as written: raw level (NaN while never measured), rounded."""
-    features = np.asarray(obs, dtype=np.float64)[:, : len(FEATURES)].copy()
-    features[:, 0] = info["raw_level"]
-    for j, name in enumerate(FEATURES):
-        features[:, j] = _round(name, features[:, j])
-    return features
-
-
-def _policy_info(info: Mapping[str, Any], truth_needed: bool) -> dict[str, np.ndarray]:
-    seen = {
-        "time_h": np.asarray(info["time_h"], np.float64),
-        "level_measured": np.asarray(info["level_measured"], bool),
-    }
-    if truth_needed:
-        # The oracle sees the truth as written to the true_* columns, so it can be replayed.
-        seen.update({key: _round_truth(info[key], TRUE_COLUMNS[key]) for key in TRUTH_KEYS})
-    return seen
 
 
 @dataclass(frozen=True)
@@ -324,6 +311,8 @@ def score_table(
     interval_h : float, optional
         Hours per ``step`` when the table has no ``time_h`` (default: the policy's).
 
+    Notes
+    -----
     Only the structure is checked here (columns, contiguous stays, increasing times, grid
     doses), not the plausibility ranges of :func:`vanco_offline.data.validate`, so that
     stays of the random floor, whose levels can exceed the validator's bounds, can be scored.

@@ -36,7 +36,6 @@ from vanco_offline.ope.policy import (
 )
 from vanco_offline.ope.report import ActionSupport, Estimate, OPEReport
 from vanco_offline.ope.settings import BehaviorSettings, IntervalSettings, SupportSettings
-from vanco_offline.ope.tabular import TabularMDP
 from vanco_offline.ope.trajectories import Trajectories, to_trajectories
 from vanco_offline.ope.truth import SimulatorTruth, TrueValue, simulate_value
 from vanco_offline.ope.twin import (
@@ -75,7 +74,6 @@ __all__ = [
     "ReferencePolicy",
     "SimulatorTruth",
     "SupportSettings",
-    "TabularMDP",
     "TargetActionFeed",
     "Trajectories",
     "TrueValue",

@@ -19,8 +19,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from vanco_pk.targets import AUC24_TARGET, DOSE_GRID_MG, FEATURES
-from vanco_pk.vector import VancoPKVectorEnv
+from vanco_pk.scenario import get_scenario
+from vanco_pk.simulate import simulate
+from vanco_pk.targets import DOSE_GRID_MG, FEATURES
 
 from vanco_offline.ope.policy import EvaluatedPolicy, soften
 
@@ -77,10 +78,10 @@ class SimulatorTruth:
                 "from the data's observation columns"
             )
 
-    def seeds(self, start: int, n: int) -> int | list[int]:
-        """Environment seed(s) of patients ``start .. start + n - 1`` (``VancoPKVectorEnv.reset``)."""
+    def seeds(self, start: int, n: int) -> list[int]:
+        """Environment seeds of patients ``start .. start + n - 1``."""
         if self.patient_seeds is None:
-            return self.seed + start
+            return list(range(self.seed + start, self.seed + start + n))
         return list(self.patient_seeds[start : start + n])
 
 
@@ -88,10 +89,9 @@ class SimulatorTruth:
 class TrueValue:
     """Mean discounted return of a policy over simulated patients, with its standard error.
 
-    ``attainment`` is the mean over patients of the fraction of decision intervals whose
-    true AUC24 (at the interval's end) is in 400-600 mg*h/L (the offline benchmark's
-    definition, :mod:`vanco_offline.rollout`); ``aki_rate`` the fraction of
-    patients with KDIGO AKI at any time of the episode.
+    ``attainment`` is :data:`vanco_pk.targets.ATTAINMENT_DEFINITION`, the one of every table
+    (:meth:`vanco_pk.simulate.Trace.attainment`); ``aki_rate`` the fraction of patients
+    with KDIGO AKI at any time of the episode.
     """
 
     value: float
@@ -120,44 +120,59 @@ class Outcomes:
     horizon: int
 
 
+class _Softened:
+    """``policy``'s simulator actor softened by its ``epsilon``, behind the one policy protocol
+    (:func:`vanco_pk.simulate.simulate`): each dose is drawn from the softened pmf on the grid."""
+
+    def __init__(
+        self, policy: EvaluatedPolicy, observation_names: Sequence[str], interval_h: float, stream: int
+    ):
+        self.actor = policy.simulator_policy(observation_names, interval_h)
+        self.epsilon = policy.epsilon
+        self.needs_truth = bool(getattr(self.actor, "needs_truth", False))
+        self.stream = stream
+        self.rng = np.random.default_rng([stream, 1])
+
+    def reset(self, covariates: Mapping[str, Any], seed: Any = None) -> None:
+        n = len(next(iter(covariates.values())))
+        self.actor.reset(covariates, seed=[np.random.SeedSequence([self.stream, i]) for i in range(n)])
+
+    def act(self, features: np.ndarray, info: Mapping[str, Any]) -> np.ndarray:
+        pmf = soften(np.atleast_2d(self.actor.action_probs(features, info)), self.epsilon)
+        u = self.rng.random(len(pmf))[:, None]
+        index = np.minimum((u >= np.cumsum(pmf, axis=1)).sum(axis=1), len(DOSE_GRID_MG) - 1)
+        dose = DOSE_GRID_MG[index]
+        self.actor.record(dose)
+        return dose
+
+
 def roll_out(
     policy: EvaluatedPolicy,
     gamma: float,
-    env: VancoPKVectorEnv,
-    seed: int | list[int],
+    seeds: Sequence[int],
     stream: int,
     observation_names: Sequence[str] = FEATURES,
+    env_options: Mapping[str, Any] | None = None,
 ) -> Outcomes:
-    """Roll ``policy`` (softened by its ``epsilon``) out once on the patients of ``env``.
+    """Roll ``policy`` (softened by its ``epsilon``) out once on the patients of ``seeds``.
 
-    ``seed`` resets the environment (its patients' draws and noise); ``stream`` seeds the
-    policy's own randomness and the softened policy's random doses.
+    ``seeds`` are the patients' environment seeds; ``stream`` seeds the policy's own
+    randomness and the softened policy's random doses. Every policy samples levels on the
+    world's own protocol (the logs'). The attainment is the one of every
+    table (:meth:`vanco_pk.simulate.Trace.attainment_by_patient`).
     """
-    n = env.num_envs
-    actor = policy.simulator_policy(observation_names, env.config.decision_interval_h)
-    horizon = env.config.n_steps
-    obs, info = env.reset(seed=seed)
-    actor.reset(info["covariates"], seed=[np.random.SeedSequence([stream, i]) for i in range(n)])
-    rng = np.random.default_rng([stream, 1])
-    total = np.zeros(n)
-    in_range = np.zeros(n)
-    aki = np.zeros(n, dtype=bool)
-    low, high = AUC24_TARGET
-    for t in range(horizon):
-        pmf = soften(np.atleast_2d(actor.action_probs(obs, _single_info(info))), policy.epsilon)
-        u = rng.random(n)[:, None]
-        index = np.minimum((u >= np.cumsum(pmf, axis=1)).sum(axis=1), len(DOSE_GRID_MG) - 1)
-        dose = DOSE_GRID_MG[index]
-        actor.record(dose)
-        obs, reward, terminated, _, info = env.step(dose.reshape(n, 1))
-        total += gamma**t * reward
-        auc = np.asarray(info["auc24"])
-        in_range += (auc >= low) & (auc <= high)
-        aki |= np.asarray(info["aki_so_far"], dtype=bool)
-        if np.any(terminated):
-            raise RuntimeError("the simulator terminated an episode early, which the rollout does not handle")
-    env.close()
-    return Outcomes(returns=total, attainment=in_range / horizon, aki=aki, horizon=horizon)
+    options = dict(env_options or {})
+    interval = float(options.get("decision_interval_h", 12.0))
+    actor = _Softened(policy, observation_names, interval, stream)
+    # Every evaluated policy samples on the world's own protocol, the logs' (like for like).
+    protocol = get_scenario(options.get("scenario", "icu")).sampling
+    trace = simulate(actor, list(seeds), protocol=protocol, **options)
+    return Outcomes(
+        returns=trace.returns(gamma),
+        attainment=trace.attainment_by_patient(),
+        aki=trace.aki,
+        horizon=len(trace.time_h),
+    )
 
 
 def simulate_value(
@@ -183,9 +198,10 @@ def simulate_value(
     parts = []
     for start in range(0, truth.n_patients, truth.batch):
         n = min(truth.batch, truth.n_patients - start)
-        env = VancoPKVectorEnv(num_envs=n, **dict(truth.env_options))
         parts.append(
-            roll_out(policy, gamma, env, truth.seeds(start, n), truth.seed + start, observation_names)
+            roll_out(
+                policy, gamma, truth.seeds(start, n), truth.seed + start, observation_names, truth.env_options
+            )
         )
     values = np.concatenate([p.returns for p in parts])
     return TrueValue(
@@ -198,8 +214,3 @@ def simulate_value(
         attainment=float(np.concatenate([p.attainment for p in parts]).mean()),
         aki_rate=float(np.concatenate([p.aki for p in parts]).mean()),
     )
-
-
-def _single_info(info: Mapping[str, Any]) -> dict[str, Any]:
-    """Gymnasium vector info without its ``_key`` masks (the policies read plain arrays)."""
-    return {k: v for k, v in info.items() if not k.startswith("_")}

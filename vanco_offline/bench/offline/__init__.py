@@ -302,8 +302,8 @@ def build_tasks(args: argparse.Namespace) -> list[CellTask]:
 
 
 def _overrides(items: list[str]) -> dict[str, object]:
-    """``["weight_temp=0.5", "n_critics=4", "policy_head=plain"]`` -> ``{"weight_temp": 0.5, "n_critics": 4,
-    "policy_head": "plain"}``."""
+    """``["weight_temp=0.5", "n_critics=4", "expectile=0.8"]`` -> ``{"weight_temp": 0.5, "n_critics": 4,
+    "expectile": 0.8}``."""
     out: dict[str, object] = {}
     for item in items:
         key, eq, text = item.partition("=")

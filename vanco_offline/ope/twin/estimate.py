@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 from vanco_pk.targets import FEATURES
-from vanco_pk.vector import VancoPKVectorEnv
 
 from vanco_offline.ope.bootstrap import Interval, bootstrap_counts, percentile_interval
 from vanco_offline.ope.policy import EvaluatedPolicy
@@ -97,20 +96,19 @@ def twin_estimate(
         for start in range(0, n, settings.batch):
             stays = np.arange(start, min(n, start + settings.batch))
             index = stays * s + j
-            env = VancoPKVectorEnv(num_envs=len(stays), patients=twins.patients[index], **world)
-            if horizon is not None and env.config.n_steps != horizon:
-                raise ValueError(
-                    f"the twins' world runs {env.config.n_steps} decisions but the logged stays have "
-                    f"{horizon}: give TwinSettings the env_options that generated the data"
-                )
             out = roll_out(
                 policy,
                 gamma,
-                env,
                 [int(v) for v in twins.seeds[index]],
                 int(twins.seeds[index[0]]) + 1_000_003 * settings.seed,
                 observation_names,
+                {**world, "patients": twins.patients[index]},
             )
+            if horizon is not None and out.horizon != horizon:
+                raise ValueError(
+                    f"the twins' world runs {out.horizon} decisions but the logged stays have "
+                    f"{horizon}: give TwinSettings the env_options that generated the data"
+                )
             for name, values in (("r", out.returns), ("a", out.attainment), ("k", out.aki)):
                 grid[name][stays, j] = values
     counts = bootstrap_counts(n, settings.n_bootstrap, boot_rng)
