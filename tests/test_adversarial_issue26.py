@@ -68,6 +68,8 @@ def test_the_interval_is_saved_and_caps_the_dose_at_it(six_hourly_model, capsys)
     at_6h = renal_maintenance_cap(STATE["creatinine"], covariates, ClinicalLimits(interval_h=6.0))
     assert rec.limited.renal_cap_mg == pytest.approx(at_6h)  # half the 12-hourly cap: same AUC24
     assert at_6h == pytest.approx(renal_maintenance_cap(STATE["creatinine"], covariates) / 2)
+    with pytest.raises(ValueError, match="limits are for doses every 12 h but the model doses every 6 h"):
+        recommend(model, STATE, ADULT, first_dose=False, limits=ClinicalLimits(max_auc24=600.0))
     out = _recommend(capsys, six_hourly_model, {**STATE, **ADULT}, "--maintenance")
     assert "q6h" in out and "q12h" not in out
     # The MIPD comparison doses for 6 h too: before any level, about half its 12-hourly dose.
@@ -181,6 +183,9 @@ def test_a_weight_in_pounds_is_flagged_against_the_height(seven_features_model_d
         capsys, seven_features_model_dir, {**STATE, **ADULT, "weight_kg": 132.3}, "--maintenance"
     )
     assert "BMI 55.1" in out and "pounds (132.3 lb = 60.0 kg)" in out
+    no_height = {k: v for k, v in ADULT.items() if k != "height_cm"}
+    out = _recommend(capsys, seven_features_model_dir, {**STATE, **no_height}, "--maintenance")
+    assert "height_cm not given: the weight was not checked against the height" in out
 
 
 def test_a_weight_outside_the_training_range_is_flagged(seven_features_model_dir, capsys):
