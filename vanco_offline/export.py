@@ -141,16 +141,16 @@ def export_bundle(
     path = Path(path)
     # Written beside the target and renamed once checked: an interrupted or failed export
     # leaves no half-written bundle (and never replaces a good one with a bad one).
-    partial = path.with_name(f".{path.name}.partial")
+    from vanco_offline.atomic import atomic_path
+
     try:
-        try:
+        with atomic_path(path, overwrite=True) as partial:  # the caller decided whether to replace
             save_file(tensors, str(partial), metadata={runtime.METADATA_KEY: json.dumps(metadata)})
-        except Exception as exc:  # safetensors reports I/O failures as its own error type
-            raise OSError(f"cannot write {path}: {exc}") from None
-        _check_reproduces(algo, partial, probe, discrete)
-        partial.replace(path)
-    finally:
-        partial.unlink(missing_ok=True)
+            _check_reproduces(algo, partial, probe, discrete)
+    except ValueError:
+        raise
+    except Exception as exc:  # safetensors reports I/O failures as its own error type
+        raise OSError(f"cannot write {path}: {exc}") from None
     return path
 
 

@@ -178,7 +178,7 @@ def off_policy(
     algo = result.model.algo
     env_options = {k: v for k, v in BUILTIN_COHORT.items() if k != "policy"}
     # The truth scores the reward the model was trained and evaluated on.
-    reward = result.model.conversion.get("reward") or "default"
+    reward = result.model.conversion.reward or "default"
     world = {**env_options, "reward": reward}
     twin = None
     # A GotiModel never equals a string (dataclass equality), so these compare safely.

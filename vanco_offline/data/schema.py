@@ -169,6 +169,28 @@ RANGES: dict[str, ValueRange] = {
         below="these look like metres: multiply by 100 to get cm",
     ),
     "dialysis": ValueRange(0.0, 1.0, "0/1", above="dialysis must be 0 or 1", below="dialysis must be 0 or 1"),
+    # Observation columns built from a stay's history (a state given whole, as to the bundle runtime).
+    LAST_DOSE: ValueRange(
+        0.0, DOSE_MAX_MG, "mg", above="above the 3000 mg single-dose limit", below="a dose cannot be negative"
+    ),
+    "pk_cl_map": ValueRange(
+        0.0,
+        50.0,
+        "L/h",
+        low_exclusive=True,
+        above="a clearance above 50 L/h is implausible",
+        below="a clearance must be positive",
+    ),
+    "pk_auc24": ValueRange(
+        0.0,
+        20000.0,
+        "mg*h/L",
+        above="an AUC24 above 20000 mg*h/L is implausible",
+        below="an AUC cannot be negative",
+    ),
+    "pk_dose_auc500": ValueRange(
+        0.0, DOSE_MAX_MG, "mg", above="above the 3000 mg single-dose limit", below="a dose cannot be negative"
+    ),
 }
 
 assert set(FEATURES) <= set(RANGES) and set(COVARIATES) - {"sex"} <= set(RANGES)
