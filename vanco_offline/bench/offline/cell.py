@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from vanco_offline.bench.offline.grid import ALGORITHMS, CellTask, build_config
-from vanco_offline.rollout import EvalPatients, algo_actor, reference_actor, rollout
+from vanco_offline.rollout import EvalPatients, algo_actor, rollout
 
 __all__ = ["OPE_ESTIMATORS", "CellResult", "run_cell", "run_cells", "seed_action_map", "train", "train_seeds"]
 
@@ -188,20 +188,25 @@ def _result(task: CellTask, scores: Any, ope: dict[str, float], note: str, secon
 
 
 def _reference(task: CellTask, name: str, options: dict[str, Any]) -> tuple[Any, Any]:
-    """The reference policy's actor and reset; on unrounded doses an MIPD row doses in 5 mg steps
-    (:class:`~vanco_offline.bench.offline.baselines.UnroundedMIPD`)."""
-    if task.dose_set != "continuous" or name != "mipd":
-        return reference_actor(name, seed=task.seed, **options)
+    """The reference policy's actor and reset, sampling with the cell's seed; on unrounded doses
+    an MIPD row doses in 5 mg steps (:class:`~vanco_offline.bench.offline.baselines.UnroundedMIPD`).
+    The actor carries the policy's ``needs_truth`` (the oracle reads the simulator's truth)."""
     from vanco_pk.policies import make_policy
 
     from vanco_offline.bench.offline.baselines import UnroundedMIPD
 
-    policy = UnroundedMIPD(make_policy(name, **options))
+    policy = make_policy(name, **options)
+    if task.dose_set == "continuous" and name == "mipd":
+        policy = UnroundedMIPD(policy)
 
     def reset(covariates: Any) -> None:
         policy.reset(covariates, seed=task.seed)
 
-    return policy.act, reset
+    def act(obs: np.ndarray, info: Any) -> np.ndarray:
+        return np.atleast_1d(policy.act(obs, info))
+
+    act.needs_truth = bool(getattr(policy, "needs_truth", False))  # type: ignore[attr-defined]
+    return act, reset
 
 
 def _ope_reward(task: CellTask, reward: str) -> str:
