@@ -210,7 +210,8 @@ def test_command_writes_table_json_and_plot(tmp_path, monkeypatch, tiny_grid):
     # The table names its level protocol and its action set.
     assert "level protocol trough_guided and action set the 250 mg grid" in table
     assert "test patients (seed 20261207)" in table
-    assert "VancoIQL vs the best simple baseline" in (tmp_path / "panel.md").read_text()
+    mean = np.mean([c["scores"]["attainment"] for c in cells[:2]])
+    assert f"| medium-tiny | VancoIQL {mean:.1%} | BC " in (tmp_path / "panel.md").read_text()
     assert (tmp_path / "attainment.png").stat().st_size > 1000
 
 

@@ -263,7 +263,7 @@ def panel_table(headlines: Sequence[dict[str, Any]]) -> str:
     """Markdown: per dataset (world), the learned row against the best simple baseline and MIPD."""
     head = [
         "dataset (world)",
-        "learned",
+        "learned policy",
         "best simple baseline",
         "learned - best [95 % CI]",
         "MIPD (Goti)",
@@ -276,7 +276,7 @@ def panel_table(headlines: Sequence[dict[str, Any]]) -> str:
         mine = (best or mipd).mine_attainment if (best or mipd) else float("nan")
         cells = [
             h["dataset"],
-            f"{mine:.1%}",
+            f"{h['mine'].split(' [')[0]} {mine:.1%}",
             f"{best.base} {best.base_attainment:.1%}" if best else "-",
             _pp(best.attainment).replace("95 % CI ", "") if best else "-",
             f"{mipd.base_attainment:.1%}" if mipd else "-",
