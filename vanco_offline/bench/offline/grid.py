@@ -67,15 +67,9 @@ REFERENCE_POLICIES: tuple[str, ...] = (
     "fixed",
     "random",
 )
-#: The a-priori AUC24 target of ``mipd_local490``: 490 mg*h/L, the log-midpoint of 400-600
-#: (sqrt(400 * 600) = 489.9), fixed before any benchmark number was looked at.
+#: The AUC24 target of ``mipd_local490``: 490 mg*h/L, the log-midpoint of 400-600
+#: (sqrt(400 * 600) = 489.9), a fixed target, not tuned.
 LOG_MIDPOINT_AUC = 490.0
-#: The reference policies that are ``vanco_pk`` policies with options (:meth:`CellTask.reference`):
-#: ``mipd_local`` is MIPD with the dataset's refitted population model as prior
-#: (:func:`local_fit`), ``mipd_local490`` the same aimed at :data:`LOG_MIDPOINT_AUC`,
-#: ``mipd_true`` MIPD with the world's true population model as prior (information no
-#: hospital has: the strongest Bayesian baseline).
-_OPTIONED_REFERENCES: tuple[str, ...] = ("mipd_local", "mipd_local490", "mipd_true")
 #: The strongest simple baselines every table carries beside the learned rows; a learned
 #: policy's verdict is against the best of them. ``BC`` is d3rlpy's behaviour cloning on the
 #: learned rows' data.
@@ -91,9 +85,8 @@ DOSE_SET_NAMES: dict[str, str] = {
 #: Population priors of the exposure tracker: ``published`` (Goti 2018) or ``local`` (refitted
 #: to the dataset's own levels, :func:`vanco_offline.data.fit_local_model`).
 PK_MODELS: tuple[str, ...] = ("published", "local")
-#: Seed of the test patients of the reported tables: they choose nothing. Fresh since issue 24
-#: (the earlier 10**9 patients were looked at before the local prior and the presets were
-#: chosen); docs/benchmark.md records which seed chose what.
+#: Seed of the test patients of the reported tables: they choose nothing (docs/benchmark.md,
+#: "Which seed chose what").
 TEST_SEED = 20261207
 #: Seed of the validation patients: every choice (budget, beta, tau, variant, preset) is made on these.
 VALIDATION_SEED = 2 * 10**9
@@ -391,8 +384,9 @@ class CellTask:
 
     def reference(self) -> tuple[str, dict[str, Any]]:
         """A reference policy's ``vanco_pk`` name and options: ``mipd_local`` and ``mipd_local490``
-        MIPD with the prior of :func:`local_fit` (the latter aimed at :data:`LOG_MIDPOINT_AUC`),
-        ``mipd_true`` MIPD with the world's true population model."""
+        are MIPD with the prior of :func:`local_fit` (the latter aimed at :data:`LOG_MIDPOINT_AUC`),
+        ``mipd_true`` MIPD with the world's true population model (under a misspecification,
+        the shifted one): information no hospital has."""
         if self.algo == "mipd_true":
             from vanco_pk.patients import get_misspecification
             from vanco_pk.scenario import get_scenario
