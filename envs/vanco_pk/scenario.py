@@ -223,6 +223,19 @@ class Scenario:
         return self.true_model if isinstance(self.true_model, GotiModel) else TRUE_MODELS[self.true_model]
 
     @property
+    def true_prior(self) -> GotiModel:
+        """The prior a Bayesian tool would use if it knew this world: the true population model
+        with the world's own level error as residual error (where the world sets one), so that
+        the tool neither over- nor under-trusts a level. Not inter-occasion variability, which
+        a population prior does not carry."""
+        changes = {}
+        if self.level_prop_error is not None:
+            changes["prop_error"] = self.level_prop_error
+        if self.level_add_error_mg_l is not None:
+            changes["add_error_mg_l"] = self.level_add_error_mg_l
+        return replace(self.model, **changes) if changes else self.model
+
+    @property
     def extra_draws(self) -> bool:
         """Whether the world needs random draws beyond the ``ideal`` ones (never for ``ideal``)."""
         return bool(

@@ -385,13 +385,14 @@ class CellTask:
     def reference(self) -> tuple[str, dict[str, Any]]:
         """A reference policy's ``vanco_pk`` name and options: ``mipd_local`` and ``mipd_local490``
         are MIPD with the prior of :func:`local_fit` (the latter aimed at :data:`LOG_MIDPOINT_AUC`),
-        ``mipd_true`` MIPD with the world's true population model (under a misspecification,
-        the shifted one): information no hospital has."""
+        ``mipd_true`` MIPD with the world's true population model and level error
+        (:attr:`vanco_pk.scenario.Scenario.true_prior`; under a misspecification, the shifted
+        model): information no hospital has."""
         if self.algo == "mipd_true":
             from vanco_pk.patients import get_misspecification
             from vanco_pk.scenario import get_scenario
 
-            world = get_scenario(self.dataset.scenario).model
+            world = get_scenario(self.dataset.scenario).true_prior
             return "mipd", {"model": get_misspecification(self.dataset.misspecification).true_model(world)}
         if self.algo in ("mipd_local", "mipd_local490"):
             options: dict[str, Any] = {"model": local_fit(self.dataset).model}
