@@ -65,7 +65,7 @@ LABELS: tuple[str, ...] = ("correction", "distance")
 
 @dataclasses.dataclass(frozen=True)
 class DrawTransitions:
-    """Draw decisions replayed from a table: ``features`` (N, 7) (:data:`DRAW_FEATURES`),
+    """Draw decisions replayed from a table: ``features`` (N, 9) (:data:`DRAW_FEATURES`),
     ``drawn`` (N,) bool, ``label`` (N,) the value of the level (0 where no level was
     measured), ``stay`` (N,) and ``last`` (N,) bool (the stay's last decision)."""
 

@@ -67,8 +67,9 @@ __all__ = [
 #: AUC of the next 24 h from the MAP fit alone (no drift term), days since the last level
 #: (since admission before one), log ratio of the creatinine now to that at the last level
 #: (at admission before one), absolute log change of the dose (+250 mg) from the previous
-#: decision, levels drawn so far (capped at 5), days since admission, and whether any level
-#: was drawn.
+#: decision, levels drawn so far (capped at 5), days since admission, whether any level was
+#: drawn, days since the dose last changed (since admission if never) and whether a level was
+#: drawn since then (what a trough-guided protocol orders on).
 DRAW_FEATURES: tuple[str, ...] = (
     "sd_log_auc",
     "days_since_level",
@@ -77,6 +78,8 @@ DRAW_FEATURES: tuple[str, ...] = (
     "levels_so_far",
     "days_since_admission",
     "ever_level",
+    "days_since_dose_change",
+    "level_since_dose_change",
 )
 _FD = 1e-3
 
@@ -93,6 +96,8 @@ class DrawState:
     levels : levels drawn so far
     creatinine, creatinine_ref : creatinine now and at the last level (at admission before one)
     dose_mg, previous_dose_mg : dose given now and at the previous decision (NaN at the first)
+    hours_since_dose_change : hours since the dose last changed (since admission if never)
+    level_since_dose_change : a level was drawn after the dose last changed
     """
 
     time_h: np.ndarray
@@ -103,6 +108,8 @@ class DrawState:
     creatinine_ref: np.ndarray
     dose_mg: np.ndarray
     previous_dose_mg: np.ndarray
+    hours_since_dose_change: np.ndarray
+    level_since_dose_change: np.ndarray
 
     @property
     def dose_changed(self) -> np.ndarray:
@@ -125,6 +132,8 @@ class DrawMemory:
         self.dose = np.full(n, np.nan)
         self.time = np.zeros(n)
         self.creatinine = np.full(n, np.nan)
+        self.changed_h = np.zeros(n)
+        self.level_since_change = np.zeros(n, bool)
 
     def observe(
         self, time_h: np.ndarray, creatinine: np.ndarray, measured: np.ndarray, dose: np.ndarray
@@ -135,6 +144,9 @@ class DrawMemory:
         self.levels = self.levels + measured
         self.previous_dose = self.dose
         self.dose = np.asarray(dose, np.float64)
+        changed = np.isfinite(self.previous_dose) & (self.dose != self.previous_dose)
+        self.level_since_change = (self.level_since_change | measured) & ~changed
+        self.changed_h = np.where(changed, time_h, self.changed_h)
         self.time = np.asarray(time_h, np.float64)
         self.creatinine = np.asarray(creatinine, np.float64)
 
@@ -149,6 +161,8 @@ class DrawMemory:
             creatinine_ref=self.creatinine_ref.copy(),
             dose_mg=self.dose.copy(),
             previous_dose_mg=self.previous_dose.copy(),
+            hours_since_dose_change=self.time - self.changed_h,
+            level_since_dose_change=self.level_since_change.copy(),
         )
 
 
@@ -208,7 +222,7 @@ def _subset(history: Any, index: np.ndarray) -> Any:
 
 
 def draw_features(state: DrawState, sd_log_auc: np.ndarray) -> np.ndarray:
-    """The draw decision's state as a (P, 7) float32 array (:data:`DRAW_FEATURES`)."""
+    """The draw decision's state as a (P, 9) float32 array (:data:`DRAW_FEATURES`)."""
     ratio = np.log(state.creatinine / state.creatinine_ref)
     previous = np.where(np.isfinite(state.previous_dose_mg), state.previous_dose_mg, state.dose_mg)
     dose_change = np.abs(np.log((state.dose_mg + 250.0) / (previous + 250.0)))
@@ -221,6 +235,8 @@ def draw_features(state: DrawState, sd_log_auc: np.ndarray) -> np.ndarray:
             np.minimum(state.levels, 5.0),
             state.time_h / 24.0,
             (state.levels > 0).astype(np.float64),
+            state.hours_since_dose_change / 24.0,
+            state.level_since_dose_change.astype(np.float64),
         ]
     ).astype(np.float32)
 
