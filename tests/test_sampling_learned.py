@@ -79,3 +79,11 @@ def test_paired_ci_and_the_design_rule_at_matched_levels():
     assert np.allclose(mixed, 0.75) and "0.50" in what
     nearest, _ = design_at(rows, 9.0)
     assert np.allclose(nearest, 0.8)
+
+
+def test_bench_refuses_too_few_patients_before_any_work(capsys):
+    from vanco_offline import cli
+
+    assert cli.main(["bench", "sampling", "--test-patients", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "test = 1 must be at least 2" in err
