@@ -54,6 +54,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "offline": ("vanco_offline.bench.offline", "VancoIQL vs d3rlpy CQL/BCQ/IQL/BC and clinical dosing"),
     "curves": ("vanco_offline.bench.curves", "learning curves on validation patients; the budgets they pick"),
     "fidelity": ("vanco_offline.bench.fidelity", "simulated ICU statistics beside published figures"),
+    "sampling": ("vanco_offline.bench.sampling", "when to draw a level: attainment against levels per week"),
 }
 
 

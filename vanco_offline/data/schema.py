@@ -27,6 +27,8 @@ __all__ = [
     "FEATURE_UNITS",
     "LAST_DOSE",
     "LEVEL",
+    "LEVEL_DRAWN",
+    "LEVEL_DRAWN_PROB",
     "LEVEL_INDICATOR",
     "LEVEL_MEASURED",
     "PK_FEATURES",
@@ -51,6 +53,11 @@ LEVEL = "vanco_level"
 LEVEL_INDICATOR = "vanco_level_measured"
 #: Optional input column: True where a level was drawn at this step (else a changed level is new).
 LEVEL_MEASURED = "level_measured"
+#: Optional column: True where this row's decision orders a trough at the end of its interval
+#: (the draw part of the action of a policy that learns when to sample).
+LEVEL_DRAWN = "level_drawn"
+#: Optional column: the behaviour probability of the logged ``level_drawn`` decision.
+LEVEL_DRAWN_PROB = "level_drawn_prob"
 #: Name of the optional observation feature holding the dose given at the previous decision.
 LAST_DOSE = "last_dose_mg"
 
