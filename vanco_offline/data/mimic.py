@@ -774,7 +774,7 @@ class _Extraction:
                 rec.at[i, "fate"] = "after the episode's last decision (max_days or ICU discharge)"
             else:
                 rec.at[i, "fate"] = "outside any ICU stay and not in a course leading to one"
-        rec.drop(columns=["stay_row"], inplace=True, errors="ignore")
+        del rec["stay_row"]
         table = table[columns]
         iv = rec[rec["given"] & (rec["route"] == "IV")]
         counted = iv[~iv["fate"].str.startswith("same dose as", na=False)]
