@@ -211,4 +211,4 @@ def test_end_to_end_on_the_demo_without_edits(tmp_path):
     rows = sorted(set(table.groupby("stay_id").tail(1).index[:10]) | set(table.index[table.step == 4][:5]))
     for row in rows:
         assert "recommended dose" in run("recommend", "--model", model, "--csv", str(out), "--row", str(row))
-    run("export", "--model", model, "--format", "bundle", "--out", str(tmp_path / "model.bundle"))
+    run("export", "--model", model, "--format", "bundle", "--out", str(tmp_path / "bundle.safetensors"))

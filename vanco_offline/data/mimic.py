@@ -392,9 +392,9 @@ class _Extraction:
         stays = self.q(src["stays"]).dropna(subset=["stay_id", "subject_id", "intime", "outtime"])
         stays = stays.sort_values(["subject_id", "intime", "stay_id"]).reset_index(drop=True)
         self.stays_all = stays
-        ie = self.q(src["vanco_inputevents"])
-        em = self.q(src["vanco_emar"])
-        rx = self.q(src["vanco_orders"])
+        ie = _text(self.q(src["vanco_inputevents"]), ("uom", "status", "category"))
+        em = _text(self.q(src["vanco_emar"]), ("emar_id", "medication", "event_txt", "detail_route"))
+        rx = _text(self.q(src["vanco_orders"]), ("drug", "route"))
         doses = self._records(ie, em, rx, stays)
         episodes, stay_ledger = self._episodes(doses, stays)
         table = self._finish(self._table(episodes, doses, stay_ledger), doses, stay_ledger)
@@ -432,10 +432,10 @@ class _Extraction:
             rx.dropna(subset=["pharmacy_id"]).groupby("pharmacy_id")["route"]
             .agg(lambda r: ",".join(sorted({str(x).upper() for x in r.dropna()})))
         )  # fmt: skip
-        route = em["pharmacy_id"].map(order_route).fillna("")
+        route = em["pharmacy_id"].map(order_route).astype(object).fillna("")
         detail = em["detail_route"].fillna("").str.upper()
         route = route.where(route != "", detail)
-        oral_name = em["medication"].str.lower().str.contains("oral|enema|capsule")
+        oral_name = em["medication"].fillna("").str.lower().str.contains("oral|enema|capsule").astype(bool)
         is_iv = route.str.split(",").apply(lambda parts: bool(parts) and all(p.startswith("IV") for p in parts))
         em["route"] = np.where(route == "", np.where(oral_name, "non-IV", "unknown"),
                                np.where(is_iv & ~oral_name, "IV", "non-IV"))  # fmt: skip
@@ -798,6 +798,13 @@ class _Extraction:
             r.columns_left_out = {"height_cm": f"unknown in {unknown} of {r.stays_kept} stays"}
             table = table.drop(columns=["height_cm"])
         return table
+
+
+def _text(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
+    """``columns`` as object (strings or None) even when empty (DuckDB types an empty NULL column)."""
+    for column in columns:
+        frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
+    return frame
 
 
 def _count(values: pd.Series) -> dict[str, int]:

@@ -94,8 +94,8 @@ FROM prescriptions p WHERE lower(p.drug) LIKE '%vancomycin%'"""
 SELECT i.stay_id, i.starttime AS t, i.amount, lower(trim(i.amountuom)) AS uom,
        coalesce(i.statusdescription, '') AS status, coalesce(i.ordercategoryname, '') AS category, i.orderid
 FROM inputevents i WHERE i.itemid IN ({_in(MIMIC_ITEMS['vancomycin'])})""",
-        "vanco_emar": "-- eMAR: every vancomycin event, with the mg given (emar_detail product rows) or due" + emar,
-        "vanco_orders": "-- prescriptions: every vancomycin order, with its mg (dose_val_rx in mg or g)" + prescriptions,
+        "vanco_emar": "-- eMAR: every vancomycin event, with the mg given (emar_detail product rows) or due\n" + emar.strip(),
+        "vanco_orders": "-- prescriptions: every vancomycin order, with its mg (dose_val_rx in mg or g)\n" + prescriptions.strip(),
     }
 
 
@@ -180,13 +180,13 @@ GROUP BY ALL"""
         "NULL::DOUBLE AS value WHERE false"
     )
     return {
-        "obs": "-- lab values (by subject and time, whatever the admission) and chart values of the cohort" + obs,
-        "dialysis_events": "-- dialysis: procedure runs and charted active-dialysis items" + dialysis,
+        "obs": "-- lab values (by subject and time, whatever the admission) and chart values of the cohort\n" + obs.strip(),
+        "dialysis_events": "-- dialysis: procedure runs and charted active-dialysis items\n" + dialysis.strip(),
         "icu_weight": """-- the ICU's own weight of each stay (inputevents.patientweight, first charted)
 SELECT i.stay_id, (list(i.patientweight ORDER BY i.starttime, i.patientweight))[1] AS weight_kg
 FROM inputevents i
 WHERE i.patientweight > 0 AND i.stay_id IN (SELECT stay_id FROM cohort) GROUP BY i.stay_id""",
-        "omr_values": "-- omr weights and heights of the cohort (pounds and inches converted)" + omr,
+        "omr_values": "-- omr weights and heights of the cohort (pounds and inches converted)\n" + omr.strip(),
     }
 
 
