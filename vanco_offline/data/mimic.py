@@ -639,21 +639,28 @@ class _Extraction:
                      "WHERE subject_id IN (SELECT subject_id FROM cohort)")  # fmt: skip
         pat = pat.sort_values(["subject_id", "anchor_year", "anchor_age", "gender"]).drop_duplicates("subject_id")
         ep = grid.drop_duplicates("stay_id")[["stay_id", "t0", "t_end"]]
+        empty_obs, empty_omr = obs.iloc[:0], omr.iloc[:0]
+        obs_by = {k: g for k, g in obs.groupby("subject_id")}
+        omr_by = {k: g for k, g in omr.groupby("subject_id")}
+        weight_by = icu_weight.set_index("stay_id")["weight_kg"]
+        pat = pat.set_index("subject_id")
         kept = kept.drop(columns=["t0"]).merge(ep, on="stay_id")
         sources = {}
         out = {}
         for st in kept.itertuples(index=False):
             row = {}
             for name, max_age in (("weight_kg", s["weight_max_age_days"]), ("height_cm", 365.0)):
-                o = obs[(obs["subject_id"] == st.subject_id) & (obs["name"] == name) & (obs["t"] >= st.intime)
-                        & (obs["t"] <= st.outtime) & (obs["value"] > 0)].sort_values(["t", "value"])  # fmt: skip
+                o = obs_by.get(st.subject_id, empty_obs)
+                o = o[(o["name"] == name) & (o["t"] >= st.intime)
+                      & (o["t"] <= st.outtime) & (o["value"] > 0)].sort_values(["t", "value"])  # fmt: skip
                 value, source = (o["value"].iloc[0], "chartevents") if len(o) else (np.nan, "")
                 if np.isnan(value) and name == "weight_kg":
-                    w = icu_weight.loc[icu_weight["stay_id"] == st.stay_id, "weight_kg"]
-                    if len(w) and w.iloc[0] > 0:
-                        value, source = float(w.iloc[0]), "inputevents.patientweight"
+                    w = weight_by.get(st.stay_id, np.nan)
+                    if w > 0:
+                        value, source = float(w), "inputevents.patientweight"
                 if np.isnan(value):
-                    m = omr[(omr["subject_id"] == st.subject_id) & (omr["name"] == name) & (omr["value"] > 0)].copy()
+                    m = omr_by.get(st.subject_id, empty_omr)
+                    m = m[(m["name"] == name) & (m["value"] > 0)].copy()
                     m["age"] = (m["t"] - st.t0.normalize()).abs()
                     m = m[m["age"] <= pd.Timedelta(days=max_age)].sort_values(["age", "t", "value"])
                     if len(m):
@@ -661,9 +668,10 @@ class _Extraction:
                 row[name] = value
                 key = f"{name} {source or 'none'}"
                 sources[key] = sources.get(key, 0) + 1
-            p = pat[pat["subject_id"] == st.subject_id]
-            row["age"] = float(p["anchor_age"].iloc[0] + (st.t0.year - p["anchor_year"].iloc[0])) if len(p) else np.nan
-            g = str(p["gender"].iloc[0]).upper() if len(p) else ""
+            known = st.subject_id in pat.index
+            p = pat.loc[st.subject_id] if known else None
+            row["age"] = float(p["anchor_age"] + (st.t0.year - p["anchor_year"])) if known else np.nan
+            g = str(p["gender"]).upper() if known else ""
             row["sex"] = 1.0 if g == "F" else 0.0 if g == "M" else np.nan
             out[st.stay_id] = row
         self.report.covariate_sources = dict(sorted(sources.items()))
@@ -673,8 +681,9 @@ class _Extraction:
         dial = self.q("SELECT subject_id, t, t_end FROM dialysis_events")
         day = pd.Timedelta(hours=24)
         per_stay, now = {}, np.zeros(len(grid), dtype=bool)
+        dial_by = {k: g for k, g in dial.groupby("subject_id")}
         for sid, g in grid.groupby("stay_id", sort=False):
-            d = dial[dial["subject_id"] == g["subject_id"].iloc[0]]
+            d = dial_by.get(g["subject_id"].iloc[0], dial.iloc[:0])
             t0, t_end = g["t0"].iloc[0], g["t_end"].iloc[0]
             per_stay[sid] = int(((d["t"] <= t_end) & (d["t_end"] >= t0 - day)).any())
             for i, t in zip(g.index, g["t"]):
@@ -749,31 +758,28 @@ class _Extraction:
                    "hadm_id", "decision_time"]  # fmt: skip
         table = table.reset_index(drop=True)
         # fates of the doses
-        row_of = dict(zip(self.rec_rows.index, self.rec_rows["stay_row"]))
-        rows_kept = dict(zip(table["row"].astype(int).tolist(), range(len(table))))
-        status = ledger.set_index("stay_id")["status"].to_dict()
-        reason = ledger.set_index("stay_id")["reason"].to_dict()
-        rec["table_stay"] = pd.NA
-        rec["table_step"] = pd.NA
-        for i in rec.index[rec["fate"].isna() | rec["fate"].eq(_UNKNOWN_MG)]:
-            row = row_of.get(i)
-            if row is not None and not pd.isna(row) and int(row) in rows_kept:
-                j = rows_kept[int(row)]
-                rec.loc[i, ["table_stay", "table_step"]] = [table.at[j, "stay_id"], table.at[j, "step"]]
-                if pd.isna(rec.at[i, "fate"]):
-                    rec.at[i, "fate"] = "used"
-                continue
-            if pd.notna(rec.at[i, "fate"]):
-                continue
-            sid = rec.at[i, "stay_id"]
-            if pd.notna(sid) and status.get(int(sid)) == "dropped":
-                rec.at[i, "fate"] = "stay dropped: " + reason[int(sid)]
-            elif pd.notna(sid) and status.get(int(sid)) == "cut":
-                rec.at[i, "fate"] = "after the stay was cut short"
-            elif pd.notna(sid):
-                rec.at[i, "fate"] = "after the episode's last decision (max_days or ICU discharge)"
-            else:
-                rec.at[i, "fate"] = "outside any ICU stay and not in a course leading to one"
+        kept_at = pd.Series(np.arange(len(table)), index=table["row"].astype(int).to_numpy())
+        stay_status = ledger.set_index("stay_id")["status"]
+        stay_reason = ledger.set_index("stay_id")["reason"]
+        candidates = rec["fate"].isna() | rec["fate"].eq(_UNKNOWN_MG)
+        j = rec["stay_row"].map(lambda v: kept_at.get(int(v), -1) if pd.notna(v) else -1).astype(int)
+        in_table = candidates & (j >= 0)
+        rec["table_stay"] = pd.array([pd.NA] * len(rec), dtype="Int64")
+        rec["table_step"] = pd.array([pd.NA] * len(rec), dtype="Int64")
+        rec.loc[in_table, "table_stay"] = table["stay_id"].to_numpy()[j[in_table]]
+        rec.loc[in_table, "table_step"] = table["step"].to_numpy()[j[in_table]]
+        rec.loc[in_table & rec["fate"].isna(), "fate"] = "used"
+        open_ = rec["fate"].isna()
+        sid = rec["stay_id"]
+        status = sid.map(lambda v: stay_status.get(int(v)) if pd.notna(v) else None)
+        reason = sid.map(lambda v: stay_reason.get(int(v)) if pd.notna(v) else None)
+        rec.loc[open_ & status.eq("dropped"), "fate"] = "stay dropped: " + reason[open_ & status.eq("dropped")]
+        rec.loc[open_ & status.eq("cut"), "fate"] = "after the stay was cut short"
+        rec.loc[open_ & sid.notna() & status.isin(["kept"]), "fate"] = (
+            "after the episode's last decision (max_days or ICU discharge)"
+        )
+        rec.loc[rec["fate"].isna() & sid.notna(), "fate"] = "after the episode's last decision (max_days or ICU discharge)"
+        rec.loc[rec["fate"].isna(), "fate"] = "outside any ICU stay and not in a course leading to one"
         del rec["stay_row"]
         table = table[columns]
         iv = rec[rec["given"] & (rec["route"] == "IV")]
