@@ -534,52 +534,52 @@ class _Extraction:
         s = self.s
         h, cap = self.h, pd.Timedelta(days=s["max_days"])
         iv = rec[rec["fate"].isna() | rec["fate"].eq(_UNKNOWN_MG)]  # IV doses, counted once, mg maybe unknown
-        any_stays = set(rec["stay_id"].dropna().astype(int))
-        iv_stays = set(iv["stay_id"].dropna().astype(int))
-        by_subject = {k: g.sort_values(["t", "record"]) for k, g in iv.groupby("subject_id")}
-        gap = pd.Timedelta(hours=s["course_gap_h"])
-        rows, ledger = [], []
-        for st in stays.itertuples(index=False):
-            sid = int(st.stay_id)
-            if sid not in any_stays:
-                continue
-            entry = dict(stay_id=sid, subject_id=int(st.subject_id), hadm_id=st.hadm_id, intime=st.intime,
-                         outtime=st.outtime, t0=pd.NaT, first_icu_dose=pd.NaT, status="kept", reason="")  # fmt: skip
-            ledger.append(entry)
-            if sid not in iv_stays:
-                entry.update(status="dropped", reason="no IV vancomycin (oral/enteral or unusable records only)")
-                continue
-            mine = by_subject[st.subject_id]
-            inside = mine[mine["stay_id"] == sid]
-            first = inside["t"].min()
-            t0, other = first, None
-            before = mine[mine["t"] < first].sort_values("t", ascending=False, kind="mergesort")
-            for d in before.itertuples(index=False):
-                if t0 - d.t > gap:
-                    break
-                t0 = d.t
-                if pd.notna(d.stay_id) and int(d.stay_id) != sid:
-                    other = int(d.stay_id)
-            entry.update(t0=t0, first_icu_dose=first)
-            if other is not None:
-                entry.update(status="dropped", reason=f"continues the vancomycin course of ICU stay {other}")
-                continue
-            t_end = min(st.outtime, t0 + cap)
-            if t_end <= st.intime:
-                entry.update(status="dropped", reason="course began max_days or more before ICU admission")
-                continue
-            n = int(math.floor((t_end - t0) / pd.Timedelta(hours=h))) + 1
-            rows.append(pd.DataFrame({
-                "stay_id": sid, "subject_id": int(st.subject_id), "hadm_id": st.hadm_id, "step": np.arange(n),
-                "t": t0 + pd.to_timedelta(np.arange(n) * h, unit="h"), "t0": t0, "t_end": t_end,
-                "intime": st.intime, "left_icu": bool(st.outtime <= t0 + cap),
-            }))  # fmt: skip
+        iv = iv.dropna(subset=["subject_id", "t"]).sort_values(["subject_id", "t", "record"], kind="mergesort")
+        # courses: a new one after a gap of more than course_gap_h
+        gap = iv["t"].diff() > pd.Timedelta(hours=s["course_gap_h"])
+        new = gap | iv["subject_id"].ne(iv["subject_id"].shift())
+        iv = iv.assign(course=new.cumsum())
+        course_start = iv.groupby("course")["t"].min()
+        in_stay = iv[iv["stay_id"].notna()].copy()
+        in_stay["stay_id"] = in_stay["stay_id"].astype("int64")
+        first = in_stay.drop_duplicates("stay_id")[["stay_id", "t", "course"]].rename(columns={"t": "first_icu_dose"})
+        # a dose of another ICU stay earlier in the same course
+        earlier = in_stay[["course", "t", "stay_id"]].rename(columns={"stay_id": "other", "t": "t_other"})
+        clash = first.merge(earlier, on="course")
+        clash = clash[(clash["t_other"] < clash["first_icu_dose"]) & (clash["other"] != clash["stay_id"])]
+        clash = clash.sort_values(["stay_id", "t_other"]).drop_duplicates("stay_id").set_index("stay_id")["other"]
+        any_stays = set(rec["stay_id"].dropna().astype("int64"))
+        ledger = stays[stays["stay_id"].astype("int64").isin(any_stays)].copy()
+        ledger = ledger[["stay_id", "subject_id", "hadm_id", "intime", "outtime"]].astype(
+            {"stay_id": "int64", "subject_id": "int64"}
+        )
+        ledger = ledger.merge(first, on="stay_id", how="left")
+        ledger["t0"] = ledger["course"].map(course_start)
+        ledger["status"], ledger["reason"] = "kept", ""
+        no_iv = ledger["first_icu_dose"].isna()
+        ledger.loc[no_iv, ["status", "reason"]] = ["dropped", "no IV vancomycin (oral/enteral or unusable records only)"]
+        other = ledger["stay_id"].map(clash)
+        has_other = other.notna() & ~no_iv
+        ledger.loc[has_other, "status"] = "dropped"
+        ledger.loc[has_other, "reason"] = "continues the vancomycin course of ICU stay " + other[has_other].astype(
+            "int64"
+        ).astype(str)
+        t_end = np.minimum(ledger["outtime"], ledger["t0"] + cap)
+        early = (ledger["status"] == "kept") & (t_end <= ledger["intime"])
+        ledger.loc[early, ["status", "reason"]] = ["dropped", "course began max_days or more before ICU admission"]
+        ledger = ledger.drop(columns=["course"])
         self.report.stays_in_icu = int(stays["stay_id"].nunique())
         self.report.stays_with_vancomycin = len(ledger)
-        self.report.stays_with_iv_vancomycin = len(iv_stays & set(stays["stay_id"].astype(int)))
-        grid = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(
-            columns=["stay_id", "subject_id", "hadm_id", "step", "t", "t0", "t_end", "intime", "left_icu"])
-        return grid, pd.DataFrame(ledger)
+        self.report.stays_with_iv_vancomycin = int((~no_iv).sum())
+        ep = ledger[ledger["status"] == "kept"].copy()
+        ep["t_end"] = t_end[ep.index]
+        ep["left_icu"] = ep["outtime"] <= ep["t0"] + cap
+        n = (np.floor((ep["t_end"] - ep["t0"]) / pd.Timedelta(hours=h)).astype("int64") + 1).to_numpy()
+        grid = ep.loc[ep.index.repeat(n), ["stay_id", "subject_id", "hadm_id", "t0", "t_end", "intime", "left_icu"]]
+        grid = grid.reset_index(drop=True)
+        grid["step"] = np.concatenate([np.arange(k) for k in n]) if len(n) else np.zeros(0, dtype=np.int64)
+        grid["t"] = grid["t0"] + pd.to_timedelta(grid["step"] * h, unit="h")
+        return grid, ledger.reset_index(drop=True)
 
     # -- features ------------------------------------------------------------------------
     def _table(self, grid: pd.DataFrame, rec: pd.DataFrame, ledger: pd.DataFrame) -> pd.DataFrame:
@@ -631,65 +631,50 @@ class _Extraction:
 
     def _covariates(self, grid: pd.DataFrame, ledger: pd.DataFrame) -> pd.DataFrame:
         s = self.s
-        kept = ledger[ledger["status"] == "kept"].copy()
-        obs = self.q("SELECT subject_id, name, t, value FROM obs WHERE name IN ('weight_kg', 'height_cm')")
-        icu_weight = self.q(cohort_sql(self.have)["icu_weight"])
-        omr = self.q(cohort_sql(self.have)["omr_values"])
+        parts = cohort_sql(self.have)
+        kept = ledger[ledger["status"] == "kept"][["stay_id", "subject_id", "intime", "outtime", "t0"]]
+        obs = self.q("SELECT subject_id, name, t, value FROM obs WHERE name IN ('weight_kg', 'height_cm') AND value > 0")
+        omr = self.q(parts["omr_values"])
+        omr = omr[omr["value"] > 0]
+        icu_weight = self.q(parts["icu_weight"]).set_index("stay_id")["weight_kg"]
         pat = self.q("SELECT subject_id, gender, anchor_age, anchor_year FROM patients "
                      "WHERE subject_id IN (SELECT subject_id FROM cohort)")  # fmt: skip
         pat = pat.sort_values(["subject_id", "anchor_year", "anchor_age", "gender"]).drop_duplicates("subject_id")
-        ep = grid.drop_duplicates("stay_id")[["stay_id", "t0", "t_end"]]
-        empty_obs, empty_omr = obs.iloc[:0], omr.iloc[:0]
-        obs_by = {k: g for k, g in obs.groupby("subject_id")}
-        omr_by = {k: g for k, g in omr.groupby("subject_id")}
-        weight_by = icu_weight.set_index("stay_id")["weight_kg"]
-        pat = pat.set_index("subject_id")
-        kept = kept.drop(columns=["t0"]).merge(ep, on="stay_id")
-        sources = {}
-        out = {}
-        for st in kept.itertuples(index=False):
-            row = {}
-            for name, max_age in (("weight_kg", s["weight_max_age_days"]), ("height_cm", 365.0)):
-                o = obs_by.get(st.subject_id, empty_obs)
-                o = o[(o["name"] == name) & (o["t"] >= st.intime)
-                      & (o["t"] <= st.outtime) & (o["value"] > 0)].sort_values(["t", "value"])  # fmt: skip
-                value, source = (o["value"].iloc[0], "chartevents") if len(o) else (np.nan, "")
-                if np.isnan(value) and name == "weight_kg":
-                    w = weight_by.get(st.stay_id, np.nan)
-                    if w > 0:
-                        value, source = float(w), "inputevents.patientweight"
-                if np.isnan(value):
-                    m = omr_by.get(st.subject_id, empty_omr)
-                    m = m[(m["name"] == name) & (m["value"] > 0)].copy()
-                    m["age"] = (m["t"] - st.t0.normalize()).abs()
-                    m = m[m["age"] <= pd.Timedelta(days=max_age)].sort_values(["age", "t", "value"])
-                    if len(m):
-                        value, source = float(m["value"].iloc[0]), "omr"
-                row[name] = value
-                key = f"{name} {source or 'none'}"
-                sources[key] = sources.get(key, 0) + 1
-            known = st.subject_id in pat.index
-            p = pat.loc[st.subject_id] if known else None
-            row["age"] = float(p["anchor_age"] + (st.t0.year - p["anchor_year"])) if known else np.nan
-            g = str(p["gender"]).upper() if known else ""
-            row["sex"] = 1.0 if g == "F" else 0.0 if g == "M" else np.nan
-            out[st.stay_id] = row
+        cov = kept.set_index("stay_id")
+        sources: dict[str, int] = {}
+        for name, max_age in (("weight_kg", s["weight_max_age_days"]), ("height_cm", 365.0)):
+            chart = kept.merge(obs[obs["name"] == name], on="subject_id")
+            chart = chart[(chart["t"] >= chart["intime"]) & (chart["t"] <= chart["outtime"])]
+            chart = chart.sort_values(["stay_id", "t", "value"]).drop_duplicates("stay_id").set_index("stay_id")
+            value = chart["value"].reindex(cov.index)
+            source = pd.Series(np.where(value.notna(), "chartevents", ""), index=cov.index)
+            if name == "weight_kg":
+                icu = icu_weight.reindex(cov.index)
+                use = value.isna() & (icu > 0)
+                value[use], source[use] = icu[use], "inputevents.patientweight"
+            near = kept.merge(omr[omr["name"] == name], on="subject_id")
+            near["age"] = (near["t"] - near["t0"].dt.normalize()).abs()
+            near = near[near["age"] <= pd.Timedelta(days=max_age)]
+            near = near.sort_values(["stay_id", "age", "t", "value"]).drop_duplicates("stay_id").set_index("stay_id")
+            from_omr = near["value"].reindex(cov.index)
+            use = value.isna() & from_omr.notna()
+            value[use], source[use] = from_omr[use], "omr"
+            cov[name] = value
+            for key, count in source.replace("", "none").value_counts().items():
+                sources[f"{name} {key}"] = int(count)
+        p = cov[["subject_id"]].merge(pat, on="subject_id", how="left").set_index(cov.index)
+        cov["age"] = (p["anchor_age"] + (cov["t0"].dt.year - p["anchor_year"])).astype(float)
+        cov["sex"] = p["gender"].astype(object).str.upper().map({"F": 1.0, "M": 0.0}).astype(float)
         self.report.covariate_sources = dict(sorted(sources.items()))
-        cov = pd.DataFrame.from_dict(out, orient="index")
-        cov.index.name = "stay_id"
-        grid = grid.merge(cov.reset_index(), on="stay_id", how="left")
+        grid = grid.merge(cov[["weight_kg", "height_cm", "age", "sex"]].reset_index(), on="stay_id", how="left")
         dial = self.q("SELECT subject_id, t, t_end FROM dialysis_events")
         day = pd.Timedelta(hours=24)
-        per_stay, now = {}, np.zeros(len(grid), dtype=bool)
-        dial_by = {k: g for k, g in dial.groupby("subject_id")}
-        for sid, g in grid.groupby("stay_id", sort=False):
-            d = dial_by.get(g["subject_id"].iloc[0], dial.iloc[:0])
-            t0, t_end = g["t0"].iloc[0], g["t_end"].iloc[0]
-            per_stay[sid] = int(((d["t"] <= t_end) & (d["t_end"] >= t0 - day)).any())
-            for i, t in zip(g.index, g["t"]):
-                now[i] = bool(((d["t"] <= t) & (d["t_end"] > t - day)).any())
-        grid["dialysis"] = grid["stay_id"].map(per_stay).astype(float)
-        grid["dialysis_24h"] = now
+        spans = grid.drop_duplicates("stay_id")[["stay_id", "subject_id", "t0", "t_end"]].merge(dial, on="subject_id")
+        on = spans[(spans["t"] <= spans["t_end_x"]) & (spans["t_end_y"] >= spans["t0"] - day)]["stay_id"]
+        grid["dialysis"] = grid["stay_id"].isin(set(on)).astype(float)
+        rows = grid[["row", "subject_id", "t"]].merge(dial, on="subject_id", suffixes=("", "_d"))
+        now = rows[(rows["t_d"] <= rows["t"]) & (rows["t_end"] > rows["t"] - day)]["row"]
+        grid["dialysis_24h"] = grid["row"].isin(set(now))
         return grid
 
     def _cut(self, grid: pd.DataFrame, ledger: pd.DataFrame) -> pd.DataFrame:
