@@ -706,8 +706,11 @@ class _Extraction:
                         filled[name] += 1
                         last = time[k]
                         continue
-                    what = "vancomycin level" if name == "vanco_level" else name
-                    stop, why = k, f"no {what} within {lookback:g} h"
+                    if name == "vanco_level":  # carried level_max_age_h by the table, lookback more by the converter
+                        why = f"no vancomycin level drawn in the last {s['level_max_age_h'] + lookback:g} h"
+                    else:
+                        why = f"no {name} within {lookback:g} h"
+                    stop = k
                     break
             unknown = np.flatnonzero(g["unknown_dose"].to_numpy())
             if unknown.size and unknown[0] == 0 and stop > 0:
