@@ -212,3 +212,35 @@ def test_end_to_end_on_the_demo_without_edits(tmp_path):
     for row in rows:
         assert "recommended dose" in run("recommend", "--model", model, "--csv", str(out), "--row", str(row))
     run("export", "--model", model, "--format", "bundle", "--out", str(tmp_path / "bundle.safetensors"))
+
+
+def test_levels_weights_and_labs_respect_their_limits(demo):
+    table = demo.table
+    level = table.vanco_level.notna()
+    assert (table.vanco_level_age_h[level] <= 72.0).all() and table.vanco_level_age_h[~level].isna().all()
+    assert (table.vanco_level_age_h[level] <= table.time_h[level]).all()  # drawn since the course's first dose
+    assert not (table.step.eq(0) & level & ~table.level_measured).any()  # no level of an earlier stay at step 0
+    # labs by subject and time: a creatinine with no hadm_id in labevents reaches the table
+    labs = raw("labevents")
+    orphan = labs[(labs.itemid == 50912) & labs.hadm_id.isna() & labs.subject_id.isin(table.subject_id)]
+    orphan_t = pd.to_datetime(orphan.charttime)
+    rows = table.merge(orphan.assign(charttime=orphan_t), on="subject_id")
+    age = (pd.to_datetime(rows.decision_time) - rows.charttime) / pd.Timedelta(hours=1)
+    hit = rows[(age >= 0) & (age < np.where(rows.step == 0, 24.0, 12.0)) & np.isclose(rows.creatinine, rows.valuenum)]
+    assert len(hit) > 0
+    assert set(demo.report.covariate_sources) <= {"weight_kg inputevents.patientweight", "height_cm omr", "height_cm none"}
+
+
+@pytest.mark.slow
+def test_hour_rounded_order_times_and_the_default_presets_data(demo):
+    strict = extract_mimic(DEMO, fill_missing_vitals=True, order_tolerance_h=1e-6)
+    unknown = "counted in doses, no IV vancomycin order in mg then"
+    assert (strict.doses.fate == unknown).sum() > (demo.doses.fate == unknown).sum()
+    assert strict.report.doses_used < demo.report.doses_used
+    # dialysis is constant within a stay, as the PK features of the default and residual presets need
+    assert (demo.table.groupby("stay_id").dialysis.nunique() == 1).all() and demo.table.dialysis.sum() > 0
+    from vanco_offline.data import CarryForward, convert
+
+    result = convert(demo.table, "continuous", impute=CarryForward(max_age_h=24), fill_unmeasured_level=True,
+                     covariates=True, last_dose=True, pk_features=True, reward="exposure")  # fmt: skip
+    assert result.report.transitions_out > 300
