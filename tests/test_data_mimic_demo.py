@@ -48,7 +48,9 @@ def test_counts_agree_with_pandas_on_the_raw_files(demo):
     r = demo.report
     assert r.stays_in_icu == stays.stay_id.nunique() == 140
     assert r.records["inputevents 225798 rows"] == len(ie) == 308
-    assert r.records["  IV order category"] == int((ie.ordercategoryname == "08-Antibiotics (IV)").sum()) == 236
+    assert (
+        r.records["  IV order category"] == int((ie.ordercategoryname == "08-Antibiotics (IV)").sum()) == 236
+    )
     assert r.records["eMAR vancomycin events"] == len(em)
     given = em.event_txt.str.lower().isin(["administered", "delayed administered", "started"])
     assert r.records["  not an administration (Not Given, Hold, Stopped, ...)"] == int((~given).sum())
@@ -56,7 +58,9 @@ def test_counts_agree_with_pandas_on_the_raw_files(demo):
     assert r.doses["IV doses"] == r.doses_used + sum(r.doses_left_out.values())
     assert r.stays_with_vancomycin == r.stays_kept + sum(r.stays_dropped.values())
     assert r.rows == len(demo.table) and r.stays_kept == demo.table.stay_id.nunique()
-    assert len(demo.stays) == r.stays_with_vancomycin and (demo.stays.status != "dropped").sum() == r.stays_kept
+    assert (
+        len(demo.stays) == r.stays_with_vancomycin and (demo.stays.status != "dropped").sum() == r.stays_kept
+    )
 
 
 def test_every_iv_dose_in_an_icu_stay_is_used_or_left_out_with_a_reason(demo):
@@ -67,7 +71,10 @@ def test_every_iv_dose_in_an_icu_stay_is_used_or_left_out_with_a_reason(demo):
     ie = ie[(ie.itemid == 225798) & (ie.ordercategoryname == "08-Antibiotics (IV)")]
     em = raw("emar")
     rx_route = raw("prescriptions").drop_duplicates("pharmacy_id").set_index("pharmacy_id")["route"]
-    em = em[(em.medication == "Vancomycin") & em.event_txt.isin(["Administered", "Delayed Administered", "Started"])]
+    em = em[
+        (em.medication == "Vancomycin")
+        & em.event_txt.isin(["Administered", "Delayed Administered", "Started"])
+    ]
     em = em[em.pharmacy_id.map(rx_route).eq("IV")]
     em_stay = _icu_stay(em.subject_id, pd.to_datetime(em.charttime), stays)
     em = em[em_stay.notna()]
@@ -76,7 +83,10 @@ def test_every_iv_dose_in_an_icu_stay_is_used_or_left_out_with_a_reason(demo):
     assert all(f"emar:{e}" in records for e in em.emar_id)
     ie_records = ledger[ledger.source == "inputevents"]
     assert (ie_records.route == "IV").sum() == len(ie)
-    iv = ledger[ledger.record.isin({f"emar:{e}" for e in em.emar_id}) | (ledger.source == "inputevents") & (ledger.route == "IV")]
+    iv = ledger[
+        ledger.record.isin({f"emar:{e}" for e in em.emar_id})
+        | (ledger.source == "inputevents") & (ledger.route == "IV")
+    ]
     assert iv.fate.notna().all() and (iv.fate != "").all()
     used = ledger[ledger.fate == "used"]  # with the ward doses of a course that began before the ICU
     assert len(used) == demo.report.doses_used and set(iv.record[iv.fate == "used"]) <= set(used.record)
@@ -108,7 +118,10 @@ def test_no_oral_dose_appears(demo):
     # issue 25 finding 1: stay 34807493 started on an oral dose charted with an IV order's mg
     first = demo.table[demo.table.stay_id == 34807493].iloc[0]
     t0 = used[used.table_stay == 34807493].t.min()
-    assert first.decision_time == t0 and (used[used.table_stay == 34807493].source.isin(["inputevents", "emar"])).all()
+    assert (
+        first.decision_time == t0
+        and (used[used.table_stay == 34807493].source.isin(["inputevents", "emar"])).all()
+    )
 
 
 def _copy(tmp: Path, transform) -> Path:
@@ -167,11 +180,22 @@ def test_out_never_replaces_a_file_or_writes_into_the_input(tmp_path, capsys):
 @pytest.mark.parametrize("value", ["inf", "nan", "0", "-12", "x"])
 def test_interval_must_be_a_positive_finite_number(tmp_path, capsys, value):
     with pytest.raises(SystemExit) as exit_:
-        main(["extract", "mimic", "--mimic-dir", str(DEMO), "--out", str(tmp_path / "t.csv"), f"--interval-h={value}"])
+        main(
+            [
+                "extract",
+                "mimic",
+                "--mimic-dir",
+                str(DEMO),
+                "--out",
+                str(tmp_path / "t.csv"),
+                f"--interval-h={value}",
+            ]
+        )
     err = capsys.readouterr().err.strip().splitlines()
     assert exit_.value.code == 2 and "--interval-h" in err[-1] and "Traceback" not in "".join(err)
 
 
+@pytest.mark.slow
 def test_a_folder_name_with_glob_characters_is_read_exactly(tmp_path):
     site = tmp_path / "site[1]"
     shutil.copytree(DEMO, site)
@@ -188,7 +212,7 @@ def test_a_folder_name_with_glob_characters_is_read_exactly(tmp_path):
 
 @pytest.mark.slow
 def test_end_to_end_on_the_demo_without_edits(tmp_path):
-    """extract -> convert (as printed) -> train residual -> evaluate (twin, no truth) -> recommend -> export."""
+    """extract, convert (as printed), train residual, evaluate (twin, no truth), recommend, export."""
 
     def run(*argv: str) -> str:
         buf = io.StringIO()
@@ -202,10 +226,26 @@ def test_end_to_end_on_the_demo_without_edits(tmp_path):
     suggestion = next(line for line in printed.splitlines() if line.startswith("next: vanco-offline convert"))
     run(*suggestion.removeprefix("next: vanco-offline ").split())
     logs = tmp_path / "logs"
-    run("train", "--config", "residual", "--data", str(out), "--steps", "20", "--experiment", "r",
-        "--log-dir", str(logs), "--impute-max-age-h", "24", "--quiet")  # fmt: skip
+    run(
+        "train",
+        "--config",
+        "residual",
+        "--data",
+        str(out),
+        "--steps",
+        "20",
+        "--experiment",
+        "r",
+        "--log-dir",
+        str(logs),
+        "--impute-max-age-h",
+        "24",
+        "--quiet",
+    )
     model = str(logs / "r")
-    report = run("evaluate", "--model", model, "--data", str(out), "--twin-prior", "published", "--fqe-steps", "20")
+    report = run(
+        "evaluate", "--model", model, "--data", str(out), "--twin-prior", "published", "--fqe-steps", "20"
+    )
     assert "twin" in report
     table = pd.read_csv(out)
     rows = sorted(set(table.groupby("stay_id").tail(1).index[:10]) | set(table.index[table.step == 4][:5]))
@@ -218,17 +258,27 @@ def test_levels_weights_and_labs_respect_their_limits(demo):
     table = demo.table
     level = table.vanco_level.notna()
     assert (table.vanco_level_age_h[level] <= 72.0).all() and table.vanco_level_age_h[~level].isna().all()
-    assert (table.vanco_level_age_h[level] <= table.time_h[level]).all()  # drawn since the course's first dose
-    assert not (table.step.eq(0) & level & ~table.level_measured).any()  # no level of an earlier stay at step 0
+    assert (
+        table.vanco_level_age_h[level] <= table.time_h[level]
+    ).all()  # drawn since the course's first dose
+    assert not (
+        table.step.eq(0) & level & ~table.level_measured
+    ).any()  # no level of an earlier stay at step 0
     # labs by subject and time: a creatinine with no hadm_id in labevents reaches the table
     labs = raw("labevents")
     orphan = labs[(labs.itemid == 50912) & labs.hadm_id.isna() & labs.subject_id.isin(table.subject_id)]
     orphan_t = pd.to_datetime(orphan.charttime)
     rows = table.merge(orphan.assign(charttime=orphan_t), on="subject_id")
     age = (pd.to_datetime(rows.decision_time) - rows.charttime) / pd.Timedelta(hours=1)
-    hit = rows[(age >= 0) & (age < np.where(rows.step == 0, 24.0, 12.0)) & np.isclose(rows.creatinine, rows.valuenum)]
+    hit = rows[
+        (age >= 0) & (age < np.where(rows.step == 0, 24.0, 12.0)) & np.isclose(rows.creatinine, rows.valuenum)
+    ]
     assert len(hit) > 0
-    assert set(demo.report.covariate_sources) <= {"weight_kg inputevents.patientweight", "height_cm omr", "height_cm none"}
+    assert set(demo.report.covariate_sources) <= {
+        "weight_kg inputevents.patientweight",
+        "height_cm omr",
+        "height_cm none",
+    }
 
 
 @pytest.mark.slow
@@ -241,6 +291,14 @@ def test_hour_rounded_order_times_and_the_default_presets_data(demo):
     assert (demo.table.groupby("stay_id").dialysis.nunique() == 1).all() and demo.table.dialysis.sum() > 0
     from vanco_offline.data import CarryForward, convert
 
-    result = convert(demo.table, "continuous", impute=CarryForward(max_age_h=24), fill_unmeasured_level=True,
-                     covariates=True, last_dose=True, pk_features=True, reward="exposure")  # fmt: skip
+    result = convert(
+        demo.table,
+        "continuous",
+        impute=CarryForward(max_age_h=24),
+        fill_unmeasured_level=True,
+        covariates=True,
+        last_dose=True,
+        pk_features=True,
+        reward="exposure",
+    )
     assert result.report.transitions_out > 300

@@ -37,9 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--mimic-dir", metavar="DIR", help="the MIMIC-IV folder holding hosp/ and icu/, as PhysioNet ships it"
     )
     parser.add_argument(
-        "--out", metavar="FILE",
-        help="the dosing table to write (.csv, .csv.gz, .parquet); NAME.doses.csv and NAME.stays.csv beside it",
-    )  # fmt: skip
+        "--out",
+        metavar="FILE",
+        help="the dosing table to write (.csv, .csv.gz, .parquet); NAME.doses.csv and NAME.stays.csv "
+        "beside it",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input)")
     parser.add_argument(
         "--interval-h", type=_hours, default=12.0, metavar="H", help="hours between decisions (default 12 h)"
@@ -48,19 +50,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-days", type=_hours, default=7.0, metavar="D", help="longest episode in days (default 7 d)"
     )
     parser.add_argument(
-        "--lookback-h", type=_hours, default=24.0, metavar="H",
+        "--lookback-h",
+        type=_hours,
+        default=24.0,
+        metavar="H",
         help="how far back a stay's first row looks for each value, and the converter's --impute-max-age-h "
         "the table is made to pass (default 24 h)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--level-max-age-h", type=_hours, default=72.0, metavar="H",
+        "--level-max-age-h",
+        type=_hours,
+        default=72.0,
+        metavar="H",
         help="oldest vancomycin level carried forward (default 72 h)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--fill-missing-vitals", action="store_true",
+        "--fill-missing-vitals",
+        action="store_true",
         help="write reference vitals (HR 80, SBP 120, 37 C) where nothing was charted (no chartevents, or "
         "before ICU admission), counted in the report; without it such stays are cut or dropped",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--memory-limit", default="2GB", metavar="SIZE", help="DuckDB's memory limit (default 2GB; it spills)"
     )
@@ -100,7 +109,9 @@ def check_outputs(out: str, mimic_dir: str, overwrite: bool) -> list[Path]:
     for path in paths:
         resolved = path.resolve()
         if resolved == root or root in resolved.parents:
-            raise ValueError(f"--out {out}: {path} is inside --mimic-dir {mimic_dir}; write the table elsewhere")
+            raise ValueError(
+                f"--out {out}: {path} is inside --mimic-dir {mimic_dir}; write the table elsewhere"
+            )
         if path.is_symlink():
             raise ValueError(f"--out {out}: {path} is a symbolic link; give a plain path")
         if path.is_dir():
@@ -125,10 +136,14 @@ def run(args: argparse.Namespace) -> int:
 
     out, doses_path, stays_path = check_outputs(args.out, args.mimic_dir, args.overwrite)
     result = extract_mimic(
-        args.mimic_dir, args.interval_h, args.max_days, lookback_h=args.lookback_h,
-        level_max_age_h=args.level_max_age_h, fill_missing_vitals=args.fill_missing_vitals,
+        args.mimic_dir,
+        args.interval_h,
+        args.max_days,
+        lookback_h=args.lookback_h,
+        level_max_age_h=args.level_max_age_h,
+        fill_missing_vitals=args.fill_missing_vitals,
         memory_limit=args.memory_limit,
-    )  # fmt: skip
+    )
     report = result.report
     with _unique_partial(doses_path) as p:
         result.doses.to_csv(p, index=False)

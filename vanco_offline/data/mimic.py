@@ -77,10 +77,19 @@ MIMIC_TABLES: dict[str, tuple[str, tuple[str, ...], bool]] = {
     "icustays": ("icu", ("subject_id", "hadm_id", "stay_id", "intime", "outtime"), True),
     "inputevents": (
         "icu",
-        ("stay_id", "starttime", "itemid", "amount", "amountuom", "statusdescription", "ordercategoryname",
-         "orderid", "patientweight"),
+        (
+            "stay_id",
+            "starttime",
+            "itemid",
+            "amount",
+            "amountuom",
+            "statusdescription",
+            "ordercategoryname",
+            "orderid",
+            "patientweight",
+        ),
         True,
-    ),  # fmt: skip
+    ),
     "labevents": ("hosp", ("subject_id", "itemid", "charttime", "valuenum"), True),
     "patients": ("hosp", ("subject_id", "gender", "anchor_age", "anchor_year"), True),
     "chartevents": ("icu", ("subject_id", "charttime", "itemid", "valuenum"), False),
@@ -88,10 +97,19 @@ MIMIC_TABLES: dict[str, tuple[str, tuple[str, ...], bool]] = {
     "omr": ("hosp", ("subject_id", "chartdate", "result_name", "result_value"), False),
     "prescriptions": (
         "hosp",
-        ("subject_id", "hadm_id", "pharmacy_id", "starttime", "stoptime", "drug", "dose_val_rx", "dose_unit_rx",
-         "route"),
+        (
+            "subject_id",
+            "hadm_id",
+            "pharmacy_id",
+            "starttime",
+            "stoptime",
+            "drug",
+            "dose_val_rx",
+            "dose_unit_rx",
+            "route",
+        ),
         False,
-    ),  # fmt: skip
+    ),
     "emar": (
         "hosp",
         ("subject_id", "hadm_id", "emar_id", "charttime", "medication", "event_txt", "pharmacy_id"),
@@ -99,20 +117,41 @@ MIMIC_TABLES: dict[str, tuple[str, tuple[str, ...], bool]] = {
     ),
     "emar_detail": (
         "hosp",
-        ("emar_id", "parent_field_ordinal", "dose_due", "dose_due_unit", "dose_given", "dose_given_unit",
-         "route"),
+        (
+            "emar_id",
+            "parent_field_ordinal",
+            "dose_due",
+            "dose_due_unit",
+            "dose_given",
+            "dose_given_unit",
+            "route",
+        ),
         False,
-    ),  # fmt: skip
+    ),
 }
 _SUFFIXES = (".csv.gz", ".csv", ".parquet")
 _GLOB = set("*?[]{}")
 _TYPES = {
-    "subject_id": "BIGINT", "hadm_id": "BIGINT", "stay_id": "BIGINT", "itemid": "BIGINT", "orderid": "BIGINT",
-    "pharmacy_id": "BIGINT", "amount": "DOUBLE", "valuenum": "DOUBLE", "anchor_age": "DOUBLE",
-    "anchor_year": "BIGINT", "patientweight": "DOUBLE", "parent_field_ordinal": "DOUBLE",
-    "intime": "TIMESTAMP", "outtime": "TIMESTAMP", "starttime": "TIMESTAMP", "endtime": "TIMESTAMP",
-    "stoptime": "TIMESTAMP", "charttime": "TIMESTAMP", "chartdate": "DATE",
-}  # fmt: skip
+    "subject_id": "BIGINT",
+    "hadm_id": "BIGINT",
+    "stay_id": "BIGINT",
+    "itemid": "BIGINT",
+    "orderid": "BIGINT",
+    "pharmacy_id": "BIGINT",
+    "amount": "DOUBLE",
+    "valuenum": "DOUBLE",
+    "anchor_age": "DOUBLE",
+    "anchor_year": "BIGINT",
+    "patientweight": "DOUBLE",
+    "parent_field_ordinal": "DOUBLE",
+    "intime": "TIMESTAMP",
+    "outtime": "TIMESTAMP",
+    "starttime": "TIMESTAMP",
+    "endtime": "TIMESTAMP",
+    "stoptime": "TIMESTAMP",
+    "charttime": "TIMESTAMP",
+    "chartdate": "DATE",
+}
 #: Reference values written by ``fill_missing_vitals`` where no vital sign was charted.
 VITAL_REFERENCE: dict[str, float] = {"heart_rate": 80.0, "sbp": 120.0, "temperature": 37.0}
 FEATURES = ("vanco_level", "creatinine", "wbc", "bun", "temperature", "sbp", "heart_rate")
@@ -166,11 +205,18 @@ class ExtractionReport:
         lines.append(f"    {'used in the table':<58}{n(self.doses_used)}")
         lines += [f"    left out: {k:<48}{n(v)}" for k, v in self.doses_left_out.items()]
         if self.multi_order_doses:
-            lines.append(f"    {'mg summed over orders started and stopped together':<58}{n(self.multi_order_doses)}")
+            lines.append(
+                f"    {'mg summed over orders started and stopped together':<58}{n(self.multi_order_doses)}"
+            )
         if self.ambiguous_orders:
-            lines.append(f"    {'order chosen among orders started together (latest stop)':<58}{n(self.ambiguous_orders)}")
+            lines.append(
+                f"    {'order chosen among orders started together (latest stop)':<58}"
+                f"{n(self.ambiguous_orders)}"
+            )
         if self.mg_disagreements:
-            lines.append(f"    {'inputevents mg differed from eMAR (eMAR used)':<58}{n(self.mg_disagreements)}")
+            lines.append(
+                f"    {'inputevents mg differed from eMAR (eMAR used)':<58}{n(self.mg_disagreements)}"
+            )
         lines.append("  ICU stays")
         lines.append(f"    {'in icustays':<58}{n(self.stays_in_icu)}")
         lines.append(f"    {'with a vancomycin record (any route)':<58}{n(self.stays_with_vancomycin)}")
@@ -178,13 +224,17 @@ class ExtractionReport:
         lines += [f"    dropped: {k:<49}{n(v)}" for k, v in self.stays_dropped.items()]
         lines.append(f"    {'kept':<58}{n(self.stays_kept)}  ({self.rows:,} decision rows)")
         if self.rows_before_icu:
-            lines.append(f"    {'rows before ICU admission (course began outside the ICU)':<58}{n(self.rows_before_icu)}")
+            lines.append(
+                f"    {'rows before ICU admission (course began outside the ICU)':<58}"
+                f"{n(self.rows_before_icu)}"
+            )
         if self.stays_cut:
             lines.append(f"    {'of which cut short':<58}{n(self.stays_cut)}")
             lines += [f"      at {k:<53}{n(v)}" for k, v in self.cuts.items()]
         if self.single_decision_stays:
             lines.append(
-                f"    {'of which one decision only (the converter lists them)':<58}{n(self.single_decision_stays)}"
+                f"    {'of which one decision only (the converter lists them)':<58}"
+                f"{n(self.single_decision_stays)}"
             )
         if any(self.filled_vitals.values()):
             filled = ", ".join(f"{k} {v:,}" for k, v in self.filled_vitals.items() if v)
@@ -193,7 +243,9 @@ class ExtractionReport:
             gaps = ", ".join(f"{k} {v:,}" for k, v in self.missing_values.items() if v)
             lines.append(f"  empty cells (the converter carries them, --impute-max-age-h): {gaps}")
         if self.covariate_sources:
-            lines.append("  covariates from: " + ", ".join(f"{k} {v:,}" for k, v in self.covariate_sources.items()))
+            lines.append(
+                "  covariates from: " + ", ".join(f"{k} {v:,}" for k, v in self.covariate_sources.items())
+            )
         for column, why in self.columns_left_out.items():
             lines.append(f"  column {column} not written: {why} (the converter needs it in every row)")
         tables = ", ".join(f"{name}={Path(path).name}" for name, path in self.tables.items())
@@ -243,8 +295,7 @@ def find_tables(mimic_dir: str | Path) -> dict[str, Path]:
             absent.append(f"{module}/{name}")
     if absent:
         raise ValueError(
-            f"--mimic-dir {root}: missing table(s) {', '.join(absent)} "
-            f"(as {' / '.join(_SUFFIXES)})"
+            f"--mimic-dir {root}: missing table(s) {', '.join(absent)} (as {' / '.join(_SUFFIXES)})"
         )
     return found
 
@@ -379,7 +430,9 @@ def extract_mimic(
 class _Extraction:
     """The steps of :func:`extract_mimic` over one DuckDB connection."""
 
-    def __init__(self, con: Any, have: Mapping[str, bool], settings: dict[str, Any], report: ExtractionReport):
+    def __init__(
+        self, con: Any, have: Mapping[str, bool], settings: dict[str, Any], report: ExtractionReport
+    ):
         self.con, self.have, self.s, self.report = con, have, settings, report
         self.h = settings["interval_h"]
 
@@ -398,21 +451,31 @@ class _Extraction:
         doses = self._records(ie, em, rx, stays)
         episodes, stay_ledger = self._episodes(doses, stays)
         table = self._finish(self._table(episodes, doses, stay_ledger), doses, stay_ledger)
-        return MimicExtraction(table, self.report, doses.drop(columns=["given", "counted_in_doses", "reason"]),
-                               stay_ledger)
+        return MimicExtraction(
+            table, self.report, doses.drop(columns=["given", "counted_in_doses", "reason"]), stay_ledger
+        )
 
-    def _records(self, ie: pd.DataFrame, em: pd.DataFrame, rx: pd.DataFrame, stays: pd.DataFrame) -> pd.DataFrame:
+    def _records(
+        self, ie: pd.DataFrame, em: pd.DataFrame, rx: pd.DataFrame, stays: pd.DataFrame
+    ) -> pd.DataFrame:
         """Every vancomycin record of inputevents and eMAR, one row each, with its route and mg."""
         s = self.s
         ie = ie.merge(stays[["stay_id", "subject_id", "hadm_id"]], on="stay_id", how="left")
         ie["source"] = "inputevents"
         ie["record"] = (
-            "inputevents:" + ie["stay_id"].astype("Int64").astype(str) + "@" + ie["t"].astype(str)
-            + "#" + ie["orderid"].astype("Int64").astype(str)
-        )  # fmt: skip
+            "inputevents:"
+            + ie["stay_id"].astype("Int64").astype(str)
+            + "@"
+            + ie["t"].astype(str)
+            + "#"
+            + ie["orderid"].astype("Int64").astype(str)
+        )
         category = ie["category"].str.lower()
-        ie["route"] = np.where(category.str.contains(r"non[ -]?iv"), "non-IV",
-                               np.where(category.str.contains(r"\(iv\)"), "IV", "unknown"))  # fmt: skip
+        ie["route"] = np.where(
+            category.str.contains(r"non[ -]?iv"),
+            "non-IV",
+            np.where(category.str.contains(r"\(iv\)"), "IV", "unknown"),
+        )
         ie["detail"] = "order category " + ie["category"].where(ie["category"] != "", "(empty)")
         ie["given"] = True
         unit_mg = ie["uom"].map({"mg": 1.0, "g": 1000.0, "grams": 1000.0})
@@ -429,16 +492,22 @@ class _Extraction:
         event = em["event_txt"].fillna("").str.lower()
         em["given"] = event.isin(_GIVEN)
         order_route = (
-            rx.dropna(subset=["pharmacy_id"]).groupby("pharmacy_id")["route"]
+            rx.dropna(subset=["pharmacy_id"])
+            .groupby("pharmacy_id")["route"]
             .agg(lambda r: ",".join(sorted({str(x).upper() for x in r.dropna()})))
-        )  # fmt: skip
+        )
         route = em["pharmacy_id"].map(order_route).astype(object).fillna("")
         detail = em["detail_route"].fillna("").str.upper()
         route = route.where(route != "", detail)
         oral_name = em["medication"].fillna("").str.lower().str.contains("oral|enema|capsule").astype(bool)
-        is_iv = route.str.split(",").apply(lambda parts: bool(parts) and all(p.startswith("IV") for p in parts))
-        em["route"] = np.where(route == "", np.where(oral_name, "non-IV", "unknown"),
-                               np.where(is_iv & ~oral_name, "IV", "non-IV"))  # fmt: skip
+        is_iv = route.str.split(",").apply(
+            lambda parts: bool(parts) and all(p.startswith("IV") for p in parts)
+        )
+        em["route"] = np.where(
+            route == "",
+            np.where(oral_name, "non-IV", "unknown"),
+            np.where(is_iv & ~oral_name, "IV", "non-IV"),
+        )
         em["detail"] = "route " + route.where(route != "", "(none)") + ", " + em["medication"].astype(str)
         em["mg"] = em["mg_given"].where(em["mg_given"].notna(), em["mg_due"])
         em["counted_in_doses"] = False
@@ -446,20 +515,34 @@ class _Extraction:
         em.loc[em["t"].isna(), "reason"] = "no time"
         em["stay_id"] = _stay_at(em, stays)
 
-        cols = ["record", "source", "subject_id", "hadm_id", "stay_id", "t", "route", "detail", "given", "mg",
-                "counted_in_doses", "reason"]  # fmt: skip
+        cols = [
+            "record",
+            "source",
+            "subject_id",
+            "hadm_id",
+            "stay_id",
+            "t",
+            "route",
+            "detail",
+            "given",
+            "mg",
+            "counted_in_doses",
+            "reason",
+        ]
         rec = pd.concat([ie[cols], em[cols]], ignore_index=True)
         rec = rec.sort_values(["subject_id", "t", "record"], na_position="last", kind="mergesort")
         rec = rec.reset_index(drop=True)
         self.report.records = {
-            "inputevents 225798 rows": int(len(ie)),
+            "inputevents 225798 rows": len(ie),
             "  IV order category": int((ie["route"] == "IV").sum()),
             "  not IV (e.g. 09-Antibiotics (Non IV))": int((ie["route"] == "non-IV").sum()),
             "  order category unknown": int((ie["route"] == "unknown").sum()),
-            "eMAR vancomycin events": int(len(em)),
+            "eMAR vancomycin events": len(em),
             "  not an administration (Not Given, Hold, Stopped, ...)": int((~em["given"]).sum()),
             "  administrations, IV": int((em["given"] & (em["route"] == "IV")).sum()),
-            "  administrations, not IV (PO/NG, oral, enema)": int((em["given"] & (em["route"] == "non-IV")).sum()),
+            "  administrations, not IV (PO/NG, oral, enema)": int(
+                (em["given"] & (em["route"] == "non-IV")).sum()
+            ),
             "  administrations, route unknown": int((em["given"] & (em["route"] == "unknown")).sum()),
         }
         rec["fate"] = None
@@ -484,7 +567,7 @@ class _Extraction:
         used_a: set[int] = set()
         used_b: set[int] = set()
         disagree = 0
-        for ia, ib in zip(pairs["index_a"].tolist(), pairs["index_b"].tolist()):
+        for ia, ib in zip(pairs["index_a"].tolist(), pairs["index_b"].tolist(), strict=True):
             if ia in used_a or ib in used_b:
                 continue
             used_a.add(ia)
@@ -504,24 +587,41 @@ class _Extraction:
     def _order_mg(self, rec: pd.DataFrame, rx: pd.DataFrame, tolerance_h: float) -> pd.DataFrame:
         """The mg of an inputevents amount counted in doses, from the IV order active then."""
         need = rec["fate"].isna() & rec["counted_in_doses"]
-        rec.loc[rec["fate"].isna() & ~rec["counted_in_doses"] & rec["mg"].isna() & rec["source"].eq("inputevents"),
-                "fate"] = "amount not in mg or g (a volume)"  # fmt: skip
-        orders = rx[rx["route"].fillna("").str.upper().str.startswith("IV") & rx["mg"].notna()
-                    & ~rx["drug"].fillna("").str.lower().str.contains("oral")].copy()  # fmt: skip
+        rec.loc[
+            rec["fate"].isna()
+            & ~rec["counted_in_doses"]
+            & rec["mg"].isna()
+            & rec["source"].eq("inputevents"),
+            "fate",
+        ] = "amount not in mg or g (a volume)"
+        orders = rx[
+            rx["route"].fillna("").str.upper().str.startswith("IV")
+            & rx["mg"].notna()
+            & ~rx["drug"].fillna("").str.lower().str.contains("oral")
+        ].copy()
         orders = orders.dropna(subset=["hadm_id", "starttime"])
         doses = rec.loc[need, ["hadm_id", "t", "record"]].reset_index()
         cand = doses.merge(orders, on="hadm_id")
-        cand = cand[(cand["starttime"] <= cand["t"] + pd.Timedelta(hours=tolerance_h))
-                    & (cand["stoptime"].isna() | (cand["stoptime"] > cand["t"]))].copy()  # fmt: skip
+        cand = cand[
+            (cand["starttime"] <= cand["t"] + pd.Timedelta(hours=tolerance_h))
+            & (cand["stoptime"].isna() | (cand["stoptime"] > cand["t"]))
+        ].copy()
         cand["late"] = cand["starttime"] > cand["t"]
         cand["stop"] = cand["stoptime"].fillna(pd.Timestamp.max)
-        cand = cand.sort_values(["index", "late", "starttime", "stop", "pharmacy_id"],
-                                ascending=[True, True, False, False, False], kind="mergesort")  # fmt: skip
+        cand = cand.sort_values(
+            ["index", "late", "starttime", "stop", "pharmacy_id"],
+            ascending=[True, True, False, False, False],
+            kind="mergesort",
+        )
         best = cand.drop_duplicates("index")[["index", "starttime", "stop"]]
         chosen = cand.merge(best, on=["index", "starttime", "stop"])
         mg = chosen.groupby("index")["mg"].sum()  # orders started and stopped together: one multi-vial dose
         self.report.multi_order_doses = int((chosen.groupby("index").size() > 1).sum())
-        rivals = cand.merge(best[["index", "starttime"]], on=["index", "starttime"]).groupby("index")["stop"].nunique()
+        rivals = (
+            cand.merge(best[["index", "starttime"]], on=["index", "starttime"])
+            .groupby("index")["stop"]
+            .nunique()
+        )
         self.report.ambiguous_orders = int((rivals > 1).sum())
         rec["order_mg"] = np.nan
         rec.loc[mg.index, "order_mg"] = mg
@@ -534,7 +634,9 @@ class _Extraction:
         s = self.s
         h, cap = self.h, pd.Timedelta(days=s["max_days"])
         iv = rec[rec["fate"].isna() | rec["fate"].eq(_UNKNOWN_MG)]  # IV doses, counted once, mg maybe unknown
-        iv = iv.dropna(subset=["subject_id", "t"]).sort_values(["subject_id", "t", "record"], kind="mergesort")
+        iv = iv.dropna(subset=["subject_id", "t"]).sort_values(
+            ["subject_id", "t", "record"], kind="mergesort"
+        )
         # courses: a new one after a gap of more than course_gap_h
         gap = iv["t"].diff() > pd.Timedelta(hours=s["course_gap_h"])
         new = gap | iv["subject_id"].ne(iv["subject_id"].shift())
@@ -542,12 +644,16 @@ class _Extraction:
         course_start = iv.groupby("course")["t"].min()
         in_stay = iv[iv["stay_id"].notna()].copy()
         in_stay["stay_id"] = in_stay["stay_id"].astype("int64")
-        first = in_stay.drop_duplicates("stay_id")[["stay_id", "t", "course"]].rename(columns={"t": "first_icu_dose"})
+        first = in_stay.drop_duplicates("stay_id")[["stay_id", "t", "course"]].rename(
+            columns={"t": "first_icu_dose"}
+        )
         # a dose of another ICU stay earlier in the same course
         earlier = in_stay[["course", "t", "stay_id"]].rename(columns={"stay_id": "other", "t": "t_other"})
         clash = first.merge(earlier, on="course")
         clash = clash[(clash["t_other"] < clash["first_icu_dose"]) & (clash["other"] != clash["stay_id"])]
-        clash = clash.sort_values(["stay_id", "t_other"]).drop_duplicates("stay_id").set_index("stay_id")["other"]
+        clash = (
+            clash.sort_values(["stay_id", "t_other"]).drop_duplicates("stay_id").set_index("stay_id")["other"]
+        )
         any_stays = set(rec["stay_id"].dropna().astype("int64"))
         ledger = stays[stays["stay_id"].astype("int64").isin(any_stays)].copy()
         ledger = ledger[["stay_id", "subject_id", "hadm_id", "intime", "outtime"]].astype(
@@ -557,16 +663,22 @@ class _Extraction:
         ledger["t0"] = ledger["course"].map(course_start)
         ledger["status"], ledger["reason"] = "kept", ""
         no_iv = ledger["first_icu_dose"].isna()
-        ledger.loc[no_iv, ["status", "reason"]] = ["dropped", "no IV vancomycin (oral/enteral or unusable records only)"]
+        ledger.loc[no_iv, ["status", "reason"]] = [
+            "dropped",
+            "no IV vancomycin (oral/enteral or unusable records only)",
+        ]
         other = ledger["stay_id"].map(clash)
         has_other = other.notna() & ~no_iv
         ledger.loc[has_other, "status"] = "dropped"
-        ledger.loc[has_other, "reason"] = "continues the vancomycin course of ICU stay " + other[has_other].astype(
-            "int64"
-        ).astype(str)
+        ledger.loc[has_other, "reason"] = "continues the vancomycin course of ICU stay " + other[
+            has_other
+        ].astype("int64").astype(str)
         t_end = np.minimum(ledger["outtime"], ledger["t0"] + cap)
         early = (ledger["status"] == "kept") & (t_end <= ledger["intime"])
-        ledger.loc[early, ["status", "reason"]] = ["dropped", "course began max_days or more before ICU admission"]
+        ledger.loc[early, ["status", "reason"]] = [
+            "dropped",
+            "course began max_days or more before ICU admission",
+        ]
         ledger = ledger.drop(columns=["course"])
         self.report.stays_in_icu = int(stays["stay_id"].nunique())
         self.report.stays_with_vancomycin = len(ledger)
@@ -575,7 +687,9 @@ class _Extraction:
         ep["t_end"] = t_end[ep.index]
         ep["left_icu"] = ep["outtime"] <= ep["t0"] + cap
         n = (np.floor((ep["t_end"] - ep["t0"]) / pd.Timedelta(hours=h)).astype("int64") + 1).to_numpy()
-        grid = ep.loc[ep.index.repeat(n), ["stay_id", "subject_id", "hadm_id", "t0", "t_end", "intime", "left_icu"]]
+        grid = ep.loc[
+            ep.index.repeat(n), ["stay_id", "subject_id", "hadm_id", "t0", "t_end", "intime", "left_icu"]
+        ]
         grid = grid.reset_index(drop=True)
         grid["step"] = np.concatenate([np.arange(k) for k in n]) if len(n) else np.zeros(0, dtype=np.int64)
         grid["t"] = grid["t0"] + pd.to_timedelta(grid["step"] * h, unit="h")
@@ -616,10 +730,19 @@ class _Extraction:
         grid["unknown_dose"] = False
         rec["stay_row"] = pd.NA
         edges = grid[["row", "subject_id", "t"]].sort_values("t")
-        hits = pd.merge_asof(iv[["t", "subject_id", "mg"]].reset_index().sort_values("t"), edges, on="t",
-                             by="subject_id", direction="backward")  # fmt: skip
+        hits = pd.merge_asof(
+            iv[["t", "subject_id", "mg"]].reset_index().sort_values("t"),
+            edges,
+            on="t",
+            by="subject_id",
+            direction="backward",
+        )
         hits = hits.merge(grid[["row", "t", "t0"]].rename(columns={"t": "t_row"}), on="row", how="left")
-        inside = hits["row"].notna() & (hits["t"] < hits["t_row"] + pd.Timedelta(hours=h)) & (hits["t"] >= hits["t0"])
+        inside = (
+            hits["row"].notna()
+            & (hits["t"] < hits["t_row"] + pd.Timedelta(hours=h))
+            & (hits["t"] >= hits["t0"])
+        )
         hits = hits[inside]
         rec.loc[hits["index"].to_numpy(), "stay_row"] = hits["row"].astype(int).to_numpy()
         sums = hits.groupby("row")["mg"].agg(lambda m: m.sum(min_count=len(m)))
@@ -633,19 +756,28 @@ class _Extraction:
         s = self.s
         parts = cohort_sql(self.have)
         kept = ledger[ledger["status"] == "kept"][["stay_id", "subject_id", "intime", "outtime", "t0"]]
-        obs = self.q("SELECT subject_id, name, t, value FROM obs WHERE name IN ('weight_kg', 'height_cm') AND value > 0")
+        obs = self.q(
+            "SELECT subject_id, name, t, value FROM obs "
+            "WHERE name IN ('weight_kg', 'height_cm') AND value > 0"
+        )
         omr = self.q(parts["omr_values"])
         omr = omr[omr["value"] > 0]
         icu_weight = self.q(parts["icu_weight"]).set_index("stay_id")["weight_kg"]
-        pat = self.q("SELECT subject_id, gender, anchor_age, anchor_year FROM patients "
-                     "WHERE subject_id IN (SELECT subject_id FROM cohort)")  # fmt: skip
-        pat = pat.sort_values(["subject_id", "anchor_year", "anchor_age", "gender"]).drop_duplicates("subject_id")
+        pat = self.q(
+            "SELECT subject_id, gender, anchor_age, anchor_year FROM patients "
+            "WHERE subject_id IN (SELECT subject_id FROM cohort)"
+        )
+        pat = pat.sort_values(["subject_id", "anchor_year", "anchor_age", "gender"]).drop_duplicates(
+            "subject_id"
+        )
         cov = kept.set_index("stay_id")
         sources: dict[str, int] = {}
         for name, max_age in (("weight_kg", s["weight_max_age_days"]), ("height_cm", 365.0)):
             chart = kept.merge(obs[obs["name"] == name], on="subject_id")
             chart = chart[(chart["t"] >= chart["intime"]) & (chart["t"] <= chart["outtime"])]
-            chart = chart.sort_values(["stay_id", "t", "value"]).drop_duplicates("stay_id").set_index("stay_id")
+            chart = (
+                chart.sort_values(["stay_id", "t", "value"]).drop_duplicates("stay_id").set_index("stay_id")
+            )
             value = chart["value"].reindex(cov.index)
             source = pd.Series(np.where(value.notna(), "chartevents", ""), index=cov.index)
             if name == "weight_kg":
@@ -655,7 +787,11 @@ class _Extraction:
             near = kept.merge(omr[omr["name"] == name], on="subject_id")
             near["age"] = (near["t"] - near["t0"].dt.normalize()).abs()
             near = near[near["age"] <= pd.Timedelta(days=max_age)]
-            near = near.sort_values(["stay_id", "age", "t", "value"]).drop_duplicates("stay_id").set_index("stay_id")
+            near = (
+                near.sort_values(["stay_id", "age", "t", "value"])
+                .drop_duplicates("stay_id")
+                .set_index("stay_id")
+            )
             from_omr = near["value"].reindex(cov.index)
             use = value.isna() & from_omr.notna()
             value[use], source[use] = from_omr[use], "omr"
@@ -666,10 +802,14 @@ class _Extraction:
         cov["age"] = (p["anchor_age"] + (cov["t0"].dt.year - p["anchor_year"])).astype(float)
         cov["sex"] = p["gender"].astype(object).str.upper().map({"F": 1.0, "M": 0.0}).astype(float)
         self.report.covariate_sources = dict(sorted(sources.items()))
-        grid = grid.merge(cov[["weight_kg", "height_cm", "age", "sex"]].reset_index(), on="stay_id", how="left")
+        grid = grid.merge(
+            cov[["weight_kg", "height_cm", "age", "sex"]].reset_index(), on="stay_id", how="left"
+        )
         dial = self.q("SELECT subject_id, t, t_end FROM dialysis_events")
         day = pd.Timedelta(hours=24)
-        spans = grid.drop_duplicates("stay_id")[["stay_id", "subject_id", "t0", "t_end"]].merge(dial, on="subject_id")
+        spans = grid.drop_duplicates("stay_id")[["stay_id", "subject_id", "t0", "t_end"]].merge(
+            dial, on="subject_id"
+        )
         on = spans[(spans["t"] <= spans["t_end_x"]) & (spans["t_end_y"] >= spans["t0"] - day)]["stay_id"]
         grid["dialysis"] = grid["stay_id"].isin(set(on)).astype(float)
         rows = grid[["row", "subject_id", "t"]].merge(dial, on="subject_id", suffixes=("", "_d"))
@@ -706,7 +846,9 @@ class _Extraction:
                         filled[name] += 1
                         last = time[k]
                         continue
-                    if name == "vanco_level":  # carried level_max_age_h by the table, lookback more by the converter
+                    if (
+                        name == "vanco_level"
+                    ):  # carried level_max_age_h by the table, lookback more by the converter
                         why = f"no vancomycin level drawn in the last {s['level_max_age_h'] + lookback:g} h"
                     else:
                         why = f"no {name} within {lookback:g} h"
@@ -741,9 +883,26 @@ class _Extraction:
         table["in_icu"] = table["t"] >= table["intime"]
         table["level_measured"] = table["level_measured"].astype(bool)
         table["decision_time"] = table["t"]
-        columns = ["stay_id", "step", "time_h", *FEATURES, "dose_mg", "done", "level_measured", "vanco_level_age_h",
-                   "weight_kg", "age", "sex", "height_cm", "dialysis", "dialysis_24h", "in_icu", "subject_id",
-                   "hadm_id", "decision_time"]  # fmt: skip
+        columns = [
+            "stay_id",
+            "step",
+            "time_h",
+            *FEATURES,
+            "dose_mg",
+            "done",
+            "level_measured",
+            "vanco_level_age_h",
+            "weight_kg",
+            "age",
+            "sex",
+            "height_cm",
+            "dialysis",
+            "dialysis_24h",
+            "in_icu",
+            "subject_id",
+            "hadm_id",
+            "decision_time",
+        ]
         table = table.reset_index(drop=True)
         # fates of the doses
         kept_at = pd.Series(np.arange(len(table)), index=table["row"].astype(int).to_numpy())
@@ -761,28 +920,34 @@ class _Extraction:
         sid = rec["stay_id"]
         status = sid.map(lambda v: stay_status.get(int(v)) if pd.notna(v) else None)
         reason = sid.map(lambda v: stay_reason.get(int(v)) if pd.notna(v) else None)
-        rec.loc[open_ & status.eq("dropped"), "fate"] = "stay dropped: " + reason[open_ & status.eq("dropped")]
+        rec.loc[open_ & status.eq("dropped"), "fate"] = (
+            "stay dropped: " + reason[open_ & status.eq("dropped")]
+        )
         rec.loc[open_ & status.eq("cut"), "fate"] = "after the stay was cut short"
         rec.loc[open_ & sid.notna() & status.isin(["kept"]), "fate"] = (
             "after the episode's last decision (max_days or ICU discharge)"
         )
-        rec.loc[rec["fate"].isna() & sid.notna(), "fate"] = "after the episode's last decision (max_days or ICU discharge)"
+        rec.loc[rec["fate"].isna() & sid.notna(), "fate"] = (
+            "after the episode's last decision (max_days or ICU discharge)"
+        )
         rec.loc[rec["fate"].isna(), "fate"] = "outside any ICU stay and not in a course leading to one"
         del rec["stay_row"]
         table = table[columns]
         iv = rec[rec["given"] & (rec["route"] == "IV")]
         counted = iv[~iv["fate"].str.startswith("same dose as", na=False)]
         r.doses = {
-            "IV records (inputevents + eMAR administrations)": int(len(iv)),
+            "IV records (inputevents + eMAR administrations)": len(iv),
             "  of which the same dose in the other source": int(len(iv) - len(counted)),
-            "IV doses": int(len(counted)),
+            "IV doses": len(counted),
         }
         r.doses_used = int((counted["fate"] == "used").sum())
         r.doses_left_out = _count(counted.loc[counted["fate"] != "used", "fate"])
         r.stays_dropped = _count(ledger.loc[ledger["status"] == "dropped", "reason"])
         r.stays_kept = int(table["stay_id"].nunique())
         r.stays_cut = int((ledger["status"] == "cut").sum())
-        r.cuts = _count(ledger.loc[ledger["status"] == "cut", "reason"].str.replace(r" at step \d+$", "", regex=True))
+        r.cuts = _count(
+            ledger.loc[ledger["status"] == "cut", "reason"].str.replace(r" at step \d+$", "", regex=True)
+        )
         r.rows = len(table)
         r.rows_before_icu = int((~table["in_icu"]).sum())
         r.single_decision_stays = int((table.groupby("stay_id").size() == 1).sum())

@@ -46,7 +46,8 @@ def _in(items: tuple[int, ...]) -> str:
 def _mg(value: str, unit: str) -> str:
     return (
         f"CASE lower(trim({unit})) WHEN 'mg' THEN TRY_CAST({value} AS DOUBLE) "
-        f"WHEN 'g' THEN TRY_CAST({value} AS DOUBLE) * 1000 WHEN 'grams' THEN TRY_CAST({value} AS DOUBLE) * 1000 END"
+        f"WHEN 'g' THEN TRY_CAST({value} AS DOUBLE) * 1000 "
+        f"WHEN 'grams' THEN TRY_CAST({value} AS DOUBLE) * 1000 END"
     )
 
 
@@ -67,9 +68,11 @@ SELECT e.subject_id, e.hadm_id, e.emar_id, e.charttime AS t, e.medication, e.eve
        d.mg_given, d.mg_due, d.detail_route
 FROM emar e
 LEFT JOIN (SELECT emar_id,
-                  sum(CASE WHEN parent_field_ordinal IS NOT NULL THEN {_mg('dose_given', 'dose_given_unit')} END)
+                  sum(CASE WHEN parent_field_ordinal IS NOT NULL
+                           THEN {_mg("dose_given", "dose_given_unit")} END)
                     AS mg_given,
-                  max(CASE WHEN parent_field_ordinal IS NULL THEN {_mg('dose_due', 'dose_due_unit')} END) AS mg_due,
+                  max(CASE WHEN parent_field_ordinal IS NULL
+                           THEN {_mg("dose_due", "dose_due_unit")} END) AS mg_due,
                   min(route) AS detail_route
            FROM emar_detail
            WHERE emar_id IN (SELECT emar_id FROM emar WHERE lower(medication) LIKE '%vancomycin%')
@@ -81,7 +84,7 @@ WHERE lower(e.medication) LIKE '%vancomycin%'"""
     prescriptions = (
         f"""
 SELECT p.subject_id, p.hadm_id, p.pharmacy_id, p.starttime, p.stoptime, p.drug, p.route,
-       {_mg('p.dose_val_rx', 'p.dose_unit_rx')} AS mg
+       {_mg("p.dose_val_rx", "p.dose_unit_rx")} AS mg
 FROM prescriptions p WHERE lower(p.drug) LIKE '%vancomycin%'"""
         if have.get("prescriptions")
         else "SELECT NULL::BIGINT AS subject_id, NULL::BIGINT AS hadm_id, NULL::BIGINT AS pharmacy_id, "
@@ -90,12 +93,14 @@ FROM prescriptions p WHERE lower(p.drug) LIKE '%vancomycin%'"""
     )
     return {
         "stays": "-- ICU stays\nSELECT subject_id, hadm_id, stay_id, intime, outtime FROM icustays",
-        "vanco_inputevents": f"""-- inputevents: every vancomycin row (itemid 225798), IV or not, with its order category
+        "vanco_inputevents": f"""-- inputevents: every vancomycin row (itemid 225798), IV or not
 SELECT i.stay_id, i.starttime AS t, i.amount, lower(trim(i.amountuom)) AS uom,
        coalesce(i.statusdescription, '') AS status, coalesce(i.ordercategoryname, '') AS category, i.orderid
-FROM inputevents i WHERE i.itemid IN ({_in(MIMIC_ITEMS['vancomycin'])})""",
-        "vanco_emar": "-- eMAR: every vancomycin event, with the mg given (emar_detail product rows) or due\n" + emar.strip(),
-        "vanco_orders": "-- prescriptions: every vancomycin order, with its mg (dose_val_rx in mg or g)\n" + prescriptions.strip(),
+FROM inputevents i WHERE i.itemid IN ({_in(MIMIC_ITEMS["vancomycin"])})""",
+        "vanco_emar": "-- eMAR: every vancomycin event, with the mg given (emar_detail product rows) or due\n"
+        + emar.strip(),
+        "vanco_orders": "-- prescriptions: every vancomycin order, with its mg (dose_val_rx in mg or g)\n"
+        + prescriptions.strip(),
     }
 
 
@@ -109,12 +114,15 @@ def extraction_sql(
     The pandas steps between the parts are described in comments; ``cohort``, ``grid`` and
     ``episodes`` are the tables pandas hands back to DuckDB.
     """
-    have = {name: True for name in ("chartevents", "procedureevents", "omr", "prescriptions", "emar",
-                                    "emar_detail")}  # fmt: skip
+    have = {
+        name: True
+        for name in ("chartevents", "procedureevents", "omr", "prescriptions", "emar", "emar_detail")
+    }
     have.update(optional or {})
     parts = [f"CREATE TEMP TABLE {name} AS\n{sql.strip()};" for name, sql in source_sql(have).items()]
     parts.append(
-        f"-- pandas: IV only, inputevents and eMAR reconciled, mg from orders, courses, episodes, a decision\n"
+        "-- pandas: IV only, inputevents and eMAR reconciled, mg from orders, courses, episodes, "
+        "a decision\n"
         f"-- every {float(interval_h):g} h from the course's first dose for at most {float(max_days):g} days "
         "(vanco_offline.data.mimic)"
     )
@@ -127,9 +135,13 @@ def cohort_sql(have: Mapping[str, bool]) -> dict[str, str]:
     """The queries over the large tables, restricted to the cohort (part 2), by name."""
     items = MIMIC_ITEMS
     chart_items = (
-        items["heart_rate"] + items["sbp"] + items["temperature_c"] + items["temperature_f"]
-        + items["weight_kg"] + items["height_cm"]
-    )  # fmt: skip
+        items["heart_rate"]
+        + items["sbp"]
+        + items["temperature_c"]
+        + items["temperature_f"]
+        + items["weight_kg"]
+        + items["height_cm"]
+    )
     lab_case = " ".join(f"WHEN {items[name][0]} THEN '{name}'" for name in _LABS)
     obs = f"""
 SELECT subject_id, name, t, max(value) AS value FROM (
@@ -141,13 +153,13 @@ SELECT subject_id, name, t, max(value) AS value FROM (
         obs += f"""
   UNION ALL
   SELECT c.subject_id,
-         CASE WHEN c.itemid = {items['heart_rate'][0]} THEN 'heart_rate'
-              WHEN c.itemid IN ({_in(items['sbp'])}) THEN 'sbp'
-              WHEN c.itemid IN ({_in(items['temperature_c'] + items['temperature_f'])}) THEN 'temperature'
-              WHEN c.itemid = {items['weight_kg'][0]} THEN 'weight_kg'
-              WHEN c.itemid = {items['height_cm'][0]} THEN 'height_cm' END AS name,
+         CASE WHEN c.itemid = {items["heart_rate"][0]} THEN 'heart_rate'
+              WHEN c.itemid IN ({_in(items["sbp"])}) THEN 'sbp'
+              WHEN c.itemid IN ({_in(items["temperature_c"] + items["temperature_f"])}) THEN 'temperature'
+              WHEN c.itemid = {items["weight_kg"][0]} THEN 'weight_kg'
+              WHEN c.itemid = {items["height_cm"][0]} THEN 'height_cm' END AS name,
          c.charttime AS t,
-         CASE WHEN c.itemid IN ({_in(items['temperature_f'])}) THEN (c.valuenum - 32) * 5 / 9
+         CASE WHEN c.itemid IN ({_in(items["temperature_f"])}) THEN (c.valuenum - 32) * 5 / 9
               ELSE c.valuenum END AS value
   FROM chartevents c
   WHERE c.itemid IN ({_in(chart_items)}) AND c.valuenum IS NOT NULL
@@ -157,11 +169,11 @@ SELECT subject_id, name, t, max(value) AS value FROM (
     if have.get("procedureevents"):
         dialysis_parts.append(f"""
 SELECT p.subject_id, p.starttime AS t, coalesce(p.endtime, p.starttime) AS t_end FROM procedureevents p
-WHERE p.itemid IN ({_in(items['dialysis_procedure'])}) AND p.subject_id IN (SELECT subject_id FROM cohort)""")
+WHERE p.itemid IN ({_in(items["dialysis_procedure"])}) AND p.subject_id IN (SELECT subject_id FROM cohort)""")
     if have.get("chartevents"):
         dialysis_parts.append(f"""
 SELECT c.subject_id, c.charttime AS t, c.charttime AS t_end FROM chartevents c
-WHERE c.itemid IN ({_in(items['dialysis_chart'])}) AND c.subject_id IN (SELECT subject_id FROM cohort)""")
+WHERE c.itemid IN ({_in(items["dialysis_chart"])}) AND c.subject_id IN (SELECT subject_id FROM cohort)""")
     dialysis = (
         "\nUNION ALL".join(dialysis_parts)
         or "\nSELECT NULL::BIGINT AS subject_id, NULL::TIMESTAMP AS t, NULL::TIMESTAMP AS t_end WHERE false"
@@ -180,13 +192,16 @@ GROUP BY ALL"""
         "NULL::DOUBLE AS value WHERE false"
     )
     return {
-        "obs": "-- lab values (by subject and time, whatever the admission) and chart values of the cohort\n" + obs.strip(),
-        "dialysis_events": "-- dialysis: procedure runs and charted active-dialysis items\n" + dialysis.strip(),
+        "obs": "-- lab values (by subject and time, whatever the admission) and chart values of the cohort\n"
+        + obs.strip(),
+        "dialysis_events": "-- dialysis: procedure runs and charted active-dialysis items\n"
+        + dialysis.strip(),
         "icu_weight": """-- the ICU's own weight of each stay (inputevents.patientweight, first charted)
 SELECT i.stay_id, (list(i.patientweight ORDER BY i.starttime, i.patientweight))[1] AS weight_kg
 FROM inputevents i
 WHERE i.patientweight > 0 AND i.stay_id IN (SELECT stay_id FROM cohort) GROUP BY i.stay_id""",
-        "omr_values": "-- omr weights and heights of the cohort (pounds and inches converted)\n" + omr.strip(),
+        "omr_values": "-- omr weights and heights of the cohort (pounds and inches converted)\n"
+        + omr.strip(),
     }
 
 
