@@ -16,8 +16,9 @@ ties broken by time then record id, and the dose counted once. Its mg: eMAR's mg
 (an amount counted in "dose") the mg of the admission's IV vancomycin order active then,
 an order starting up to ``order_tolerance_h`` after the dose counting (order times are
 rounded to the hour); among several, one started at or before the dose, then the latest
-started, then the larger ``pharmacy_id``, and the report counts the doses whose candidate
-orders disagreed on mg.
+started, then the latest stopping, then the larger ``pharmacy_id``; orders started and
+stopped together are one multi-vial dose and their mg add up. A dose whose mg stays unknown
+ends its stay at its row (the stay is dropped when it is the first).
 
 Episodes. A stay's course starts at the first IV dose of the run of doses that leads, with
 no gap over ``course_gap_h``, to its first ICU dose: vancomycin given on the ward or in the
