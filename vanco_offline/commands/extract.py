@@ -21,16 +21,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
-def _hours(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"{text!r}: give a positive finite number")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", choices=("mimic",), help="the database to extract from (MIMIC-IV v2/v3)")
     parser.add_argument(
@@ -44,14 +34,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input)")
     parser.add_argument(
-        "--interval-h", type=_hours, default=12.0, metavar="H", help="hours between decisions (default 12 h)"
+        "--interval-h", type=float, default=12.0, metavar="H", help="hours between decisions (default 12 h)"
     )
     parser.add_argument(
-        "--max-days", type=_hours, default=7.0, metavar="D", help="longest episode in days (default 7 d)"
+        "--max-days", type=float, default=7.0, metavar="D", help="longest episode in days (default 7 d)"
     )
     parser.add_argument(
         "--lookback-h",
-        type=_hours,
+        type=float,
         default=24.0,
         metavar="H",
         help="how far back a stay's first row looks for each value, and the converter's --impute-max-age-h "
@@ -59,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--level-max-age-h",
-        type=_hours,
+        type=float,
         default=72.0,
         metavar="H",
         help="oldest vancomycin level carried forward (default 72 h)",
@@ -127,6 +117,11 @@ def run(args: argparse.Namespace) -> int:
     from vanco_offline.commands import CommandError
     from vanco_offline.data.mimic import extract_mimic, extraction_sql
 
+    for option in ("interval_h", "max_days", "lookback_h", "level_max_age_h"):
+        value = getattr(args, option)
+        if not (math.isfinite(value) and value > 0):
+            flag = "--" + option.replace("_", "-")
+            raise ValueError(f"{flag} {value}: give a positive finite number")
     if args.print_sql:
         print(extraction_sql(args.interval_h, args.max_days))
         return 0
