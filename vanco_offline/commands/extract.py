@@ -12,12 +12,8 @@ unique temporary name and renamed when complete. The SQL is printed by ``--print
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
-import os
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -77,20 +73,6 @@ def ledger_paths(out: Path) -> dict[str, Path]:
     return {"doses": out.with_name(f"{name}.doses.csv"), "stays": out.with_name(f"{name}.stays.csv")}
 
 
-@contextlib.contextmanager
-def _unique_partial(path: Path) -> Iterator[Path]:
-    """A new, unique temporary file beside ``path`` (same suffixes); renamed onto it on success."""
-    suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".csv.gz") else path.suffix
-    fd, name = tempfile.mkstemp(prefix=f".partial-{path.name}-", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    partial = Path(name)
-    try:
-        yield partial
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
-
-
 def check_outputs(out: str, mimic_dir: str, overwrite: bool) -> list[Path]:
     """The output paths, or ValueError when one would replace an input or an existing file."""
     target = Path(out)
@@ -140,11 +122,13 @@ def run(args: argparse.Namespace) -> int:
         memory_limit=args.memory_limit,
     )
     report = result.report
-    with _unique_partial(doses_path) as p:
+    from vanco_offline.atomic import atomic_path
+
+    with atomic_path(doses_path, overwrite=args.overwrite) as p:
         result.doses.to_csv(p, index=False)
-    with _unique_partial(stays_path) as p:
+    with atomic_path(stays_path, overwrite=args.overwrite) as p:
         result.stays.to_csv(p, index=False)
-    with _unique_partial(out) as p:
+    with atomic_path(out, overwrite=args.overwrite) as p:
         save_table(result.table, p)
     print(json.dumps(report.to_dict(), indent=2, default=str) if args.json else report)
     if not args.json:
