@@ -15,7 +15,7 @@ from vanco_offline.bundle import load_bundle
 from vanco_offline.trained import MODEL_FILE
 
 STATE = SEVEN_FEATURES
-ELDERLY = {"weight_kg": 55.0, "age": 88.0, "sex": "F"}
+ELDERLY = {"weight_kg": 55.0, "age": 88.0, "sex": "F", "dialysis": 0, "height_cm": 158.0}
 
 
 @pytest.fixture(scope="module")
@@ -144,6 +144,9 @@ BAD_STATES = [
     ({**STATE, **ELDERLY, "sex": "woman"}, "accepted values"),
     ({**STATE, "first_dose": "nope"}, "true or false"),
     ({**STATE, "dose": 1000}, "unknown fields"),
+    ({**STATE}, "lacks the covariate(s) ['weight_kg', 'age', 'sex', 'dialysis']"),
+    ({**STATE, **{k: v for k, v in ELDERLY.items() if k != "dialysis"}}, "never taken as no dialysis"),
+    ({**STATE, **ELDERLY, "age": 5.0, "weight_kg": 18.0, "height_cm": 110.0}, "5 years"),
     ({k: v for k, v in STATE.items() if k != "sbp"}, "lacks the feature 'sbp'"),
     ([], "empty list"),
     ("hello", "must be an object"),
@@ -179,7 +182,7 @@ def test_runtime_with_torch_blocked_doses_through_the_safety_layer(original, tmp
     path, _, _ = original
     state = tmp_path / "state.json"
     state.write_text(
-        json.dumps([{**STATE, **ELDERLY, "first_dose": "false"}, {**STATE, "vanco_level": None}])
+        json.dumps([{**STATE, **ELDERLY, "first_dose": "false"}, {**STATE, **ELDERLY, "vanco_level": None}])
     )
     script = (
         "import runpy, sys\n"
@@ -199,4 +202,4 @@ def test_runtime_with_torch_blocked_doses_through_the_safety_layer(original, tmp
     assert out.returncode == 0, out.stderr
     capped, naive = json.loads(out.stdout)
     assert capped["dose_mg"] <= capped["renal_cap_mg"] < 700
-    assert any("covariates" in w for w in naive["warnings"])
+    assert naive["interval"] == "q12h" and naive["interval_h"] == 12.0

@@ -12,7 +12,7 @@ from conftest import SAMPLE_COHORT, SEVEN_FEATURES
 from vanco_offline import cli
 
 STATE = SEVEN_FEATURES
-ELDERLY = {"weight_kg": 55.0, "age": 88.0, "sex": 1}
+ELDERLY = {"weight_kg": 55.0, "age": 88.0, "sex": 1, "dialysis": 0, "height_cm": 158.0}
 
 
 def _error(capsys, argv) -> str:

@@ -9,9 +9,9 @@ import pytest
 from conftest import SAMPLE_COHORT, SEVEN_FEATURES
 
 from vanco_offline import cli
-from vanco_offline.trained import METADATA_FILE, MODEL_FILE, PICKLE_FILE, load_model
+from vanco_offline.trained import METADATA_FILE, MODEL_FILE, PICKLE_FILE, load_model, sha256
 
-STATE = {**SEVEN_FEATURES, "weight_kg": 55.0, "age": 88.0, "sex": 1}
+STATE = {**SEVEN_FEATURES, "weight_kg": 55.0, "age": 88.0, "sex": 1, "dialysis": 0, "height_cm": 158.0}
 
 
 def _error(capsys, argv) -> str:
@@ -61,16 +61,41 @@ def test_a_payload_appended_to_a_model_never_runs_without_trust(folder, tmp_path
         assert "--trust-pickle" in err and not marker.exists()
     (folder / MODEL_FILE).unlink()
     assert "--trust-pickle" in _error(capsys, ["recommend", "--model", str(folder), "--clinical"])
-    # With --trust-pickle the file must still be the one trained: its hash is checked first.
-    err = _error(capsys, ["recommend", "--model", str(folder), "--clinical", "--trust-pickle"])
+    # With --trust-pickle the file must still be the one trusted: its hash is checked first.
+    err = _error(capsys, ["recommend", "--model", str(folder), "--clinical", "--trust-pickle", "0" * 64])
     assert "SHA-256" in err and "not opened" in err
+    assert not marker.exists()
+
+
+def test_trust_comes_from_outside_the_folder_never_from_its_model_json(folder, tmp_path, capsys):
+    # Issue 26, finding 1: the sender writes model.json too. A payload whose hash model.json
+    # records ran on recommend, evaluate, export and plot (exit 0, a normal dose printed).
+    marker = tmp_path / "pwned"
+    trained_hash = sha256(folder / PICKLE_FILE)
+    _poison(folder, marker)
+    metadata = json.loads((folder / METADATA_FILE).read_text())
+    metadata["files"][PICKLE_FILE] = sha256(folder / PICKLE_FILE)  # the sender's matching hash
+    (folder / METADATA_FILE).write_text(json.dumps(metadata))
+    for command in ("recommend", "evaluate", "export", "plot"):
+        for trust in ([], ["--trust-pickle", trained_hash], ["--trust-pickle", "yes"]):
+            argv = [command, "--model", str(folder / PICKLE_FILE), *trust]
+            argv += ["--clinical"] if command == "recommend" else []
+            err = _error(capsys, argv)
+            assert "--trust-pickle" in err or "SHA-256" in err
+            assert not marker.exists()
+    # The bare flag of the earlier version (trust whatever model.json says) is no longer accepted.
+    with pytest.raises(SystemExit):
+        cli.main(["recommend", "--model", str(folder / PICKLE_FILE), "--trust-pickle"])
+    with pytest.raises(ValueError, match="64 hex digits"):
+        load_model(folder / PICKLE_FILE, trust_pickle=True)  # type: ignore[arg-type]
     assert not marker.exists()
 
 
 def test_trust_pickle_opens_the_trained_pickle_only(folder, capsys):
     clean = _dose(capsys, folder)
+    trusted = sha256(folder / PICKLE_FILE)
     (folder / MODEL_FILE).unlink()
-    assert _dose(capsys, folder, "--trust-pickle") == clean
+    assert _dose(capsys, folder, "--trust-pickle", trusted) == clean
     # A plain d3rlpy IQL placed beside our model.json (the review: it recommended 1 mg).
     import d3rlpy
 
@@ -78,7 +103,8 @@ def test_trust_pickle_opens_the_trained_pickle_only(folder, capsys):
     iql.create_impl((7,), 1)
     iql.save(str(folder / PICKLE_FILE))
     assert "--trust-pickle" in _error(capsys, ["recommend", "--model", str(folder), "--clinical"])
-    assert "SHA-256" in _error(capsys, ["recommend", "--model", str(folder), "--clinical", "--trust-pickle"])
+    err = _error(capsys, ["recommend", "--model", str(folder), "--clinical", "--trust-pickle", trusted])
+    assert "SHA-256" in err
 
 
 def test_a_bundle_whose_config_disagrees_with_its_policy_is_refused(folder, tmp_path, capsys):
@@ -117,6 +143,10 @@ TAMPERED = [
     (lambda m: m.update(conversion=None), "'conversion' must be an object"),
     (lambda m: m.update(version=1), "version"),
     (lambda m: m.update(format="x"), "does not describe"),
+    (lambda m: m.pop("scope"), "no dosing interval"),
+    (lambda m: m["scope"].update(interval_h=0), "dosing interval"),
+    (lambda m: m["scope"].update(interval_h="12"), "dosing interval"),
+    (lambda m: m["scope"]["units"].update(creatinine="umol/L"), "creatinine in umol/L"),
 ]
 
 
@@ -126,7 +156,9 @@ def test_a_tampered_model_json_is_one_line(folder, capsys, edit, message):
     metadata = json.loads((folder / METADATA_FILE).read_text())
     edit(metadata)
     (folder / METADATA_FILE).write_text(json.dumps(metadata))
-    assert message in _error(capsys, ["recommend", "--model", str(folder), "--clinical", "--trust-pickle"])
+    trusted = sha256(folder / PICKLE_FILE)
+    argv = ["recommend", "--model", str(folder), "--clinical", "--trust-pickle", trusted]
+    assert message in _error(capsys, argv)
 
 
 def test_model_json_that_is_not_json(folder, capsys):

@@ -13,6 +13,7 @@ from vanco_offline.clinical import StateSupport
 from vanco_offline.safety import (
     BOOLEAN_TEXT,
     SEX_TEXT,
+    DosingScope,
     UnsafeDose,
     check_dose,
     parse_bool,
@@ -29,6 +30,9 @@ SUPPORT = StateSupport.fit(
     np.random.default_rng(0).normal([15, 1.0, 9, 15, 37.5, 120, 85], [5, 0.3, 2, 5, 0.5, 15, 10], (500, 7)),
     NAMES,
 )
+
+
+SCOPE = DosingScope(interval_h=12.0, interval_source="test", units={})
 
 
 def _observation(**changes):
@@ -125,7 +129,9 @@ def test_the_string_false_keeps_the_renal_cap():
         {**STATE, **ELDERLY, "sex": "F", "first_dose": "false"}, NAMES, fill_unmeasured_level=True
     )
     assert first_dose is False and covariates["sex"] == 1.0
-    out = check_dose(1026.0, observation, NAMES, covariates, support=SUPPORT, first_dose=first_dose)
+    out = check_dose(
+        1026.0, observation, NAMES, covariates, support=SUPPORT, scope=SCOPE, first_dose=first_dose
+    )
     assert out.limited.renal_cap_mg is not None and out.dose_mg == pytest.approx(out.limited.renal_cap_mg)
     assert out.dose_mg < 600 and any("renal" in w for w in out.limited.clipped_by)
 
@@ -135,7 +141,7 @@ def test_the_string_false_keeps_the_renal_cap():
 def test_any_model_output_is_refused_or_within_the_limits(raw):
     observation = _observation()
     try:
-        out = check_dose(raw, observation, NAMES, ELDERLY, support=SUPPORT, first_dose=False)
+        out = check_dose(raw, observation, NAMES, ELDERLY, support=SUPPORT, scope=SCOPE, first_dose=False)
     except UnsafeDose:
         assert not math.isfinite(raw) or not -1.0 <= raw <= 3001.0
         return
@@ -148,15 +154,21 @@ def test_any_model_output_is_refused_or_within_the_limits(raw):
 @settings(max_examples=100, deadline=None)
 def test_a_state_far_from_the_training_data_is_flagged(values):
     observation = np.asarray(values)
-    out = check_dose(1000.0, observation, NAMES, None, support=SUPPORT, first_dose=False)
+    try:
+        out = check_dose(1000.0, observation, NAMES, ELDERLY, support=SUPPORT, scope=SCOPE, first_dose=False)
+    except ValueError as exc:  # an implausible value (creatinine 0, temperature 100) is refused, named
+        assert "plausible range" in str(exc)
+        return
     inside = all(lo <= v <= hi for v, lo, hi in zip(values, SUPPORT.low, SUPPORT.high, strict=True))
     if not inside:
         assert out.support_warnings
     assert out.dose_mg <= 1000.0
+    if values[0] > 20.0:  # a measured trough above 20 mg/L: hold, no dose
+        assert out.held and out.dose_mg == 0.0
 
 
 def test_no_support_is_a_named_flag_not_silence():
-    out = check_dose(800.0, _observation(), NAMES, ELDERLY, support=None, first_dose=False)
+    out = check_dose(800.0, _observation(), NAMES, ELDERLY, support=None, scope=SCOPE, first_dose=False)
     assert "no training-data support" in out.support_warnings[0]
 
 

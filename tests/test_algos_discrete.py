@@ -16,7 +16,7 @@ from vanco_pk.targets import DOSE_GRID_MG
 
 from vanco_offline.algos import DiscreteVancoIQLConfig, FlatTransitions
 from vanco_offline.algos.evaluators import GreedyQEvaluator, standard_evaluators
-from vanco_offline.algos.torch.discrete_vanco_iql_impl import DECISION_RULES, choose_level
+from vanco_offline.algos.torch.discrete_vanco_iql_impl import mean_level
 from vanco_offline.data import convert, generate_cohort
 
 SMALL = VectorEncoderFactory([16, 16])
@@ -89,10 +89,10 @@ def test_the_policy_learns_the_advantage_weighted_level():
     )
     d3rlpy.seed(0)
     fast = dict(actor_learning_rate=3e-3, critic_learning_rate=3e-3)
-    # The mode rule: the test is about the learned distribution, not how a dose is read off it.
-    algo = _config(observation_scaler=None, weight_temp=10.0, decision_rule="mode", **fast).create()
+    # About the learned distribution (its most probable level), not how a dose is read off it.
+    algo = _config(observation_scaler=None, weight_temp=10.0, **fast).create()
     _fit(algo, data, n_steps=300)
-    assert algo.predict(np.ones((1, 2), np.float32))[0] == 3
+    assert algo.predict_action_probabilities(np.ones((1, 2), np.float32))[0].argmax() == 3
     assert algo.predict_action_probabilities(np.ones((1, 2), np.float32))[0, 3] > 0.5
     d3rlpy.seed(0)
     cloning = _config(observation_scaler=None, weight_temp=0.0, **fast).create()
@@ -100,82 +100,61 @@ def test_the_policy_learns_the_advantage_weighted_level():
     assert cloning.predict_action_probabilities(np.ones((1, 2), np.float32))[0, 3] < 0.2
 
 
-def _reference_level(probs: np.ndarray, rule: str) -> np.ndarray:
-    """The decision rules written in numpy on the dose grid, independently of choose_level."""
-    if rule == "mode":
-        return probs.argmax(axis=1)
-    if rule == "mean":
-        mean_dose = probs @ DOSE_GRID_MG
-        return np.abs(DOSE_GRID_MG[None, :] - mean_dose[:, None]).argmin(axis=1)
-    return np.array([np.searchsorted(np.cumsum(p), 0.5) for p in probs])
+def _reference_level(probs: np.ndarray) -> np.ndarray:
+    """The grid level nearest the policy's mean dose, in numpy, independently of mean_level."""
+    mean_dose = probs @ DOSE_GRID_MG
+    return np.abs(DOSE_GRID_MG[None, :] - mean_dose[:, None]).argmin(axis=1)
 
 
-def test_decision_rules_on_hand_made_distributions():
+def test_the_greedy_level_is_the_one_nearest_the_mean_level():
     probs = np.zeros((3, N_LEVELS))
-    probs[0, [2, 4, 9]] = [0.45, 0.15, 0.4]  # mean level 5.1, cumulative 0.45 at 2, 0.6 at 4
+    probs[0, [2, 4, 9]] = [0.45, 0.15, 0.4]  # mean level 5.1 (the most probable is 2)
     probs[1, [0, 12]] = [0.3, 0.7]  # mean level 8.4
     probs[2, 5] = 1.0
     logits = torch.from_numpy(np.log(probs + 1e-12))
-    expected = {"mode": [2, 12, 5], "mean": [5, 8, 5], "median": [4, 12, 5]}
-    for rule in DECISION_RULES:
-        assert choose_level(logits, rule).tolist() == expected[rule], rule
-    with pytest.raises(ValueError, match=r"decision_rule='max' is not one of \['mode', 'mean', 'median'\]"):
-        choose_level(logits, "max")
+    assert mean_level(logits).tolist() == [5, 8, 5]
 
 
 @pytest.fixture(scope="module")
-def trained_rules(dataset):
-    """One trained policy per decision rule; the same seed gives the same networks for all."""
-    out = {}
-    for rule in DECISION_RULES:
-        d3rlpy.seed(0)
-        algo = _config(decision_rule=rule).create()
-        _fit(algo, dataset, n_steps=60)
-        out[rule] = algo
-    return out
+def trained(dataset):
+    d3rlpy.seed(0)
+    algo = _config().create()
+    _fit(algo, dataset, n_steps=60)
+    return algo
 
 
-@pytest.mark.parametrize("rule", DECISION_RULES)
-def test_predict_applies_the_decision_rule_to_the_policys_probabilities(
-    trained_rules, dataset, observations, rule
-):
-    algo = trained_rules[rule]
-    probs = algo.predict_action_probabilities(observations)
-    np.testing.assert_allclose(probs, trained_rules["mode"].predict_action_probabilities(observations))
-    levels = algo.predict(observations)
-    np.testing.assert_array_equal(levels, _reference_level(probs.astype(np.float64), rule))
-    if rule == "mean":  # the grid dose nearest the policy's mean dose
-        nearest = np.abs(DOSE_GRID_MG[levels] - probs @ DOSE_GRID_MG)
-        assert np.all(nearest <= DOSE_GRID_MG[1] / 2 + 1e-3)
-    # The evaluators score the rule's dose, and predict_value is Q of the level it is given.
+def test_predict_is_the_level_nearest_the_policys_mean_dose(trained, dataset, observations):
+    probs = trained.predict_action_probabilities(observations)
+    levels = trained.predict(observations)
+    np.testing.assert_array_equal(levels, _reference_level(probs.astype(np.float64)))
+    nearest = np.abs(DOSE_GRID_MG[levels] - probs @ DOSE_GRID_MG)
+    assert np.all(nearest <= DOSE_GRID_MG[1] / 2 + 1e-3)
+    # The evaluators score the greedy dose, and predict_value is Q of the level it is given.
     states = FlatTransitions.from_dataset(dataset).observations
-    expected_q = float(np.mean(algo.predict_value(states, algo.predict(states))))
-    assert GreedyQEvaluator()(algo, dataset) == pytest.approx(expected_q, rel=1e-6)
+    expected_q = float(np.mean(trained.predict_value(states, trained.predict(states))))
+    assert GreedyQEvaluator()(trained, dataset) == pytest.approx(expected_q, rel=1e-6)
 
 
-def test_sample_action_samples_the_categorical_policy_whatever_the_rule(trained_rules, observations):
-    algo = trained_rules["mean"]
+def test_sample_action_samples_the_categorical_policy(trained, observations):
     state = np.repeat(observations[:1], 4000, axis=0)
-    probs = algo.predict_action_probabilities(observations[:1])[0]
+    probs = trained.predict_action_probabilities(observations[:1])[0]
     torch.manual_seed(0)
-    freq = np.bincount(algo.sample_action(state), minlength=N_LEVELS) / len(state)
+    freq = np.bincount(trained.sample_action(state), minlength=N_LEVELS) / len(state)
     # 4,000 draws: every frequency within 0.035 of its probability (> 4.5 standard errors).
     np.testing.assert_allclose(freq, probs, atol=0.035)
-    assert len(np.unique(algo.sample_action(state))) > 1
+    assert len(np.unique(trained.sample_action(state))) > 1
 
 
-@pytest.mark.parametrize("rule", DECISION_RULES)
-def test_save_load_torchscript_and_onnx_give_the_same_levels(trained_rules, observations, tmp_path, rule):
-    algo = trained_rules[rule]
-    expected = algo.predict(observations)
-    algo.save(str(tmp_path / "model.d3"))
+def test_save_load_torchscript_and_onnx_give_the_same_levels(trained, observations, tmp_path):
+    expected = trained.predict(observations)
+    trained.save(str(tmp_path / "model.d3"))
     loaded = d3rlpy.load_learnable(str(tmp_path / "model.d3"))
-    assert type(loaded).__name__ == "DiscreteVancoIQL" and loaded.config.decision_rule == rule
+    assert type(loaded).__name__ == "DiscreteVancoIQL"
     np.testing.assert_array_equal(loaded.predict(observations), expected)
-    algo.save_policy(str(tmp_path / "policy.onnx"))
+    trained.save_policy(str(tmp_path / "policy.onnx"))
     session = onnxruntime.InferenceSession(str(tmp_path / "policy.onnx"))
     np.testing.assert_array_equal(session.run(None, {"input_0": observations})[0], expected)
-    algo.save_policy(str(tmp_path / "policy.pt"))
+    trained.save_policy(str(tmp_path / "policy.pt"))
     with torch.no_grad():
         scripted = torch.jit.load(str(tmp_path / "policy.pt"))(torch.from_numpy(observations)).numpy()
     np.testing.assert_array_equal(scripted, expected)
@@ -198,9 +177,18 @@ def test_actions_that_are_not_grid_indices_are_refused(dataset):
         _fit(_config().create(), broken)
 
 
-def test_an_action_scaler_and_an_unknown_decision_rule_are_refused():
+def test_an_action_scaler_is_refused():
     with pytest.raises(ValueError, match="action_scaler must be None"):
         DiscreteVancoIQLConfig(action_scaler=MinMaxActionScaler(minimum=np.zeros(1), maximum=np.ones(1)))
-    with pytest.raises(ValueError, match=r"decision_rule='average' is not one of \['mode', 'mean', 'med"):
-        DiscreteVancoIQLConfig(decision_rule="average")
 
+
+def test_a_model_saved_with_a_retired_decision_rule_is_refused_on_load():
+    import json
+
+    saved = json.loads(DiscreteVancoIQLConfig().serialize())
+    assert (
+        DiscreteVancoIQLConfig.deserialize_from_dict({**saved, "decision_rule": "mean"})
+        == DiscreteVancoIQLConfig()
+    )
+    with pytest.raises(ValueError, match=r"decision_rule='mode', which this version no longer implements"):
+        DiscreteVancoIQLConfig.deserialize_from_dict({**saved, "decision_rule": "mode"})

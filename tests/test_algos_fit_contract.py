@@ -19,8 +19,8 @@ from d3rlpy.preprocessing import MinMaxActionScaler
 from torch import nn
 
 from vanco_offline.algos import DiscreteVancoIQLConfig, FlatTransitions, VancoIQLConfig
-from vanco_offline.algos.device_sampler import DeviceMiniBatch, TorchTransitionSampler
-from vanco_offline.algos.torch.graph import GraphedUpdate
+from vanco_offline.algos.fast.device_sampler import DeviceMiniBatch, TorchTransitionSampler
+from vanco_offline.algos.fast.graph import GraphedUpdate
 
 BATCH = 16
 _QUIET = dict(show_progress=False, logger_adapter=NoopAdapterFactory())

@@ -15,7 +15,7 @@ from d3rlpy.torch_utility import TorchMiniBatch
 from scipy import stats
 
 from vanco_offline.algos import FastReplayBuffer, FlatTransitions
-from vanco_offline.algos.device_sampler import TorchTransitionSampler
+from vanco_offline.algos.fast.device_sampler import TorchTransitionSampler
 
 
 def _dataset(n_episodes: int = 60, seed: int = 0) -> MDPDataset:

@@ -6,6 +6,7 @@ import json
 import math
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import d3rlpy
 import numpy as np
@@ -17,14 +18,11 @@ from d3rlpy.logging import FileAdapterFactory, NoopAdapterFactory
 from d3rlpy.models import VectorEncoderFactory
 from d3rlpy.preprocessing import MinMaxActionScaler, StandardObservationScaler, StandardRewardScaler
 from d3rlpy.serializable_config import CONFIG_STORAGE
-from d3rlpy.torch_utility import TorchMiniBatch
-from torch.distributions import Normal, TransformedDistribution
-from torch.distributions.transforms import TanhTransform
+from torch.distributions import Normal
 
 from vanco_offline.algos import DiscreteVancoIQLConfig, FastReplayBuffer, VancoIQLConfig
 from vanco_offline.algos.evaluators import standard_evaluators
-from vanco_offline.algos.fitting import fit_threads
-from vanco_offline.algos.torch.common import AdvantageWeighting
+from vanco_offline.algos.fast.fitting import fit_threads
 from vanco_offline.data import convert, generate_cohort
 
 SMALL = VectorEncoderFactory([16, 16])
@@ -110,10 +108,9 @@ def test_save_then_load_learnable_in_a_fresh_process_predicts_the_same(dataset, 
     assert again.update(batch) == algo.update(batch)
 
 
-@pytest.mark.parametrize("head", ["tanh_mean", "tanh_squashed", "plain", "deterministic"])
-def test_save_policy_torchscript_and_onnx_give_the_same_doses(dataset, observations, tmp_path, head):
+def test_save_policy_torchscript_and_onnx_give_the_same_doses(dataset, observations, tmp_path):
     d3rlpy.seed(0)
-    algo = _config(policy_head=head).create()
+    algo = _config().create()
     _fit(algo, dataset, n_steps=10)
     expected = algo.predict(observations)
     assert expected.shape == (len(observations), 1)
@@ -211,8 +208,7 @@ def test_a_nan_observation_is_reported_with_its_episode_and_step(dataset):
     ("option", "message"),
     [
         ({"expectile": 1.5}, r"expectile=1.5 is invalid; it must be in \(0, 1\)"),
-        ({"policy_head": "beta"}, r"policy_head='beta' is not one of"),
-        ({"min_logstd": 2.0, "max_logstd": 1.0}, r"min_logstd=2.0 must be below max_logstd=1.0"),
+        ({"gamma": float("nan")}, r"gamma=nan is invalid; it must be in \[0, 1\]"),
         ({"max_weight": 0.0}, r"max_weight=0.0 is invalid"),
         ({"batch_size": 0}, r"batch_size=0 is invalid"),
     ],
@@ -239,43 +235,32 @@ def test_small_networks_fit_on_one_thread_and_restore_the_setting(dataset):
         torch.set_num_threads(1)
 
 
-def _head_log_prob(head, batch):
-    d3rlpy.seed(0)
-    algo = _config(policy_head=head, observation_scaler=None).create()
-    algo.build_with_dataset(_cohort(2, seed=0))
-    impl = algo.impl
-    out = impl.modules.policy(batch.observations)
-    return impl._log_prob(batch.observations, batch.actions), out
-
-
-def test_policy_heads_compute_the_log_likelihoods_they_name():
+def test_the_policy_is_d3rlpys_gaussian_around_tanh_mu():
     rng = np.random.default_rng(0)
     obs = torch.from_numpy(rng.normal(size=(64, 7)).astype(np.float32))
     actions = torch.from_numpy(rng.uniform(-0.95, 0.95, size=(64, 1)).astype(np.float32))
-    batch = TorchMiniBatch(obs, actions, actions, obs, actions, actions, actions, actions, "cpu:0")
-    log_prob, out = _head_log_prob("tanh_mean", batch)
+    d3rlpy.seed(0)
+    algo = _config(observation_scaler=None).create()
+    algo.build_with_dataset(_cohort(2, seed=0))
+    impl = algo.impl
+    out = impl.modules.policy(obs)
     expected = Normal(torch.tanh(out.mu), out.logstd.exp()).log_prob(actions)
-    torch.testing.assert_close(log_prob, expected)
-    log_prob, out = _head_log_prob("plain", batch)
-    torch.testing.assert_close(log_prob, Normal(out.mu, out.logstd.exp()).log_prob(actions))
-    log_prob, out = _head_log_prob("tanh_squashed", batch)
-    squashed = TransformedDistribution(Normal(out.mu, out.logstd.exp()), [TanhTransform()])
-    torch.testing.assert_close(log_prob, squashed.log_prob(actions), rtol=1e-4, atol=1e-4)
-    log_prob, out = _head_log_prob("deterministic", batch)
-    torch.testing.assert_close(log_prob, -((torch.tanh(out.mu) - actions) ** 2))
+    torch.testing.assert_close(impl.log_prob(impl.modules, obs, actions), expected)
+    torch.testing.assert_close(impl.inner_predict_best_action(obs), torch.tanh(out.mu))
 
 
-def test_advantage_weighting_options():
-    adv = torch.tensor([[-2.0], [0.0], [1.0], [3.0]])
-    plain = AdvantageWeighting(weight_temp=1.0, max_weight=10.0)
-    torch.testing.assert_close(plain.weights(adv), torch.tensor([[math.exp(-2)], [1.0], [math.e], [10.0]]))
-    normalized = AdvantageWeighting(weight_temp=1.0, max_weight=100.0, normalize_advantage=True)
-    std = float(adv.std(unbiased=False))
-    torch.testing.assert_close(normalized.weights(adv), torch.exp(adv / (std + 1e-6)))
-    log_probs = torch.tensor([[-1.0], [-2.0], [-3.0], [-4.0]])
-    weights = torch.tensor([[1.0], [1.0], [2.0], [0.0]])
-    assert float(plain.loss(weights, log_probs)) == pytest.approx((1 + 2 + 6 + 0) / 4)
-    self_normalized = AdvantageWeighting(weight_temp=1.0, max_weight=100.0, self_normalize=True)
-    assert float(self_normalized.loss(weights, log_probs)) == pytest.approx((1 + 2 + 6) / 4)
-    # Self-normalised: a weighted average, so scaling every weight leaves the loss unchanged.
-    assert float(self_normalized.loss(weights * 50, log_probs)) == pytest.approx((1 + 2 + 6) / 4)
+def test_advantage_weights_and_actor_loss():
+    # weights = min(exp(beta * A), w_max), A = min target Q - V; loss = -mean(weights * log pi).
+    d3rlpy.seed(0)
+    algo = _config(observation_scaler=None, weight_temp=1.0, max_weight=10.0).create()
+    algo.build_with_dataset(_cohort(2, seed=0))
+    impl = algo.impl
+    q_target = torch.tensor([[-2.0], [0.0], [1.0], [3.0]])
+    batch = SimpleNamespace(observations=torch.zeros(4, 7), actions=torch.zeros(4, 1))
+    nets = SimpleNamespace(value_func=lambda x: torch.zeros(len(x), 1), policy=impl.modules.policy)
+    weights = impl.advantage_weights(nets, batch, q_target)
+    torch.testing.assert_close(weights, torch.tensor([[math.exp(-2)], [1.0], [math.e], [10.0]]))
+    loss, returned = impl.actor_loss(nets, batch, q_target)
+    torch.testing.assert_close(returned, weights)
+    expected = -(weights * impl.log_prob(nets, batch.observations, batch.actions)).mean()
+    torch.testing.assert_close(loss, expected)

@@ -31,7 +31,10 @@ def test_checkpoints_are_log_spaced_and_the_budget_is_the_best_validation_one():
 def test_choices_are_scored_on_validation_patients_and_tables_on_test_patients():
     assert VALIDATION_SEED != TEST_SEED and offline.TUNE_EVAL_SEED == VALIDATION_SEED
     assert {t.eval_seed for t in offline.build_tasks(_offline_args())} == {TEST_SEED}
-    tasks = offline.build_tasks(_offline_args("--validation", "--set", "residual_scale=0.2", "weight_temp=1"))
+    algos = ("--algos", "ResidualVancoIQL", "VancoIQL", "IQL", "CQL", "mipd")
+    tasks = offline.build_tasks(
+        _offline_args("--validation", *algos, "--set", "residual_scale=0.2", "weight_temp=1")
+    )
     assert {t.eval_seed for t in tasks} == {VALIDATION_SEED}
     by = {t.algo: dict(t.overrides) for t in tasks}
     assert by["ResidualVancoIQL"] == {"residual_scale": 0.2, "weight_temp": 1}

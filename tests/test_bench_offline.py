@@ -13,8 +13,9 @@ import pytest
 from vanco_offline.bench import offline
 from vanco_offline.bench.offline.cell import run_cell, seed_action_map
 from vanco_offline.bench.offline.grid import ALGORITHMS, CellTask, DatasetSpec, build_config, load_dataset
-from vanco_offline.bench.offline.report import aggregate, format_table, iqm_interval, verdicts
+from vanco_offline.bench.offline.report import aggregate, format_table, iqm_interval
 from vanco_offline.bench.offline.runner import run_grid
+from vanco_offline.bench.offline.verdict import headline, paired_difference, verdict_lines
 from vanco_offline.rollout import EvalPatients, rollout
 
 TINY = DatasetSpec.make("medium", "tiny", n_stays=20)
@@ -69,9 +70,17 @@ def test_tiny_grid_runs_on_local_processes_and_produces_the_table(tiny_grid):
     assert low <= point <= high
     assert point == pytest.approx(np.mean([r.scores["attainment"] for r in results[:2]]))
     assert f"{point:.1%}" in lines[2]
-    (verdict,) = verdicts(rows)
-    gain = (point - rows[2].iqm["attainment"][0]) * 100
-    assert f"{gain:+.1f} pp vs clinician" in verdict and "vs d3rlpy: BC " in verdict
+    # The verdicts: VancoIQL against the best simple baseline present (BC) and the clinician,
+    # paired on the same 24 patients.
+    (head,) = headline(results, "VancoIQL", reps=200)
+    assert head["best"].base == "BC" and head["mipd"] is None
+    mean = np.mean([r.scores["attainment"] for r in results[:2]])
+    clinician = np.mean([r.scores["attainment"] for r in results[4:]])
+    assert head["clinician"].attainment[0] == pytest.approx(mean - clinician)
+    best, versus_clinician = verdict_lines([head])
+    assert "VancoIQL vs the best simple baseline (behaviour cloning, `BC`)" in best
+    assert f"paired difference {(mean - clinician) * 100:+.1f} pp [95 % CI" in versus_clinician
+    assert "24 test patients, 2 vs 2 seeds" in versus_clinician
 
 
 def test_cell_is_deterministic_by_seed(tiny_grid):
@@ -188,15 +197,21 @@ def test_bad_input_names_what_is_wrong(tmp_path):
 
 def test_command_writes_table_json_and_plot(tmp_path, monkeypatch, tiny_grid):
     tasks, results = tiny_grid
-    monkeypatch.setattr(offline, "build_tasks", lambda args: tasks)
+    # --quick's grid, with the tiny grid's cells standing in for its results.
     monkeypatch.setattr("vanco_offline.bench.offline.runner.run_grid", lambda *a, **k: results)
     parser = argparse.ArgumentParser()
     offline.add_arguments(parser)
-    assert offline.run(parser.parse_args(["--out", str(tmp_path)])) == 0
+    assert offline.run(parser.parse_args(["--quick", "--out", str(tmp_path)])) == 0
     cells = json.loads((tmp_path / "results.json").read_text())
     assert [c["algo"] for c in cells] == [t.algo for t in tasks]
+    assert all(len(c["by_patient"]["attainment"]) == 24 for c in cells)
     table = (tmp_path / "table.md").read_text()
-    assert "| medium-tiny | VancoIQL | 2 |" in table and "vs clinician" in table
+    assert "| medium-tiny | VancoIQL | 2 |" in table and "VancoIQL vs the clinician" in table
+    # The table names its level protocol and its action set.
+    assert "level protocol trough_guided and action set the 250 mg grid" in table
+    assert "test patients (seed 20261207)" in table
+    mean = np.mean([c["scores"]["attainment"] for c in cells[:2]])
+    assert f"| medium-tiny | VancoIQL {mean:.1%} | BC " in (tmp_path / "panel.md").read_text()
     assert (tmp_path / "attainment.png").stat().st_size > 1000
 
 
@@ -282,33 +297,127 @@ def test_merge_aggregates_earlier_runs_and_refuses_duplicates(tmp_path, tiny_gri
         offline.run(parser.parse_args(["--merge", str(first), "--out", str(out)]))
 
 
-def test_verdicts_compare_a_data_variant_with_baselines_on_the_same_variant():
-    from vanco_offline.bench.offline.report import Aggregate
+def _cells(algo: str, per_seed: list[list[float]], dataset: str = "medium-small", **kw) -> list:
+    from vanco_offline.bench.offline.cell import CellResult
 
-    def row(algo, attainment, aki=0.01):
-        iqm = {"attainment": (attainment, attainment - 0.01, attainment + 0.01), "aki_rate": (aki, aki, aki)}
-        return Aggregate("medium-small", algo, 5, iqm, {}, "", 1.0)
-
-    rows = [
-        row("VancoIQL [reward exposure, PK features]", 0.61),
-        row("IQL [reward exposure, PK features]", 0.62),
-        row("BC [reward exposure, PK features]", 0.41),
-        row("BC", 0.70),  # another variant's row: not the comparison
-        row("DiscreteVancoIQL [reward exposure, PK features]", 0.62),
-        row("clinician", 0.43, aki=0.024),
-        row("oracle", 0.90, aki=0.0),
-        row("mipd", 0.668, aki=0.007),
-        row("mipd_local", 0.70, aki=0.007),
+    fields = {"protocol": "trough_guided", "dose_set": "grid", **kw}
+    return [
+        CellResult(
+            dataset,
+            algo,
+            seed,
+            {},
+            {},
+            "",
+            0.0,
+            by_patient={"attainment": x, "aki": [0.0] * len(x)},
+            **fields,
+        )
+        for seed, x in enumerate(per_seed)
     ]
-    (verdict,) = verdicts(rows)
-    assert verdict.startswith("medium-small, VancoIQL [reward exposure, PK features]:")
-    assert "+18.0 pp vs clinician" in verdict and "-> MET" in verdict
-    assert "IQL overlap" in verdict and "BC better" in verdict and "gap to oracle 29.0 pp" in verdict
-    assert "vs MIPD -5.8 pp (worse), AKI +0.3 pp" in verdict
-    assert "half the MIPD-to-oracle gap (+11.6 pp) MISSED" in verdict
-    assert "vs MIPD with the local prior -9.0 pp (worse)" in verdict
-    (discrete,) = verdicts(rows, "DiscreteVancoIQL")
-    assert "+19.0 pp" in discrete and "vs d3rlpy" not in discrete
+
+
+def test_paired_difference_is_on_the_same_patients():
+    rng = np.random.default_rng(0)
+    patients = rng.uniform(0.0, 1.0, size=300)  # patients differ far more than the policies
+    runs = np.clip(patients + rng.normal(0, 0.01, size=(3, 300)), 0, 1)
+    # A row against itself: 0 with a zero-width interval, whatever the seeds and patients.
+    assert paired_difference(runs, runs) == (0.0, 0.0, 0.0)
+    # A small shift of every patient is found by the paired difference ...
+    point, low, high = paired_difference(runs + 0.02, runs)
+    assert point == pytest.approx(0.02) and 0.0 < low < 0.02 < high
+    # ... with an interval far narrower than against other patients (no pairing to use).
+    other = np.clip(rng.uniform(0.0, 1.0, size=300) + rng.normal(0, 0.01, size=(3, 300)), 0, 1)
+    _, other_low, other_high = paired_difference(runs + 0.02, other)
+    assert other_high - other_low > 10 * (high - low)
+    # A deterministic baseline (one seed) against three learned seeds.
+    point, low, high = paired_difference(runs, runs[0])
+    assert low <= point <= high and point == pytest.approx(runs.mean() - runs[0].mean())
+    with pytest.raises(ValueError, match="same >= 2 patients"):
+        paired_difference(runs, runs[:, :10])
+
+
+def test_a_policy_against_itself_and_against_a_shifted_dose_in_the_simulator():
+    from vanco_pk.policies import make_policy
+
+    from vanco_offline.rollout import reference_actor
+
+    patients = EvalPatients(n_patients=24, seed=5, env_options=TINY.env_options)
+
+    def attainment(shift_mg: float) -> np.ndarray:
+        act, reset = reference_actor("mipd", seed=0)
+        trace = rollout(
+            lambda obs, info: act(obs, info) + shift_mg, patients, reset, protocol="trough_guided"
+        )
+        return trace.trace.attainment_by_patient()
+
+    same = attainment(0.0)
+    assert paired_difference(same, attainment(0.0)) == (0.0, 0.0, 0.0)
+    *_, high = paired_difference(attainment(-500.0), same)
+    assert high < 0.0  # 500 mg less at every dose: the CI excludes 0
+    assert make_policy("mipd").deterministic
+
+
+def test_verdicts_against_the_best_simple_baseline_mipd_and_the_clinician():
+    n = 50
+    base = np.linspace(0.3, 0.9, n)
+    variant = "reward exposure, PK features"
+    results = [
+        *_cells(f"ResidualVancoIQL [{variant}]", [list(base + 0.05), list(base + 0.07)]),
+        *_cells(f"BC [{variant}]", [list(base - 0.1), list(base - 0.1)]),
+        *_cells("BC", [list(base + 0.5)] * 2),  # another variant's BC: not a baseline of this row
+        *_cells("clinician", [list(base - 0.2), list(base - 0.2)]),
+        *_cells("mipd", [list(base)]),
+        *_cells("mipd_local490", [list(base + 0.06)]),
+        *_cells("mipd_true", [list(base + 0.10)]),
+    ]
+    (head,) = headline(results, "ResidualVancoIQL", reps=500)
+    assert head["best"].base == "mipd_true" and head["practical"].base == "mipd_local490"
+    assert head["best"].attainment[0] == pytest.approx(-0.04) and head["best"].word == "worse"
+    assert head["practical"].word.startswith("no difference shown")
+    assert head["mipd"].attainment[0] == pytest.approx(0.06) and head["mipd"].word == "better"
+    lines = verdict_lines([head])
+    assert lines[0].startswith(
+        "medium-small, ResidualVancoIQL vs the best simple baseline (MIPD with the true prior, `mipd_true`): "
+        "attainment"
+    )
+    assert "paired difference -4.0 pp [95 % CI -5.0, -3.0] -> worse" in lines[0]
+    assert (
+        "the best baseline without the true prior (Bayesian dose on the refitted prior at AUC 490" in lines[1]
+    )
+    assert (
+        "vs MIPD (MIPD with the published Goti prior, `mipd`)" in lines[2]
+        and "50 test patients, 2 vs 1 seeds" in lines[2]
+    )
+    # Rows on another action set or protocol are never compared silently.
+    mixed = [*results[:2], *_cells("mipd", [list(base)], dose_set="continuous")]
+    with pytest.raises(ValueError, match="dose_set 'grid' vs 'continuous'"):
+        headline(mixed, "ResidualVancoIQL")
+    from vanco_offline.bench.offline.verdict import table_conditions
+
+    assert table_conditions(mixed).startswith("MIXED protocols or action sets")
+
+
+def test_the_unrounded_column_doses_the_bayesian_rows_off_the_grid():
+    from vanco_offline.bench.offline.baselines import UnroundedMIPD
+
+    task = tiny_task("mipd", 0, eval_patients=8, dose_set="continuous")
+    result = run_cell(task)
+    assert result.dose_set == "continuous" and result.protocol == "trough_guided"
+    # The oracle's row reads the simulator's truth through the same path.
+    assert run_cell(tiny_task("oracle", 0, eval_patients=8)).scores["attainment"] > 0.9
+    from vanco_pk.policies import make_policy
+    from vanco_pk.simulate import simulate
+
+    trace = simulate(UnroundedMIPD(make_policy("mipd")), 3, 8, dose_set="continuous", **TINY.env_options)
+    doses = trace.dose_mg
+    assert np.allclose(doses % 5.0, 0.0) and not np.allclose(doses % 250.0, 0.0)
+    with pytest.raises(ValueError, match="wraps an MIPD policy"):
+        UnroundedMIPD(make_policy("clinician"))
+    with pytest.raises(ValueError, match=r"CellTask\.dose_set = 'mg'"):
+        tiny_task("mipd", 0, dose_set="mg")
+    with pytest.raises(ValueError, match=r"CellTask\.protocol = 'weekly'"):
+        tiny_task("mipd", 0, protocol="weekly")
 
 
 def test_the_grid_trains_on_the_default_presets_data_and_the_seed_rows_on_the_seeds():
@@ -327,7 +436,15 @@ def test_the_grid_trains_on_the_default_presets_data_and_the_seed_rows_on_the_se
         t.label for t in quick
     }
     assert {t.seed for t in quick} == {0, 1, 2} and not any(t.ope for t in quick)
-    assert {"mipd", "mipd_local", "BCQ"} <= {t.algo for t in quick}
+    assert {"mipd", "mipd_local", "mipd_local490", "mipd_true", "BC", "IQL"} <= {t.algo for t in quick}
+    # One protocol and one action set for every row; deterministic references run one seed.
+    assert {(t.sampling, t.dose_set) for t in quick} == {("trough_guided", "grid")}
+    assert {t.seed for t in quick if t.algo.startswith("mipd")} == {0}
+    assert {t.eval_seed for t in quick} == {20261207}
+    panel = offline.build_tasks(
+        parser.parse_args(["--quick", "--worlds", "icu", "icu_goti", "--algos", "mipd"])
+    )
+    assert [t.dataset.label for t in panel] == ["medium-small", "medium-small (icu_goti)"]
     seven = {
         t.label for t in offline.build_tasks(parser.parse_args([*rows, "--data-preset", "seven_features"]))
     }

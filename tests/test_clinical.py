@@ -46,9 +46,10 @@ def test_dialysis_lowers_the_renal_cap():
     assert renal_maintenance_cap(4.0, {**ADULT, "dialysis": 1}) < renal_maintenance_cap(4.0, ADULT)
 
 
-def test_toxic_trough_warns_and_missing_covariates_warn():
+def test_toxic_trough_holds_and_missing_covariates_warn():
     out = apply_limits(1000.0, _state(level=28.0), None, first_dose=False)
-    assert any("above 20" in w for w in out.warnings)
+    assert out.held and out.dose_mg == 0.0 and out.min_infusion_minutes == 0.0
+    assert any("HOLD" in c and "above 20" in c for c in out.clipped_by)
     assert any("not applied" in w for w in out.warnings)
 
 

@@ -81,6 +81,8 @@ def test_recommend_from_flags(seven_features_model_dir, trained_model_dir, capsy
         "60",
         "--sex",
         "0",
+        "--dialysis",
+        "0",
     ]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
@@ -117,7 +119,10 @@ def test_recommend_clinical_cases_flag_what_they_must(trained_model_dir, capsys,
         cli.main(["recommend", "--model", str(trained_model_dir), "--clinical", "--output", str(output)]) == 0
     )
     cases = {row["case"]: row for row in json.loads(output.read_text())}
-    assert any("above 20 mg/L" in w for w in cases["toxic level"]["warnings"])
+    toxic = cases["toxic level"]  # a trough of 32 mg/L: hold, no dose beside the advice
+    assert (
+        toxic["held"] and toxic["dose_mg"] == 0.0 and any("above 20 mg/L" in c for c in toxic["clipped_by"])
+    )
     assert cases["dialysis"]["outside_training_support"], "the sample cohort has no dialysis-range creatinine"
     for row in cases.values():
         assert row["dose_mg"] <= 3000.0
@@ -149,8 +154,10 @@ def test_recommend_bad_input(seven_features_model_dir, capsys, tmp_path):
     foreign = tmp_path / "foreign.d3"
     foreign.write_text("hello")
     assert "--trust-pickle" in _error(capsys, ["recommend", "--model", str(foreign), "--clinical"])
-    argv = ["recommend", "--model", str(foreign), "--clinical", "--trust-pickle"]
-    assert "not opened" in _error(capsys, argv)  # no model.json records its hash
+    from vanco_offline.trained import sha256
+
+    argv = ["recommend", "--model", str(foreign), "--clinical", "--trust-pickle", sha256(foreign)]
+    assert "not opened" in _error(capsys, argv)  # no model.json beside it describes the model
     assert "does not exist" in _error(capsys, ["recommend", "--model", str(tmp_path / "x.d3"), "--clinical"])
 
 

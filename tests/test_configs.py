@@ -159,8 +159,11 @@ def test_a_preset_must_be_a_mapping_and_extend_a_known_preset(tmp_path):
 
 
 def test_discrete_keys_are_checked_against_the_discrete_config(tmp_path):
-    path = _write(tmp_path, "d.yaml", "extends: discrete\nconfig:\n  policy_head: plain\n")
-    with pytest.raises(ValueError, match="unknown key 'policy_head' in config for discrete_vanco_iql"):
+    # check_action_bounds is VancoIQL's (continuous doses), not DiscreteVancoIQL's.
+    path = _write(tmp_path, "d.yaml", "extends: discrete\nconfig:\n  check_action_bounds: false\n")
+    with pytest.raises(
+        ValueError, match="unknown key 'check_action_bounds' in config for discrete_vanco_iql"
+    ):
         load_preset(path)
 
 

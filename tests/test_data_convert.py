@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from test_data_builders import make_table, stay_blocks, tables
 from vanco_pk.targets import COVARIATES, DOSE_GRID_MG, FEATURES, get_reward_function
 
-from vanco_offline.data import CarryForward, convert, to_mdp_dataset
+from vanco_offline.data import CarryForward, convert
 
 FAST = settings(max_examples=25, deadline=None)
 
@@ -122,7 +122,7 @@ def test_only_single_row_stays_is_an_error():
 
 def test_integer_mg_doses_stay_continuous_and_discrete_maps_to_the_grid():
     table = make_table(n_stays=3, seed=5, grid_doses=True)
-    continuous = to_mdp_dataset(table, "continuous")
+    continuous = convert(table, "continuous").dataset
     assert continuous.dataset_info.action_space == ActionSpace.CONTINUOUS
     assert continuous.dataset_info.action_size == 1
     assert continuous.episodes[0].actions.dtype == np.float32

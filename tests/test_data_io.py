@@ -3,27 +3,101 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+from typing import Any
 
+import gymnasium
 import numpy as np
 import pandas as pd
 import pytest
 from d3rlpy.constants import ActionSpace
-from d3rlpy.dataset import InfiniteBuffer, ReplayBuffer
+from d3rlpy.dataset import Episode, InfiniteBuffer, ReplayBuffer
 from test_data_builders import make_table
 
 from vanco_offline.cli import main
 from vanco_offline.data import (
     convert,
     export_minari,
-    import_minari,
     load_dataset,
     load_table,
     save_dataset,
     save_table,
 )
+from vanco_offline.data.episodes import ConversionResult, make_dataset
+from vanco_offline.data.minari_format import _META, _datasets_root
+from vanco_offline.data.schema import ACTION_SIZE_DISCRETE
 
 SAMPLE_COHORT = Path(__file__).resolve().parents[1] / "data" / "sample_cohort.csv"
+
+
+# The reader of the Minari mapping (vanco_offline.data.minari_format's table, right column):
+# what a user of the exported dataset does, here to check that the export round-trips.
+def import_minari(source: Any, *, root: str | Path | None = None) -> ConversionResult:
+    """Read a Minari dataset written by :func:`export_minari` back into a ConversionResult.
+
+    ``source`` is a ``MinariDataset``, a local dataset id (looked up under ``root``), or
+    the path of a dataset directory. Datasets from elsewhere are read too when their spaces
+    are a flat ``Box`` observation and a 1-D ``Box`` or ``Discrete(13)`` action.
+    """
+    minari = pytest.importorskip("minari")
+    if isinstance(source, minari.MinariDataset):
+        dataset = source
+    elif isinstance(source, Path) or (isinstance(source, str) and os.path.isdir(source)):
+        path = Path(source)
+        dataset = minari.MinariDataset(path / "data" if (path / "data").is_dir() else path)
+    else:
+        with _datasets_root(root):
+            dataset = minari.load_dataset(str(source), download=False)
+    metadata = dataset.storage.metadata
+    meta = json.loads(metadata[_META]) if _META in metadata else {}
+    action = meta.get("action") or _action_kind(dataset.action_space)
+    indices = dataset.episode_indices
+    episode_meta = list(dataset.storage.get_episode_metadata(indices))
+    episodes, stays, probs = [], [], []
+    for data, info in zip(dataset.iterate_episodes(), episode_meta, strict=True):
+        steps = len(data.rewards)
+        if steps == 0:
+            raise ValueError(f"Minari episode {data.id} has no step; d3rlpy cannot hold it")
+        obs = np.asarray(data.observations, dtype=np.float32)
+        actions = np.asarray(data.actions)
+        actions = actions.reshape(steps, -1).astype(np.int64 if action == "discrete" else np.float32)
+        rewards = np.asarray(data.rewards, dtype=np.float32).reshape(-1, 1)
+        terminated = bool(data.terminations[-1])
+        if terminated:
+            obs = obs[:steps]
+        else:
+            logged = data.infos.get("logged_action") if data.infos else None
+            final = np.asarray(logged[-1] if logged is not None else 0).reshape(1, -1).astype(actions.dtype)
+            actions = np.concatenate([actions, final])
+            rewards = np.concatenate([rewards, np.zeros((1, 1), np.float32)])
+        episodes.append(Episode(observations=obs, actions=actions, rewards=rewards, terminated=terminated))
+        stay = info.get("options", {}).get("stay_id", data.id)
+        stays.append(stay.item() if isinstance(stay, np.generic) else stay)
+        if data.infos and "behavior_prob" in data.infos:
+            probs.append(np.asarray(data.infos["behavior_prob"], dtype=np.float64)[:steps])
+    names = tuple(
+        meta.get("observation_names") or (f"x{i}" for i in range(episodes[0].observations.shape[1]))
+    )
+    return ConversionResult(
+        dataset=make_dataset(episodes, action),
+        report=None,
+        stay_ids=stays,
+        behavior_probs=probs if len(probs) == len(episodes) else None,
+        observation_names=names,
+        action=action,
+    )
+
+
+def _action_kind(space: gymnasium.Space) -> str:
+    if isinstance(space, gymnasium.spaces.Discrete) and space.n == ACTION_SIZE_DISCRETE:
+        return "discrete"
+    if isinstance(space, gymnasium.spaces.Box) and space.shape == (1,):
+        return "continuous"
+    raise ValueError(
+        f"unsupported Minari action space {space}: expected a 1-D Box dose in mg "
+        f"or Discrete({ACTION_SIZE_DISCRETE})"
+    )
 
 
 def _assert_same_episodes(a, b) -> None:

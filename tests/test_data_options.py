@@ -9,7 +9,6 @@ import pytest
 
 from vanco_offline.configs import available_presets, load_preset
 from vanco_offline.data import CarryForward, ConversionOptions, convert, observation_table
-from vanco_offline.training import conversion_kwargs, conversion_options
 
 
 def test_options_survive_a_json_round_trip():
@@ -50,6 +49,6 @@ def test_an_unknown_key_is_named():
 
 @pytest.mark.parametrize("name", available_presets())
 def test_a_presets_conversion_reads_back_as_saved(name):
-    conversion = conversion_options(load_preset(name), impute_max_age_h=12.0)
-    saved = json.loads(json.dumps(ConversionOptions.from_dict(conversion).to_dict()))
-    assert conversion_kwargs(saved) == conversion
+    conversion = load_preset(name).data.conversion_options(12.0)
+    saved = json.loads(json.dumps(conversion.to_dict()))  # as model.json keeps it
+    assert ConversionOptions.from_dict(saved, action=conversion.action) == conversion

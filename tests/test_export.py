@@ -75,13 +75,12 @@ def test_bundle_runs_without_torch_or_d3rlpy(trained, tmp_path):
         "runpy.run_module('vanco_offline.bundle', run_name='__main__')\n"
         "assert 'torch' not in {m.split('.')[0] for m, v in sys.modules.items() if v is not None}\n"
     )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
-    (answer,) = json.loads(out.stdout)
-    assert answer["model_dose_mg"] == pytest.approx(_model_doses(algo, row[None])[0], abs=0.05)
-    # Without covariates the caps cannot apply, and without a stored support no check ran: both said.
-    assert any("covariates" in w for w in answer["warnings"])
-    flags = answer["outside_training_support"]
-    assert flags and "no training-data support" in flags[0]
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    # A bare policy export carries no dosing interval or population: the runtime loads it (the
+    # module imports without torch) but gives no patient a dose from it, and says why.
+    # tests/test_adversarial_bundle.py doses a whole model's bundle without torch.
+    assert out.returncode == 2 and "no dosing interval" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
 
 
 def test_onnx_export_matches(trained, tmp_path):
@@ -151,12 +150,11 @@ def test_bundle_predict_validates_input(trained, tmp_path):
         loaded.predict(np.full((1, len(result.observation_names)), np.nan))
 
 
-@pytest.mark.parametrize("rule", ["mode", "mean", "median"])
-def test_bundle_decision_rules_match_the_algorithm(rule):
+def test_bundle_decision_rule_matches_the_algorithm():
     import torch
 
-    from vanco_offline.algos.torch.discrete_vanco_iql_impl import choose_level
+    from vanco_offline.algos.torch.discrete_vanco_iql_impl import mean_level
 
     logits = np.random.default_rng(3).normal(scale=2.0, size=(500, len(DOSE_GRID_MG)))
-    expected = choose_level(torch.from_numpy(logits), rule).numpy()
-    np.testing.assert_array_equal(bundle_module._choose_level(logits, rule), expected)
+    expected = mean_level(torch.from_numpy(logits)).numpy()
+    np.testing.assert_array_equal(bundle_module._choose_level(logits, "mean"), expected)

@@ -7,9 +7,8 @@ from d3rlpy.metrics import EnvironmentEvaluator
 from vanco_pk.env import VancoPKEnv
 
 from vanco_offline.configs import available_presets, build_algo, load_preset
-from vanco_offline.data import convert, convert_with, generate_cohort
+from vanco_offline.data import convert_with, generate_cohort
 from vanco_offline.rollout import model_env
-from vanco_offline.training import conversion_options
 
 OPTIONS = {"episode_days": 2.0}
 
@@ -21,7 +20,7 @@ def cohort():
 
 def test_the_default_models_columns_are_not_the_plain_envs(cohort):
     preset = load_preset("default")
-    result = convert(cohort, preset.data.action, **conversion_options(preset))
+    result = convert_with(cohort, preset.data.conversion_options())
     plain = VancoPKEnv(extended_obs=True, pk_features=True, **OPTIONS)
     assert plain.observation_space.shape != (len(result.observation_names),)
     env = model_env(result.observation_names, **OPTIONS)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tabular_mdp import TabularMDP
 
 from vanco_offline.ope.bootstrap import bootstrap_counts, percentile_interval
 from vanco_offline.ope.estimators import estimate, importance_weights
 from vanco_offline.ope.policy import ArrayPolicy
-from vanco_offline.ope.tabular import TabularMDP
 from vanco_offline.ope.trajectories import Trajectories
 
 GAMMA = 0.95

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from tabular_mdp import TabularMDP
 from vanco_pk.policies import make_policy
 
 from vanco_offline.data import convert
@@ -11,7 +12,6 @@ from vanco_offline.ope import SimulatorTruth, TwinSettings, simulate_value, twin
 from vanco_offline.ope.bootstrap import bootstrap_counts, percentile_interval
 from vanco_offline.ope.linear_fqe import LinearFQESettings, fit_linear_fqe
 from vanco_offline.ope.policy import ReferencePolicy
-from vanco_offline.ope.tabular import TabularMDP
 from vanco_offline.ope.trajectories import to_trajectories
 
 

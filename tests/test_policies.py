@@ -3,6 +3,7 @@
 import gymnasium as gym
 import numpy as np
 import pytest
+from vanco_pk.env import charted_level
 from vanco_pk.policies import (
     POLICIES,
     TRUTH_KEYS,
@@ -26,7 +27,7 @@ def _rollout(name, n=6, seed=3, **options):
     doses, pmfs = [], []
     for _ in range(env.config.n_steps):
         features = obs.astype(np.float64)
-        features[:, 0] = info["raw_level"]
+        features[:, 0] = charted_level(info)
         pmfs.append(policy.action_probs(features, info))
         doses.append(policy.act(features, info))
         obs, _, _, _, info = env.step(doses[-1].reshape(n, 1))
@@ -61,7 +62,7 @@ def test_same_seed_same_doses_other_seed_other_doses(name):
     other = []
     for _ in range(env.config.n_steps):
         features = obs.astype(np.float64)
-        features[:, 0] = info["raw_level"]
+        features[:, 0] = charted_level(info)
         other.append(policy.act(features, info))
         obs, _, _, _, info = env.step(other[-1].reshape(6, 1))
     assert not np.array_equal(a, np.array(other))

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import scipy.optimize
 from vanco_pk import pk
+from vanco_pk.env import charted_level
 from vanco_pk.estimation import _simulate, history_from_policy, map_objective
 from vanco_pk.kidney import KidneyParams
 from vanco_pk.patients import sample_patients
@@ -36,7 +37,7 @@ def _fixed_dosing_history(n, steps, keep_levels, seed=1):
     policy.reset(info["covariates"])
     for k in range(steps + 1):
         features = obs.astype(np.float64)
-        features[:, 0] = info["raw_level"]
+        features[:, 0] = charted_level(info)
         policy.action_probs(features, info)
         if k == steps:
             break
@@ -149,7 +150,7 @@ def test_mipd_uses_measured_levels_only():
     policy.reset(info["covariates"])
     for _ in range(3):
         features = obs.astype(np.float64)
-        features[:, 0] = info["raw_level"]
+        features[:, 0] = charted_level(info)
         # Only what a clinician sees: no cl, v1, central_mg ... in the info given.
         dose = policy.act(features, {"time_h": info["time_h"], "level_measured": info["level_measured"]})
         obs, _, _, _, info = env.step(dose.reshape(4, 1))

@@ -64,7 +64,7 @@ def test_a_preset_with_a_local_prior_fits_it_on_the_training_table_and_saves_it(
     import vanco_offline.data.local_model as local_model
     from vanco_offline.configs import load_preset
     from vanco_offline.trained import load_model
-    from vanco_offline.training import convert_like, train
+    from vanco_offline.training import train
 
     fit = local_model.fit_local_model
     monkeypatch.setattr(
@@ -75,13 +75,13 @@ def test_a_preset_with_a_local_prior_fits_it_on_the_training_table_and_saves_it(
     result = train(
         load_preset("residual"), faster_clearance, n_steps=10, log_root=tmp_path, show_progress=False
     )
-    saved = result.model.conversion["pk_model"]
+    saved = dict(result.model.conversion.pk_model)
     assert saved["cl"] > GOTI_2018.cl and saved["v1"] == GOTI_2018.v1
     assert result.model.data["pk_model_fit"]["patients"] == 60
     loaded = load_model(result.model_path)
     assert loaded.population_model == result.model.population_model != GOTI_2018
     # New data is converted through the saved prior, not refitted and not Goti's.
-    again = convert_like(faster_clearance, "continuous", loaded.conversion)
+    again = loaded.convert(faster_clearance)
     assert again.population_model == loaded.population_model
     from vanco_offline.recommend import recommend_on_table
 

@@ -62,6 +62,31 @@ def test_the_policy_doses_the_prior_plus_a_bounded_correction(pk_data):
     np.testing.assert_allclose(algo.predict(x)[:, 0], prior_mg, atol=0.05)
 
 
+def test_the_actor_loss_is_the_likelihood_of_the_logged_dose_around_the_prior(pk_data):
+    # The policy learns where the logged dose lies relative to the prior: the loss is the
+    # advantage-weighted Gaussian log-likelihood at prior(s) + rho * tanh(mu(s)), not at tanh(mu(s)).
+    from types import SimpleNamespace
+
+    from vanco_offline.algos.torch.vanco_iql_impl import normal_log_prob
+
+    algo = _algo(pk_data, residual_scale=0.1)
+    impl, nets = algo.impl, algo.impl.modules
+    x = torch.as_tensor(
+        algo.observation_scaler.transform_numpy(_observations(pk_data)[:32]), dtype=torch.float32
+    )
+    actions = torch.full((32, 1), 0.3)
+    batch = SimpleNamespace(observations=x, actions=actions)
+    q_target = torch.zeros(32, 1)
+    with torch.no_grad():
+        loss, weights = impl.actor_loss(nets, batch, q_target)
+        out = nets.policy(x)
+        loc = impl.prior(x) + 0.1 * out.squashed_mu
+        expected = -(weights * normal_log_prob(actions, loc, out.logstd.exp())).mean()
+        plain = -(weights * normal_log_prob(actions, out.squashed_mu, out.logstd.exp())).mean()
+    assert float(loss) == pytest.approx(float(expected), rel=1e-6)
+    assert float(loss) != pytest.approx(float(plain), rel=1e-3)
+
+
 def test_with_q_candidates_the_critic_picks_one_of_the_doses_in_the_band(pk_data):
     algo = _algo(pk_data, residual_scale=0.2, q_candidates=5)
     x = _observations(pk_data)
@@ -112,6 +137,4 @@ def test_a_residual_on_data_without_the_pk_dose_is_refused_by_name(pk_data):
         _build({"algo": "residual_vanco_iql", "data": {"pk_features": False}}, "x", "x.yaml")
     with pytest.raises(ValueError, match="residual_scale=0"):
         ResidualVancoIQLConfig(residual_scale=0.0)
-    with pytest.raises(ValueError, match="supports"):
-        ResidualVancoIQLConfig(policy_head="plain")
     assert isinstance(build_algo(load_preset("residual"), pk_data.dataset), ResidualVancoIQL)

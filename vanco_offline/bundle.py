@@ -7,15 +7,20 @@ d3rlpy config, the training data's support, a description of the model and a che
 all. Loading it parses JSON and raw tensors only, so a bundle shared between hospitals cannot
 execute code when opened (d3rlpy's ``.d3`` files, by contrast, are Python pickles).
 
-:func:`load_bundle` refuses a bundle that is not whole: a checksum that does not match,
+:func:`load_bundle` refuses a bundle that is not whole (a bundle without the model's dosing
+scope, its interval and population, loads for :meth:`Bundle.predict` but :meth:`Bundle.recommend`
+refuses to dose with it): a checksum that does not match,
 non-finite weights, a malformed layer, scalers that are not positive and finite, an action
 range outside 0-3000 mg, a support that does not fit the features, or a policy whose output on
 the training mean is not a dose. :meth:`Bundle.recommend` doses one state through
 :mod:`vanco_offline.safety` (strict parsing, range checks, clinical limits, renal and loading
 caps, support check), exactly as ``vanco-offline recommend`` does.
 
-This module needs numpy, safetensors, ``vanco_pk`` and :mod:`vanco_offline.safety`; not torch,
-not d3rlpy. On a machine with those::
+This module needs numpy, safetensors, ``vanco_pk``, :mod:`vanco_offline.safety` and the value
+checks it uses (:mod:`vanco_offline.data.value_checks`, loaded without the data package's
+torch-importing ``__init__``); not torch, not d3rlpy. A bundle doses only with the model's
+dosing scope (its interval and population, written by ``train`` and ``export``). On a machine
+with those::
 
     python -m vanco_offline.bundle MODEL.safetensors STATE.json
 """
@@ -35,7 +40,7 @@ import numpy as np
 from vanco_pk.targets import DOSE_MAX_MG as _DOSE_MAX
 
 from vanco_offline.clinical import StateSupport
-from vanco_offline.safety import check_dose, parse_state
+from vanco_offline.safety import DosingScope, check_dose, load_json, parse_state
 
 FORMAT = "vanco-offline-bundle"
 VERSION = 2
@@ -89,6 +94,11 @@ class Bundle:
     @property
     def observation_names(self) -> list[str]:
         return list(self.metadata["observation_names"])
+
+    @property
+    def scope(self) -> DosingScope:
+        """The model's dosing interval, units and population (checked at load)."""
+        return DosingScope.from_dict((self.metadata.get("model") or {}).get("scope"), "the bundle")
 
     @property
     def support(self) -> StateSupport | None:
@@ -152,17 +162,15 @@ class Bundle:
         )
         raw = float(self.predict(observation[None])[0])
         checked = check_dose(
-            raw, observation, self.observation_names, covariates, support=self.support, first_dose=first_dose
+            raw,
+            observation,
+            self.observation_names,
+            covariates,
+            support=self.support,
+            scope=self.scope,
+            first_dose=first_dose,
         )
-        return {
-            "dose_mg": checked.dose_mg,
-            "model_dose_mg": checked.model_dose_mg,
-            "min_infusion_minutes": checked.limited.min_infusion_minutes,
-            "renal_cap_mg": checked.limited.renal_cap_mg,
-            "clipped_by": checked.limited.clipped_by,
-            "warnings": checked.limited.warnings,
-            "outside_training_support": checked.support_warnings,
-        }
+        return checked.to_dict()
 
     def _apply(self, layer: dict[str, Any], x: np.ndarray) -> np.ndarray:
         op = layer["op"]
@@ -215,10 +223,7 @@ def load_bundle(path: str | Path) -> Bundle:
         raise ValueError(
             f"{path} is a safetensors file but not a vanco-offline bundle (no '{METADATA_KEY}' metadata)"
         )
-    try:
-        metadata = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: the bundle's description is not valid JSON ({exc.msg})") from None
+    metadata = load_json(raw, f"{path}: the bundle's description")
     if (
         not isinstance(metadata, dict)
         or metadata.get("format") != FORMAT
@@ -318,6 +323,10 @@ def _check(bundle: Bundle) -> None:
                 raise ValueError("a layer_norm's eps must be > 0")
         elif op not in _ACTIVATIONS:
             raise ValueError(f"layer op {op!r} is not supported by this runtime")
+    if not isinstance(meta.get("model", {}), dict):
+        raise ValueError(f"the model description must be an object, got {meta['model']!r}")
+    if meta.get("model", {}).get("scope") is not None:
+        bundle.scope  # noqa: B018  (a malformed dosing scope is refused at load; a missing one when dosing)
     support = bundle.support
     if support is not None and support.names != names:
         raise ValueError(f"the support is over {support.names}, the policy over {names}")
@@ -344,10 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         bundle = load_bundle(argv[0])
-        try:
-            state = json.loads(Path(argv[1]).read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{argv[1]} is not valid JSON ({exc.msg}, line {exc.lineno})") from None
+        state = load_json(Path(argv[1]).read_bytes(), argv[1])
         rows = state if isinstance(state, list) else [state]
         if not rows:
             raise ValueError(f"{argv[1]} holds an empty list; give one state or a list of states")

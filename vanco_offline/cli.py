@@ -7,16 +7,22 @@ defines ``add_arguments(parser)`` and ``run(args) -> int``.
 Bad input (a missing file, a malformed YAML, an unknown preset, an out-of-range value, a
 file that is not ours) ends with one line on stderr and exit code 2, never a traceback; so
 does a missing optional package, with the extra that installs it
-(:mod:`vanco_offline.extras`). ``--debug`` (before the command) shows the traceback instead.
+(:mod:`vanco_offline.extras`). Any other exception is a bug of the library, not the user's
+mistake: one line saying so ("internal error ... run with --debug") and exit code 1.
+``--debug`` (anywhere on the line) shows the traceback instead. Ctrl-C ends with exit code 130,
+SIGTERM with 143; either way the command's outputs are whole or absent (train removes its
+run folder).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 from vanco_offline.commands import CommandError
 
@@ -48,11 +54,22 @@ BENCHES: dict[str, tuple[str, str]] = {
     "offline": ("vanco_offline.bench.offline", "VancoIQL vs d3rlpy CQL/BCQ/IQL/BC and clinical dosing"),
     "curves": ("vanco_offline.bench.curves", "learning curves on validation patients; the budgets they pick"),
     "fidelity": ("vanco_offline.bench.fidelity", "simulated ICU statistics beside published figures"),
+    "sampling": ("vanco_offline.bench.sampling", "when to draw a level: attainment against levels per week"),
 }
 
 
-#: Exceptions that mean "the user's input is wrong", reported without a traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (CommandError, ValueError, OSError, KeyError)
+#: Exceptions that mean "the user's input is wrong", reported without a traceback. The library
+#: raises ValueError (or a subclass) for bad input and OSError for files; anything else that
+#: escapes a command is an internal error.
+USER_ERRORS: tuple[type[BaseException], ...] = (CommandError, ValueError, OSError)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is so that every command cleans up as on Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
 
 
 def _build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
@@ -91,10 +108,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*Gym has been unmaintained.*")
     debug = "--debug" in argv  # accepted anywhere on the line, not only before the command
     argv = [a for a in argv if a != "--debug"]
-    parser = _build_parser(argv)
-    args = parser.parse_args(argv)
-    args.debug = debug
-    name = args.command if args.command != "bench" else f"bench {args.bench}"
+    previous = _install_sigterm()
+    name = argv[0] if argv else PROG
+    args = argparse.Namespace(debug=debug)
+    try:
+        parser = _build_parser(argv)  # imports the command's module: Ctrl-C may land here too
+        args = parser.parse_args(argv)
+        args.debug = debug
+        name = args.command if args.command != "bench" else f"bench {args.bench}"
+        return _run(args, name)
+    except KeyboardInterrupt as exc:
+        # Outputs are written whole or not at all (train removes its run folder): say so.
+        if debug:
+            raise
+        how = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        print(f"{PROG} {name}: {how}; {_interrupted(exc, args)}", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _install_sigterm() -> Any:
+    """SIGTERM raises :class:`Terminated` (the previous handler is returned; None off the main thread)."""
+    try:
+        return signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread (a test runner, an embedding application)
+        return None
+
+
+def _run(args: argparse.Namespace, name: str) -> int:
     if args.command == "bench":
         from vanco_offline.commands.common import quiet_d3rlpy
 
@@ -107,16 +150,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (*USER_ERRORS, ImportError) as exc:
         if args.debug:
             raise
-        if isinstance(exc, ImportError):
-            exc = _as_missing_extra(exc)
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"{PROG} {name}: error: {message}", file=sys.stderr)
+        try:
+            message = _as_missing_extra(exc) if isinstance(exc, ImportError) else exc
+        except ImportError as other:  # not an optional package: a broken installation or a bug
+            return _internal(name, other)
+        print(f"{PROG} {name}: error: {_short(message)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as exc:
-        # Outputs are written whole or not at all (train removes its run folder): say so.
-        print(f"{PROG} {name}: interrupted; {_interrupted(exc, args)}", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # anything else is a bug of the library, not the user's input
+        if args.debug:
+            raise
+        return _internal(name, exc)
     return int(code or 0)
+
+
+def _internal(name: str, exc: BaseException) -> int:
+    print(
+        f"{PROG} {name}: internal error ({type(exc).__name__}: {_short(exc)}); this is a bug, not a "
+        f"problem with your input: run with --debug for the traceback and report it",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def _short(exc: object, limit: int = 4000) -> str:
+    """An error message of at most ``limit`` characters (a huge input is not echoed whole)."""
+    text = str(exc)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _as_missing_extra(exc: ImportError) -> Exception:

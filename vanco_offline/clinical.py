@@ -13,7 +13,12 @@ Limits (Rybak et al. 2020 consensus guideline, ASHP/IDSA/PIDS/SIDP):
 - renal adjustment of maintenance doses: the dose may not predict a steady-state AUC24 above
   ``max_auc24`` (default 800 mg*h/L, well above the 400-600 target) for a population-typical
   patient with this weight, creatinine clearance and dialysis status (Goti 2018 model);
-- a measured trough above 20 mg/L is flagged (the guideline advises holding the next dose).
+- a measured trough above 20 mg/L means hold: the dose is 0 mg and the result says so (the
+  guideline advises holding the next dose and re-checking the level), never a dose beside a
+  "hold".
+
+``interval_h`` is the model's dosing interval (the renal cap is per dose at that interval);
+:func:`vanco_offline.safety.check_dose` always sets it from the model.
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ class LimitedDose:
     renal_cap_mg: float | None
     clipped_by: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    held: bool = False
 
     @property
     def clipped(self) -> bool:
@@ -133,10 +139,14 @@ def apply_limits(
             f"with this creatinine clearance exceeds AUC24 {limits.max_auc24:g} mg*h/L",
         )
     if level > limits.hold_above_trough_mg_l:
-        result.warnings.append(
-            f"measured trough {level:.1f} mg/L is above {limits.hold_above_trough_mg_l:g} mg/L: the "
-            "guideline advises holding the next dose and re-checking the level"
+        # Hold: no dose is printed beside the advice to hold it.
+        result.clipped_by.append(
+            f"HOLD: measured trough {level:.1f} mg/L is above {limits.hold_above_trough_mg_l:g} mg/L; the "
+            "guideline advises holding the next dose and re-checking the level "
+            f"(clipped {result.dose_mg:.0f} -> 0 mg)"
         )
+        result.dose_mg = 0.0
+        result.held = True
     if result.dose_mg > 0:
         minutes = max(MIN_INFUSION_H * 60.0, result.dose_mg / limits.max_infusion_rate_mg_per_min)
         result.min_infusion_minutes = float(minutes)

@@ -129,9 +129,8 @@ def export_bundle(
         "dose_grid_mg": DOSE_GRID_MG.tolist(),
         "observation_scaler": _observation_scaler(algo.observation_scaler),
         "layers": layers,
-        "output": algo.config.decision_rule
-        if discrete
-        else ("clip" if algo.config.policy_head == "plain" else "tanh"),
+        # DiscreteVancoIQL's greedy level is the one nearest its mean; VancoIQL's mean is tanh(mu).
+        "output": "mean" if discrete else "tanh",
         "action_scaler": None if discrete else _action_scaler(algo.action_scaler),
         "residual": _residual(algo),
         "support": support,
@@ -142,16 +141,16 @@ def export_bundle(
     path = Path(path)
     # Written beside the target and renamed once checked: an interrupted or failed export
     # leaves no half-written bundle (and never replaces a good one with a bad one).
-    partial = path.with_name(f".{path.name}.partial")
+    from vanco_offline.atomic import atomic_path
+
     try:
-        try:
+        with atomic_path(path, overwrite=True) as partial:  # the caller decided whether to replace
             save_file(tensors, str(partial), metadata={runtime.METADATA_KEY: json.dumps(metadata)})
-        except Exception as exc:  # safetensors reports I/O failures as its own error type
-            raise OSError(f"cannot write {path}: {exc}") from None
-        _check_reproduces(algo, partial, probe, discrete)
-        partial.replace(path)
-    finally:
-        partial.unlink(missing_ok=True)
+            _check_reproduces(algo, partial, probe, discrete)
+    except ValueError:
+        raise
+    except Exception as exc:  # safetensors reports I/O failures as its own error type
+        raise OSError(f"cannot write {path}: {exc}") from None
     return path
 
 

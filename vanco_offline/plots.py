@@ -27,7 +27,7 @@ from vanco_pk import pk
 from vanco_pk.targets import AUC24_TARGET, DOSE_GRID_MG, FEATURES, TROUGH_TARGET
 
 from vanco_offline.algos.dosing import action_to_mg, predict_dose_mg
-from vanco_offline.clinical import apply_limits
+from vanco_offline.clinical import ClinicalLimits, apply_limits
 from vanco_offline.trained import TrainedModel
 
 __all__ = [
@@ -102,7 +102,10 @@ def plot_dose_response(
             dose = predict_dose_mg(model.algo, observation[None])[0]
             features = np.array([point[f] for f in FEATURES])
             raw.append(dose)
-            limited.append(apply_limits(dose, features, dict(covariates), first_dose=False).dose_mg)
+            limits = ClinicalLimits(interval_h=model.scope.interval_h)  # the model's own interval
+            limited.append(
+                apply_limits(dose, features, dict(covariates), first_dose=False, limits=limits).dose_mg
+            )
         ax.plot(values, raw, label="policy's greedy dose", color="tab:blue")
         ax.plot(values, limited, label="after clinical limits", color="tab:red", linestyle="--")
         if feature == "vanco_level":
@@ -253,12 +256,12 @@ def write_plots(
         state, covariates, history = dose_response_reference()
         written.append(plot_dose_response(model, out / "dose_response.png", state, covariates, history))
     if "histogram" in kinds:
-        from vanco_offline.training import builtin_cohort, convert_like
+        from vanco_offline.training import builtin_cohort
 
         label = "logged (behaviour policy)"
         if table is None:
             table, label = builtin_cohort(n_patients=100, seed=1), "logged (built-in clinician cohort)"
-        episodes = convert_like(table, model.action, model.conversion).dataset.episodes
+        episodes = model.convert(table).dataset.episodes
         observations = np.concatenate([ep.observations[: ep.transition_count] for ep in episodes])
         actions = np.concatenate([ep.actions[: ep.transition_count] for ep in episodes]).reshape(-1)
         logged = action_to_mg(actions, model.action == "discrete")

@@ -70,13 +70,7 @@ class Recommendation(CheckedDose):
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "dose_mg": self.dose_mg,
-            "model_dose_mg": self.model_dose_mg,
-            "min_infusion_minutes": self.limited.min_infusion_minutes,
-            "clipped_by": self.limited.clipped_by,
-            "warnings": self.limited.warnings,
-            "outside_training_support": self.support_warnings,
-            "renal_cap_mg": self.limited.renal_cap_mg,
+            **super().to_dict(),
             "q_of_alternatives": {f"{dose:g}": q for dose, q in self.alternatives.items()},
             "mipd_dose_mg": self.mipd_dose_mg,
             "mipd_basis": self.mipd_basis,
@@ -84,13 +78,28 @@ class Recommendation(CheckedDose):
         }
 
     def __str__(self) -> str:
-        lines = [
-            f"recommended dose      {self.dose_mg:.0f} mg, infused over at least "
-            f"{self.limited.min_infusion_minutes:.0f} min",
-            f"model's greedy dose   {self.model_dose_mg:.0f} mg",
-        ]
+        every = self.scope.label
+        if self.held:
+            lines = [
+                "recommended dose      HOLD: no dose now; re-check the level before the next dose",
+                f"model's greedy dose   {self.model_dose_mg:.0f} mg (not to be given: hold)",
+            ]
+        else:
+            # A maintenance dose repeats every interval (its daily total shown); a loading dose is once.
+            daily = (
+                f" ({self.dose_mg * 24.0 / self.interval_h:.0f} mg/day)"
+                if self.limited.renal_cap_mg is not None
+                else ""
+            )
+            lines = [
+                f"recommended dose      {self.dose_mg:.0f} mg {self.schedule}{daily}, infused over at least "
+                f"{self.limited.min_infusion_minutes:.0f} min",
+                f"model's greedy dose   {self.model_dose_mg:.0f} mg {self.schedule}",
+            ]
+        if self.scope.interval_source.startswith("assumed"):
+            lines.append(f"NOTE: the model's dosing interval was {self.scope.interval_source}")
         mipd = (
-            f"{self.mipd_dose_mg:.0f} mg ({self.mipd_basis})"
+            f"{self.mipd_dose_mg:.0f} mg {every} ({self.mipd_basis})"
             if self.mipd_dose_mg is not None
             else self.mipd_basis
         )
@@ -100,7 +109,7 @@ class Recommendation(CheckedDose):
             + ", ".join(f"{d:g} mg {q:+.2f}" for d, q in self.alternatives.items())
         )
         lines.extend(f"CLIPPED: {reason}" for reason in self.limited.clipped_by)
-        lines.extend(f"WARNING: {warning}" for warning in self.limited.warnings)
+        lines.extend(f"WARNING: {warning}" for warning in [*self.limited.warnings, *self.population_warnings])
         lines.extend(f"OUTSIDE TRAINING DATA: {reason}" for reason in self.support_warnings)
         return "\n".join(lines)
 
@@ -137,7 +146,7 @@ def observation_from_state(
     observation, _, _ = parse_state(
         state,
         list(model.observation_names),
-        fill_unmeasured_level=bool(model.conversion.get("fill_unmeasured_level")),
+        fill_unmeasured_level=model.conversion.fill_unmeasured_level,
     )
     return observation.astype(np.float32)
 
@@ -145,20 +154,12 @@ def observation_from_state(
 def _observation_from_history(
     model: TrainedModel, state: Mapping[str, Any], history: pd.DataFrame
 ) -> np.ndarray:
-    from vanco_offline.data import observation_table
-    from vanco_offline.training import conversion_kwargs
-
     if not isinstance(history, pd.DataFrame) or len(history) == 0:
         raise ValueError("the history must be a non-empty table of the stay's rows, the current state last")
     if "stay_id" in history.columns and history["stay_id"].nunique() != 1:
         stays = history["stay_id"].nunique()
         raise ValueError(f"the history holds {stays} stays; give the rows of the patient's stay only")
-    table = observation_table(history, **conversion_kwargs(model.conversion))
-    if list(table.columns) != list(model.observation_names):
-        raise ValueError(
-            f"the history converts to the columns {list(table.columns)} but the model needs "
-            f"{model.observation_names}; give the covariate columns the model was trained with"
-        )
+    values = model.observation(history)
     last = history.iloc[-1]
     for name, given in state.items():
         given_at_all = given is not None and not _is_nan(given)
@@ -170,7 +171,6 @@ def _observation_from_history(
                     f"the state's {name!r} is {given!r} but the last row of the stay's history has "
                     f"{last[name]!r}: the history must end with the current state"
                 )
-    values = table.iloc[-1].to_numpy(np.float32)
     for name, value in zip(model.observation_names, values, strict=True):
         if not math.isfinite(float(value)):
             raise ValueError(f"the stay's history gives {name} = {value}; give the rows that define it")
@@ -195,16 +195,19 @@ def recommend(
     model : TrainedModel
         From :func:`vanco_offline.trained.load_model` or :func:`vanco_offline.training.train`.
     state : mapping
-        The model's observation features by name (``vanco_level``, ``creatinine``, ...).
+        The model's observation features by name (``vanco_level``, ``creatinine``, ...); it
+        may also hold the covariates. Any other key (``first_dose`` included) is an error.
     covariates : mapping, optional
-        ``weight_kg``, ``age``, ``sex`` (0/1), ``height_cm``, ``dialysis``: needed for the
-        loading-dose and renal limits and for the MIPD comparison.
+        ``weight_kg``, ``age`` (18 or older), ``sex`` (0/1) and ``dialysis`` (0/1) are required,
+        here or in ``state`` (not both): the loading-dose and renal limits need them; a missing
+        one is an error naming it. ``height_cm``, when given, is checked against the weight.
     first_dose : bool, optional
         Whether this is the first dose of the course; inferred from an unmeasured level if None.
     history : DataFrame, optional
         The patient's earlier rows in the data schema (one stay; doses and levels so far),
         ending with the current state: the MIPD comparison then fits the patient's own
-        clearance to the measured levels instead of using the population prior, and a model
+        clearance to the measured levels instead of using the population prior (its rows must
+        be the model's dosing interval apart), and a model
         with :data:`HISTORY_COLUMNS` (previous dose, PK features) builds its observation from
         it (required for such a model).
     mode : {"greedy", "sample"}
@@ -212,7 +215,27 @@ def recommend(
     """
     if mode not in ("greedy", "sample"):
         raise ValueError(f"mode must be 'greedy' or 'sample', got {mode!r}")
+    if not isinstance(state, Mapping):
+        raise ValueError(
+            f"the state must be a mapping of feature names to values, not {type(state).__name__}"
+        )
+    if "first_dose" in state:
+        raise ValueError(
+            "the state has the field 'first_dose': give it as recommend(..., first_dose=...), "
+            "not in the state"
+        )
+    in_both = sorted(set(state) & set(covariates or {}))
+    if in_both:
+        raise ValueError(f"{in_both} given both in the state and in covariates; give each once")
+    state, covariates = (
+        {k: v for k, v in state.items() if k not in COVARIATES},
+        {**{k: v for k, v in state.items() if k in COVARIATES}, **(covariates or {})},
+    )
     covariates = parse_covariates(covariates)
+    if isinstance(history, pd.DataFrame) and "time_h" in history.columns:
+        stays = history["stay_id"] if "stay_id" in history.columns else np.zeros(len(history))
+        time = pd.to_numeric(history["time_h"], errors="coerce").to_numpy(np.float64)
+        model.scope.check_interval(stays, time, "the stay's history")
     if first_dose is not None:
         first_dose = parse_bool("first_dose", first_dose)
     observation = observation_from_state(model, {**state, **covariates}, history)
@@ -229,19 +252,22 @@ def recommend(
         list(model.observation_names),
         covariates,
         support=model.support,
+        scope=model.scope,
         first_dose=first_dose,
         limits=limits,
     )
     alternatives = _alternative_q(algo, observation, discrete)
     mipd_history = history if history is not None and set(COVARIATES) <= set(history.columns) else None
-    mipd_dose, basis = _mipd_dose(features, covariates, mipd_history)
+    mipd_dose, basis = _mipd_dose(features, covariates, mipd_history, model.scope.interval_h)
     return Recommendation(
         model_dose_mg=model_dose,
         limited=checked.limited,
+        support_warnings=checked.support_warnings,
+        scope=checked.scope,
+        population_warnings=checked.population_warnings,
         alternatives=alternatives,
         mipd_dose_mg=mipd_dose,
         mipd_basis=basis,
-        support_warnings=checked.support_warnings,
         observation=dict(zip(model.observation_names, map(float, observation), strict=True)),
     )
 
@@ -255,9 +281,7 @@ def recommend_on_table(
     far, and a model with :data:`HISTORY_COLUMNS` builds its observation from them) and as a
     first dose when it is the stay's first row.
     """
-    from vanco_offline.training import convert_like
-
-    convert_like(table, model.action, model.conversion)  # the whole table must be valid data
+    model.convert(table)  # the whole table must be valid data
     if not 1 <= n <= len(table):
         raise ValueError(f"--samples must be between 1 and the table's {len(table)} rows, got {n}")
     rows = np.sort(np.random.default_rng(seed).choice(len(table), size=n, replace=False))
@@ -298,15 +322,16 @@ def _alternative_q(algo: Any, observation: np.ndarray, discrete: bool) -> dict[f
 
 
 def _mipd_dose(
-    features: np.ndarray, covariates: dict[str, Any], history: pd.DataFrame | None
+    features: np.ndarray, covariates: dict[str, Any], history: pd.DataFrame | None, interval_h: float
 ) -> tuple[float | None, str]:
-    missing = [c for c in ("weight_kg", "age", "sex") if c not in covariates]
+    """MIPD's dose for the model's dosing interval (AUC24 500 with a dose every ``interval_h``)."""
+    missing = [c for c in ("weight_kg", "age", "sex", "dialysis") if c not in covariates]
     if missing:
         return None, f"not computed: covariates {missing} not given"
     if history is not None:
         from vanco_offline.data import score_table
 
-        scores = score_table(history, "mipd")
+        scores = score_table(history, make_policy("mipd", interval_h=interval_h))
         levels = int(history["vanco_level"].notna().sum())
         return float(
             DOSE_GRID_MG[int(np.argmax(scores.pmf[-1]))]
@@ -315,8 +340,8 @@ def _mipd_dose(
         # A level cannot be attributed to doses that are not known, and the population prior
         # would ignore it: showing that number next to a toxic level would mislead.
         return None, "not computed: a measured level needs the dose history (give --csv with the stay's rows)"
-    policy = make_policy("mipd")
-    policy.reset({"height_cm": float("nan"), "dialysis": 0, **covariates})
+    policy = make_policy("mipd", interval_h=interval_h)
+    policy.reset({"height_cm": float("nan"), **covariates})
     naive = features.copy()
     naive[0] = np.nan
     pmf = policy.action_probs(naive, {"time_h": 0.0, "level_measured": False})

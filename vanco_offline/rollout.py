@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
+from vanco_pk.env import charted_level
 from vanco_pk.exposure import PK_FEATURES, TRACKER_COVARIATES, ExposureTracker
 from vanco_pk.pk import GOTI_2018, GotiModel
 from vanco_pk.simulate import Trace, simulate
@@ -274,7 +275,7 @@ class ObservationBuilder:
         if self._tracker is not None:
             if self._started:
                 self._tracker.record(np.asarray(info["dose_mg"], dtype=np.float64))
-            raw = chart_round("vanco_level", info["raw_level"])
+            raw = chart_round("vanco_level", charted_level(info))
             drawn = np.where(np.asarray(info["level_measured"], bool) & np.isfinite(raw), raw, np.nan)
             self._tracker.observe(np.asarray(info["time_h"], np.float64), rounded[:, CREATININE], drawn)
             pk = self._tracker.features()
@@ -290,7 +291,7 @@ class ObservationBuilder:
             elif name in PK_FEATURES:
                 value = pk[:, PK_FEATURES.index(name)]
             else:
-                value = np.isfinite(np.asarray(info["raw_level"], dtype=np.float64)).astype(np.float64)
+                value = np.asarray(info["level_known"], dtype=np.float64)
             columns.append(value)
         return np.stack(columns, axis=1).astype(np.float32)
 
@@ -351,6 +352,7 @@ def reference_actor(
     def act(obs: np.ndarray, info: Mapping[str, Any]) -> np.ndarray:
         return np.atleast_1d(policy.act(obs, info))
 
+    act.needs_truth = policy.needs_truth  # the oracle is shown the true state, nobody else
     return act, reset
 
 

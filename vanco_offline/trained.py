@@ -8,9 +8,10 @@ A model folder written by :func:`save_model` holds
   the d3rlpy algorithm from it without unpickling anything;
 - ``model.json``: the same description for people, with the SHA-256 of both model files;
 - ``model.d3``: d3rlpy's own file, for ``d3rlpy.load_learnable`` (to resume training). It is a
-  Python pickle, which can run any code when opened: :func:`load_model` opens it only with
-  ``trust_pickle=True`` (``--trust-pickle``), and then only when its SHA-256 matches the one
-  recorded in ``model.json`` at training time.
+  Python pickle, which can run any code when opened: :func:`load_model` opens it only when
+  the caller gives its SHA-256 (``trust_pickle="<hex>"``, ``--trust-pickle SHA256``), obtained
+  from the model's author through another channel, and the file's hash equals it. The hash
+  ``model.json`` records is never trusted for this: whoever wrote the folder wrote it too.
 """
 
 from __future__ import annotations
@@ -18,19 +19,25 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from vanco_offline.clinical import StateSupport
+from vanco_offline.safety import DosingScope, load_json
+
+if TYPE_CHECKING:
+    from vanco_offline.data.options import ConversionOptions
 
 __all__ = [
     "METADATA_FILE",
     "MODEL_FILE",
     "PICKLE_FILE",
     "TrainedModel",
+    "check_sha256",
     "load_model",
     "save_model",
     "sha256",
@@ -55,9 +62,10 @@ class TrainedModel:
         Features of the observation, in order.
     action : {"continuous", "discrete"}
         Dose in mg, or index into the 250 mg dose grid.
-    conversion : dict
-        Keyword arguments given to :func:`vanco_offline.data.convert` (``reward``,
-        ``fill_unmeasured_level``, ``covariates``, ...), so new data is converted the same way.
+    conversion : ConversionOptions
+        How the training table was converted (reward, imputation, covariates, PK features and
+        their population prior, ...): :meth:`convert`, :meth:`validate` and :meth:`observation`
+        treat new data the same way. Serialised (``to_dict``) only in ``model.json`` and the bundle.
     support : StateSupport
         Where the training observations lie.
     preset : dict
@@ -66,24 +74,53 @@ class TrainedModel:
         Provenance of the training data (source, rows, stays, transitions).
     training : dict
         Steps, seed, and the final diagnostics.
+    scope : DosingScope
+        The dosing interval, the inputs' units and the population of the training data: every
+        dose the model gives is capped and labelled for them.
     """
 
     algo: Any
     observation_names: list[str]
     action: str
-    conversion: dict[str, Any]
+    conversion: ConversionOptions
     support: StateSupport
     preset: dict[str, Any]
     data: dict[str, Any]
     training: dict[str, Any]
+    scope: DosingScope
 
     @property
     def population_model(self) -> Any:
         """The population prior of the model's PK features (:class:`vanco_pk.pk.GotiModel`; the
         conversion's ``pk_model``, Goti 2018 when it has none)."""
-        from vanco_offline.data.options import ConversionOptions
+        return self.conversion.population_model
 
-        return ConversionOptions.from_dict(self.conversion, action=self.action).population_model  # type: ignore[arg-type]
+    def convert(self, table: Any) -> Any:
+        """``table`` converted exactly as the training data was (a
+        :class:`~vanco_offline.data.ConversionResult`); ValueError listing every problem."""
+        from vanco_offline.data import convert_with
+
+        return convert_with(table, self.conversion)
+
+    def validate(self, table: Any) -> Any:
+        """``table`` checked as the training data was, normalised (ValueError listing every problem)."""
+        from vanco_offline.data import validate
+
+        return validate(table, action=self.action, **self.conversion.keywords())
+
+    def observation(self, history: Any) -> np.ndarray:
+        """The model's observation at the last row of ``history`` (one stay's rows up to now, in
+        the data schema), built as the converter builds it: the previous dose and the PK
+        features are replayed from the earlier rows. ValueError when the rows cannot give it."""
+        from vanco_offline.data import observation_table
+
+        table = observation_table(history, **self.conversion.keywords())
+        if list(table.columns) != list(self.observation_names):
+            raise ValueError(
+                f"the history converts to the columns {list(table.columns)} but the model needs "
+                f"{self.observation_names}; give the covariate columns the model was trained with"
+            )
+        return table.iloc[-1].to_numpy(np.float32)
 
     def metadata(self) -> dict[str, Any]:
         return {
@@ -93,11 +130,12 @@ class TrainedModel:
             "algorithm": self.algo.config.get_type(),
             "observation_names": list(self.observation_names),
             "action": self.action,
-            "conversion": self.conversion,
+            "conversion": self.conversion.to_dict(),
             "support": dataclasses.asdict(self.support),
             "preset": self.preset,
             "data": self.data,
             "training": self.training,
+            "scope": self.scope.to_dict(),
         }
 
 
@@ -137,6 +175,7 @@ _DESCRIPTION = (
     "preset",
     "data",
     "training",
+    "scope",
 )
 
 
@@ -149,12 +188,12 @@ def sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def load_model(path: str | Path, *, trust_pickle: bool = False) -> TrainedModel:
+def load_model(path: str | Path, *, trust_pickle: str | None = None) -> TrainedModel:
     """Load a model: its folder, its ``model.safetensors`` (or an exported bundle), or a ``.d3``.
 
     A folder loads its ``model.safetensors``. A ``.d3`` file (or a folder that has only one)
-    is a pickle: it loads only with ``trust_pickle=True`` and a ``model.json`` beside it
-    recording the file's SHA-256 at training time.
+    is a pickle: it loads only when ``trust_pickle`` is the file's SHA-256 (64 hex digits),
+    given by the caller from outside the folder, and a ``model.json`` beside it describes it.
 
     Raises
     ------
@@ -189,8 +228,10 @@ def _recorded_hash(model_file: Path) -> str | None:
     if not metadata_file.is_file():
         return None
     try:
-        recorded = json.loads(metadata_file.read_text()).get("files", {}).get(model_file.name)
-    except (json.JSONDecodeError, AttributeError):
+        recorded = (
+            load_json(metadata_file.read_text(), str(metadata_file)).get("files", {}).get(model_file.name)
+        )
+    except AttributeError:
         raise ValueError(f"{metadata_file} is not a valid model description (not a JSON object)") from None
     return recorded if isinstance(recorded, str) else None
 
@@ -208,9 +249,11 @@ def _load_bundle(path: Path) -> TrainedModel:
     meta = bundle.metadata
     algo = _rebuild(meta, bundle.tensors, path)
     description = meta.get("model") or {}
+    if not isinstance(description, dict):
+        raise ValueError(f"{path}: the model's description must be an object, got {description!r}")
     model = _trained_model(
         algo,
-        {**description, "observation_names": meta["observation_names"], "support": meta["support"]},
+        {**description, "observation_names": meta.get("observation_names"), "support": meta.get("support")},
         path,
     )
     # The d3rlpy config (scalers included) and the runtime's description must give one policy:
@@ -265,23 +308,36 @@ def _rebuild(meta: dict[str, Any], tensors: dict[str, np.ndarray], path: Path) -
     return algo
 
 
-def _load_pickle(path: Path, trust_pickle: bool) -> TrainedModel:
-    if not trust_pickle:
+#: A SHA-256 in hex, as ``--trust-pickle`` takes it.
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def check_sha256(value: Any, where: str = "--trust-pickle") -> str:
+    """``value`` as a lower-case SHA-256 hex digest; ValueError naming ``where`` otherwise."""
+    if not isinstance(value, str) or not _SHA256_HEX.fullmatch(value.strip().lower()):
+        raise ValueError(
+            f"{where} takes the pickle's SHA-256 (64 hex digits, from the model's author through another "
+            f"channel than the folder, or `sha256sum model.d3`), got {value!r}"
+        )
+    return value.strip().lower()
+
+
+def _load_pickle(path: Path, trust_pickle: str | None) -> TrainedModel:
+    if trust_pickle is None:
         raise ValueError(
             f"{path} is a Python pickle, which can run any code when opened: load the model folder's "
-            f"{MODEL_FILE} instead, or pass --trust-pickle if you trust this file"
+            f"{MODEL_FILE} instead, or pass --trust-pickle SHA256 with the hash you trust for this file"
+        )
+    expected = check_sha256(trust_pickle)
+    actual = sha256(path)
+    if actual != expected:
+        raise ValueError(
+            f"{path} has SHA-256 {actual}, not the {expected} given with --trust-pickle: "
+            "it is not the file you trust, and it is not opened"
         )
     metadata_file = path.parent / METADATA_FILE
     if not metadata_file.is_file():
-        raise ValueError(f"{path}: no {METADATA_FILE} beside it records its hash; it is not opened")
-    recorded = _recorded_hash(path)
-    if recorded is None:
-        raise ValueError(f"{metadata_file} records no SHA-256 for {path.name}; it is not opened")
-    if recorded != sha256(path):
-        raise ValueError(
-            f"{path} does not match the SHA-256 recorded in {metadata_file} at training time: "
-            "it is not the trained model, and it is not opened"
-        )
+        raise ValueError(f"{path}: no {METADATA_FILE} beside it describes the model; it is not opened")
     import d3rlpy
 
     import vanco_offline.algos  # noqa: F401  (registers VancoIQL with d3rlpy before loading)
@@ -290,10 +346,7 @@ def _load_pickle(path: Path, trust_pickle: bool) -> TrainedModel:
         algo = d3rlpy.load_learnable(str(path))
     except Exception as exc:  # d3rlpy raises many types for a broken archive
         raise ValueError(f"d3rlpy cannot load {path}: {type(exc).__name__}: {exc}") from None
-    try:
-        metadata = json.loads(metadata_file.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{metadata_file} is not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    metadata = load_json(metadata_file.read_text(), str(metadata_file))
     return _trained_model(algo, metadata, metadata_file)
 
 
@@ -329,16 +382,24 @@ def _trained_model(algo: Any, metadata: Any, source: Path) -> TrainedModel:
     for key in ("conversion", "preset", "data", "training"):
         if not isinstance(metadata.get(key), dict):
             raise ValueError(f"{source}: {key!r} must be an object, got {metadata.get(key)!r}")
+    from vanco_offline.data.options import ConversionOptions
+
+    try:
+        conversion = ConversionOptions.from_dict(metadata["conversion"], action=action)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{source}: the conversion is malformed ({exc})") from None
+    scope = DosingScope.from_dict(metadata.get("scope"), str(source))
     _check_finite(algo, source)
     return TrainedModel(
         algo=algo,
         observation_names=list(names),
         action=action,
-        conversion=dict(metadata["conversion"]),
+        conversion=conversion,
         support=support,
         preset=dict(metadata["preset"]),
         data=dict(metadata["data"]),
         training=dict(metadata["training"]),
+        scope=scope,
     )
 
 

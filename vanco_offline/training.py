@@ -27,23 +27,24 @@ from vanco_offline.data import (
     ConversionOptions,
     ConversionReport,
     ConversionResult,
-    convert,
+    convert_with,
     generate_cohort,
     split_dataset,
 )
 from vanco_offline.data.pk_replay import PK_REPLAY_COLUMNS
+from vanco_offline.safety import DosingScope
 from vanco_offline.trained import TrainedModel, save_model
 
 __all__ = [
     "DEFAULT_LOG_ROOT",
     "builtin_cohort",
-    "conversion_kwargs",
-    "conversion_options",
-    "convert_like",
+    "dosing_scope",
     "train",
 ]
 
 DEFAULT_LOG_ROOT = Path("d3rlpy_logs")
+#: The largest minibatch ``train`` accepts: a larger one is a typo, and would exhaust memory.
+MAX_BATCH_SIZE = 65536
 #: The built-in cohort: clinician dosing, half of the troughs missing (as in data/sample_cohort.csv).
 BUILTIN_COHORT = {"policy": "clinician", "level_missing_prob": 0.5}
 
@@ -51,29 +52,6 @@ BUILTIN_COHORT = {"policy": "clinician", "level_missing_prob": 0.5}
 def builtin_cohort(n_patients: int = 500, seed: int = 0) -> pd.DataFrame:
     """The synthetic cohort used when no data file is given."""
     return generate_cohort(n_patients, seed=seed, **BUILTIN_COHORT)
-
-
-def conversion_options(preset: Preset, impute_max_age_h: float | None = None) -> dict[str, Any]:
-    """Keyword arguments of :func:`vanco_offline.data.convert` implied by a preset.
-
-    A never-measured level is filled with 0 mg/L (the patient is drug-naive, as the
-    simulator shows it); any other missing value is an error unless ``impute_max_age_h``
-    allows carrying the last value forward that long within a stay. The preset's
-    ``covariates``, ``last_dose`` and ``pk_features`` are passed on when set (a model that
-    needs them records them in its metadata, so new data is converted the same way).
-    """
-    return preset.data.conversion_options(impute_max_age_h).keywords()
-
-
-def conversion_kwargs(conversion: dict[str, Any]) -> dict[str, Any]:
-    """A saved model's ``conversion`` as keyword arguments of :func:`vanco_offline.data.convert`
-    (``model.json`` holds the imputation rule as a dict and tuples as lists)."""
-    return ConversionOptions.from_dict(conversion).keywords()
-
-
-def convert_like(table: pd.DataFrame, action: str, conversion: dict[str, Any]) -> ConversionResult:
-    """Convert ``table`` exactly as a saved model's training data was (``TrainedModel.conversion``)."""
-    return convert(table, action, **conversion_kwargs(conversion))
 
 
 @dataclasses.dataclass
@@ -136,7 +114,7 @@ def train(
     if table is None:
         table = builtin_cohort(seed=seed)
         data_source = data_source or f"built-in synthetic cohort (500 stays, seed {seed}, {BUILTIN_COHORT})"
-    conversion = conversion_options(preset, impute_max_age_h)
+    conversion = preset.data.conversion_options(impute_max_age_h)
     _check_columns_for_preset(preset, table)
     local = None
     if preset.data.pk_model == "local":
@@ -144,9 +122,10 @@ def train(
 
         from vanco_offline.data.local_model import fit_local_model
 
-        local = fit_local_model(table, impute=conversion.get("impute"))
-        conversion["pk_model"] = model_values(local.model)
-    converted = convert(table, preset.data.action, **conversion)
+        local = fit_local_model(table, impute=conversion.impute)
+        conversion = dataclasses.replace(conversion, pk_model=model_values(local.model))
+    converted = convert_with(table, conversion)
+    scope = dosing_scope(table, converted.observation_names)
     train_part, valid_part = split_dataset(converted, (1.0 - valid_fraction, valid_fraction), seed=seed)
     if not train_part.dataset.episodes or not valid_part.dataset.episodes:
         raise ValueError(
@@ -159,6 +138,12 @@ def train(
 
     d3rlpy.seed(seed)
     algo = build_algo(preset, train_part.dataset, device=device)
+    batch = int(algo.config.batch_size)
+    if batch > MAX_BATCH_SIZE:
+        raise ValueError(
+            f"{preset.source}: config.batch_size {batch} is above {MAX_BATCH_SIZE} transitions per gradient "
+            f"step (the training data has {train_part.dataset.transition_count}); give a minibatch size"
+        )
     check_prior_column(algo.config, converted.observation_names)
     log_dir = None
     if log_root is None:
@@ -182,6 +167,7 @@ def train(
             log_dir,
             logger,
             show_progress,
+            scope,
             local,
         )
     except BaseException as exc:
@@ -189,8 +175,16 @@ def train(
             shutil.rmtree(log_dir, ignore_errors=True)  # ours: created above, for this run alone
         if isinstance(exc, KeyboardInterrupt):
             where = f" in {log_dir}" if log_dir is not None else ""
-            raise KeyboardInterrupt(f"nothing saved{where}") from None
+            raise type(exc)(f"nothing saved{where}") from None  # Ctrl-C or SIGTERM, as it came
         raise
+
+
+def dosing_scope(table: pd.DataFrame, observation_names: list[str]) -> DosingScope:
+    """The dosing interval, input units and covariate ranges of a (validated) training table."""
+    covariates = {c: table[c].to_numpy(np.float64) for c in ("weight_kg", "age", "height_cm") if c in table}
+    time = table["time_h"].to_numpy(np.float64) if "time_h" in table else None
+    names = [*observation_names, *(c for c in covariates if c not in observation_names)]
+    return DosingScope.fit(table["stay_id"].to_numpy(), time, covariates, names)
 
 
 #: An experiment name: a plain folder name, never a path.
@@ -222,13 +216,14 @@ def _fit_and_save(
     converted: ConversionResult,
     train_part: ConversionResult,
     valid_part: ConversionResult,
-    conversion: dict[str, Any],
+    conversion: ConversionOptions,
     data_source: str | None,
     steps: int,
     per_epoch: int,
     log_dir: Path | None,
     logger: Any,
     show_progress: bool,
+    scope: DosingScope,
     local: Any = None,
 ) -> TrainingResult:
     seed = preset.training.seed
@@ -267,6 +262,7 @@ def _fit_and_save(
             ),
         },
         training={"n_steps": steps, "seed": seed, "final_metrics": history[-1][1] if history else {}},
+        scope=scope,
     )
     from vanco_offline.export import module_tensors
 

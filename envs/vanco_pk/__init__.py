@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gymnasium
 
-from vanco_pk.env import VancoPKDiscreteEnv, VancoPKEnv
+from vanco_pk.env import VancoPKDiscreteEnv, VancoPKEnv, charted_level
 from vanco_pk.level_request import LevelRequest
 from vanco_pk.patients import Covariates, Misspecification, Patients, sample_patients
 from vanco_pk.scenario import SCENARIOS, Scenario, get_scenario
@@ -49,6 +49,7 @@ __all__ = [
     "VancoPKEnv",
     "VancoPKVectorEnv",
     "auc_attainment",
+    "charted_level",
     "get_reward_function",
     "get_scenario",
     "reward",

@@ -35,6 +35,7 @@ from vanco_pk.targets import AUC_REWARDS, DOSE_GRID_MG, DOSE_MAX_MG, FEATURES, g
 __all__ = [
     "VancoPKDiscreteEnv",
     "VancoPKEnv",
+    "charted_level",
     "make_tracker",
     "observation_space",
     "observe_chart",
@@ -73,6 +74,16 @@ def make_tracker(config: SimulatorConfig, model: GotiModel = GOTI_2018) -> Expos
     with ``model`` as its population prior."""
     h = config.decision_interval_h
     return ExposureTracker(interval_h=h, horizon_h=max(24.0, h), model=model)
+
+
+def charted_level(info: Mapping[str, Any]) -> np.ndarray:
+    """The level a chart shows at each decision (mg/L), NaN while none has been measured.
+
+    ``info["raw_level"]`` is 0 and ``info["level_known"]`` False until the first level is
+    drawn (finite values keep ``info`` comparable, as Gymnasium's ``check_env`` requires);
+    policies and tables read the level with NaN for "never measured".
+    """
+    return np.where(np.asarray(info["level_known"], bool), np.asarray(info["raw_level"], np.float64), np.nan)
 
 
 def observe_chart(tracker: ExposureTracker, sim: BatchSimulator) -> None:
@@ -213,7 +224,9 @@ class VancoPKEnv(gym.Env[np.ndarray, np.ndarray]):
     ``peak_measured``, ``peak_level`` (mg/L, 0 where none) and ``peak_offset_h`` (a peak
     drawn inside the interval that just ended, with its documented hours after the end of
     the infusion: the AUC-guided protocol's first peak + trough pair),
-    ``raw_level`` (the observation's level, NaN while never measured); ``covariates``
+    ``raw_level`` (the observation's level, 0 while never measured) and ``level_known``
+    (a level has been measured; :func:`charted_level` gives the level with NaN for
+    never measured); ``covariates``
     (``weight_kg``, ``age``, ``sex``, ``height_cm``, ``dialysis``,
     ``baseline_creatinine``: a clinician knows them, so policies may read them). At reset
     the exposure keys are 0.

@@ -230,6 +230,19 @@ class Scenario:
         return self.true_model if isinstance(self.true_model, GotiModel) else TRUE_MODELS[self.true_model]
 
     @property
+    def true_prior(self) -> GotiModel:
+        """The prior a Bayesian tool would use if it knew this world: the true population model
+        with the world's own level error as residual error (where the world sets one), so that
+        the tool neither over- nor under-trusts a level. Not inter-occasion variability, which
+        a population prior does not carry."""
+        changes = {}
+        if self.level_prop_error is not None:
+            changes["prop_error"] = self.level_prop_error
+        if self.level_add_error_mg_l is not None:
+            changes["add_error_mg_l"] = self.level_add_error_mg_l
+        return replace(self.model, **changes) if changes else self.model
+
+    @property
     def extra_draws(self) -> bool:
         """Whether the world needs random draws beyond the ``ideal`` ones (never for ``ideal``)."""
         return bool(
@@ -271,14 +284,14 @@ ICU = Scenario(
 )
 
 #: The ``icu`` truth with its volume in the published ICU range: V1 and V2 x 1.67, so that
-#: (V1 + V2) / weight is ~1.4 L/kg instead of 0.83 (published ICU total volumes ~1-2 L/kg:
-#: Marsot 2012, Clin Pharmacokinet 51:1, review of vancomycin population PK; Roberts 2011,
-#: Antimicrob Agents Chemother 55:2704, septic ICU patients, 1.53 L/kg). The factor puts the
+#: its volume (V_area = CL/beta per kg) is ~1.4 L/kg instead of 0.84 (medical ICU patients:
+#: about 1.4 L/kg, "nearly twice the quoted value of 0.72 L/kg", Fernandez de Gatta 2007,
+#: Intensive Care Med 33:279; the fidelity table's tolerance 0.9-2.0). The factor puts the
 #: truth inside that range; its exact value is an assumption.
 THAI_ICU_VOLUME = replace(THAI_ICU, v1=THAI_ICU.v1 * 1.67, v2=THAI_ICU.v2 * 1.67)
-#: The ``icu`` truth with between-patient CL variability at 35 % (CV) instead of 13 %: ICU
-#: population analyses report about 30-40 % (Marsot 2012 review); 35 % is an assumption
-#: inside that range.
+#: The ``icu`` truth with between-patient CL variability at 35 % (CV) instead of the Thai
+#: model's 13 %: the size ICU population analyses report (the audit's figure, ~35 %); the
+#: value is an assumption, not fitted.
 THAI_ICU_CLVAR = replace(THAI_ICU, omega2_cl=0.1156)  # log(1 + 0.35^2)
 #: Both changes: the ``icu`` truth with volume and CL variability in published ICU ranges.
 THAI_ICU_PUBLISHED = replace(THAI_ICU_VOLUME, omega2_cl=0.1156)

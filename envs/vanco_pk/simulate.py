@@ -16,7 +16,11 @@ Policy protocol (what :func:`simulate` calls; the reference policies of
   measured), ``info`` the chart (:data:`CHART_VIEW`) and, for a policy whose
   ``needs_truth`` is True (the oracle), the true state (:data:`TRUTH_KEYS`);
 * optional attributes ``sampling`` (the level protocol of the team that doses this way,
-  :func:`vanco_pk.scenario.protocol_for`) and ``needs_truth``.
+  :func:`vanco_pk.scenario.protocol_for`) and ``needs_truth``;
+* optional ``draw(features, info) -> bool (P,)``, called after ``act`` at each decision
+  with the same arguments: True orders a trough at the end of the interval that dose starts
+  (:meth:`vanco_pk.vector.VancoPKVectorEnv.request_level`, drawn on top of the protocol;
+  with ``protocol="on_request"`` the policy alone decides when levels are drawn).
 
 Doses are given on the action set ``dose_set``: ``"grid"`` (default) rounds every dose to
 the nearest of :data:`vanco_pk.targets.DOSE_GRID_MG` (0, 250, ..., 3000 mg: what a pharmacy
@@ -32,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from vanco_pk.env import charted_level
 from vanco_pk.policies.base import CHART_KEYS
 from vanco_pk.policies.model_based import TRUTH_KEYS
 from vanco_pk.scenario import SAMPLING_PROTOCOLS, protocol_for
@@ -59,8 +64,9 @@ __all__ = [
 
 #: What a policy that does not need the truth sees of ``info`` at each decision: the chart
 #: keys of the reference policies, the dose given at the previous decision, the charted
-#: level (NaN while never measured) and the patient's covariates.
-CHART_VIEW: tuple[str, ...] = (*CHART_KEYS, "dose_mg", "raw_level", "covariates")
+#: level (0 with ``level_known`` False while never measured: :func:`vanco_pk.env.charted_level`)
+#: and the patient's covariates.
+CHART_VIEW: tuple[str, ...] = (*CHART_KEYS, "dose_mg", "raw_level", "level_known", "covariates")
 DOSE_SETS = ("grid", "continuous")
 
 
@@ -91,6 +97,8 @@ class Trace:
     trough : true concentration at the interval's end (mg/L).
     reward : the environment's reward of the interval.
     level_measured : a trough was drawn at the interval's end.
+    level_requested : the policy's ``draw`` asked for a trough at the interval's end (all
+        False for a policy without ``draw``).
     peak_measured : a peak was drawn inside the interval.
     aki_so_far : KDIGO AKI (measured creatinine) at or before the interval's end.
     interval_h : hours between decisions.
@@ -109,6 +117,7 @@ class Trace:
     peak_measured: np.ndarray
     aki_so_far: np.ndarray
     interval_h: float
+    level_requested: np.ndarray | None = dataclasses.field(default=None, repr=False)
     chart: tuple[tuple[np.ndarray, dict[str, Any]], ...] | None = dataclasses.field(default=None, repr=False)
     final_dose_mg: np.ndarray | None = dataclasses.field(default=None, repr=False)
 
@@ -160,7 +169,7 @@ def chart_features(obs: np.ndarray, info: Mapping[str, Any]) -> np.ndarray:
     """The seven features as a chart shows them: rounded (:data:`vanco_pk.targets.CHART_DECIMALS`),
     the level NaN while none was ever measured."""
     features = np.asarray(obs, np.float64)[:, : len(FEATURES)].copy()
-    features[:, 0] = info["raw_level"]
+    features[:, 0] = charted_level(info)
     for j, name in enumerate(FEATURES):
         features[:, j] = chart_round(name, features[:, j])
     return features
@@ -264,6 +273,8 @@ def simulate(
     flags = {
         key: np.zeros((steps, n), dtype=bool) for key in ("level_measured", "peak_measured", "aki_so_far")
     }
+    requested = np.zeros((steps, n), dtype=bool)
+    drawer = getattr(policy, "draw", None)
     times = np.zeros(steps)
     chart: list[tuple[np.ndarray, dict[str, Any]]] = []
     final = None
@@ -271,9 +282,8 @@ def simulate(
         features = chart_features(obs, info)
         if keep_chart:
             chart.append((features, {k: v for k, v in info.items() if not k.startswith("_")}))
-        dose = np.asarray(
-            policy.act(features, _chart_info(info, covariates, truth)), dtype=np.float64
-        ).reshape(-1)
+        seen = _chart_info(info, covariates, truth)
+        dose = np.asarray(policy.act(features, seen), dtype=np.float64).reshape(-1)
         if dose.shape != (n,) or not np.all(np.isfinite(dose)):
             raise ValueError(f"the policy gave doses of shape {dose.shape} (or non-finite) for {n} patients")
         dose = np.clip(dose, 0.0, DOSE_MAX_MG)
@@ -284,6 +294,14 @@ def simulate(
         if t == steps:
             final = dose
             break
+        if drawer is not None:
+            request = np.asarray(drawer(features, seen))
+            if request.shape != (n,) or request.dtype != bool:
+                raise ValueError(
+                    f"the policy's draw() gave {request.dtype} of shape {request.shape}; expected bool ({n},)"
+                )
+            requested[t] = request
+            env.request_level(request)
         obs, reward, terminated, _, info = env.step(dose.reshape(n, 1))
         if np.any(terminated):
             raise RuntimeError("internal error: the simulator ended an episode early")
@@ -300,6 +318,7 @@ def simulate(
         interval_h=env.config.decision_interval_h,
         chart=tuple(chart) if keep_chart else None,
         final_dose_mg=final,
+        level_requested=requested,
         **out,
         **flags,
     )

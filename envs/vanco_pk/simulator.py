@@ -521,7 +521,8 @@ class BatchSimulator:
             "dose_mg": self.last_dose,
             "infusion_h": self.infusion_h,
             "level_measured": self.level_measured,
-            "raw_level": self.obs[:, 0].copy(),
+            "level_known": np.isfinite(self.obs[:, 0]),
+            "raw_level": np.nan_to_num(self.obs[:, 0], nan=0.0),
             "time_h": self.time_h,
             "covariates": {
                 **{name: cov[name].copy() for name in COVARIATES},

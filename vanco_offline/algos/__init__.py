@@ -1,6 +1,11 @@
 """Algorithms: VancoIQL (continuous dose), ResidualVancoIQL (a learned correction to a PK dose) and
 DiscreteVancoIQL (dose grid), registered with d3rlpy.
 
+Each algorithm is laid out as d3rlpy's IQL: config and algorithm in one module
+(``vanco_iql``, ``residual_iql``, ``discrete_vanco_iql``), losses in its impl under
+``torch/``. What makes training fast (device sampling, batched seeds, the CUDA graph, fused
+Adam) is the wing :mod:`vanco_offline.algos.fast`.
+
 Importing this package (``import vanco_offline`` does) registers the configs with
 ``d3rlpy.base.register_learnable`` (d3rlpy 2.8 exports it there, not from ``d3rlpy.algos``)
 and :class:`FusedAdamFactory` with d3rlpy's optimizer registry, so that
@@ -23,11 +28,11 @@ from vanco_offline.algos.evaluators import (
     PolicyImprovementEvaluator,
     standard_evaluators,
 )
+from vanco_offline.algos.fast.optimizers import FusedAdamFactory
+from vanco_offline.algos.fast.sampler import FastReplayBuffer, FlatTransitions
+from vanco_offline.algos.fast.seeds import fit_seeds
 from vanco_offline.algos.onnx_export import save_policy_onnx
-from vanco_offline.algos.optimizers import FusedAdamFactory
 from vanco_offline.algos.residual_iql import ResidualVancoIQL, ResidualVancoIQLConfig
-from vanco_offline.algos.sampler import FastReplayBuffer, FlatTransitions
-from vanco_offline.algos.seeds import fit_seeds
 from vanco_offline.algos.vanco_iql import VancoIQL, VancoIQLConfig
 
 __all__ = [

@@ -12,17 +12,17 @@ from d3rlpy.dataset import ReplayBufferBase
 from d3rlpy.models.builders import create_categorical_policy, create_discrete_q_function
 from d3rlpy.types import NDArray, Observation, Shape
 
-from vanco_offline.algos._validation import check_iql_options
-from vanco_offline.algos.building import create_iql_impl
-from vanco_offline.algos.fitting import FastFitMixin, check_finite
+from vanco_offline.algos.fast.fitting import FastFitMixin
+from vanco_offline.algos.fast.sampler import FlatTransitions
 from vanco_offline.algos.onnx_export import PolicyExportMixin
-from vanco_offline.algos.sampler import FlatTransitions
-from vanco_offline.algos.torch.discrete_vanco_iql_impl import (
-    DECISION_RULES,
-    DiscreteVancoIQLImpl,
-    DiscreteVancoIQLModules,
+from vanco_offline.algos.torch.discrete_vanco_iql_impl import DiscreteVancoIQLImpl
+from vanco_offline.algos.vanco_iql import (
+    IQLOptions,
+    StateValueMixin,
+    check_finite,
+    create_iql_impl,
+    scaled_observation,
 )
-from vanco_offline.algos.vanco_iql import IQLOptions, StateValueMixin, scaled_observation
 
 __all__ = ["DiscreteVancoIQL", "DiscreteVancoIQLConfig"]
 
@@ -34,33 +34,20 @@ class DiscreteVancoIQLConfig(IQLOptions):
     Twin Q over the dose levels, each regressed on :math:`r + \gamma V(s')` at the logged
     level; V by expectile regression on the minimum target Q of the logged level; a
     categorical policy trained by advantage-weighted cross-entropy with the logged level,
-    weights :math:`\min(e^{\beta (Q - V)}, w_{max})`. ``predict`` returns the level chosen
-    by ``decision_rule`` from the policy's probabilities (an index into
-    ``vanco_pk.targets.DOSE_GRID_MG`` for the project's data); ``sample_action`` samples
-    the categorical policy.
+    weights :math:`\min(e^{\beta (Q - V)}, w_{max})`. ``predict`` returns the level nearest
+    the policy's mean level (the grid dose nearest its mean dose; an index into
+    ``vanco_pk.targets.DOSE_GRID_MG`` for the project's data), and so do ``save_policy``
+    (TorchScript and ONNX) and the bundle; ``sample_action`` samples the categorical policy.
+    The policy imitates the advantage-weighted logged doses, which at a given state spread
+    over several levels, most often below their mean, so the most probable level (what
+    d3rlpy's discrete algorithms return) under-doses (docs/benchmark.md).
 
     Parameters are those of :class:`~vanco_offline.algos.VancoIQLConfig` that apply to a
-    categorical policy (no action scaler, policy head or log-std bounds), and:
-
-    decision_rule : {"mean", "mode", "median"}
-        How ``predict`` (and ``save_policy``, TorchScript and ONNX) turns the policy's
-        probabilities into one level: the level nearest the policy's mean level, i.e. the
-        grid dose nearest its mean dose (``mean``, the default), the most probable level
-        (``mode``, what d3rlpy's discrete algorithms do), or the median level. The policy
-        imitates the advantage-weighted logged doses, which at a given state spread over
-        several levels, most often below their mean, so a ``mode`` policy under-doses
-        (measured in docs/benchmark.md).
+    categorical policy (no action scaler: the actions are dose-level indices).
     """
 
-    decision_rule: str = "mean"
-
     def __post_init__(self) -> None:
-        check_iql_options(self, "DiscreteVancoIQLConfig")
-        if self.decision_rule not in DECISION_RULES:
-            raise ValueError(
-                f"DiscreteVancoIQLConfig: decision_rule={self.decision_rule!r} is not one of "
-                f"{list(DECISION_RULES)}"
-            )
+        super().__post_init__()
         if self.action_scaler is not None:
             raise ValueError(
                 "DiscreteVancoIQLConfig: action_scaler must be None; discrete actions are dose-grid "
@@ -91,14 +78,7 @@ class DiscreteVancoIQL(
             enable_ddp=self._enable_ddp,
         )
         self._impl = create_iql_impl(
-            self,
-            policy,
-            observation_shape,
-            action_size,
-            create_discrete_q_function,
-            DiscreteVancoIQLImpl,
-            DiscreteVancoIQLModules,
-            decision_rule=cfg.decision_rule,
+            self, policy, observation_shape, action_size, create_discrete_q_function, DiscreteVancoIQLImpl
         )
 
     def get_action_type(self) -> ActionSpace:

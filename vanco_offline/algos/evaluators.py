@@ -15,7 +15,7 @@ import numpy as np
 from d3rlpy.constants import ActionSpace
 from d3rlpy.dataset import EpisodeBase, ReplayBufferBase
 
-from vanco_offline.algos.sampler import FlatTransitions
+from vanco_offline.algos.fast.sampler import FlatTransitions
 
 __all__ = [
     "ActionSaturationEvaluator",

@@ -5,8 +5,9 @@ defaults; since torch 2.9 that is the dynamo exporter, which needs the ``onnxscr
 package and does not take d3rlpy's traced function. This module exports the same
 function (observation scaler -> greedy action -> inverse action scaler) with
 ``dynamo=False`` and a dynamic batch axis, so the model accepts any number of patients
-at once (d3rlpy's export is fixed to a batch of one). It works for any d3rlpy
-Q-learning algorithm, not only VancoIQL.
+at once (d3rlpy's export is fixed to a batch of one). Tuple observations export as one
+input per array, as in d3rlpy. It works for any d3rlpy Q-learning algorithm, not only
+VancoIQL.
 """
 
 from __future__ import annotations
@@ -17,35 +18,43 @@ from typing import Any
 
 import torch
 from d3rlpy.algos.qlearning.base import QLearningAlgoBase
+from d3rlpy.dataset import is_tuple_shape
 
 __all__ = ["PolicyExportMixin", "save_policy_onnx"]
 
 
 def save_policy_onnx(algo: QLearningAlgoBase[Any, Any], path: str | Path) -> None:
-    """Write ``algo``'s greedy policy to ``path`` as ONNX (input ``input_0``, output ``output_0``).
+    """Write ``algo``'s greedy policy to ``path`` as ONNX with a dynamic batch axis.
+
+    One input per observation array, named as d3rlpy names them: ``input_0`` for an
+    array observation, ``input_0``, ``input_1``, ... for a tuple observation (in the
+    tuple's order); one output, ``output_0``.
 
     Raises
     ------
     ValueError
-        If the algorithm has no networks yet or has tuple observations.
+        If the algorithm has no networks yet.
     """
     impl = algo.impl
     if impl is None:
         raise ValueError(f"{type(algo).__name__} has no networks yet: call build_with_dataset or fit first")
     shape = impl.observation_shape
-    if not isinstance(shape[0], int):
-        raise ValueError("ONNX export supports a single observation array, not tuple observations")
+    shapes = list(shape) if is_tuple_shape(shape) else [shape]
+    dummies = tuple(torch.rand(1, *s, device=algo._device) for s in shapes)  # type: ignore[misc]
     config = algo.config
-    dummy = torch.rand(1, *shape, device=algo._device)  # type: ignore[misc]
 
-    def greedy(x: torch.Tensor) -> torch.Tensor:
+    def greedy(*x: torch.Tensor) -> torch.Tensor:
+        # As d3rlpy's save_policy: one tensor, or the tuple of them for tuple observations.
+        observation: Any = x[0] if len(x) == 1 else list(x)
         if config.observation_scaler:
-            x = config.observation_scaler.transform(x)
-        action = impl.predict_best_action(x)
+            observation = config.observation_scaler.transform(observation)
+        action = impl.predict_best_action(observation)
         if config.action_scaler:
             action = config.action_scaler.reverse_transform(action)
         return action
 
+    input_names = [f"input_{i}" for i in range(len(dummies))]
+    dynamic_axes = {name: {0: "batch"} for name in [*input_names, "output_0"]}
     # Same freeze/trace/unfreeze dance as d3rlpy's save_policy: the traced graph must
     # hold the weights as constants, which requires them not to require grad.
     impl.modules.freeze()
@@ -55,16 +64,16 @@ def save_policy_onnx(algo: QLearningAlgoBase[Any, Any], path: str | Path) -> Non
             # dims) and a traced function has no signature to inspect: both are expected.
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
             warnings.filterwarnings("ignore", message="no signature found", category=UserWarning)
-            traced = torch.jit.trace(greedy, dummy, check_trace=False)
+            traced = torch.jit.trace(greedy, dummies, check_trace=False)
             torch.onnx.export(
                 traced,
-                (dummy,),
+                dummies,
                 str(path),
                 export_params=True,
                 opset_version=17,
-                input_names=["input_0"],
+                input_names=input_names,
                 output_names=["output_0"],
-                dynamic_axes={"input_0": {0: "batch"}, "output_0": {0: "batch"}},
+                dynamic_axes=dynamic_axes,
                 dynamo=False,
             )
     finally:

@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
-import torch
 from d3rlpy.base import DeviceArg
-from d3rlpy.types import Shape, TorchObservation
+from d3rlpy.dataset import is_tuple_shape
+from d3rlpy.types import Shape
 
-from vanco_offline.algos.torch.common import min_q
-from vanco_offline.algos.torch.vanco_iql_impl import VancoIQLImpl
+from vanco_offline.algos.torch.vanco_iql_impl import ResidualVancoIQLImpl
 from vanco_offline.algos.vanco_iql import VancoIQL, VancoIQLConfig
 
 __all__ = [
     "PRIOR_DOSE_FEATURE",
-    "RESIDUAL_HEADS",
     "ResidualVancoIQL",
     "ResidualVancoIQLConfig",
     "check_prior_column",
@@ -31,9 +30,6 @@ __all__ = [
 
 #: The observation column a residual policy is centred on (``vanco_pk.exposure.PK_FEATURES``).
 PRIOR_DOSE_FEATURE = "pk_dose_auc500"
-
-#: Policy heads a residual policy supports (see ``VancoIQLConfig.policy_head``).
-RESIDUAL_HEADS = ("tanh_mean", "deterministic")
 
 
 @dataclasses.dataclass()
@@ -51,8 +47,7 @@ class ResidualVancoIQLConfig(VancoIQLConfig):
     back through the observation scaler and sent through the action scaler, clipped to
     the dose range) and :math:`\rho` the ``residual_scale``. The policy is fitted, as in
     IQL, by the advantage-weighted log-likelihood of the logged dose under
-    :math:`\mathcal{N}(d(s) + \rho\tanh f_\theta(s), \sigma^2)` (``tanh_mean``) or the
-    weighted squared error to the same location (``deterministic``). At initialisation
+    :math:`\mathcal{N}(d(s) + \rho\tanh f_\theta(s), \sigma^2)`. At initialisation
     :math:`f_\theta \approx 0`, so an untrained policy doses the prior; the residual moves
     only as far as the advantage-weighted data pull it, and at most :math:`\rho` (in
     scaled units: 1 = half the dose range, 1,500 mg with the clinical scaler).
@@ -60,10 +55,11 @@ class ResidualVancoIQLConfig(VancoIQLConfig):
     Parameters
     ----------
     prior_index : int
-        Column of the (unscaled) observation holding the prior dose in mg; negative counts
+        Element of the (unscaled) observation holding the prior dose in mg; negative counts
         from the end (``-1``: the last column, where the data layer puts
         ``pk_dose_auc500``); :func:`check_prior_column` checks it against the data's
-        column names.
+        column names. An image or tuple observation is indexed as one flat vector per
+        sample (a tuple's arrays flattened and joined in order).
     residual_scale : float
         The largest correction, in action-scaler units (> 0).
     q_candidates : int
@@ -72,8 +68,10 @@ class ResidualVancoIQLConfig(VancoIQLConfig):
         range) with the highest minimum-over-critics :math:`Q(s, a)` -- the critic decides
         within the band the prior allows, as BCQ decides among its candidates. Training
         is the same either way.
-    Other parameters are :class:`~vanco_offline.algos.VancoIQLConfig`'s; ``policy_head``
-    must be ``tanh_mean`` or ``deterministic``.
+
+    Notes
+    -----
+    The other parameters are :class:`~vanco_offline.algos.VancoIQLConfig`'s.
     """
 
     prior_index: int = -1
@@ -82,11 +80,6 @@ class ResidualVancoIQLConfig(VancoIQLConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.policy_head not in RESIDUAL_HEADS:
-            raise ValueError(
-                f"ResidualVancoIQLConfig: policy_head={self.policy_head!r}; a residual policy supports "
-                f"{list(RESIDUAL_HEADS)}"
-            )
         if not (isinstance(self.prior_index, int | np.integer)):
             raise ValueError(f"ResidualVancoIQLConfig: prior_index={self.prior_index!r} must be an integer")
         if not (
@@ -125,15 +118,19 @@ def check_prior_column(config: object, observation_names: Sequence[str]) -> None
         )
 
 
-def prior_dose_affine(config: VancoIQLConfig, n_features: int, index: int) -> tuple[float, float]:
-    """``(slope, intercept)`` mapping the scaled observation column ``index`` to the scaled prior dose.
+def prior_dose_affine(config: VancoIQLConfig, observation_shape: Shape, index: int) -> tuple[float, float]:
+    """``(slope, intercept)`` mapping the scaled observation element ``index`` to the scaled prior dose.
 
+    ``index`` counts in the observation flattened per sample (a tuple's arrays joined in order).
     Both d3rlpy scalers the project uses (standard / min-max observations, min-max
-    actions) are affine, so the map is read off two points of each.
+    actions) are affine and element-wise, so the map is read off two points of each.
     """
+    shapes = list(observation_shape) if is_tuple_shape(observation_shape) else [observation_shape]
+    sizes = [int(np.prod(shape)) for shape in shapes]
+    n_features = sum(sizes)
     if not -n_features <= index < n_features:
         raise ValueError(
-            f"ResidualVancoIQLConfig: prior_index={index} is outside an observation of {n_features} columns"
+            f"ResidualVancoIQLConfig: prior_index={index} is outside an observation of {n_features} elements"
         )
     index %= n_features
     obs_scaler, act_scaler = config.observation_scaler, config.action_scaler
@@ -141,9 +138,15 @@ def prior_dose_affine(config: VancoIQLConfig, n_features: int, index: int) -> tu
         raise ValueError("ResidualVancoIQL: the observation scaler is not fitted; fit it (fit_scalers) first")
     if act_scaler is not None and not act_scaler.built:
         raise ValueError("ResidualVancoIQL: the action scaler is not fitted; fit it (fit_scalers) first")
-    points = np.zeros((2, n_features), dtype=np.float64)
-    points[1, index] = 1.0
-    raw = obs_scaler.reverse_transform_numpy(points)[:, index] if obs_scaler else points[:, index]
+    # Two observations, all zeros and the unit vector at ``index``, in the observation's own shape.
+    flat = np.zeros((2, n_features), dtype=np.float32)
+    flat[1, index] = 1.0
+    parts = np.split(flat, np.cumsum(sizes)[:-1], axis=1)
+    points: Any = [part.reshape(2, *shape) for part, shape in zip(parts, shapes, strict=True)]
+    if not is_tuple_shape(observation_shape):
+        points = points[0]
+    raw_points = obs_scaler.reverse_transform_numpy(points) if obs_scaler else points
+    raw = _flat_numpy(raw_points)[:, index].astype(np.float64)
     mg_per_unit, mg_at_zero = raw[1] - raw[0], raw[0]
     doses = np.array([[0.0], [1.0]])
     scaled = act_scaler.transform_numpy(doses)[:, 0] if act_scaler else doses[:, 0]
@@ -151,65 +154,10 @@ def prior_dose_affine(config: VancoIQLConfig, n_features: int, index: int) -> tu
     return float(per_mg * mg_per_unit), float(per_mg * mg_at_zero + at_zero_mg)
 
 
-class ResidualVancoIQLImpl(VancoIQLImpl):
-    """VancoIQL's update with the policy's location at ``prior(s) + scale * tanh(mu)``."""
-
-    def set_prior(
-        self,
-        index: int,
-        slope: float,
-        intercept: float,
-        low: float,
-        high: float,
-        scale: float,
-        q_candidates: int = 0,
-    ) -> None:
-        self._q_candidates = int(q_candidates)
-        self._prior_index = index
-        self._prior_slope = slope
-        self._prior_intercept = intercept
-        self._prior_low = low
-        self._prior_high = high
-        self._residual_scale = scale
-
-    def prior(self, x: torch.Tensor) -> torch.Tensor:
-        """The prior dose in action-scaler units, shape (batch, 1)."""
-        column = x[:, self._prior_index : self._prior_index + 1]
-        value = column * self._prior_slope + self._prior_intercept
-        return value.clamp(self._prior_low, self._prior_high)
-
-    def _location(self, x: TorchObservation) -> tuple[torch.Tensor, torch.Tensor | None]:
-        assert isinstance(x, torch.Tensor), "ResidualVancoIQL takes a single observation array"
-        out = self._modules.policy(x)
-        loc = self.prior(x) + self._residual_scale * out.squashed_mu
-        return loc, out.logstd
-
-    def _log_prob(self, obs: TorchObservation, actions: torch.Tensor) -> torch.Tensor:
-        from vanco_offline.algos.torch.common import normal_log_prob
-
-        loc, logstd = self._location(obs)
-        if self._policy_head == "deterministic":
-            return -((loc - actions) ** 2).sum(dim=-1, keepdim=True)
-        assert logstd is not None
-        return normal_log_prob(actions, loc, logstd.exp())
-
-    def inner_predict_best_action(self, x: TorchObservation) -> torch.Tensor:
-        if not self._q_candidates:
-            return self._location(x)[0].clamp(-1.0, 1.0)
-        assert isinstance(x, torch.Tensor)
-        k = self._q_candidates
-        offsets = torch.linspace(-self._residual_scale, self._residual_scale, k, device=x.device)
-        candidates = (self.prior(x) + offsets[None, :]).clamp(-1.0, 1.0)  # (B, K)
-        flat_x = x.repeat_interleave(k, dim=0)
-        q = min_q(self._modules.q_funcs, flat_x, candidates.reshape(-1, 1)).reshape(-1, k)
-        best = q.argmax(dim=1, keepdim=True)
-        return candidates.gather(1, best)
-
-    def inner_sample_action(self, x: TorchObservation) -> torch.Tensor:
-        loc, logstd = self._location(x)
-        if self._policy_head == "deterministic" or logstd is None:
-            return loc.clamp(-1.0, 1.0)
-        return (loc + logstd.exp() * torch.randn_like(loc)).clamp(-1.0, 1.0)
+def _flat_numpy(x: Any) -> np.ndarray:
+    if isinstance(x, np.ndarray):
+        return x.reshape(x.shape[0], -1)
+    return np.concatenate([np.asarray(part).reshape(len(part), -1) for part in x], axis=1)
 
 
 class ResidualVancoIQL(VancoIQL):
@@ -222,13 +170,14 @@ class ResidualVancoIQL(VancoIQL):
                 f"ResidualVancoIQL: one dose per decision expected, got action_size={action_size}"
             )
         cfg = self._config
-        slope, intercept = prior_dose_affine(cfg, int(observation_shape[0]), int(cfg.prior_index))
+        slope, intercept = prior_dose_affine(cfg, observation_shape, int(cfg.prior_index))
         # Clip the prior to the dose range before adding the residual (an AUC-500 dose may
         # exceed the maximum dose).
         bound = 1.0 if cfg.action_scaler is not None else np.inf
         impl = self._impl
         assert isinstance(impl, ResidualVancoIQLImpl)
-        index = int(cfg.prior_index) % int(observation_shape[0])
+        shapes = list(observation_shape) if is_tuple_shape(observation_shape) else [observation_shape]
+        index = int(cfg.prior_index) % sum(int(np.prod(shape)) for shape in shapes)
         impl.set_prior(
             index, slope, intercept, -bound, bound, float(cfg.residual_scale), int(cfg.q_candidates)
         )

@@ -126,7 +126,8 @@ def evaluate_policy(
 
 
 #: The teams of the table: label -> (policy name, options from the world, protocol override).
-#: ``mipd (true prior)`` doses through the world's true population model: the strongest
+#: ``mipd (true prior)`` doses through the world's true population model and level error
+#: (:attr:`vanco_pk.scenario.Scenario.true_prior`): the strongest
 #: simple Bayesian baseline; ``mipd (true prior, level q12h)`` adds a trough at every decision:
 #: the practical ceiling of a level-based policy; the oracle reads the true parameters and drug
 #: amounts (perfect information, not reachable by any policy that sees a chart).
@@ -144,7 +145,7 @@ TEAMS: dict[str, tuple[str, str | None, str | None]] = {
 def team_policy_options(team: str, scenario: Any) -> dict[str, Any]:
     """The options of ``team``'s policy in ``scenario`` (the true prior where the team has it)."""
     _, prior, _ = TEAMS[team]
-    return {"model": get_scenario(scenario).model} if prior == "true" else {}
+    return {"model": get_scenario(scenario).true_prior} if prior == "true" else {}
 
 
 def run_policies(

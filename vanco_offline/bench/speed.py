@@ -181,7 +181,7 @@ def _measure(
     from d3rlpy.algos import IQLConfig
 
     from vanco_offline.algos import FastReplayBuffer, VancoIQLConfig
-    from vanco_offline.algos.fitting import fit_threads
+    from vanco_offline.algos.fast.fitting import fit_threads
 
     kwargs = _config_kwargs(hidden, batch_size)
     default_threads = torch.get_num_threads()

@@ -84,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
         from vanco_offline.data.minari_format import _minari
 
         _minari()  # a missing extra stops here, before any work
+    if args.minari_env is not None:
+        _check_minari_env(args.minari_env)
     impute = None
     if args.impute_max_age_h is not None:
         impute = CarryForward(max_age_h=_age(args.impute_max_age_h, "--impute-max-age-h"))
@@ -108,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(result.report)
     if out is not None:
-        with atomic_output(out) as partial:
+        with atomic_output(out, args.overwrite) as partial:
             save_dataset(result, partial)
         path = out
         if not args.json:
@@ -116,6 +118,17 @@ def run(args: argparse.Namespace) -> int:
     if args.minari:
         _write_minari(args, table, result)
     return 0
+
+
+def _check_minari_env(env: str) -> None:
+    """ValueError unless ``env`` names a vanco_pk environment (or ``none``): gymnasium imports the
+    module of ``module:Env-v0``, so an arbitrary module name would run its code."""
+    module, sep, _ = env.rpartition(":")
+    if env != "none" and ((sep and module != "vanco_pk") or not env.split(":")[-1].startswith("VancoPK")):
+        raise ValueError(
+            f"--minari-env {env!r}: give a vanco_pk environment (vanco_pk:VancoPK-v0, "
+            "vanco_pk:VancoPKDiscrete-v0, ...) or none; other modules are not imported"
+        )
 
 
 def _write_minari(args: argparse.Namespace, table, result) -> None:

@@ -188,7 +188,7 @@ def off_policy(
     algo = result.model.algo
     env_options = {k: v for k, v in BUILTIN_COHORT.items() if k != "policy"}
     # The truth scores the reward the model was trained and evaluated on.
-    reward = result.model.conversion.get("reward") or "default"
+    reward = result.model.conversion.reward or "default"
     world = {**env_options, "reward": reward}
     truth = SimulatorTruth(n_patients=truth_patients, seed=10**6 + seed, env_options=world)
     n_bootstrap = 500

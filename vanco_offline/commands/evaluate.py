@@ -15,6 +15,7 @@ from vanco_offline.commands.files import (
     atomic_output,
     check_output,
     load_model_argument,
+    model_files,
 )
 
 
@@ -30,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--missing-prob",
         type=float,
-        default=0.0,
+        default=None,
         metavar="P",
         help="with --truth: the table's --missing-prob (probability 0-1 a trough is not drawn)",
     )
@@ -53,11 +54,15 @@ def run(args: argparse.Namespace) -> int:
     from vanco_offline.ope.report import coverage_label
     from vanco_offline.ope.twin import TWIN_COVARIATES
     from vanco_offline.progress import stages
-    from vanco_offline.training import BUILTIN_COHORT, builtin_cohort, convert_like
+    from vanco_offline.training import BUILTIN_COHORT, builtin_cohort
 
     quiet_d3rlpy()
+    if args.missing_prob is not None and not (args.truth and args.data is not None):
+        raise ValueError("--missing-prob applies to --truth with --data (a simulated table); leave it out")
+    if args.missing_prob is not None and not 0.0 <= args.missing_prob <= 1.0:
+        raise ValueError(f"--missing-prob {args.missing_prob} must be a probability in [0, 1]")
     if args.output:
-        check_output(args.output, args.overwrite, [args.model, args.data], "--output")
+        check_output(args.output, args.overwrite, [*model_files(args.model), args.data], "--output")
     model = load_model_argument(args)
     table, source = read_table_argument(args)
     truth = None
@@ -69,16 +74,18 @@ def run(args: argparse.Namespace) -> int:
         )
         truth_options = {k: v for k, v in BUILTIN_COHORT.items() if k != "policy"}
     elif args.truth:
-        truth_options = {"level_missing_prob": args.missing_prob}
+        truth_options = {"level_missing_prob": args.missing_prob or 0.0}
     else:
         truth_options = None
     # The truth and the twins score the reward the model's data were converted with.
-    reward = {"reward": model.conversion["reward"]} if model.conversion.get("reward") else {}
+    reward = {"reward": model.conversion.reward} if model.conversion.reward else {}
     if truth_options is not None:
         truth = SimulatorTruth(
             n_patients=1000, seed=10**6 + args.seed, env_options={**truth_options, **reward}
         )
-    data = convert_like(table, model.action, model.conversion)
+    if "time_h" in table.columns:  # the OPE replays the model at the data's interval: it must be the model's
+        model.scope.check_interval(table["stay_id"].to_numpy(), table["time_h"].to_numpy(), f"data {source}")
+    data = model.convert(table)
     # The PK twins need each stay's covariates (weight, age, sex, dialysis).
     twin_ok = all(c in table for c in TWIN_COVARIATES)
 
@@ -142,6 +149,6 @@ def run(args: argparse.Namespace) -> int:
             "warnings": report.warnings,
             "notes": report.notes,
         }
-        with atomic_output(Path(args.output)) as partial:
+        with atomic_output(Path(args.output), args.overwrite) as partial:
             partial.write_text(json.dumps(result, indent=2))
     return 0

@@ -13,6 +13,7 @@ from vanco_offline.commands.files import (
     atomic_output,
     check_output,
     load_model_argument,
+    model_files,
 )
 
 
@@ -31,7 +32,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vanco_offline.export import FORMATS, export_policy
-    from vanco_offline.trained import METADATA_FILE, MODEL_FILE, PICKLE_FILE
 
     if args.format == "onnx":
         try:  # torch's exporter needs it and fails late with its own error type otherwise
@@ -42,8 +42,7 @@ def run(args: argparse.Namespace) -> int:
             raise missing_extra("onnx", "onnx", "export --format onnx") from None
     folder = Path(args.model) if Path(args.model).is_dir() else Path(args.model).parent
     out = Path(args.out) if args.out else folder / f"policy{FORMATS[args.format]}"
-    model_files = [args.model, *(folder / name for name in (MODEL_FILE, PICKLE_FILE, METADATA_FILE))]
-    out = check_output(out, args.overwrite, model_files, "--out")
+    out = check_output(out, args.overwrite, model_files(args.model), "--out")
     if out.suffix != FORMATS[args.format]:
         raise ValueError(f"a {args.format} export is written to a {FORMATS[args.format]} file, not {out}")
     model = load_model_argument(args)
@@ -55,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
             "support": dataclasses.asdict(model.support),
             "model": {k: v for k, v in metadata.items() if k not in ("observation_names", "support")},
         }
-    with atomic_output(out) as partial:
+    with atomic_output(out, args.overwrite) as partial:
         export_policy(model.algo, partial, args.format, **options)
     print(f"wrote {out} ({args.format})")
     return 0

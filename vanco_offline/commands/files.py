@@ -1,18 +1,20 @@
 """What commands read and write: a model given safely, outputs that never destroy a file.
 
 - ``--model`` takes a model folder, its ``model.safetensors`` or an exported bundle; a ``.d3``
-  pickle only with ``--trust-pickle`` (see :func:`vanco_offline.trained.load_model`).
+  pickle only with ``--trust-pickle SHA256``, its hash given from outside the folder (see
+  :func:`vanco_offline.trained.load_model`).
 - An output never replaces an existing file or folder unless ``--overwrite`` is given, and
   never one of the command's own inputs, even with ``--overwrite``.
-- An output is written under a temporary name beside its target and renamed when complete,
-  so an error or Ctrl-C leaves nothing half-written.
+- An output is written under a unique temporary name beside its target (never an existing
+  file) and renamed when complete, so an error or Ctrl-C leaves nothing half-written; a
+  target that is a symbolic link is refused. No output replaces a file of the model being
+  read (:func:`model_files`), even with ``--overwrite``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +28,10 @@ def add_model_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, metavar="MODEL", help=MODEL_HELP)
     parser.add_argument(
         "--trust-pickle",
-        action="store_true",
-        help="allow loading a .d3 pickle (it can run code when opened); only when its SHA-256 matches the "
-        "one model.json recorded at training time",
+        metavar="SHA256",
+        default=None,
+        help="allow loading a .d3 pickle (it can run code when opened) whose SHA-256 is this hash, which you "
+        "got from the model's author, not from the folder (the folder's model.json is never trusted for it)",
     )
 
 
@@ -44,10 +47,27 @@ def add_overwrite_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def model_files(model: str | Path | None) -> list[Path]:
+    """The files of the model given as ``--model``: the path itself and, in its folder, the model
+    files and d3rlpy's checkpoints and parameters, which no output may replace."""
+    from vanco_offline.trained import METADATA_FILE, MODEL_FILE, PICKLE_FILE
+
+    if model is None:
+        return []
+    path = Path(model)
+    folder = path if path.is_dir() else path.parent
+    names = [folder / name for name in (MODEL_FILE, PICKLE_FILE, METADATA_FILE, "params.json")]
+    return [path, *names, *folder.glob("*.d3")]
+
+
 def check_output(path: str | Path, overwrite: bool, inputs: list[str | Path | None], option: str) -> Path:
-    """``path`` as a Path, or ValueError when writing it would replace an input or, without
-    ``overwrite``, an existing file or folder."""
+    """``path`` as a Path, or ValueError when writing it would replace an input (a file, or any file
+    inside an input folder) or a symbolic link, or, without ``overwrite``, an existing file."""
     path = Path(path)
+    if path.is_symlink():
+        raise ValueError(
+            f"{option} {path} is a symbolic link; it is not written through (give the real path)"
+        )
     target = path.resolve()
     for source in filter(None, inputs):
         source = Path(source).resolve()
@@ -62,12 +82,9 @@ def check_output(path: str | Path, overwrite: bool, inputs: list[str | Path | No
     return path
 
 
-@contextlib.contextmanager
-def atomic_output(path: Path) -> Iterator[Path]:
-    """Yield a temporary path (same suffixes) to write; renamed to ``path`` on success, else removed."""
-    partial = path.with_name(f".partial-{path.name}")
-    try:
-        yield partial
-        partial.replace(path)
-    finally:
-        partial.unlink(missing_ok=True)
+def atomic_output(path: Path, overwrite: bool = False) -> contextlib.AbstractContextManager[Path]:
+    """A unique temporary file beside ``path`` to write, renamed onto it when complete
+    (:func:`vanco_offline.atomic.atomic_path`); never through a symbolic link."""
+    from vanco_offline.atomic import atomic_path
+
+    return atomic_path(path, overwrite=overwrite)

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
 from pathlib import Path
 
-from vanco_offline.commands.files import add_model_argument, add_overwrite_argument, load_model_argument
+from vanco_offline.commands.files import (
+    add_model_argument,
+    add_overwrite_argument,
+    check_output,
+    load_model_argument,
+    model_files,
+)
 
 KINDS = ("curves", "dose-response", "histogram", "pk")
 #: The file each kind writes into --out.
@@ -48,14 +56,23 @@ def run(args: argparse.Namespace) -> int:
     existing = [str(out / FILES[k]) for k in kinds if (out / FILES[k]).exists()]
     if existing and not args.overwrite:
         raise ValueError(f"{', '.join(existing)} already exist(s); pass --overwrite to replace")
+    inputs = [*model_files(args.model), args.data]
+    for kind in kinds:
+        check_output(out / FILES[kind], args.overwrite, inputs, "--out")
     model = load_model_argument(args)
     table = None
     if args.data is not None:
         from vanco_offline.data import load_table
 
         table = load_table(args.data)
-    for path in write_plots(
-        model, out, kinds, log_dir=model_dir, table=table, patient_seed=args.patient_seed
-    ):
-        print(f"wrote {path}")
+    # Drawn into a fresh folder beside the targets, then each renamed onto its target (never
+    # through a symbolic link): an error or Ctrl-C leaves no half-written figure.
+    with tempfile.TemporaryDirectory(prefix=".partial-plots-", dir=out) as scratch:
+        drawn = write_plots(
+            model, scratch, kinds, log_dir=model_dir, table=table, patient_seed=args.patient_seed
+        )
+        for path in drawn:
+            target = check_output(out / Path(path).name, args.overwrite, inputs, "--out")
+            os.replace(path, target)
+            print(f"wrote {target}")
     return 0

@@ -15,6 +15,7 @@ from vanco_offline.commands.files import (
     atomic_output,
     check_output,
     load_model_argument,
+    model_files,
 )
 
 #: The unit of each state flag, shown in --help.
@@ -43,15 +44,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument(
         "--samples", type=int, metavar="N", help="recommend for N rows of --data (or the built-in cohort)"
     )
-    parser.add_argument("--row", type=int, default=-1, help="row of --csv (0-based; default the last)")
+    parser.add_argument("--row", type=int, default=None, help="row of --csv (0-based; default the last)")
     parser.add_argument(
         "--data", metavar="FILE", help="table for --samples (default: a built-in synthetic cohort)"
     )
     parser.add_argument(
-        "--mode", choices=("greedy", "sample"), default="greedy", help="--samples: greedy or sampled doses"
+        "--mode",
+        choices=("greedy", "sample"),
+        default=None,
+        help="--samples: greedy (default) or sampled doses",
     )
     state = parser.add_argument_group(
-        "state flags (alone, or beside --json to override its fields, which is reported; not with --csv)"
+        "state flags (alone, or beside --json to override its fields, which is reported; not with --csv); "
+        "every dose needs --weight-kg, --age (18 or older), --sex and --dialysis, and --height-cm is "
+        "checked against the weight"
     )
     for name in FEATURES + COVARIATES:
         flag = f"--{name.replace('_', '-')}"
@@ -74,7 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.output:
-        inputs = [args.model, args.csv, args.data, _json_file(args)]
+        inputs = [*model_files(args.model), args.csv, args.data, _json_file(args)]
         check_output(args.output, args.overwrite, inputs, "--output")
     flags = [name for name in FEATURES + COVARIATES if getattr(args, name) is not None]
     if flags and (args.clinical or args.samples is not None or args.csv is not None):
@@ -83,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
             f"{', '.join('--' + f.replace('_', '-') for f in flags)} cannot be combined with {source} "
             "(the state comes from there); edit the table, or give the state with --json or flags alone"
         )
+    _check_flag_combinations(args)
     model = load_model_argument(args)
     if args.clinical:
         result: Any = _clinical_table(model)
@@ -91,13 +98,35 @@ def run(args: argparse.Namespace) -> int:
     else:
         result = _one_state(model, args)
     if args.output:
-        with atomic_output(Path(args.output)) as partial:
+        with atomic_output(Path(args.output), args.overwrite) as partial:
             partial.write_text(json.dumps(result, indent=2, default=str))
     return 0
 
 
+def _check_flag_combinations(args: argparse.Namespace) -> None:
+    """ValueError for a flag that the chosen source would ignore (never silently dropped)."""
+    ignored = []
+    if args.mode is not None and args.samples is None:
+        ignored.append("--mode (it applies to --samples)")
+    if args.data is not None and args.samples is None:
+        ignored.append("--data (it applies to --samples; give one patient's rows with --csv)")
+    if args.row is not None and args.csv is None:
+        ignored.append("--row (it applies to --csv)")
+    if args.first_dose is not None and (args.samples is not None or args.clinical):
+        flag = "--first-dose" if args.first_dose else "--maintenance"
+        source = (
+            "--samples (each row's place in its stay says it)" if args.samples is not None else "--clinical"
+        )
+        ignored.append(f"{flag} (not with {source})")
+    if ignored:
+        raise ValueError(f"these flags would be ignored: {'; '.join(ignored)}; leave them out")
+
+
 def _json_file(args: argparse.Namespace) -> str | None:
-    return args.json if args.json is not None and Path(args.json).is_file() else None
+    """``--json``'s file name; None when it is JSON text (an object or a list, never a file name)."""
+    if args.json is None or args.json.lstrip().startswith(("{", "[")):
+        return None
+    return args.json
 
 
 def _one_state(model: Any, args: argparse.Namespace) -> dict[str, Any]:
@@ -105,13 +134,14 @@ def _one_state(model: Any, args: argparse.Namespace) -> dict[str, Any]:
 
     history = None
     if args.json is not None:
-        text = Path(args.json).read_text() if Path(args.json).is_file() else args.json
-        try:
-            fields = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(
-                f"--json is neither a file nor valid JSON ({exc.msg} at column {exc.colno})"
-            ) from None
+        from vanco_offline.safety import load_json
+
+        path = _json_file(args)
+        if path is not None and not Path(path).is_file():
+            raise ValueError(f"--json {path!r} is neither a JSON object nor an existing file")
+        fields = load_json(
+            Path(path).read_text() if path else args.json, f"--json {path}" if path else "--json"
+        )
         if not isinstance(fields, dict):
             raise ValueError("--json must hold one JSON object of feature names to values")
         for name in FEATURES + COVARIATES:
@@ -125,7 +155,7 @@ def _one_state(model: Any, args: argparse.Namespace) -> dict[str, Any]:
             print(f"note: the dose flag overrides the JSON's first_dose {fields['first_dose']!r}")
             fields["first_dose"] = args.first_dose
     elif args.csv is not None:
-        fields, history = _csv_state(model, args.csv, args.row)
+        fields, history = _csv_state(model, args.csv, -1 if args.row is None else args.row)
     else:
         fields = {
             name: getattr(args, name) for name in FEATURES + COVARIATES if getattr(args, name) is not None
@@ -142,13 +172,12 @@ def _one_state(model: Any, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _csv_state(model: Any, path: str, row: int) -> tuple[dict[str, Any], Any]:
-    from vanco_offline.data import load_table, validate
-    from vanco_offline.training import conversion_kwargs
+    from vanco_offline.data import load_table
 
     table = load_table(path)
     # The converter's checks (times sorted and unique within a stay, units, doses...): the
     # stay's rows are the patient's history, and read out of order they would give another dose.
-    table = validate(table, action=model.action, **conversion_kwargs(model.conversion))
+    table = model.validate(table)
     if not -len(table) <= row < len(table):
         raise ValueError(f"--row {row} is outside {path}, which has {len(table)} rows")
     current = table.iloc[row]
@@ -163,7 +192,7 @@ def _csv_state(model: Any, path: str, row: int) -> tuple[dict[str, Any], Any]:
 
 
 def _clinical_table(model: Any) -> list[dict[str, Any]]:
-    from vanco_offline.recommend import CLINICAL_CASES, recommend
+    from vanco_offline.recommend import CLINICAL_CASES, case_history, recommend
 
     rows = []
     print("| case | level | SCr | model dose | recommended | MIPD | limits and warnings |")
@@ -171,13 +200,16 @@ def _clinical_table(model: Any) -> list[dict[str, Any]]:
     for name, case in CLINICAL_CASES.items():
         # Each case is a short chart (a loading and a maintenance dose before its level), which
         # MIPD fits and a model with history-dependent features needs.
-        rec = recommend(model, case["state"], case["covariates"], history=case["history"])
+        # Charted at the model's own dosing interval.
+        history = case_history(case["state"], case["covariates"], model.scope.interval_h)
+        rec = recommend(model, case["state"], case["covariates"], history=history)
         notes = "; ".join(rec.warnings) or "-"
         level = case["state"]["vanco_level"]
         mipd = f"{rec.mipd_dose_mg:.0f}" if rec.mipd_dose_mg is not None else "-"
+        given = "HOLD" if rec.held else f"{rec.dose_mg:.0f} {rec.schedule}"
         print(
             f"| {name} | {level:.0f} | {case['state']['creatinine']:.1f} | {rec.model_dose_mg:.0f} | "
-            f"{rec.dose_mg:.0f} | {mipd} | {notes} |"
+            f"{given} | {mipd} | {notes} |"
         )
         rows.append({"case": name, **rec.to_dict()})
     return rows
@@ -193,11 +225,12 @@ def _samples(model: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
         table = load_table(args.data)
     else:
         table = builtin_cohort(n_patients=20, seed=1)
-    rows = recommend_on_table(model, table, args.samples, args.mode)
+    mode = args.mode or "greedy"
+    rows = recommend_on_table(model, table, args.samples, mode)
     difference = (rows.recommended_mg - rows.logged_dose_mg).abs().mean()
     print(rows.drop(columns="warnings").to_string(index=False, float_format=lambda v: f"{v:.0f}"))
     print(
-        f"\n{len(rows)} rows ({args.mode}): mean |recommended - logged| {difference:.0f} mg, "
+        f"\n{len(rows)} rows ({mode}): mean |recommended - logged| {difference:.0f} mg, "
         f"clipped {rows.clipped.mean():.0%}, outside the training support {rows.outside_support.mean():.0%}"
     )
     return rows.to_dict(orient="records")

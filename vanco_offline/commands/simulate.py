@@ -105,11 +105,17 @@ def parse_options(items: list[str]) -> dict[str, dict[str, Any]]:
             )
         try:
             parsed: Any = float(value)
-            if parsed.is_integer() and "." not in value and "e" not in value.lower():
-                parsed = int(value)
         except ValueError:
             parsed = value
-        out.setdefault(policy.strip(), {})[name.strip()] = parsed
+        else:
+            if not math.isfinite(parsed):
+                raise ValueError(f"--option {item!r}: the value must be a finite number, not {value!r}")
+            if parsed.is_integer() and "." not in value and "e" not in value.lower():
+                parsed = int(value)
+        options = out.setdefault(policy.strip(), {})
+        if name.strip() in options:
+            raise ValueError(f"--option {key.strip()} is given twice; give each option once")
+        options[name.strip()] = parsed
     return out
 
 
@@ -154,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
             reward=args.reward,
             scenario=args.scenario,
         )
-    with atomic_output(out) as partial:
+    with atomic_output(out, args.overwrite) as partial:
         save_table(table, partial)
     path = out
     stays = table["stay_id"].nunique()

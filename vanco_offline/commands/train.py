@@ -69,5 +69,7 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"logs       {result.log_dir}")
     print(f"model      {result.model_path}")
+    scope = result.model.scope
+    print(f"dosing     every {scope.interval_h:g} h ({scope.label}; {scope.interval_source})")
     print(format_metrics(result.model.training["final_metrics"]))
     return 0

@@ -59,7 +59,8 @@ _CHOICES = {
     "observation_scaler": ("standard", "none"),
     "action_scaler": ("clinical", "none"),
     "reward_scaler": ("none", "standard"),
-    "activation": ("relu", "tanh", "swish", "gelu", "geglu"),
+    # d3rlpy's "geglu" halves each layer's width, which the networks' hidden_units do not allow.
+    "activation": ("relu", "tanh", "swish", "gelu"),
     "pk_model": ("published", "local"),
 }
 
@@ -205,9 +206,26 @@ def _resolve(ref: str, base_dir: Path | None, chain: tuple[str, ...]) -> tuple[d
     return _merge(parent, data), source
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML would keep the last)."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} is given twice in one mapping", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def _parse(text: str, source: str) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
+    except RecursionError:
+        raise ValueError(f"{source}: the YAML is nested too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark is not None else source

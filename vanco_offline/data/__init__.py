@@ -12,11 +12,11 @@ Typical use::
 The table schema (columns, units, MIMIC-IV mapping) is documented in ``data/README.md``.
 """
 
-from vanco_offline.data.convert import convert, convert_with, observation_table, to_mdp_dataset
+from vanco_offline.data.convert import convert, convert_with, observation_table
 from vanco_offline.data.episodes import ConversionResult, make_dataset
 from vanco_offline.data.io import load_dataset, load_table, save_dataset, save_table
 from vanco_offline.data.local_model import fit_local_model
-from vanco_offline.data.minari_format import export_minari, import_minari
+from vanco_offline.data.minari_format import export_minari
 from vanco_offline.data.observations import pk_feature_table, validate
 from vanco_offline.data.options import CarryForward, ConversionOptions
 from vanco_offline.data.report import ConversionReport, Exclusion
@@ -34,7 +34,6 @@ __all__ = [
     "export_minari",
     "fit_local_model",
     "fit_scalers",
-    "import_minari",
     "load_dataset",
     "load_table",
     "make_dataset",
@@ -45,7 +44,6 @@ __all__ = [
     "split_dataset",
     "split_stays",
     "split_table",
-    "to_mdp_dataset",
     "validate",
 ]
 

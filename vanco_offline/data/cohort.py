@@ -311,6 +311,8 @@ def score_table(
     interval_h : float, optional
         Hours per ``step`` when the table has no ``time_h`` (default: the policy's).
 
+    Notes
+    -----
     Only the structure is checked here (columns, contiguous stays, increasing times, grid
     doses), not the plausibility ranges of :func:`vanco_offline.data.validate`, so that
     stays of the random floor, whose levels can exceed the validator's bounds, can be scored.

@@ -31,7 +31,7 @@ from vanco_offline.data.report import ConversionReport, Exclusion
 from vanco_offline.data.schema import BEHAVIOR_PROB, DONE, DOSE, DOSE_GRID_MG, REWARD
 from vanco_offline.data.validation import CheckedTable, check_table
 
-__all__ = ["convert", "convert_with", "observation_table", "to_mdp_dataset"]
+__all__ = ["convert", "convert_with", "observation_table"]
 
 # Doses within this distance of a grid level count as on the grid (float noise in CSVs).
 _GRID_TOLERANCE_MG = 1e-6
@@ -313,11 +313,6 @@ def observation_table(table: pd.DataFrame, **options: object) -> pd.DataFrame:
     conversion = ConversionOptions.from_dict(options)  # an unknown option is named
     obs = build_observations(check_table(table, conversion), conversion)
     return pd.DataFrame(obs.values, columns=list(obs.names), index=table.index)
-
-
-def to_mdp_dataset(table: pd.DataFrame, action: ActionKind = "continuous", **options: object) -> MDPDataset:
-    """Validate ``table`` and return only the ``MDPDataset``; see :func:`convert` for options."""
-    return convert(table, action, **options).dataset  # type: ignore[arg-type]
 
 
 def _actions(checked: CheckedTable, options: ConversionOptions, notes: list[str]) -> np.ndarray:

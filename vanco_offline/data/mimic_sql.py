@@ -1,14 +1,21 @@
 """The SQL of the MIMIC-IV extraction (:mod:`vanco_offline.data.mimic`) and the itemids it uses.
 
-:func:`extraction_sql` is what ``extract_mimic`` runs, over views named after the MIMIC-IV
-tables (``vanco-offline extract mimic --print-sql``; data/README.md shows it).
+The extraction runs in two parts. DuckDB reads the PhysioNet files (views named after the
+MIMIC-IV tables, only the columns used) and does everything that touches a large table:
+the vancomycin records of ``inputevents``, ``emar`` / ``emar_detail`` and
+``prescriptions``; the per-stay ICU weight; the lab and chart values of the cohort's
+subjects; and, for each decision time, the last value of each feature at or before it
+(``ASOF JOIN``). pandas does the per-dose logic in between (IV or not, reconciliation,
+order matching, courses, the decision grid), on the few thousand vancomycin records.
+:func:`extraction_sql` returns all of it as one script (``vanco-offline extract mimic
+--print-sql``); data/README.md shows it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-__all__ = ["MIMIC_ITEMS", "extraction_sql"]
+__all__ = ["MIMIC_ITEMS", "extraction_sql", "source_sql"]
 
 #: itemids used, by column (documented in data/README.md).
 MIMIC_ITEMS: dict[str, tuple[int, ...]] = {
@@ -27,149 +34,181 @@ MIMIC_ITEMS: dict[str, tuple[int, ...]] = {
     "dialysis_chart": (226499, 224154, 224144, 224191, 225183),
 }
 
-#: table -> (module folder, columns read, required)
 _LBS_TO_KG = 0.45359237
 _INCH_TO_CM = 2.54
+_LABS = ("vanco_level", "creatinine", "bun", "wbc")
 
 
 def _in(items: tuple[int, ...]) -> str:
     return ", ".join(str(i) for i in items)
 
-def extraction_sql(
-    interval_h: float = 12.0, max_days: float = 7.0, optional: Mapping[str, bool] | None = None
-) -> str:
-    """The query :func:`extract_mimic` runs over views named after the MIMIC-IV tables.
 
-    ``optional`` says which optional tables exist (``procedureevents``, ``omr``); an
-    absent one contributes nothing.
+def _mg(value: str, unit: str) -> str:
+    return (
+        f"CASE lower(trim({unit})) WHEN 'mg' THEN TRY_CAST({value} AS DOUBLE) "
+        f"WHEN 'g' THEN TRY_CAST({value} AS DOUBLE) * 1000 "
+        f"WHEN 'grams' THEN TRY_CAST({value} AS DOUBLE) * 1000 END"
+    )
+
+
+def source_sql(have: Mapping[str, bool]) -> dict[str, str]:
+    """The queries that collect the vancomycin records (part 1), by name.
+
+    ``have`` says which optional tables exist; an absent one gives an empty result.
     """
-    have = {"procedureevents": True, "omr": True, "prescriptions": True, **dict(optional or {})}
-    h, cap = float(interval_h), float(max_days) * 24.0
-    items = MIMIC_ITEMS
-    dialysis_proc = (
+    empty_emar = (
+        "SELECT NULL::BIGINT AS subject_id, NULL::BIGINT AS hadm_id, NULL::VARCHAR AS emar_id, "
+        "NULL::TIMESTAMP AS t, NULL::VARCHAR AS medication, NULL::VARCHAR AS event_txt, "
+        "NULL::BIGINT AS pharmacy_id, NULL::DOUBLE AS mg_given, NULL::DOUBLE AS mg_due, "
+        "NULL::VARCHAR AS detail_route WHERE false"
+    )
+    emar = (
         f"""
-    SELECT p.stay_id, p.starttime AS t0, p.endtime AS t1 FROM procedureevents p
-    WHERE p.itemid IN ({_in(items['dialysis_procedure'])})"""
-        if have["procedureevents"]
-        else "\n    SELECT NULL::BIGINT AS stay_id, NULL::TIMESTAMP AS t0, NULL::TIMESTAMP AS t1 WHERE false"
+SELECT e.subject_id, e.hadm_id, e.emar_id, e.charttime AS t, e.medication, e.event_txt, e.pharmacy_id,
+       d.mg_given, d.mg_due, d.detail_route
+FROM emar e
+LEFT JOIN (SELECT emar_id,
+                  sum(CASE WHEN parent_field_ordinal IS NOT NULL
+                           THEN {_mg("dose_given", "dose_given_unit")} END)
+                    AS mg_given,
+                  max(CASE WHEN parent_field_ordinal IS NULL
+                           THEN {_mg("dose_due", "dose_due_unit")} END) AS mg_due,
+                  min(route) AS detail_route
+           FROM emar_detail
+           WHERE emar_id IN (SELECT emar_id FROM emar WHERE lower(medication) LIKE '%vancomycin%')
+           GROUP BY emar_id) d USING (emar_id)
+WHERE lower(e.medication) LIKE '%vancomycin%'"""
+        if have.get("emar") and have.get("emar_detail")
+        else empty_emar
+    )
+    prescriptions = (
+        f"""
+SELECT p.subject_id, p.hadm_id, p.pharmacy_id, p.starttime, p.stoptime, p.drug, p.route,
+       {_mg("p.dose_val_rx", "p.dose_unit_rx")} AS mg
+FROM prescriptions p WHERE lower(p.drug) LIKE '%vancomycin%'"""
+        if have.get("prescriptions")
+        else "SELECT NULL::BIGINT AS subject_id, NULL::BIGINT AS hadm_id, NULL::BIGINT AS pharmacy_id, "
+        "NULL::TIMESTAMP AS starttime, NULL::TIMESTAMP AS stoptime, NULL::VARCHAR AS drug, "
+        "NULL::VARCHAR AS route, NULL::DOUBLE AS mg WHERE false"
+    )
+    return {
+        "stays": "-- ICU stays\nSELECT subject_id, hadm_id, stay_id, intime, outtime FROM icustays",
+        "vanco_inputevents": f"""-- inputevents: every vancomycin row (itemid 225798), IV or not
+SELECT i.stay_id, i.starttime AS t, i.amount, lower(trim(i.amountuom)) AS uom,
+       coalesce(i.statusdescription, '') AS status, coalesce(i.ordercategoryname, '') AS category, i.orderid
+FROM inputevents i WHERE i.itemid IN ({_in(MIMIC_ITEMS["vancomycin"])})""",
+        "vanco_emar": "-- eMAR: every vancomycin event, with the mg given (emar_detail product rows) or due\n"
+        + emar.strip(),
+        "vanco_orders": "-- prescriptions: every vancomycin order, with its mg (dose_val_rx in mg or g)\n"
+        + prescriptions.strip(),
+    }
+
+
+def extraction_sql(
+    interval_h: float = 12.0,
+    max_days: float = 7.0,
+    optional: Mapping[str, bool] | None = None,
+) -> str:
+    """The whole extraction as one SQL script (for reading; :func:`extract_mimic` runs its parts).
+
+    The pandas steps between the parts are described in comments; ``cohort``, ``grid`` and
+    ``episodes`` are the tables pandas hands back to DuckDB.
+    """
+    have = {
+        name: True
+        for name in ("chartevents", "procedureevents", "omr", "prescriptions", "emar", "emar_detail")
+    }
+    have.update(optional or {})
+    parts = [f"CREATE TEMP TABLE {name} AS\n{sql.strip()};" for name, sql in source_sql(have).items()]
+    parts.append(
+        "-- pandas: IV only, inputevents and eMAR reconciled, mg from orders, courses, episodes, "
+        "a decision\n"
+        f"-- every {float(interval_h):g} h from the course's first dose for at most {float(max_days):g} days "
+        "(vanco_offline.data.mimic)"
+    )
+    parts += [f"CREATE TEMP TABLE {name} AS\n{sql.strip()};" for name, sql in cohort_sql(have).items()]
+    parts.append(f"-- the last value of each feature at or before each decision\n{asof_sql('creatinine')};")
+    return "\n\n".join(parts)
+
+
+def cohort_sql(have: Mapping[str, bool]) -> dict[str, str]:
+    """The queries over the large tables, restricted to the cohort (part 2), by name."""
+    items = MIMIC_ITEMS
+    chart_items = (
+        items["heart_rate"]
+        + items["sbp"]
+        + items["temperature_c"]
+        + items["temperature_f"]
+        + items["weight_kg"]
+        + items["height_cm"]
+    )
+    lab_case = " ".join(f"WHEN {items[name][0]} THEN '{name}'" for name in _LABS)
+    obs = f"""
+SELECT subject_id, name, t, max(value) AS value FROM (
+  SELECT l.subject_id, CASE l.itemid {lab_case} END AS name, l.charttime AS t, l.valuenum AS value
+  FROM labevents l
+  WHERE l.itemid IN ({_in(tuple(items[name][0] for name in _LABS))}) AND l.valuenum IS NOT NULL
+    AND l.subject_id IN (SELECT subject_id FROM cohort)"""
+    if have.get("chartevents"):
+        obs += f"""
+  UNION ALL
+  SELECT c.subject_id,
+         CASE WHEN c.itemid = {items["heart_rate"][0]} THEN 'heart_rate'
+              WHEN c.itemid IN ({_in(items["sbp"])}) THEN 'sbp'
+              WHEN c.itemid IN ({_in(items["temperature_c"] + items["temperature_f"])}) THEN 'temperature'
+              WHEN c.itemid = {items["weight_kg"][0]} THEN 'weight_kg'
+              WHEN c.itemid = {items["height_cm"][0]} THEN 'height_cm' END AS name,
+         c.charttime AS t,
+         CASE WHEN c.itemid IN ({_in(items["temperature_f"])}) THEN (c.valuenum - 32) * 5 / 9
+              ELSE c.valuenum END AS value
+  FROM chartevents c
+  WHERE c.itemid IN ({_in(chart_items)}) AND c.valuenum IS NOT NULL
+    AND c.subject_id IN (SELECT subject_id FROM cohort)"""
+    obs += "\n) GROUP BY ALL"
+    dialysis_parts = []
+    if have.get("procedureevents"):
+        dialysis_parts.append(f"""
+SELECT p.subject_id, p.starttime AS t, coalesce(p.endtime, p.starttime) AS t_end FROM procedureevents p
+WHERE p.itemid IN ({_in(items["dialysis_procedure"])}) AND p.subject_id IN (SELECT subject_id FROM cohort)""")
+    if have.get("chartevents"):
+        dialysis_parts.append(f"""
+SELECT c.subject_id, c.charttime AS t, c.charttime AS t_end FROM chartevents c
+WHERE c.itemid IN ({_in(items["dialysis_chart"])}) AND c.subject_id IN (SELECT subject_id FROM cohort)""")
+    dialysis = (
+        "\nUNION ALL".join(dialysis_parts)
+        or "\nSELECT NULL::BIGINT AS subject_id, NULL::TIMESTAMP AS t, NULL::TIMESTAMP AS t_end WHERE false"
     )
     omr = (
         f"""
-    SELECT o.subject_id, o.chartdate::TIMESTAMP AS t,
-           CASE WHEN o.result_name = 'Weight (Lbs)' THEN 'weight_kg' ELSE 'height_cm' END AS name,
-           TRY_CAST(o.result_value AS DOUBLE)
-             * CASE WHEN o.result_name = 'Weight (Lbs)' THEN {_LBS_TO_KG} ELSE {_INCH_TO_CM} END AS value
-    FROM omr o WHERE o.result_name IN ('Weight (Lbs)', 'Height (Inches)')"""
-        if have["omr"]
-        else "\n    SELECT NULL::BIGINT AS subject_id, NULL::TIMESTAMP AS t, NULL AS name, "
+SELECT o.subject_id, o.chartdate::TIMESTAMP AS t,
+       CASE WHEN o.result_name = 'Weight (Lbs)' THEN 'weight_kg' ELSE 'height_cm' END AS name,
+       max(TRY_CAST(o.result_value AS DOUBLE)
+           * CASE WHEN o.result_name = 'Weight (Lbs)' THEN {_LBS_TO_KG} ELSE {_INCH_TO_CM} END) AS value
+FROM omr o WHERE o.result_name IN ('Weight (Lbs)', 'Height (Inches)')
+  AND o.subject_id IN (SELECT subject_id FROM cohort)
+GROUP BY ALL"""
+        if have.get("omr")
+        else "SELECT NULL::BIGINT AS subject_id, NULL::TIMESTAMP AS t, NULL::VARCHAR AS name, "
         "NULL::DOUBLE AS value WHERE false"
     )
-    rx_mg = (
-        """SELECT CASE lower(p.dose_unit_rx) WHEN 'mg' THEN TRY_CAST(p.dose_val_rx AS DOUBLE)
-                                        WHEN 'g' THEN TRY_CAST(p.dose_val_rx AS DOUBLE) * 1000 END
-                 FROM prescriptions p
-                 WHERE p.hadm_id = s.hadm_id AND p.starttime <= i.starttime
-                   AND (p.stoptime IS NULL OR p.stoptime > i.starttime)
-                   AND lower(p.drug) LIKE '%vancomycin%' AND upper(p.route) LIKE 'IV%'
-                 ORDER BY p.starttime DESC LIMIT 1"""
-        if have["prescriptions"]
-        else "NULL::DOUBLE"
-    )
+    return {
+        "obs": "-- lab values (by subject and time, whatever the admission) and chart values of the cohort\n"
+        + obs.strip(),
+        "dialysis_events": "-- dialysis: procedure runs and charted active-dialysis items\n"
+        + dialysis.strip(),
+        "icu_weight": """-- the ICU's own weight of each stay (inputevents.patientweight, first charted)
+SELECT i.stay_id, (list(i.patientweight ORDER BY i.starttime, i.patientweight))[1] AS weight_kg
+FROM inputevents i
+WHERE i.patientweight > 0 AND i.stay_id IN (SELECT stay_id FROM cohort) GROUP BY i.stay_id""",
+        "omr_values": "-- omr weights and heights of the cohort (pounds and inches converted)\n"
+        + omr.strip(),
+    }
+
+
+def asof_sql(name: str) -> str:
+    """The last value of ``name`` at or before each decision of ``grid`` (one row per decision)."""
     return f"""
--- Vancomycin administrations in mg (inputevents 225798, grams converted, rewritten orders out).
--- An amount counted in doses ('dose') takes its mg from the IV vancomycin prescription of the
--- admission active at that time (the latest started), as MetaVision charts antibiotics so.
-CREATE OR REPLACE TEMP TABLE admin AS
-SELECT i.stay_id, i.starttime AS t,
-       CASE lower(i.amountuom) WHEN 'mg' THEN i.amount WHEN 'grams' THEN i.amount * 1000
-            WHEN 'g' THEN i.amount * 1000
-            WHEN 'dose' THEN i.amount * ({rx_mg}) END AS dose_mg,
-       lower(i.amountuom) AS uom,
-       coalesce(i.statusdescription, '') = 'Rewritten' AS rewritten
-FROM inputevents i JOIN icustays s USING (stay_id)
-WHERE i.itemid IN ({_in(items['vancomycin'])});
-
--- One episode per ICU stay: from the first administration in mg, within the stay and max_days
-CREATE OR REPLACE TEMP TABLE episodes AS
-SELECT s.stay_id, s.subject_id, s.hadm_id, s.intime, s.outtime, a.t0,
-       least(s.outtime, a.t0 + INTERVAL ({cap}) HOUR) AS t_end,
-       s.outtime <= a.t0 + INTERVAL ({cap}) HOUR AS left_icu
-FROM icustays s
-JOIN (SELECT stay_id, min(t) AS t0 FROM admin WHERE dose_mg IS NOT NULL AND NOT rewritten
-      GROUP BY stay_id) a USING (stay_id);
-
--- Decision grid: t0, t0 + {h:g} h, ... while inside the episode
-CREATE OR REPLACE TEMP TABLE grid AS
-SELECT e.*, k AS step, {h} * k AS time_h, e.t0 + INTERVAL ({h} * k) HOUR AS t
-FROM episodes e,
-     LATERAL (SELECT unnest(range(0, CAST(floor(epoch(e.t_end - e.t0) / 3600 / {h}) AS BIGINT) + 1)) AS k);
-
--- Every charted value, by stay, as (stay_id, t, name, value)
-CREATE OR REPLACE TEMP TABLE obs AS
-SELECT c.stay_id, c.charttime AS t,
-       CASE WHEN c.itemid = {items['heart_rate'][0]} THEN 'heart_rate'
-            WHEN c.itemid IN ({_in(items['sbp'])}) THEN 'sbp'
-            WHEN c.itemid IN ({_in(items['temperature_c'] + items['temperature_f'])}) THEN 'temperature'
-            WHEN c.itemid IN ({_in(items['dialysis_chart'])}) THEN 'dialysis'
-            WHEN c.itemid = {items['weight_kg'][0]} THEN 'weight_kg'
-            WHEN c.itemid = {items['height_cm'][0]} THEN 'height_cm' END AS name,
-       CASE WHEN c.itemid IN ({_in(items['temperature_f'])}) THEN (c.valuenum - 32) * 5 / 9
-            ELSE c.valuenum END AS value
-FROM chartevents c
-WHERE c.itemid IN ({_in(items['heart_rate'] + items['sbp'] + items['temperature_c'] + items['temperature_f']
-                        + items['dialysis_chart'] + items['weight_kg'] + items['height_cm'])})
-  AND c.stay_id IN (SELECT stay_id FROM episodes)
-UNION ALL
-SELECT e.stay_id, l.charttime AS t,
-       CASE l.itemid WHEN {items['vanco_level'][0]} THEN 'vanco_level'
-                     WHEN {items['creatinine'][0]} THEN 'creatinine'
-                     WHEN {items['bun'][0]} THEN 'bun' WHEN {items['wbc'][0]} THEN 'wbc' END AS name,
-       l.valuenum AS value
-FROM labevents l JOIN episodes e ON l.hadm_id = e.hadm_id
-WHERE l.itemid IN ({_in(items['vanco_level'] + items['creatinine'] + items['bun'] + items['wbc'])})
-  AND l.valuenum IS NOT NULL AND l.charttime <= e.t_end;
-
-CREATE OR REPLACE TEMP TABLE dialysis_runs AS {dialysis_proc};
-CREATE OR REPLACE TEMP TABLE omr_values AS {omr};
-
--- Per stay covariates: chartevents first, else the omr value nearest to ICU admission
-CREATE OR REPLACE TEMP TABLE covariates AS
-SELECT e.stay_id,
-       coalesce((SELECT o.value FROM obs o WHERE o.stay_id = e.stay_id AND o.name = 'weight_kg'
-                 AND o.value IS NOT NULL ORDER BY o.t LIMIT 1),
-                (SELECT m.value FROM omr_values m WHERE m.subject_id = e.subject_id AND m.name = 'weight_kg'
-                 AND m.value IS NOT NULL ORDER BY abs(epoch(m.t - date_trunc('day', e.intime))), m.t LIMIT 1))
-         AS weight_kg,
-       coalesce((SELECT o.value FROM obs o WHERE o.stay_id = e.stay_id AND o.name = 'height_cm'
-                 AND o.value IS NOT NULL ORDER BY o.t LIMIT 1),
-                (SELECT m.value FROM omr_values m WHERE m.subject_id = e.subject_id AND m.name = 'height_cm'
-                 AND m.value IS NOT NULL ORDER BY abs(epoch(m.t - date_trunc('day', e.intime))), m.t LIMIT 1))
-         AS height_cm,
-       p.anchor_age + (year(e.t0) - p.anchor_year) AS age,
-       CASE upper(p.gender) WHEN 'F' THEN 1 WHEN 'M' THEN 0 END AS sex
-FROM episodes e JOIN patients p ON p.subject_id = e.subject_id;
-
--- The table: one row per decision
-SELECT g.stay_id, g.step, g.time_h,
-       (SELECT o.value FROM obs o WHERE o.stay_id = g.stay_id AND o.name = 'vanco_level' AND o.t <= g.t
-          AND o.value IS NOT NULL ORDER BY o.t DESC LIMIT 1) AS vanco_level,
-       {", ".join(
-           f"(SELECT o.value FROM obs o WHERE o.stay_id = g.stay_id AND o.name = '{name}'"
-           f" AND o.value IS NOT NULL AND o.t <= g.t AND o.t > g.t - INTERVAL ({h}) HOUR"
-           f" ORDER BY o.t DESC LIMIT 1) AS {name}"
-           for name in ("creatinine", "wbc", "bun", "temperature", "sbp", "heart_rate")
-       )},
-       coalesce((SELECT sum(a.dose_mg) FROM admin a WHERE a.stay_id = g.stay_id AND NOT a.rewritten
-                 AND a.t >= g.t AND a.t < g.t + INTERVAL ({h}) HOUR), 0) AS dose_mg,
-       g.left_icu AND g.step = max(g.step) OVER (PARTITION BY g.stay_id) AS done,
-       EXISTS (SELECT 1 FROM obs o WHERE o.stay_id = g.stay_id AND o.name = 'vanco_level'
-               AND o.value IS NOT NULL AND o.t <= g.t AND o.t > g.t - INTERVAL ({h}) HOUR) AS level_measured,
-       c.weight_kg, c.age, c.sex, c.height_cm,
-       CASE WHEN EXISTS (SELECT 1 FROM obs o WHERE o.stay_id = g.stay_id AND o.name = 'dialysis'
-                         AND o.t <= g.t AND o.t > g.t - INTERVAL 24 HOUR)
-              OR EXISTS (SELECT 1 FROM dialysis_runs d WHERE d.stay_id = g.stay_id
-                         AND d.t0 <= g.t AND d.t1 > g.t - INTERVAL 24 HOUR) THEN 1 ELSE 0 END AS dialysis,
-       g.subject_id, g.hadm_id, g.t AS decision_time
-FROM grid g LEFT JOIN covariates c USING (stay_id)
-ORDER BY g.stay_id, g.step;
-""".strip()
+SELECT g.row, o.t AS t_obs, o.value
+FROM grid g ASOF LEFT JOIN (SELECT subject_id, t, value FROM obs WHERE name = '{name}') o
+  ON g.subject_id = o.subject_id AND g.t >= o.t
+ORDER BY g.row""".strip()

@@ -27,6 +27,8 @@ __all__ = [
     "FEATURE_UNITS",
     "LAST_DOSE",
     "LEVEL",
+    "LEVEL_DRAWN",
+    "LEVEL_DRAWN_PROB",
     "LEVEL_INDICATOR",
     "LEVEL_MEASURED",
     "PK_FEATURES",
@@ -51,6 +53,11 @@ LEVEL = "vanco_level"
 LEVEL_INDICATOR = "vanco_level_measured"
 #: Optional input column: True where a level was drawn at this step (else a changed level is new).
 LEVEL_MEASURED = "level_measured"
+#: Optional column: True where this row's decision orders a trough at the end of its interval
+#: (the draw part of the action of a policy that learns when to sample).
+LEVEL_DRAWN = "level_drawn"
+#: Optional column: the behaviour probability of the logged ``level_drawn`` decision.
+LEVEL_DRAWN_PROB = "level_drawn_prob"
 #: Name of the optional observation feature holding the dose given at the previous decision.
 LAST_DOSE = "last_dose_mg"
 
@@ -169,6 +176,28 @@ RANGES: dict[str, ValueRange] = {
         below="these look like metres: multiply by 100 to get cm",
     ),
     "dialysis": ValueRange(0.0, 1.0, "0/1", above="dialysis must be 0 or 1", below="dialysis must be 0 or 1"),
+    # Observation columns built from a stay's history (a state given whole, as to the bundle runtime).
+    LAST_DOSE: ValueRange(
+        0.0, DOSE_MAX_MG, "mg", above="above the 3000 mg single-dose limit", below="a dose cannot be negative"
+    ),
+    "pk_cl_map": ValueRange(
+        0.0,
+        50.0,
+        "L/h",
+        low_exclusive=True,
+        above="a clearance above 50 L/h is implausible",
+        below="a clearance must be positive",
+    ),
+    "pk_auc24": ValueRange(
+        0.0,
+        20000.0,
+        "mg*h/L",
+        above="an AUC24 above 20000 mg*h/L is implausible",
+        below="an AUC cannot be negative",
+    ),
+    "pk_dose_auc500": ValueRange(
+        0.0, DOSE_MAX_MG, "mg", above="above the 3000 mg single-dose limit", below="a dose cannot be negative"
+    ),
 }
 
 assert set(FEATURES) <= set(RANGES) and set(COVARIATES) - {"sex"} <= set(RANGES)

@@ -30,12 +30,12 @@ from vanco_offline.data.schema import (
 )
 from vanco_offline.data.value_checks import (
     check_behavior_prob,
-    check_dose,
     check_last_row_only_nan,
-    check_range,
+    check_logged_doses,
+    check_range_column,
     parse_done,
     parse_numeric,
-    parse_sex,
+    parse_sex_column,
 )
 
 __all__ = ["CheckedTable", "check_table"]
@@ -89,7 +89,7 @@ def check_table(table: pd.DataFrame, options: ConversionOptions) -> CheckedTable
     numeric = [c for c in (*TIME_COLUMNS, *FEATURES, DOSE, REWARD, BEHAVIOR_PROB, *COVARIATES) if c in table]
     for name in numeric:
         if name == "sex":
-            columns[name] = parse_sex(table[name], stay, problems, notes)
+            columns[name] = parse_sex_column(table[name], stay, problems, notes)
         else:
             columns[name] = parse_numeric(table[name], name, stay, problems)
     if DONE in table:
@@ -113,8 +113,8 @@ def check_table(table: pd.DataFrame, options: ConversionOptions) -> CheckedTable
         _check_duplicate_rows(table, stay, problems)
     for name in numeric:
         if name in RANGES:
-            check_range(name, columns[name], stay, problems)
-    check_dose(columns[DOSE], last, stay, options, problems)
+            check_range_column(name, columns[name], stay, problems)
+    check_logged_doses(columns[DOSE], last, stay, options, problems)
     if REWARD in columns:
         check_last_row_only_nan(REWARD, columns[REWARD], last, stay, problems, "the reward of a transition")
     if BEHAVIOR_PROB in columns:

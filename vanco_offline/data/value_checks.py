@@ -1,16 +1,31 @@
-"""Per-column value checks of a dosing table: numbers, units, doses, flags, probabilities.
+"""The value checks of every input: plausible ranges, units, sex and boolean codes, doses.
 
-Each check appends its problems (column, first offending stays and rows, the fix) to a list
-so that one ``ValueError`` can report every problem at once.
+One module for the data layer (a dosing table, column by column) and the safety layer (one
+patient state, value by value), so that a value means the same in a table and at the bedside:
+
+- the range rule (:func:`out_of_range`, from :data:`~vanco_offline.data.schema.RANGES`) and
+  its unit hints, for a value (:func:`check_range`) and a column (:func:`check_range_column`);
+- the sex codes (:data:`SEX_CODES`: 0/1, m/male/f/female in any case), for a value
+  (:func:`parse_sex`) and a column (:func:`parse_sex_column`);
+- numbers (:func:`parse_number`, :func:`parse_numeric`) and booleans (:func:`parse_bool`,
+  :func:`parse_done`);
+- a table's logged doses (:func:`check_logged_doses`); a model's dose for a patient is the
+  safety layer's :func:`vanco_offline.safety.check_dose`.
+
+A value check raises one ``ValueError`` naming the field; a column check appends its problems
+(column, first offending stays and rows, the fix) to a list so that one ``ValueError`` can
+report every problem at once. This module needs numpy and the schema only (pandas for the
+column checks), so the torch-free bundle runtime uses it too.
 """
 
 from __future__ import annotations
 
+import math
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
-import pandas as pd
 
 from vanco_offline.data._messages import offenders
-from vanco_offline.data.options import ConversionOptions
 from vanco_offline.data.schema import (
     BEHAVIOR_PROB,
     DONE,
@@ -21,18 +36,115 @@ from vanco_offline.data.schema import (
     SEX_TEXT,
 )
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from vanco_offline.data.options import ConversionOptions
+
 __all__ = [
+    "BOOLEAN_TEXT",
+    "SEX_CODES",
     "check_behavior_prob",
-    "check_dose",
     "check_last_row_only_nan",
+    "check_logged_doses",
     "check_range",
+    "check_range_column",
+    "out_of_range",
+    "parse_bool",
     "parse_done",
+    "parse_number",
     "parse_numeric",
     "parse_sex",
+    "parse_sex_column",
 ]
+
+#: Text accepted for a boolean field, and its value.
+BOOLEAN_TEXT: dict[str, bool] = {
+    "true": True,
+    "false": False,
+    "yes": True,
+    "no": False,
+    "1": True,
+    "0": False,
+}
+
+#: Every text accepted for ``sex`` (any case, surrounding spaces ignored) and its code.
+SEX_CODES: dict[str, int] = {**SEX_TEXT, "0": 0, "1": 1}
+
+_NUMBER = (int, float, np.integer, np.floating)
+
+
+def out_of_range(name: str, values: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of the values below and above ``name``'s plausible range (NaN is neither; no range:
+    nothing is out of it). The one range rule of the table and the patient state."""
+    x = np.asarray(values, dtype=np.float64)
+    spec = RANGES.get(name)
+    if spec is None:
+        return np.zeros(x.shape, dtype=bool), np.zeros(x.shape, dtype=bool)
+    with np.errstate(invalid="ignore"):
+        below = (x <= spec.low) if spec.low_exclusive else (x < spec.low)
+        above = x > spec.high
+        if name == "dialysis":
+            above |= (x > 0) & (x < 1)
+    return below, above
+
+
+def check_range(name: str, value: float) -> None:
+    """ValueError when one ``value`` lies outside ``name``'s plausible range, naming the likely unit error."""
+    below, above = out_of_range(name, value)
+    if below or above:
+        spec = RANGES[name]
+        raise ValueError(
+            f"{name} = {value:g} {spec.unit} is outside the plausible range "
+            f"[{spec.low:g}, {spec.high:g}]: {spec.above if above else spec.below}"
+        )
+
+
+def parse_number(name: str, raw: Any, where: str = "the state") -> float:
+    """A finite number in the schema's range; ``raw`` must already be a number (not text, not bool)."""
+    if raw is None:
+        raise ValueError(f"{where}'s {name!r} is null; give a number")
+    if isinstance(raw, bool | np.bool_) or not isinstance(raw, _NUMBER):
+        raise ValueError(f"{where}'s {name!r} is {raw!r} ({type(raw).__name__}); give a number")
+    try:
+        value = float(raw)
+    except OverflowError:  # an integer too large for a float (JSON allows any length)
+        raise ValueError(
+            f"{where}'s {name!r} is an integer of {len(str(abs(int(raw))))} digits; give a number"
+        ) from None
+    if not math.isfinite(value):
+        raise ValueError(f"{where}'s {name!r} is {raw!r}; give a finite number")
+    check_range(name, value)
+    return value
+
+
+def parse_bool(name: str, raw: Any, where: str = "the state") -> bool:
+    """``True``/``False``, 0/1, or one of :data:`BOOLEAN_TEXT`; anything else is an error."""
+    if isinstance(raw, bool | np.bool_):
+        return bool(raw)
+    if isinstance(raw, _NUMBER) and raw in (0, 1):
+        return bool(raw)
+    if isinstance(raw, str) and raw.strip().lower() in BOOLEAN_TEXT:
+        return BOOLEAN_TEXT[raw.strip().lower()]
+    raise ValueError(
+        f"{where}'s {name!r} is {raw!r}; give true or false (also accepted: 0/1, {', '.join(BOOLEAN_TEXT)})"
+    )
+
+
+def parse_sex(raw: Any, where: str = "the state") -> int:
+    """0 (male) or 1 (female), from 0/1 or the text of :data:`SEX_CODES` in any case."""
+    if isinstance(raw, str) and raw.strip().lower() in SEX_CODES:
+        return SEX_CODES[raw.strip().lower()]
+    if not isinstance(raw, bool | np.bool_) and isinstance(raw, _NUMBER) and raw in (0, 1):
+        return int(raw)
+    accepted = ", ".join(["0 (male)", "1 (female)", *(repr(k) for k in SEX_TEXT)])
+    raise ValueError(f"{where}'s 'sex' is {raw!r}; accepted values: {accepted}")
 
 
 def parse_numeric(series: pd.Series, name: str, stay: np.ndarray, problems: list[str]) -> np.ndarray:
+    """A column as floats (NaN for empty cells); text that is not a number is a problem."""
+    import pandas as pd
+
     if pd.api.types.is_bool_dtype(series.dtype) and name not in ("dialysis",):
         problems.append(f"column '{name}' holds True/False values; it must be numeric")
         return np.zeros(len(series))
@@ -48,13 +160,18 @@ def parse_numeric(series: pd.Series, name: str, stay: np.ndarray, problems: list
     return coerced.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
-def parse_sex(series: pd.Series, stay: np.ndarray, problems: list[str], notes: list[str]) -> np.ndarray:
+def parse_sex_column(
+    series: pd.Series, stay: np.ndarray, problems: list[str], notes: list[str]
+) -> np.ndarray:
+    """``sex`` as 0.0/1.0 (NaN for empty cells), with the codes of :data:`SEX_CODES`; others are a problem."""
+    import pandas as pd
+
     if pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype):
         values = series.to_numpy(dtype=np.float64, na_value=np.nan)
         text = np.zeros(len(values), dtype=bool)
     else:
         key = series.astype("string").str.strip().str.lower()
-        mapped = key.map(SEX_TEXT)
+        mapped = key.map(SEX_TEXT)  # the words; "0"/"1" text is read as a number below
         numeric = pd.to_numeric(series, errors="coerce")
         values = mapped.fillna(numeric).to_numpy(dtype=np.float64, na_value=np.nan)
         text = mapped.notna().to_numpy()
@@ -71,6 +188,8 @@ def parse_sex(series: pd.Series, stay: np.ndarray, problems: list[str], notes: l
 
 def parse_done(series: pd.Series, stay: np.ndarray, problems: list[str], name: str = DONE) -> np.ndarray:
     """A True/False (or 1/0) column as 0.0/1.0 (``done``, or ``level_measured``)."""
+    import pandas as pd
+
     if pd.api.types.is_bool_dtype(series.dtype) and not series.isna().any():
         return series.to_numpy(dtype=np.float64)
     values = pd.to_numeric(series.astype("object").replace({"True": 1, "False": 0}), errors="coerce")
@@ -84,16 +203,13 @@ def parse_done(series: pd.Series, stay: np.ndarray, problems: list[str], name: s
     return np.nan_to_num(values)
 
 
-def check_range(name: str, values: np.ndarray, stay: np.ndarray, problems: list[str]) -> None:
+def check_range_column(name: str, values: np.ndarray, stay: np.ndarray, problems: list[str]) -> None:
+    """The range rule of :func:`out_of_range` over a column; every offending row is a problem."""
     spec = RANGES[name]
     infinite = np.isinf(values)
     if infinite.any():
         problems.append(f"column '{name}' has infinite values in {offenders(infinite, stay, values)}")
-    with np.errstate(invalid="ignore"):
-        below = (values <= spec.low) if spec.low_exclusive else (values < spec.low)
-        above = values > spec.high
-        if name == "dialysis":
-            above |= (values > 0) & (values < 1)
+    below, above = out_of_range(name, values)
     below &= ~infinite
     above &= ~infinite
     bound = f"{'above' if spec.low_exclusive else 'at least'} {spec.low:g}"
@@ -108,9 +224,10 @@ def check_range(name: str, values: np.ndarray, stay: np.ndarray, problems: list[
         )
 
 
-def check_dose(
+def check_logged_doses(
     dose: np.ndarray, last: np.ndarray, stay: np.ndarray, options: ConversionOptions, problems: list[str]
 ) -> None:
+    """A table's logged doses: present on every decision row, finite, not negative, in mg, at most 3 g."""
     missing = np.isnan(dose) & ~last
     if missing.any():
         problems.append(

@@ -5,30 +5,42 @@ algorithm trains on the same simulated cohort with the same budget and scalers, 
 policy -- learned or reference -- is rolled out on the same held-out simulated patients
 (:mod:`vanco_offline.rollout`). Cells run in parallel on local processes or on
 Ray (:mod:`vanco_offline.bench.offline.runner`); the report gives the interquartile mean
-over seeds with stratified-bootstrap 95 % CIs, OPE estimates beside the simulator's truth,
-and the verdicts against the clinician, MIPD and d3rlpy's baselines
+over seeds with stratified-bootstrap 95 % CIs and OPE estimates beside the simulator's truth
 (:mod:`vanco_offline.bench.offline.report`). ``--tune`` runs the ``seed`` preset's tuning
 guide (expectile, temperature, learning rate) through Ray Tune instead.
 
-Sizes: ``--quick`` (medium-small, all 17 policies x 5 seeds, 1,000 steps, 200 patients)
-and the default (6 datasets, 1,000 steps, 300 patients); ``docs/benchmark.md`` gives the
-measured wall times and the size that was run.
+Every row of a table doses on the same action set (``--dose-set``: the 250 mg grid by
+default, or unrounded, :data:`~vanco_offline.bench.offline.grid.DOSE_SET_NAMES`) and samples
+levels on the same protocol (``--protocol``: the world's own by default), both named in the
+table; the verdicts are paired patient-level differences with bootstrap 95 % CIs
+(:mod:`vanco_offline.bench.offline.verdict`) against the strongest simple baselines.
+``--worlds`` runs the grid in several worlds of :data:`vanco_pk.scenario.WORLD_PANEL` and
+writes the panel table.
+
+Sizes: ``--quick`` (medium-small, ResidualVancoIQL, IQL, BC and the reference policies, 3
+seeds, 1,000 steps, 200 patients) and the default (6 datasets, 1,000 steps, 300 patients);
+``docs/benchmark.md`` gives the measured wall times and the size that was run.
 Results go to ``--out`` (default ``d3rlpy_logs/bench/offline``): ``results.json`` (every
-cell), ``table.md`` and ``attainment.png``.
+cell, with each test patient's attainment and AKI), ``table.md`` (table and verdicts),
+``panel.md`` (the headline per dataset and world) and ``attainment.png``.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import sys
 import time
 from pathlib import Path
 
+from vanco_pk.scenario import SAMPLING_PROTOCOLS, SCENARIOS, WORLD_PANEL
+
 from vanco_offline.bench.offline.grid import (
     ALGORITHMS,
     DATASETS,
+    DOSE_SET_NAMES,
     PK_MODELS,
     REFERENCE_POLICIES,
     SIZES,
@@ -46,6 +58,12 @@ DEFAULT_OUT = Path("d3rlpy_logs") / "bench" / "offline"
 TUNE_EVAL_SEED = VALIDATION_SEED
 #: Rows that train on their own preset's data (seven features, ``seed`` reward), not the run's variant.
 SEED_ROWS = ("VancoIQL (base)", "VancoIQL (seed)")
+#: The learned rows that get verdict lines (each against the simple baselines of its dataset).
+VERDICT_ROWS = ("ResidualVancoIQL", "VancoIQL", "DiscreteVancoIQL")
+ORACLE_NOTE = (
+    "oracle: perfect information (reads the true clearance and drug amounts at every decision); no "
+    "policy that sees a chart can reach it, so it is no goal's reference"
+)
 
 QUICK = {
     "datasets": ["medium"],
@@ -56,16 +74,16 @@ QUICK = {
     "seeds": 3,
     "ope_seeds": 0,
     "data_preset": "residual",
+    # The recommended learned policy, one d3rlpy offline RL algorithm, and every simple baseline.
     "algos": [
         "ResidualVancoIQL",
-        "VancoIQL",
         "IQL",
-        "CQL",
-        "BCQ",
         "BC",
         "clinician",
         "mipd",
+        "mipd_true",
         "mipd_local",
+        "mipd_local490",
         "oracle",
     ],
 }
@@ -163,6 +181,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--ope-steps", type=int, help="FQE gradient steps (default 3000, quick 1000)")
     add_world_arguments(parser)
+    parser.add_argument(
+        "--worlds",
+        nargs="+",
+        choices=sorted(SCENARIOS),
+        metavar="WORLD",
+        help="run the grid in each of these worlds (vanco_pk.scenario.WORLD_PANEL: "
+        f"{' '.join(WORLD_PANEL)}) instead of --scenario's; panel.md gives the headline per world",
+    )
+    parser.add_argument(
+        "--protocol",
+        default="world",
+        choices=["world", *SAMPLING_PROTOCOLS],
+        help="level protocol of every row, learned and reference alike (default: the world's own, "
+        "trough_guided in icu)",
+    )
+    parser.add_argument(
+        "--dose-set",
+        default="grid",
+        choices=list(DOSE_SET_NAMES),
+        help="action set of every row: grid (default, the 250 mg grid a pharmacy gives) or continuous "
+        "(unrounded; the MIPD rows then dose in 5 mg steps)",
+    )
     parser.add_argument("--data-seed", type=int, default=0, help="seed of the simulated cohorts (default 0)")
     parser.add_argument("--backend", choices=["local", "ray"], default="local", help="local processes or Ray")
     parser.add_argument("--workers", type=int, help="parallel workers (default: the machine's CPUs)")
@@ -273,37 +313,51 @@ def build_tasks(args: argparse.Namespace) -> list[CellTask]:
     variant = data_variant(args)
     seed_of_patients = VALIDATION_SEED if getattr(args, "validation", False) else TEST_SEED
     overrides = _overrides(getattr(args, "set", []))
+    world = world_of(args)
+    worlds = getattr(args, "worlds", None) or [world["scenario"]]
     tasks = []
-    for name in datasets:
-        for size_name in sizes:
-            spec = DatasetSpec.make(name, size_name, seed=args.data_seed, **world_of(args))
-            for algo in algos:
-                for seed in range(n_seeds):
-                    # Reference policies carry the variant too: their OPE runs on the learned
-                    # rows' data and reward (their rollouts do not use it). The seed and base
-                    # rows keep their presets' observation and reward, whatever the run's.
-                    data = {} if algo in SEED_ROWS else variant
-                    fields = _fields_of(algo, overrides)
-                    tasks.append(
-                        CellTask(
-                            spec,
-                            algo,
-                            seed,
-                            ope=seed < ope_seeds,
-                            eval_seed=seed_of_patients,
-                            overrides=fields,
-                            **common,
-                            **data,
-                        )
+    for name, size_name, scenario in itertools.product(datasets, sizes, worlds):
+        spec = DatasetSpec.make(name, size_name, seed=args.data_seed, **{**world, "scenario": scenario})
+        for algo in algos:
+            # A deterministic reference policy gives the same doses for every seed: one cell.
+            for seed in range(1 if _deterministic(algo) else n_seeds):
+                # Reference policies carry the variant too: their OPE runs on the learned
+                # rows' data and reward (their rollouts do not use it). The seed and base
+                # rows keep their presets' observation and reward, whatever the run's.
+                data = {} if algo in SEED_ROWS else variant
+                fields = _fields_of(algo, overrides)
+                tasks.append(
+                    CellTask(
+                        spec,
+                        algo,
+                        seed,
+                        ope=seed < ope_seeds,
+                        eval_seed=seed_of_patients,
+                        overrides=fields,
+                        protocol=getattr(args, "protocol", "world"),
+                        dose_set=getattr(args, "dose_set", "grid"),
+                        **common,
+                        **data,
                     )
+                )
     if overrides and not any(t.overrides for t in tasks):
         raise ValueError(f"--set {sorted(overrides)}: no chosen learned algorithm has these config fields")
     return tasks
 
 
+def _deterministic(algo: str) -> bool:
+    """Whether ``algo`` is a reference policy that doses without random draws."""
+    if algo in ALGORITHMS:
+        return False
+    from vanco_pk.policies import POLICIES
+
+    name = "mipd" if algo.startswith("mipd") else algo
+    return bool(POLICIES[name].deterministic)
+
+
 def _overrides(items: list[str]) -> dict[str, object]:
-    """``["weight_temp=0.5", "n_critics=4", "policy_head=plain"]`` -> ``{"weight_temp": 0.5, "n_critics": 4,
-    "policy_head": "plain"}``."""
+    """``["weight_temp=0.5", "n_critics=4", "expectile=0.8"]`` -> ``{"weight_temp": 0.5, "n_critics": 4,
+    "expectile": 0.8}``."""
     out: dict[str, object] = {}
     for item in items:
         key, eq, text = item.partition("=")
@@ -388,19 +442,31 @@ def _write_report(results: list, out: Path, header: str) -> None:
         ope_summary,
         plot,
         results_to_json,
-        verdicts,
     )
+    from vanco_offline.bench.offline.verdict import headline, panel_table, table_conditions, verdict_lines
 
     rows = aggregate(results)
-    lines = verdicts(rows) + verdicts(rows, "ResidualVancoIQL") + verdicts(rows, "DiscreteVancoIQL")
-    lines += ope_summary(rows)
-    text = f"{header}\n\n{format_table(rows)}\n\n" + "\n".join(f"- {line}" for line in lines) + "\n"
+    heads = [h for algo in VERDICT_ROWS for h in headline(results, algo)]
+    lines = verdict_lines(heads) + ope_summary(rows)
+    if any(r.algo == "oracle" for r in rows):
+        lines.append(ORACLE_NOTE)
+    conditions = f"Every row on the same test patients, {table_conditions(results)}."
+    text = (
+        f"{header}\n\n{conditions}\n\n{format_table(rows)}\n\n"
+        + "\n".join(f"- {line}" for line in lines)
+        + "\n"
+    )
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results_to_json(results), indent=1))
     (out / "table.md").write_text(text)
+    written = [out / "results.json", out / "table.md"]
+    if heads:
+        panel = f"{header}\n\n{conditions}\n\n{panel_table(heads)}\n"
+        (out / "panel.md").write_text(panel)
+        written.append(out / "panel.md")
     figure = plot(rows, out / "attainment.png")
     print(text)
-    print(f"wrote {out / 'results.json'}, {out / 'table.md'}, {figure}")
+    print(f"wrote {', '.join(map(str, written))}, {figure}")
 
 
 def _merge(args: argparse.Namespace) -> int:

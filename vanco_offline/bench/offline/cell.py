@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from vanco_offline.bench.offline.grid import ALGORITHMS, CellTask, build_config
-from vanco_offline.rollout import EvalPatients, algo_actor, reference_actor, rollout
+from vanco_offline.rollout import EvalPatients, algo_actor, rollout
 
 __all__ = ["OPE_ESTIMATORS", "CellResult", "run_cell", "run_cells", "seed_action_map", "train", "train_seeds"]
 
@@ -43,6 +43,14 @@ class CellResult:
         Why OPE was skipped, or what policy the estimates are for.
     train_seconds : float
         Wall time of ``fit`` (0 for reference policies).
+    protocol : str
+        The level protocol the patients were sampled on ('' in results written before it was kept).
+    dose_set : str
+        The action set (``grid`` or ``continuous``; '' likewise).
+    by_patient : dict
+        ``attainment`` (each test patient's share of intervals in 400-600,
+        :meth:`vanco_pk.simulate.Trace.attainment_by_patient`) and ``aki`` (0/1 per patient),
+        in patient order: what the paired verdicts resample.
     """
 
     dataset: str
@@ -52,6 +60,9 @@ class CellResult:
     ope: dict[str, float]
     ope_note: str
     train_seconds: float
+    protocol: str = ""
+    dose_set: str = ""
+    by_patient: dict[str, list[float]] = dataclasses.field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -116,14 +127,18 @@ def run_cell(task: CellTask, trained: tuple[tuple[Any, Any, Any], float] | None 
     ``trained``: ``((algo, table, conversion result), seconds)`` already trained for this task.
     """
     patients = EvalPatients(
-        n_patients=task.eval_patients, seed=task.eval_seed, env_options=task.dataset.env_options, gamma=_GAMMA
+        n_patients=task.eval_patients,
+        seed=task.eval_seed,
+        env_options=task.dataset.env_options,
+        gamma=_GAMMA,
+        dose_set=task.dose_set,
     )
     if not task.learned:
         name, options = task.reference()
-        actor, reset = reference_actor(name, seed=task.seed, **options)
-        scores = rollout(actor, patients, reset)
+        actor, reset = _reference(task, name, options)
+        scores = rollout(actor, patients, reset, protocol=task.sampling)
         ope, note = _reference_ope(task) if task.ope else ({}, "")
-        return CellResult(task.dataset.label, task.label, task.seed, scores.as_dict(), ope, note, 0.0)
+        return _result(task, scores, ope, note, 0.0)
     if trained is None:
         start = time.perf_counter()
         algo, _, result = train(task)
@@ -139,7 +154,7 @@ def run_cell(task: CellTask, trained: tuple[tuple[Any, Any, Any], float] | None 
         interval_h=interval,
         pk_model=result.population_model,
     )
-    scores = rollout(actor, patients, reset)
+    scores = rollout(actor, patients, reset, protocol=task.sampling)
     ope: dict[str, float] = {}
     note = ""
     if task.ope:
@@ -149,7 +164,49 @@ def run_cell(task: CellTask, trained: tuple[tuple[Any, Any, Any], float] | None 
             note = "no OPE for a candidate reward (the simulator does not compute it)"
         else:
             ope, note = _learned_ope(task, algo, result)
-    return CellResult(task.dataset.label, task.label, task.seed, scores.as_dict(), ope, note, seconds)
+    return _result(task, scores, ope, note, seconds)
+
+
+def _result(task: CellTask, scores: Any, ope: dict[str, float], note: str, seconds: float) -> CellResult:
+    trace = scores.trace
+    by_patient = {
+        "attainment": trace.attainment_by_patient().tolist(),
+        "aki": trace.aki.astype(np.float64).tolist(),
+    }
+    return CellResult(
+        task.dataset.label,
+        task.label,
+        task.seed,
+        scores.as_dict(),
+        ope,
+        note,
+        seconds,
+        protocol=task.sampling,
+        dose_set=task.dose_set,
+        by_patient=by_patient,
+    )
+
+
+def _reference(task: CellTask, name: str, options: dict[str, Any]) -> tuple[Any, Any]:
+    """The reference policy's actor and reset, sampling with the cell's seed; on unrounded doses
+    an MIPD row doses in 5 mg steps (:class:`~vanco_offline.bench.offline.baselines.UnroundedMIPD`).
+    The actor carries the policy's ``needs_truth`` (the oracle reads the simulator's truth)."""
+    from vanco_pk.policies import make_policy
+
+    from vanco_offline.bench.offline.baselines import UnroundedMIPD
+
+    policy = make_policy(name, **options)
+    if task.dose_set == "continuous" and name == "mipd":
+        policy = UnroundedMIPD(policy)
+
+    def reset(covariates: Any) -> None:
+        policy.reset(covariates, seed=task.seed)
+
+    def act(obs: np.ndarray, info: Any) -> np.ndarray:
+        return np.atleast_1d(policy.act(obs, info))
+
+    act.needs_truth = bool(getattr(policy, "needs_truth", False))  # type: ignore[attr-defined]
+    return act, reset
 
 
 def _ope_reward(task: CellTask, reward: str) -> str:

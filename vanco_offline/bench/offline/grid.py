@@ -31,7 +31,11 @@ if TYPE_CHECKING:
 __all__ = [
     "ALGORITHMS",
     "DATASETS",
+    "DOSE_SET_NAMES",
+    "LOG_MIDPOINT_AUC",
+    "PRACTICAL_BASELINES",
     "REFERENCE_POLICIES",
+    "SIMPLE_BASELINES",
     "SIZES",
     "AlgoSpec",
     "CellTask",
@@ -53,15 +57,37 @@ DATASETS: dict[str, dict[str, float]] = {
 }
 #: Size name -> number of stays (14 transitions each at the default 12 h x 7 days).
 SIZES: dict[str, int] = {"small": 150, "large": 3600}
-REFERENCE_POLICIES: tuple[str, ...] = ("clinician", "mipd", "mipd_local", "oracle", "fixed", "random")
-#: The reference policies that are ``vanco_pk`` policies with options: ``mipd_local`` is MIPD
-#: with the dataset's refitted population model as prior (:func:`local_fit`).
-_LOCAL_REFERENCES: dict[str, str] = {"mipd_local": "mipd"}
+REFERENCE_POLICIES: tuple[str, ...] = (
+    "clinician",
+    "mipd",
+    "mipd_local",
+    "mipd_local490",
+    "mipd_true",
+    "oracle",
+    "fixed",
+    "random",
+)
+#: The AUC24 target of ``mipd_local490``: 490 mg*h/L, the log-midpoint of 400-600
+#: (sqrt(400 * 600) = 489.9), a fixed target, not tuned.
+LOG_MIDPOINT_AUC = 490.0
+#: The strongest simple baselines every table carries beside the learned rows; a learned
+#: policy's verdict is against the best of them. ``BC`` is d3rlpy's behaviour cloning on the
+#: learned rows' data.
+SIMPLE_BASELINES: tuple[str, ...] = ("mipd_local490", "mipd_local", "mipd_true", "mipd", "BC")
+#: The baselines that use only what a hospital has (its logs and a published prior).
+PRACTICAL_BASELINES: tuple[str, ...] = ("mipd_local490", "mipd_local", "mipd", "BC")
+#: Action sets of a table (:func:`vanco_pk.simulate.simulate`'s ``dose_set``) and their names.
+DOSE_SET_NAMES: dict[str, str] = {
+    "grid": "the 250 mg grid (every dose rounded as a pharmacy gives it)",
+    "continuous": "unrounded doses (the MIPD rows dose in 5 mg steps; clinician, fixed and random keep "
+    "their grid rules)",
+}
 #: Population priors of the exposure tracker: ``published`` (Goti 2018) or ``local`` (refitted
 #: to the dataset's own levels, :func:`vanco_offline.data.fit_local_model`).
 PK_MODELS: tuple[str, ...] = ("published", "local")
-#: Seed of the test patients of the reported tables: they choose nothing.
-TEST_SEED = 10**9
+#: Seed of the test patients of the reported tables: they choose nothing (docs/benchmark.md,
+#: "Which seed chose what").
+TEST_SEED = 20261207
 #: Seed of the validation patients: every choice (budget, beta, tau, variant, preset) is made on these.
 VALIDATION_SEED = 2 * 10**9
 
@@ -281,6 +307,12 @@ class CellTask:
         or the model refitted to the dataset's levels (:func:`local_fit`).
     overrides : mapping
         Config fields set on top of the algorithm's (the Ray Tune sweep).
+    protocol : str
+        The level protocol of every patient of the table: ``"world"`` (default: the world's
+        own, ``trough_guided`` in ``icu``, for learned and reference rows alike) or a name of
+        :data:`vanco_pk.scenario.SAMPLING_PROTOCOLS`.
+    dose_set : {"grid", "continuous"}
+        The action set of every row (:data:`DOSE_SET_NAMES`).
     """
 
     dataset: DatasetSpec
@@ -299,9 +331,20 @@ class CellTask:
     pk_features: bool = False
     pk_model: str = "published"
     overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    protocol: str = "world"
+    dose_set: str = "grid"
 
     def __post_init__(self) -> None:
+        from vanco_pk.scenario import SAMPLING_PROTOCOLS
+
         from vanco_offline.bench.offline.variants import REWARD_VARIANTS
+
+        if self.protocol != "world" and self.protocol not in SAMPLING_PROTOCOLS:
+            raise ValueError(
+                f"CellTask.protocol = {self.protocol!r}; choose 'world' or one of {list(SAMPLING_PROTOCOLS)}"
+            )
+        if self.dose_set not in DOSE_SET_NAMES:
+            raise ValueError(f"CellTask.dose_set = {self.dose_set!r}; choose one of {list(DOSE_SET_NAMES)}")
 
         if self.reward_variant not in REWARD_VARIANTS:
             raise ValueError(
@@ -340,10 +383,32 @@ class CellTask:
         )
 
     def reference(self) -> tuple[str, dict[str, Any]]:
-        """A reference policy's ``vanco_pk`` name and options (``mipd_local``: MIPD, :func:`local_fit`)."""
-        if self.algo in _LOCAL_REFERENCES:
-            return _LOCAL_REFERENCES[self.algo], {"model": local_fit(self.dataset).model}
+        """A reference policy's ``vanco_pk`` name and options: ``mipd_local`` and ``mipd_local490``
+        are MIPD with the prior of :func:`local_fit` (the latter aimed at :data:`LOG_MIDPOINT_AUC`),
+        ``mipd_true`` MIPD with the world's true population model and level error
+        (:attr:`vanco_pk.scenario.Scenario.true_prior`; under a misspecification, the shifted
+        model): information no hospital has."""
+        if self.algo == "mipd_true":
+            from vanco_pk.patients import get_misspecification
+            from vanco_pk.scenario import get_scenario
+
+            world = get_scenario(self.dataset.scenario).true_prior
+            return "mipd", {"model": get_misspecification(self.dataset.misspecification).true_model(world)}
+        if self.algo in ("mipd_local", "mipd_local490"):
+            options: dict[str, Any] = {"model": local_fit(self.dataset).model}
+            if self.algo == "mipd_local490":
+                options["target_auc"] = LOG_MIDPOINT_AUC
+            return "mipd", options
         return self.algo, {}
+
+    @property
+    def sampling(self) -> str:
+        """The level protocol every patient of the table is sampled on (:attr:`protocol` resolved)."""
+        if self.protocol == "world":
+            from vanco_pk.scenario import get_scenario
+
+            return get_scenario(self.dataset.scenario).sampling
+        return self.protocol
 
     @property
     def variant(self) -> str:

@@ -31,7 +31,6 @@ __all__ = [
     "iqm_interval",
     "ope_summary",
     "plot",
-    "verdicts",
 ]
 
 #: Score -> (column title, format, higher is better).
@@ -44,7 +43,6 @@ METRICS: dict[str, tuple[str, str, bool]] = {
     "dose_at_max": ("doses at 3 g", "{:.0%}", False),
     "levels_per_week": ("levels / week", "{:.1f}", False),
 }
-_D3RLPY = ("IQL", "CQL", "BCQ", "BC", "DiscreteCQL", "DiscreteBCQ", "DiscreteBC")
 
 
 def _iqm(scores: np.ndarray) -> float:
@@ -140,73 +138,6 @@ def format_table(rows: Sequence[Aggregate], metrics: Sequence[str] = tuple(METRI
         cells.append(f"{r.train_seconds:.0f}" if r.algo.split(" [")[0] in ALGORITHMS else "-")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def _compare(a: tuple[float, float, float], b: tuple[float, float, float], higher: bool) -> str:
-    """``better`` / ``overlap`` / ``worse`` of a against b by their CIs."""
-    if not higher:
-        a, b = (-a[0], -a[2], -a[1]), (-b[0], -b[2], -b[1])
-    if a[1] > b[2]:
-        return "better"
-    if a[2] < b[1]:
-        return "worse"
-    return "overlap"
-
-
-def verdicts(rows: Sequence[Aggregate], algo: str = "VancoIQL", margin: float = 0.15) -> list[str]:
-    """The benchmark's targets per dataset: attainment vs the clinician, AKI, vs MIPD and d3rlpy's baselines.
-
-    A learned row's label may carry its data variant (``"VancoIQL [reward exposure, ...]"``);
-    it is compared with the baselines trained on the same variant and with the reference
-    policies, which have none.
-    """
-    by = {(r.dataset, r.algo): r for r in rows}
-    lines = []
-    for mine in rows:
-        name, variant = name_and_variant(mine.algo)
-        if name != algo:
-            continue
-        dataset = mine.dataset
-        parts = [f"{dataset}, {mine.algo}:"]
-        clin = by.get((dataset, "clinician"))
-        if clin is not None:
-            gain = mine.iqm["attainment"][0] - clin.iqm["attainment"][0]
-            aki = mine.iqm["aki_rate"][0] - clin.iqm["aki_rate"][0]
-            ok = gain >= margin and aki <= 0
-            parts.append(
-                f"attainment {gain * 100:+.1f} pp vs clinician (target >= {margin * 100:+.0f}), "
-                f"AKI {aki * 100:+.1f} pp -> {'MET' if ok else 'MISSED'};"
-            )
-        mipd = by.get((dataset, "mipd"))
-        if mipd is not None:
-            gain = mine.iqm["attainment"][0] - mipd.iqm["attainment"][0]
-            aki = mine.iqm["aki_rate"][0] - mipd.iqm["aki_rate"][0]
-            versus = _compare(mine.iqm["attainment"], mipd.iqm["attainment"], True)
-            parts.append(f"vs MIPD {gain * 100:+.1f} pp ({versus}), AKI {aki * 100:+.1f} pp;")
-            oracle = by.get((dataset, "oracle"))
-            if oracle is not None:
-                half = (oracle.iqm["attainment"][0] - mipd.iqm["attainment"][0]) / 2
-                met = "MET" if gain >= half else "MISSED"
-                parts.append(f"half the MIPD-to-oracle gap ({half * 100:+.1f} pp) {met};")
-        local = by.get((dataset, "mipd_local"))
-        if local is not None:
-            gain = mine.iqm["attainment"][0] - local.iqm["attainment"][0]
-            versus = _compare(mine.iqm["attainment"], local.iqm["attainment"], True)
-            parts.append(f"vs MIPD with the local prior {gain * 100:+.1f} pp ({versus});")
-        same_kind = [b for b in _D3RLPY if b.startswith("Discrete") == name.startswith("Discrete")]
-        against = []
-        for base in same_kind:
-            other = by.get((dataset, f"{base} [{variant}]" if variant else base))
-            if other is not None:
-                against.append(f"{base} {_compare(mine.iqm['attainment'], other.iqm['attainment'], True)}")
-        if against:
-            parts.append("vs d3rlpy: " + ", ".join(against) + ";")
-        oracle = by.get((dataset, "oracle"))
-        if oracle is not None:
-            gap = oracle.iqm["attainment"][0] - mine.iqm["attainment"][0]
-            parts.append(f"gap to oracle {gap * 100:.1f} pp")
-        lines.append(" ".join(parts))
-    return lines
 
 
 def name_and_variant(label: str) -> tuple[str, str]:

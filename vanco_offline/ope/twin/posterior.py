@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from vanco_pk.estimation import DoseHistory, map_estimate, map_hessian, map_objective
 from vanco_pk.patients import N_PATIENT_DRAWS, Covariates, Patients
 from vanco_pk.pk import GotiModel
@@ -88,6 +89,14 @@ def stay_histories(table: Any, stay_ids: Sequence[Any]) -> tuple[DoseHistory, Co
             step = time[i, length - 1] - time[i, length - 2] if length > 1 else 12.0
             time[i, length:] = time[i, length - 1] + step * np.arange(1, width - length + 1)
     creatinine = column("creatinine", np.nan)
+    # A creatinine not measured at a decision is the stay's last one (a real chart has gaps).
+    creatinine = pd.DataFrame(creatinine.T).ffill().to_numpy().T.copy()
+    unmeasured = np.isnan(creatinine[:, 0])
+    if unmeasured.any():
+        raise ValueError(
+            f"the twin estimator needs a creatinine on each stay's first row; stay(s) "
+            f"{[stay_ids[i] for i in np.flatnonzero(unmeasured)[:3]]} have none"
+        )
     for i, length in enumerate(lengths.tolist()):
         creatinine[i, length:] = creatinine[i, length - 1]
     dose = np.nan_to_num(column("dose_mg", 0.0))

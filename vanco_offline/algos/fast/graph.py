@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from vanco_offline.algos.torch.common import LOSS_NAMES, DeviceLosses
+from vanco_offline.algos.torch.vanco_iql_impl import LOSS_NAMES, DeviceLosses
 
 __all__ = ["GraphedUpdate", "make_capturable"]
 
@@ -59,7 +59,7 @@ class GraphedUpdate:
         return self._graph is not None
 
     def _body(self) -> torch.Tensor:
-        return self._impl.inner_update(self._sampler.gather(self._indices), 0).values
+        return self._impl.inner_update(self._sampler.gather(self._indices), 0).stacked
 
     def __call__(self, indices: torch.Tensor) -> DeviceLosses:
         self._indices.copy_(indices)

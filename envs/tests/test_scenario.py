@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 from vanco_pk import LevelRequest, make_policy
-from vanco_pk.env import VancoPKEnv
+from vanco_pk.env import VancoPKEnv, charted_level
 from vanco_pk.patients import Covariates, Patients
 from vanco_pk.policies import TRUTH_KEYS
 from vanco_pk.scenario import ICU, IDEAL, Scenario, get_scenario, protocol_for
@@ -81,7 +81,7 @@ def test_no_field_of_the_true_patient_reaches_an_observation_or_a_non_oracle_pol
         sim.kidney.injury = sim.kidney.injury[rng.permutation(6)]
         np.testing.assert_array_equal(env._observation(), before)
         features = np.asarray(obs, np.float64)[:, :7].copy()
-        features[:, 0] = info["raw_level"]
+        features[:, 0] = charted_level(info)
         seen = {"time_h": info["time_h"], "level_measured": info["level_measured"]}
         shuffled = {**seen, **{k: np.asarray(info[k])[rng.permutation(6)] for k in TRUTH_KEYS}}
         truthful = {**seen, **{k: np.asarray(info[k]) for k in TRUTH_KEYS}}

@@ -1,8 +1,8 @@
-"""A small tabular MDP whose policy values are known exactly, to check the estimators.
+"""A small tabular MDP whose policy values are known exactly, to check the OPE estimators (test helper).
 
 The simulator's ground truth is itself an estimate from rollouts; here the value of any
 policy follows from backward induction, so an estimator's error is measured against the
-exact answer (tests, and the tabular section of ``vanco-offline bench ope``).
+exact answer.
 """
 
 from __future__ import annotations

@@ -31,7 +31,6 @@ from d3rlpy.models.torch import (
     ActionOutput,
     CategoricalPolicy,
     ContinuousMeanQFunction,
-    DeterministicPolicy,
     DiscreteMeanQFunction,
     NormalPolicy,
     QFunctionOutput,
@@ -45,11 +44,11 @@ from d3rlpy.torch_utility import Swish
 from torch import nn
 from torch.func import stack_module_state
 
-from vanco_offline.algos.device_sampler import TorchTransitionSampler, make_generator
 from vanco_offline.algos.discrete_vanco_iql import DiscreteVancoIQLConfig
-from vanco_offline.algos.fitting import fit_threads
-from vanco_offline.algos.sampler import FlatTransitions, has_tuple_observations, seed_from_global_numpy
-from vanco_offline.algos.torch.common import soft_update
+from vanco_offline.algos.fast.device_sampler import TorchTransitionSampler, make_generator
+from vanco_offline.algos.fast.fitting import fit_threads
+from vanco_offline.algos.fast.sampler import FlatTransitions, has_tuple_observations, seed_from_global_numpy
+from vanco_offline.algos.torch.vanco_iql_impl import soft_update
 from vanco_offline.algos.vanco_iql import VancoIQLConfig
 
 __all__ = ["can_vectorise", "fit_seeds"]
@@ -182,17 +181,11 @@ def _forward(module: nn.Module, params: dict[str, torch.Tensor], prefix: str, *i
         return sub("_fc", sub("_encoder", inputs[0]))
     if isinstance(module, CategoricalPolicy):
         return types.SimpleNamespace(logits=sub("_fc", sub("_encoder", inputs[0])))
-    if isinstance(module, DeterministicPolicy):
-        mu = sub("_fc", sub("_encoder", inputs[0]))
-        return ActionOutput(mu, torch.tanh(mu), logstd=None)
-    if isinstance(module, NormalPolicy):
-        h = sub("_encoder", inputs[0])
-        mu = sub("_mu", h)
-        if isinstance(module._logstd, nn.Parameter):
-            logstd = torch.sigmoid(params[prefix + "_logstd"])
-            clipped = module._min_logstd + logstd * (module._max_logstd - module._min_logstd)
-        else:
-            clipped = sub("_logstd", h).clamp(module._min_logstd, module._max_logstd)
+    if isinstance(module, NormalPolicy) and isinstance(module._logstd, nn.Parameter):
+        # d3rlpy's NormalPolicy with one learned log-std parameter (VancoIQL's policy).
+        mu = sub("_mu", sub("_encoder", inputs[0]))
+        logstd = torch.sigmoid(params[prefix + "_logstd"])
+        clipped = module._min_logstd + logstd * (module._max_logstd - module._min_logstd)
         return ActionOutput(mu, torch.tanh(mu), clipped)
     raise _Unsupported(type(module).__name__)
 

@@ -15,7 +15,7 @@ from d3rlpy.dataset import TransitionMiniBatch
 from d3rlpy.preprocessing import ActionScaler, ObservationScaler, RewardScaler
 from d3rlpy.torch_utility import TorchMiniBatch
 
-from vanco_offline.algos.sampler import _BATCH_FIELDS, FlatTransitions, _LazyTransitions
+from vanco_offline.algos.fast.sampler import _BATCH_FIELDS, FlatTransitions, _LazyTransitions
 
 __all__ = ["DeviceMiniBatch", "TorchTransitionSampler", "make_generator"]
 

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from vanco_pk import make_policy, pk
+from vanco_pk.env import charted_level
 from vanco_pk.estimation import trailing_auc
 from vanco_pk.exposure import PK_FEATURES, ExposureTracker, target_dose_mg
 from vanco_pk.policies import DoseHistory, forward_auc
@@ -23,7 +24,7 @@ def _simulated(n=120, seed=3, missing=0.3):
     steps = []
     for k in range(env.config.n_steps + 1):
         features = obs.astype(np.float64)
-        features[:, 0] = info["raw_level"]
+        features[:, 0] = charted_level(info)
         drawn = np.where(info["level_measured"], info["raw_level"], np.nan)
         tracker.observe(info["time_h"], features[:, 1], drawn)
         population = trailing_auc(tracker.history(), np.zeros((n, 2)))
@@ -117,7 +118,7 @@ def test_mipd_is_the_tracker_plus_the_grid_dose_rule():
     tracker.reset(info["covariates"])
     for _ in range(6):
         features = obs.astype(np.float64)
-        features[:, 0] = info["raw_level"]
+        features[:, 0] = charted_level(info)
         pmf = mipd.action_probs(features, info)
         tracker.observe(
             info["time_h"], features[:, 1], np.where(info["level_measured"], info["raw_level"], np.nan)

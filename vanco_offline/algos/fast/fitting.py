@@ -4,7 +4,7 @@
 checkpoints, and hand ``update`` a ``TransitionMiniBatch`` every step: this mixin
 validates the data, lays the transitions out once as scaled tensors on the algorithm's
 device and draws each mini-batch there
-(:class:`~vanco_offline.algos.device_sampler.TorchTransitionSampler`); the losses stay on the
+(:class:`~vanco_offline.algos.fast.device_sampler.TorchTransitionSampler`); the losses stay on the
 device until a logging interval reads them.
 """
 
@@ -24,12 +24,12 @@ from d3rlpy.metrics import EvaluatorProtocol
 from d3rlpy.torch_utility import TorchMiniBatch
 from tqdm.auto import tqdm
 
-from vanco_offline.algos.device_sampler import DeviceMiniBatch, TorchTransitionSampler
-from vanco_offline.algos.sampler import FlatTransitions, has_tuple_observations, seed_from_global_numpy
-from vanco_offline.algos.torch.common import DeviceLosses
-from vanco_offline.algos.torch.graph import GraphedUpdate
+from vanco_offline.algos.fast.device_sampler import DeviceMiniBatch, TorchTransitionSampler
+from vanco_offline.algos.fast.graph import GraphedUpdate
+from vanco_offline.algos.fast.sampler import FlatTransitions, has_tuple_observations, seed_from_global_numpy
+from vanco_offline.algos.torch.vanco_iql_impl import DeviceLosses
 
-__all__ = ["SMALL_NETWORK_UNITS", "FastFitMixin", "check_finite", "fit_threads"]
+__all__ = ["SMALL_NETWORK_UNITS", "FastFitMixin", "fit_threads"]
 
 #: Networks whose widest hidden layer has at most this many units train on one thread.
 SMALL_NETWORK_UNITS = 64
@@ -53,20 +53,6 @@ def fit_threads(config: Any) -> int | None:
     return 1 if widest <= SMALL_NETWORK_UNITS else None
 
 
-def check_finite(flat: FlatTransitions, algo_name: str) -> None:
-    """ValueError naming the field, episode and step of the first NaN/inf in the training data."""
-    for field in ("observations", "actions", "rewards"):
-        values = getattr(flat, field)
-        bad = ~np.isfinite(values).all(axis=tuple(range(1, values.ndim)))
-        if bad.any():
-            row = int(np.flatnonzero(bad)[0])
-            raise ValueError(
-                f"{algo_name}: {int(bad.sum())} transition(s) have NaN or infinite {field}; the first "
-                f"is episode {int(flat.episode_index[row])}, step {int(flat.step_index[row])}. Impute "
-                "or remove them when converting the table (vanco_offline.data) before training"
-            )
-
-
 class _LossMeter:
     """Running sums of the update metrics: on the device for :class:`DeviceLosses`, in Python otherwise."""
 
@@ -80,8 +66,8 @@ class _LossMeter:
         if isinstance(loss, DeviceLosses) and (self._total is None or loss.names == self._names):
             if self._total is None:
                 self._names = loss.names
-                self._total = torch.zeros(len(loss.names), dtype=torch.float64, device=loss.values.device)
-            self._total += loss.values
+                self._total = torch.zeros(len(loss.names), dtype=torch.float64, device=loss.stacked.device)
+            self._total += loss.stacked
             self._count += 1
         else:
             for name, value in loss.items():
@@ -132,9 +118,9 @@ class FastFitMixin:
         ``TransitionMiniBatch`` of ``batch_size`` rows every step). In addition the
         transitions are checked (finite values; action range, see the config) before any
         model is built; the mini-batch indices are drawn on the algorithm's device
-        (:class:`~vanco_offline.algos.device_sampler.DeviceMiniBatch`) and the losses summed there,
+        (:class:`~vanco_offline.algos.fast.device_sampler.DeviceMiniBatch`) and the losses summed there,
         read once per logging interval; with ``compile_graph=True`` on CUDA the whole
-        update is one replayed CUDA graph (:class:`~vanco_offline.algos.torch.graph.GraphedUpdate`);
+        update is one replayed CUDA graph (:class:`~vanco_offline.algos.fast.graph.GraphedUpdate`);
         small networks train on one torch thread (:func:`fit_threads`; the previous
         setting is restored when the generator finishes or is closed). Tuple observations
         train through d3rlpy's own sampler and update, after the same checks.
@@ -261,7 +247,7 @@ class FastFitMixin:
     def update(self, batch: TransitionMiniBatch | TorchMiniBatch) -> Mapping[str, float]:
         """One gradient step on a d3rlpy ``TransitionMiniBatch`` (or an already scaled ``TorchMiniBatch``).
 
-        A :class:`~vanco_offline.algos.device_sampler.DeviceMiniBatch` drawn by this algorithm's
+        A :class:`~vanco_offline.algos.fast.device_sampler.DeviceMiniBatch` drawn by this algorithm's
         own ``fit`` is used as the device tensors it carries; any other mini-batch goes
         through d3rlpy's conversion and scalers. Returns the metrics (floats; kept on the
         device until read).

@@ -15,7 +15,7 @@ from vanco_pk.patients import Covariates, Patients
 TYPICAL = Patients.typical(Covariates(70.0, 50.0, 0, 175.0, 0, 1.0))
 INFO_KEYS = {
     "auc24", "trough", "peak", "cl", "v1", "v2", "gfr", "creatinine_true", "aki", "aki_so_far", "burden",
-    "dose_mg", "action_clipped", "level_measured", "raw_level", "time_h", "covariates",
+    "dose_mg", "action_clipped", "level_measured", "level_known", "raw_level", "time_h", "covariates",
 }  # fmt: skip
 
 
@@ -30,16 +30,46 @@ def _episode(env, seed, doses):
 
 
 @pytest.mark.parametrize("env_id", ["vanco_pk:VancoPK-v0", "vanco_pk:VancoPKDiscrete-v0"])
-@pytest.mark.parametrize("extended_obs", [False, True])
-def test_check_env_passes(env_id, extended_obs):
-    # The icu world holds NaN in info["raw_level"] until a level is drawn, which check_env's
-    # equality (NaN != NaN) reads as non-determinism; tests/test_scenario.py checks icu determinism.
-    env = gym.make(env_id, extended_obs=extended_obs, scenario="ideal")
+@pytest.mark.parametrize("scenario", sorted(vanco_pk.SCENARIOS))
+@pytest.mark.parametrize("options", [{}, {"extended_obs": True, "pk_features": True}])
+def test_check_env_passes_in_every_scenario(env_id, scenario, options):
+    env = gym.make(env_id, scenario=scenario, **options)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         # The dose is in mg by contract, not rescaled to [-1, 1] as the checker recommends.
         warnings.filterwarnings("ignore", message=".*symmetric and normalized space.*")
         check_env(env.unwrapped)
+
+
+def test_info_is_finite_and_flags_a_level_never_measured():
+    # In icu the first level is drawn days in: until then raw_level is 0 and level_known False
+    # (NaN in info would break check_env's determinism check); charted_level gives NaN.
+    env = VancoPKEnv(scenario="icu")
+    _, info = env.reset(seed=0)
+    assert info["raw_level"] == 0.0 and not info["level_known"]
+    assert np.isnan(vanco_pk.charted_level({"raw_level": np.array([0.0]), "level_known": np.array([False])}))[
+        0
+    ]
+    truncated = False
+    while not (info["level_known"] or truncated):
+        _, _, _, truncated, info = env.step(np.array([1000.0]))
+        assert np.isfinite(info["raw_level"])
+    assert info["level_known"] and info["raw_level"] > 0.0, "no level drawn in the episode"
+
+
+def test_stable_baselines3_checks_and_trains_on_both_envs():
+    sb3 = pytest.importorskip("stable_baselines3")
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+    from vanco_pk.wrappers import NormalizedDose
+
+    for env in (NormalizedDose(VancoPKEnv()), VancoPKDiscreteEnv()):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # SB3's advice (e.g. on the observation bounds), not errors
+            sb3_check_env(env)
+        model = sb3.PPO("MlpPolicy", env, n_steps=64, batch_size=32, n_epochs=1, seed=0, device="cpu")
+        model.learn(total_timesteps=128)
+        action, _ = model.predict(env.reset(seed=1)[0], deterministic=True)
+        assert env.action_space.contains(action)
 
 
 def test_spaces_and_observation_contract():
@@ -49,7 +79,7 @@ def test_spaces_and_observation_contract():
     assert env.observation_names == targets.FEATURES
     obs, info = env.reset(seed=0)
     assert obs.dtype == np.float32 and obs.shape == (7,) and env.observation_space.contains(obs)
-    assert obs[0] == 0.0 and np.isnan(info["raw_level"])  # vancomycin-naive
+    assert obs[0] == 0.0 and info["raw_level"] == 0.0 and not info["level_known"]  # vancomycin-naive
     assert INFO_KEYS <= set(info) and info["auc24"] == 0.0 and info["time_h"] == 0.0
     assert set(info["covariates"]) == {*targets.COVARIATES, "baseline_creatinine"}
     ext = VancoPKEnv(extended_obs=True, scenario="ideal")  # a level at every decision
@@ -77,7 +107,7 @@ def test_reward_uses_the_nan_aware_raw_observation():
     first_level_missing = (s for s in range(50) if not _episode(env, s, [1000.0])[1][2]["level_measured"])
     obs0, _ = env.reset(seed=next(first_level_missing))
     obs1, reward, _, _, info1 = env.step(np.array([1000.0]))
-    assert not info1["level_measured"] and np.isnan(info1["raw_level"]) and obs1[0] == 0.0
+    assert not info1["level_measured"] and not info1["level_known"] and obs1[0] == 0.0
     raw0, raw1 = np.asarray(obs0, float), np.asarray(obs1, float)
     raw0[0] = raw1[0] = np.nan
     # Observations are float32; the reward sees the float64 values behind them.
