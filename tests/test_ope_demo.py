@@ -18,7 +18,7 @@ import pytest
 from vanco_offline.commands.demo import off_policy
 from vanco_offline.configs import load_preset
 from vanco_offline.data import fit_local_model
-from vanco_offline.ope.report import coverage_label
+from vanco_offline.ope.report import MEASURED_COVERAGE, coverage_label
 from vanco_offline.ope.twin import TWIN_REFITTED
 from vanco_offline.training import builtin_cohort, train
 
@@ -39,9 +39,17 @@ def test_the_demos_twin_interval_covers_the_truth_of_its_learned_policy(seed, tm
     )
     twin, truth = report.estimates["twin"], report.truth
     assert twin.interval.low <= truth.value <= twin.interval.high, (twin, truth.value)
-    # The printed report carries each interval's measured coverage; the twin's AKI interval,
-    # never calibrated, says so.
+    # The printed report carries each interval's coverage held out by world, the AKI's included.
     printed = str(report)
     assert report.twin.label == "twin (band)"
-    assert coverage_label("twin (band)") in printed and coverage_label("twin (band) attainment") in printed
-    assert "(uncalibrated)" in printed.split("AKI", 1)[1]
+    for key in ("twin (band)", "twin (band) attainment", "twin (band) aki", "twin (band) difference"):
+        assert key in MEASURED_COVERAGE and coverage_label(key) in printed, key
+    assert "uncalibrated" not in printed
+    # The paired difference to MIPD on the twins' prior, beside the per-policy intervals.
+    assert [(d.metric, d.reference) for d, _ in report.differences] == [
+        ("value", "MIPD (refit)"),
+        ("attainment", "MIPD (refit)"),
+    ]
+    assert "paired difference, value learned - MIPD (refit)" in printed
+    value_diff, true_diff = report.differences[0]
+    assert value_diff.interval.covers(true_diff), (value_diff, true_diff)

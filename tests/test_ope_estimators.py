@@ -6,14 +6,10 @@ import numpy as np
 import pytest
 from tabular_mdp import TabularMDP
 
-from vanco_offline.ope import (
-    ArrayPolicy,
-    Trajectories,
-    bootstrap_counts,
-    estimate,
-    importance_weights,
-    percentile_interval,
-)
+from vanco_offline.ope.bootstrap import bootstrap_counts, percentile_interval
+from vanco_offline.ope.estimators import estimate, importance_weights
+from vanco_offline.ope.policy import ArrayPolicy
+from vanco_offline.ope.trajectories import Trajectories
 
 GAMMA = 0.95
 MDP = TabularMDP.random(n_states=5, n_actions=3, horizon=5, seed=1)

@@ -10,16 +10,10 @@ from vanco_pk.policies import make_policy
 
 from vanco_offline.data import convert
 from vanco_offline.data.cohort import generate_cohort
-from vanco_offline.ope import (
-    BehaviorSettings,
-    FQESettings,
-    IntervalSettings,
-    SimulatorTruth,
-    evaluate,
-    fit_behavior_model,
-    to_trajectories,
-)
+from vanco_offline.ope import BehaviorSettings, FQESettings, IntervalSettings, SimulatorTruth, evaluate
+from vanco_offline.ope.behavior import fit_behavior_model
 from vanco_offline.ope.report import coverage_label
+from vanco_offline.ope.trajectories import to_trajectories
 
 TINY_FQE = FQESettings(n_steps=100, batch_size=64, hidden_units=(16,))
 

@@ -8,18 +8,11 @@ from vanco_pk.policies import make_policy
 
 from vanco_offline.data import convert
 from vanco_offline.data.cohort import generate_cohort
-from vanco_offline.ope import (
-    LinearFQESettings,
-    ReferencePolicy,
-    SimulatorTruth,
-    TwinSettings,
-    bootstrap_counts,
-    fit_linear_fqe,
-    percentile_interval,
-    simulate_value,
-    to_trajectories,
-    twin_estimate,
-)
+from vanco_offline.ope import SimulatorTruth, TwinSettings, simulate_value, twin_estimate
+from vanco_offline.ope.bootstrap import bootstrap_counts, percentile_interval
+from vanco_offline.ope.linear_fqe import LinearFQESettings, fit_linear_fqe
+from vanco_offline.ope.policy import ReferencePolicy
+from vanco_offline.ope.trajectories import to_trajectories
 
 
 def test_linear_fqe_is_exact_in_the_tabular_case_and_its_refit_interval_covers():

@@ -14,16 +14,16 @@ from vanco_pk.exposure import PK_FEATURES
 from vanco_offline.data import convert
 from vanco_offline.data.cohort import cohort_seeds, generate_cohort
 from vanco_offline.ope import (
-    AlgoPolicy,
     BehaviorSettings,
     FQESettings,
     IntervalSettings,
     SimulatorTruth,
     evaluate,
-    fit_behavior_model,
     simulate_value,
-    to_trajectories,
 )
+from vanco_offline.ope.behavior import fit_behavior_model
+from vanco_offline.ope.policy import AlgoPolicy
+from vanco_offline.ope.trajectories import to_trajectories
 
 GAMMA = 0.99
 SEED = 5

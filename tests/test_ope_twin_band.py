@@ -10,7 +10,8 @@ from vanco_pk.pk import GOTI_2018
 from vanco_pk.policies import make_policy
 
 from vanco_offline.data.cohort import generate_cohort
-from vanco_offline.ope import ReferencePolicy, TwinSettings, twin_estimate
+from vanco_offline.ope import TwinSettings, twin_estimate
+from vanco_offline.ope.policy import ReferencePolicy
 
 REFIT = dataclasses.replace(GOTI_2018, cl=5.2, v1=38.3, v2=25.2, omega2_cl=0.05, prop_error=0.05)
 
@@ -47,10 +48,10 @@ def test_each_draw_of_the_banded_twin_lives_in_its_own_band_model(monkeypatch):
         return original(self, aki_multiplier, model)
 
     monkeypatch.setattr(TwinSettings, "world", spy)
-    plain = twin_estimate(policy, table, ids, 0.99, dataclasses.replace(base, aki="world"))
+    plain = twin_estimate(policy, table, ids, 0.99, dataclasses.replace(base, aki="uncalibrated"))
     assert worlds[-3:] == [REFIT] * 3
     worlds.clear()
-    est = twin_estimate(policy, table, ids, 0.99, dataclasses.replace(banded, aki="world"))
+    est = twin_estimate(policy, table, ids, 0.99, dataclasses.replace(banded, aki="uncalibrated"))
     assert worlds[-3:] == banded.draw_models()
     # Draw 0 is drawn from the posterior under Goti 2018, not under the refit.
     assert not np.allclose(est.posterior.draws[:, 0], plain.posterior.draws[:, 0])
@@ -61,3 +62,12 @@ def test_each_twin_variant_is_labelled_by_the_name_its_coverage_is_measured_unde
     assert TwinSettings().label == "twin"
     assert TwinSettings(model=REFIT).label == "twin (local)"
     assert TwinSettings(model=REFIT, refitted_from=GOTI_2018).label == "twin (band)"
+
+
+def test_the_band_width_scales_the_spread_and_zero_keeps_the_refit():
+    half = TwinSettings(model=REFIT, refitted_from=GOTI_2018, n_draws=3, band=0.5).draw_models()
+    assert half[0].v1 == pytest.approx(REFIT.v1 * (GOTI_2018.v1 / REFIT.v1) ** 0.5) and half[1] == REFIT
+    zero = TwinSettings(model=REFIT, refitted_from=GOTI_2018, n_draws=3, band=0.0)
+    assert zero.draw_models() == [REFIT] * 3
+    with pytest.raises(ValueError, match="band"):
+        TwinSettings(band=-1.0)

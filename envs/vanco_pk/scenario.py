@@ -117,6 +117,9 @@ class Scenario:
     vanco_aki_slope : log-hazard rise per 100 mg*h/L of AUC24.
     aki_injury : fraction of the remaining native GFR lost at an AKI event (recovers with the
         kidney model's recovery half-life).
+    sepsis_v1_excess : a time-varying central volume (capillary leak and fluid resuscitation in
+        sepsis): V1 is ``1 + sepsis_v1_excess`` times the population model's at the start of
+        the stay and returns to it with half-life ``sepsis_v1_half_life_h``; 0 (default): off.
     """
 
     name: str = "ideal"
@@ -152,6 +155,8 @@ class Scenario:
     vanco_aki_per_day: float = 0.0
     vanco_aki_slope: float = 0.0
     aki_injury: float = 0.5
+    sepsis_v1_excess: float = 0.0
+    sepsis_v1_half_life_h: float = 48.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.true_model, GotiModel) and self.true_model not in TRUE_MODELS:
@@ -182,6 +187,7 @@ class Scenario:
                 "ihd_session_h",
                 "ihd_every_h",
                 "aki_injury",
+                "sepsis_v1_half_life_h",
             ),
         )
         check_positive(
@@ -202,6 +208,7 @@ class Scenario:
                 "auc_peak_offset_h",
                 "crcl_cap",
                 "creatinine_log_sd",
+                "sepsis_v1_excess",
             ),
             allow_zero=True,
             allow_none=True,

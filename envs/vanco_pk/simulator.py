@@ -125,6 +125,7 @@ class BatchSimulator:
             "cl_coef",
             "cl",
             "v1",
+            "v1_base",
             "v2",
             "q",
             "a1",
@@ -191,6 +192,8 @@ class BatchSimulator:
         self.iov[index] = np.exp(self.scenario.iov_cl_sd * self.world_noise[index, 0, 1])
         self.v1[index] = truth.v1 * cov.weight_kg / truth.weight_ref * truth.dialysis_v1_factor**cov.dialysis
         self.v1[index] *= np.exp(eta[:, 1])
+        self.v1_base[index] = self.v1[index]
+        self.v1[index] *= self._sepsis_volume(np.zeros(len(index)))
         self.v2[index] = truth.v2 * np.exp(eta[:, 2])
         self.q[index] = truth.q
         base = kd.baseline_kidney(
@@ -264,6 +267,11 @@ class BatchSimulator:
         crcl = np.minimum(self.kidney.clearance, self._crcl_cap)
         cl = self.cl_coef * crcl**self.truth.crcl_exponent
         return cl * self.iov if self.config.world_draws else cl
+
+    def _sepsis_volume(self, time_h: np.ndarray) -> np.ndarray:
+        """V1's multiplier at ``time_h`` (:attr:`Scenario.sepsis_v1_excess`; 1 when off)."""
+        sc = self.scenario
+        return 1.0 + sc.sepsis_v1_excess * 0.5 ** (np.asarray(time_h) / sc.sepsis_v1_half_life_h)
 
     def _rrt_clearance(self) -> np.ndarray:
         """Extracorporeal drug clearance (L/h) over the next interval (explicit dialysis only)."""
@@ -344,6 +352,8 @@ class BatchSimulator:
         self.auc24, self.trough, self.peak, self.interval_auc = auc24, out.trough, out.peak, out.auc
         self.infusion_h = t_inf
         self.time_h = self.time_h + h
+        if self.scenario.sepsis_v1_excess > 0:
+            self.v1 = self.v1_base * self._sepsis_volume(self.time_h)
         self.rrt_cl = self._rrt_clearance()
         self.cl = self._clearance()
         self.hours_since_level = self.hours_since_level + h

@@ -3,7 +3,8 @@
 Generate a cohort dosed by the clinician policy in the simulator, convert it, train a preset
 (``residual`` by default: VancoIQL centred on the Bayesian dose of a PK model refitted to the
 cohort's own levels), estimate its value off-policy (FQE, the PK digital twins, weighted IS,
-weighted doubly robust, with bootstrap intervals) beside the simulator's ground truth, roll it out on
+weighted doubly robust, with bootstrap intervals, and the twins' paired difference to MIPD on
+the refitted prior) beside the simulator's ground truth, roll it out on
 new simulated patients beside clinician, MIPD and oracle dosing, print one summary table and
 write the plots. Everything is seeded: the same command gives the same numbers.
 """
@@ -11,6 +12,7 @@ write the plots. Everything is seeded: the same command gives the same numbers.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from datetime import datetime
 from pathlib import Path
@@ -51,8 +53,6 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(
                 f"--{name.replace('_', '-')} must be at least {minimum}, got {getattr(args, name)}"
             )
-    import dataclasses
-
     from vanco_offline.configs import load_preset
     from vanco_offline.plots import write_plots
     from vanco_offline.progress import quiet_d3rlpy, show_progress
@@ -157,13 +157,17 @@ def off_policy(
     FQE, the PK digital twins, WIS and WDR with 500 bootstrap resamples, beside the simulator's
     truth on ``truth_patients`` fresh patients of the cohort's world with the reward the model
     was trained on. The twins' prior is Goti 2018 refitted to the cohort's levels, spread over
-    the refit's band (``twin (band)``, the estimator whose interval held in ``bench ope``).
-    ``twin_prior``: ``"band"`` (refitted here, on at most 300 of ``table``'s stays), the
-    refitted model when already fitted, or ``"published"`` for the Goti 2018 twin. Every
-    interval the report prints carries its measured coverage. Each estimate depends on
-    ``seed`` only, not on which other ``estimators`` run.
+    the refit's band (``twin (band)``, the estimator ``bench ope --worlds`` measured on worlds
+    it was not tuned on). ``twin_prior``: ``"band"`` (refitted here, on at most 300 of
+    ``table``'s stays), the refitted model when already fitted, or ``"published"`` for the
+    Goti 2018 twin. With the twin, the report also holds the paired difference of the learned
+    policy to MIPD on the twins' prior (value and attainment, from the same twins and
+    resamples), with its true difference. Every interval the report prints carries its
+    measured coverage. Each estimate depends on ``seed`` only, not on which other
+    ``estimators`` run.
     """
     from vanco_pk.pk import GOTI_2018
+    from vanco_pk.policies import make_policy
 
     from vanco_offline.ope import (
         FQESettings,
@@ -172,7 +176,13 @@ def off_policy(
         TwinSettings,
         evaluate,
         local_prior,
+        paired_difference,
+        simulate_value,
+        twin_estimate,
     )
+    from vanco_offline.ope.policy import ReferencePolicy
+    from vanco_offline.ope.trajectories import to_trajectories
+    from vanco_offline.ope.twin import calibrate_aki
     from vanco_offline.training import BUILTIN_COHORT
 
     algo = result.model.algo
@@ -180,15 +190,24 @@ def off_policy(
     # The truth scores the reward the model was trained and evaluated on.
     reward = result.model.conversion.reward or "default"
     world = {**env_options, "reward": reward}
+    truth = SimulatorTruth(n_patients=truth_patients, seed=10**6 + seed, env_options=world)
+    n_bootstrap = 500
     twin = None
-    # A GotiModel never equals a string (dataclass equality), so these compare safely.
-    if "twin" in estimators and twin_prior != "published":
-        local = twin_prior
+    prior = GOTI_2018
+    if "twin" in estimators:
         if twin_prior == "band":
-            local = local_prior(table, seed=seed, max_stays=_TWIN_FIT_STAYS)
-        # 5 twins per stay, as in the bench ope run that measured the band twin's coverage.
-        twin = TwinSettings(env_options=world, seed=seed, model=local, refitted_from=GOTI_2018, n_draws=5)
-    return evaluate(
+            prior = local_prior(table, seed=seed, max_stays=_TWIN_FIT_STAYS)
+        elif twin_prior != "published":  # a GotiModel never equals a string
+            prior = twin_prior
+        # 5 twins per stay, as in the bench ope --worlds run that measured the twin's coverage.
+        twin = TwinSettings(env_options=world, seed=seed, model=prior, n_draws=5, n_bootstrap=n_bootstrap)
+        if prior != GOTI_2018:
+            twin = dataclasses.replace(twin, refitted_from=GOTI_2018)
+        stay_ids = to_trajectories(result.valid).stay_ids
+        twin = twin.with_logs(table, stay_ids)
+        # Calibrated once: the learned policy and the reference share the twins' kidney.
+        twin = dataclasses.replace(twin, aki=calibrate_aki(table, stay_ids, twin))
+    report = evaluate(
         algo,
         result.valid,
         gamma=algo.config.gamma,
@@ -196,7 +215,17 @@ def off_policy(
         table=table,
         fqe=FQESettings(n_steps=fqe_steps, seed=seed),
         twin=twin,
-        truth=SimulatorTruth(n_patients=truth_patients, seed=10**6 + seed, env_options=world),
-        intervals=IntervalSettings(n_bootstrap=500),
+        truth=truth,
+        intervals=IntervalSettings(n_bootstrap=n_bootstrap),
         seed=seed,
     )
+    if twin is not None:
+        name = "MIPD (refit)" if prior != GOTI_2018 else "MIPD"
+        mipd = ReferencePolicy(make_policy("mipd", model=prior), name=name)
+        reference = twin_estimate(mipd, table, stay_ids, algo.config.gamma, twin)
+        true_ref = simulate_value(mipd, algo.config.gamma, truth)
+        for metric, of in (("value", "value"), ("attainment", "attainment")):
+            diff = paired_difference(report.twin, reference, metric, "learned", name)
+            true = getattr(report.truth, of) - getattr(true_ref, of)
+            report.differences.append((diff, true))
+    return report

@@ -78,7 +78,7 @@ def evaluate(
     Parameters
     ----------
     policy : d3rlpy algorithm, vanco_pk policy, ndarray (n, H, K) or EvaluatedPolicy
-        The policy to evaluate (see :func:`vanco_offline.ope.as_policy`).
+        The policy to evaluate (see :func:`vanco_offline.ope.policy.as_policy`).
     data : ConversionResult, MDPDataset or Trajectories
         The logged stays (a ``ConversionResult`` brings stay ids, observation names and
         the logged ``behavior_prob``).
@@ -105,7 +105,8 @@ def evaluate(
         The linear FQE of ``lfqe`` and the model of ``dr`` and ``wdr``.
     twin : TwinSettings, optional
         Default: ``TwinSettings(env_options=...)`` with the world of a ``SimulatorTruth``
-        given as ``truth`` (its misspecification dropped), else the default world.
+        given as ``truth`` (the twins take only its interval, horizon and reward: their world is
+        built from the logs, :meth:`TwinSettings.world`), else the defaults.
     intervals : IntervalSettings, optional
     support : SupportSettings, optional
     truth : SimulatorTruth or TrueValue, optional

@@ -23,7 +23,7 @@ class BehaviorSettings:
         (it also serves the support check).
     clip : float or "sqrt_n", optional
         Upper bound on cumulative importance weights; "sqrt_n" truncates each step's weights
-        at sqrt(n) times their mean (:func:`~vanco_offline.ope.importance_weights`).
+        at sqrt(n) times their mean (:func:`~vanco_offline.ope.estimators.importance_weights`).
     soften : float
         The importance-weighted estimators evaluate a deterministic policy softened to
         ``(1 - soften) x policy + soften x uniform dose`` (the report labels those rows).

@@ -27,9 +27,16 @@ reward, the algorithms fed the same observation online. ``--scenario`` picks the
 with the Goti 2018 prior (what ``evaluate`` does by default) and ``twin (local)`` with Goti
 2018 refitted to the logged levels (:func:`vanco_offline.ope.local_prior`).
 
+``--worlds W1 W2 ...`` replaces the single world by a leave-one-world-out calibration
+(:mod:`.worlds`): the twin's band width is chosen on one world (``--calibrate-on``) and
+every interval -- the twin's value, attainment, AKI and paired difference to MIPD on the
+refitted prior, and the importance-weighted estimators' -- is scored on the others,
+including worlds whose structure the twin does not model.
+
 Modules: :mod:`.options` (flags, sizes, conversion), :mod:`.panel` (the policies),
 :mod:`.variants` (importance-sampling variants), :mod:`.scores` (Spearman, MARE, regret@1,
-coverage), :mod:`.tables` (printing and the targets), :mod:`.run` (the run).
+coverage), :mod:`.tables` (printing and the targets), :mod:`.run` (the run), :mod:`.worlds`
+(held out by world).
 """
 
 from vanco_offline.bench.ope.options import add_arguments

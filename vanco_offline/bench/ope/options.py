@@ -28,6 +28,7 @@ __all__ = [
     "conversion_options",
     "describe",
     "parse",
+    "worlds_options",
 ]
 
 
@@ -98,6 +99,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=1,
         help="steps of history (previous dose, change of every column) in FQE's input (default 1)",
+    )
+    parser.add_argument(
+        "--worlds",
+        nargs="+",
+        metavar="WORLD",
+        help="leave-one-world-out: choose the twin's settings on --calibrate-on and report every interval "
+        "on the other worlds (the world panel and worlds the twin does not model: "
+        "vanco_offline.bench.ope.worlds.OPE_WORLDS); replaces --scenario",
+    )
+    parser.add_argument(
+        "--calibrate-on",
+        default="icu",
+        metavar="WORLD",
+        help="with --worlds: the one world every twin setting is chosen on (default icu)",
+    )
+    parser.add_argument(
+        "--estimators",
+        nargs="*",
+        metavar="NAME",
+        help="with --worlds: estimators run beside the twin (default: wis wdr; none: only the twin)",
+    )
+    parser.add_argument(
+        "--bands",
+        nargs="+",
+        type=float,
+        metavar="WIDTH",
+        help="with --worlds: the band widths tried on the calibration world (default 0 0.5 1 1.5 2)",
     )
     parser.add_argument(
         "--data-preset",
@@ -184,6 +212,40 @@ def parse(args: argparse.Namespace) -> RunOptions:
         seed=args.seed,
         epsilon=args.epsilon,
         fqe_history=args.fqe_history,
+    )
+
+
+def worlds_options(args: argparse.Namespace) -> Any:
+    """The validated ``--worlds`` options, or ``None`` without ``--worlds`` (ValueError naming the flag)."""
+    from vanco_offline.bench.ope.worlds import BAND_GRID, DEFAULT_ESTIMATORS, WorldsOptions
+
+    worlds = getattr(args, "worlds", None)
+    extra = [
+        flag
+        for flag, value in (
+            ("--estimators", getattr(args, "estimators", None)),
+            ("--bands", getattr(args, "bands", None)),
+        )
+        if value is not None
+    ]
+    if not worlds:
+        if extra:
+            raise ValueError(f"{', '.join(extra)} only apply with --worlds")
+        return None
+    from vanco_offline.ope.evaluate import ESTIMATORS
+
+    estimators = DEFAULT_ESTIMATORS if args.estimators is None else tuple(args.estimators)
+    bad = [e for e in estimators if e not in ESTIMATORS or e == "twin"]
+    if bad:
+        raise ValueError(
+            f"--estimators: {bad} unknown or the twin itself; "
+            f"choose from {[e for e in ESTIMATORS if e != 'twin']}"
+        )
+    return WorldsOptions(
+        worlds=tuple(worlds),
+        calibrate_on=args.calibrate_on,
+        estimators=estimators,
+        bands=BAND_GRID if args.bands is None else tuple(args.bands),
     )
 
 

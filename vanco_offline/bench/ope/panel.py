@@ -16,9 +16,11 @@ from vanco_offline.bench.ope.options import Size
 __all__ = ["panel", "train"]
 
 
-def train(size: Size, result: Any, gamma: float, seed: int) -> dict[str, Any]:
+def train(
+    size: Size, result: Any, gamma: float, seed: int, names: tuple[str, ...] | None = None
+) -> dict[str, Any]:
     """DiscreteVancoIQL (at the full budget and at a fifth of it), DiscreteCQL, DQN and DiscreteBC
-    trained on the clinician's data."""
+    trained on the clinician's data (``names``: only those; DiscreteVancoIQL is always trained)."""
     import d3rlpy
     from d3rlpy.algos import DiscreteBCConfig, DiscreteCQLConfig, DQNConfig
     from d3rlpy.logging import NoopAdapterFactory
@@ -43,6 +45,8 @@ def train(size: Size, result: Any, gamma: float, seed: int) -> dict[str, Any]:
         "DiscreteBC": DiscreteBCConfig(encoder_factory=encoder, observation_scaler=scaler),
     }
     configs["DiscreteVancoIQL short"] = configs["DiscreteVancoIQL"]
+    if names is not None:
+        configs = {k: v for k, v in configs.items() if k in names or k == "DiscreteVancoIQL"}
     algos = {}
     for name, config in configs.items():
         d3rlpy.seed(seed)
@@ -68,7 +72,7 @@ def panel(algos: dict[str, Any]) -> list[tuple[str, Any]]:
     """
     from vanco_pk.policies import ClinicianConfig, make_policy
 
-    from vanco_offline.ope import AlgoPolicy, ReferencePolicy
+    from vanco_offline.ope.policy import AlgoPolicy, ReferencePolicy
 
     careful = {
         f.name: getattr(ClinicianConfig(dose_sd=0.05, miss_prob=0.05, error_prob=0.01), f.name)

@@ -9,7 +9,7 @@ import warnings
 
 import torch
 
-from vanco_offline.bench.ope.options import RunOptions, describe, parse
+from vanco_offline.bench.ope.options import RunOptions, describe, parse, worlds_options
 from vanco_offline.bench.ope.panel import panel as calibration_panel
 from vanco_offline.bench.ope.panel import train
 from vanco_offline.bench.ope.scores import format_scores, score_estimator
@@ -36,6 +36,7 @@ TWINS = ("twin", "twin (local)", "twin (band)")
 
 def run(args: argparse.Namespace) -> int:
     opts = parse(args)
+    worlds = worlds_options(args)
     import logging
 
     import structlog
@@ -43,6 +44,10 @@ def run(args: argparse.Namespace) -> int:
     # d3rlpy logs every fit's parameters and epochs at INFO; the bench prints its own tables.
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     warnings.filterwarnings("ignore", module="gym")
+    if worlds is not None:
+        from vanco_offline.bench.ope.worlds import run_worlds
+
+        return run_worlds(opts, worlds)
     return _run(opts)
 
 
@@ -56,20 +61,19 @@ def _run(opts: RunOptions) -> int:
         BehaviorSettings,
         FQESettings,
         IntervalSettings,
-        ReferencePolicy,
         SimulatorTruth,
         TwinSettings,
-        as_policy,
-        calibrate_aki,
         evaluate,
-        fit_behavior_model,
         local_prior,
         simulate_value,
-        to_trajectories,
         twin_estimate,
     )
+    from vanco_offline.ope.behavior import fit_behavior_model
     from vanco_offline.ope.bootstrap import bootstrap_counts
+    from vanco_offline.ope.policy import ReferencePolicy, as_policy
     from vanco_offline.ope.report import Estimate
+    from vanco_offline.ope.trajectories import to_trajectories
+    from vanco_offline.ope.twin import calibrate_aki
     from vanco_offline.progress import progress_bar
 
     size, seed, gamma = opts.size, opts.seed, opts.gamma
@@ -124,16 +128,15 @@ def _run(opts: RunOptions) -> int:
         env_options=env_options, n_draws=size.twin_draws, seed=seed, n_bootstrap=size.bootstrap
     )
     twin_local = dataclasses.replace(twin, model=local)
-    if twin.graded_aki():
-        # Calibrated once per twin model: it depends on the stays and the model, not the policy.
-        t0 = time.perf_counter()
-        twin, twin_local = (
-            dataclasses.replace(s, aki=calibrate_aki(table, traj.stay_ids, s)) for s in (twin, twin_local)
-        )
-        print(
-            f"\ntwins' kidney: 'twin' {twin.aki.describe()}; 'twin (local)' and 'twin (band)' "
-            f"x{twin_local.aki.multiplier:.2f} [{time.perf_counter() - t0:.0f} s]"
-        )
+    # Calibrated once per twin model: it depends on the stays and the model, not the policy.
+    t0 = time.perf_counter()
+    twin, twin_local = (
+        dataclasses.replace(s, aki=calibrate_aki(table, traj.stay_ids, s)) for s in (twin, twin_local)
+    )
+    print(
+        f"\ntwins' kidney: 'twin' {twin.aki.describe()}; 'twin (local)' and 'twin (band)' "
+        f"x{twin_local.aki.multiplier:.2f} [{time.perf_counter() - t0:.0f} s]"
+    )
     twin_band = dataclasses.replace(twin_local, refitted_from=GOTI_2018)
     gap_values = {
         name: simulate_value(ReferencePolicy(make_policy(name)), gamma, truth_spec).value

@@ -21,7 +21,8 @@ VARIANT_COLUMNS = ("wis (trunc)", "wdr (trunc)", "wis (mu-hat)", "wdr (mu-hat)")
 def variants(report: Any, traj: Any, behavior: Any, gamma: float, counts: np.ndarray) -> dict[str, Any]:
     """WIS/WDR again with the same DR model (refitted per resample): truncated weights, and the
     fitted behaviour model instead of the logged probabilities."""
-    from vanco_offline.ope import estimate, importance_weights, percentile_interval
+    from vanco_offline.ope.bootstrap import percentile_interval
+    from vanco_offline.ope.estimators import estimate, importance_weights
 
     pmf, model = report.target_pmf, report.model
     target = np.take_along_axis(pmf, traj.actions[..., None], axis=2)[..., 0]

@@ -14,47 +14,64 @@ For every logged stay ``i``:
 2. **Twins**: one simulated patient per draw, with the stay's covariates and baseline
    creatinine, ``CL`` and ``V1`` from the draw, ``V2`` and the traits no chart measures
    (kidney sensitivity to exposure, bacterial growth, baseline vital signs, initial burden)
-   drawn from the simulator's population, the BUN/creatinine ratio from the first row.
+   drawn from vanco_pk's ICU population (not the data's scenario), the BUN/creatinine ratio
+   from the first row.
 3. **The kidney held to the logs**: the twins' AKI hazard is scaled so that the logged
    doses, replayed on the twins, reproduce the logged stays' KDIGO AKI incidence
    (:mod:`~vanco_offline.ope.twin.kidney`); draw ``j`` of every stay gets the multiplier of
    the ``j``-th quantile of that calibration's error.
 4. **Rollout** of the evaluated policy -- greedy, as deployed, unless it was softened on
    purpose -- on every twin in :class:`vanco_pk.vector.VancoPKVectorEnv`, with the kidney and
-   infection dynamics of ``vanco_pk`` and the data's reward, interval and level protocol.
+   infection dynamics of ``vanco_pk``, the data's reward and interval and the logged level timing.
 
 The value is the mean over stays of each stay's mean discounted return over its twins; the
 attainment (fraction of intervals with true AUC24 in 400-600) and AKI rate likewise. The
 interval is a bootstrap over stays in which resample ``b`` takes draw ``b mod n_draws`` of
 every resampled stay: it carries the sampling of patients, the posterior, the rollout noise
-and the AKI calibration.
+and the AKI calibration. Two policies estimated with the same settings on the same stays
+share their twins and resamples: :func:`paired_difference` gives the interval of their
+difference.
 
-What it assumes, and where it can be wrong: the twins live in the world of their population
-PK model and of ``vanco_pk``'s kidney and infection models. It never sees the true
-patients' model: the twins are simulated from ``TwinSettings.model`` (Goti 2018, or a model
-refitted to the logged levels: :func:`local_prior`), not from the scenario's ``true_model``
-nor any ``misspecification`` (the world a user knows -- scenario, interval, horizon, reward,
-level protocol -- is kept). Where the true patients come from another population model, the
-twin is biased by what the AKI calibration does not absorb; ``docs/ope.md`` measures its
-coverage.
+What it assumes, and where it can be wrong: the twins live in a world built only from what a
+hospital knows (:meth:`TwinSettings.world`, :data:`TWIN_ASSUMPTIONS`): the population PK
+model and residual error refitted to the logged levels (:func:`local_prior`), the level
+timing of the logs, the charted creatinine, the logged AKI incidence, and published values
+or stated assumptions for the rest (inter-occasion variability, the shape of the AKI hazard),
+with ``vanco_pk``'s kidney and infection models. Nothing is read from the simulator's
+scenario of the data (its true model, IOV, assay and draw-time error, ARC, dialysis, AKI
+hazard) nor any ``misspecification``. Where the true patients differ from that world, the
+twin is biased; ``docs/ope.md`` measures its coverage on worlds it was not tuned on.
 """
 
-from vanco_offline.ope.twin.estimate import TwinEstimate, twin_estimate
+from vanco_offline.ope.twin.estimate import PairedDifference, TwinEstimate, paired_difference, twin_estimate
 from vanco_offline.ope.twin.kidney import AKICalibration, calibrate_aki, logged_aki, replay_aki
 from vanco_offline.ope.twin.posterior import PKPosterior, StayTwins, pk_posterior, stay_histories, stay_twins
-from vanco_offline.ope.twin.settings import TWIN_COVARIATES, TWIN_REFITTED, TwinSettings, local_prior
+from vanco_offline.ope.twin.settings import (
+    TWIN_ASSUMPTIONS,
+    TWIN_COVARIATES,
+    TWIN_REFITTED,
+    LevelTiming,
+    TwinSettings,
+    level_timing,
+    local_prior,
+)
 
 __all__ = [
+    "TWIN_ASSUMPTIONS",
     "TWIN_COVARIATES",
     "TWIN_REFITTED",
     "AKICalibration",
+    "LevelTiming",
     "PKPosterior",
+    "PairedDifference",
     "StayTwins",
     "TwinEstimate",
     "TwinSettings",
     "calibrate_aki",
+    "level_timing",
     "local_prior",
     "logged_aki",
+    "paired_difference",
     "pk_posterior",
     "replay_aki",
     "stay_histories",

@@ -16,7 +16,10 @@ from vanco_offline.ope.twin.kidney import AKICalibration, calibrate_aki
 from vanco_offline.ope.twin.posterior import PKPosterior, stay_twins, twin_streams
 from vanco_offline.ope.twin.settings import TwinSettings
 
-__all__ = ["TwinEstimate", "twin_estimate"]
+__all__ = ["METRICS", "PairedDifference", "TwinEstimate", "paired_difference", "twin_estimate"]
+
+#: What a twin estimate estimates: the attribute of :class:`TwinEstimate` and its printed name.
+METRICS: dict[str, str] = {"value": "value", "attainment": "attainment", "aki_rate": "AKI"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,8 +28,10 @@ class TwinEstimate:
 
     ``value``, ``attainment`` and ``aki_rate`` with their intervals; ``per_stay`` holds each
     stay's twin-mean discounted return; ``posterior`` the PK posterior; ``aki_calibration``
-    the twins' AKI hazard calibration (``None`` where the world's hazard was used); ``label``
-    the variant (:attr:`TwinSettings.label`).
+    the twins' AKI hazard calibration (``None`` where the published hazard was used uncalibrated); ``label``
+    the variant (:attr:`TwinSettings.label`). ``replicates`` maps each of :data:`METRICS` to
+    its bootstrap replicates ``(n_bootstrap,)``; ``pairing`` identifies the twins and resamples
+    they were computed on (:func:`paired_difference` pairs only estimates that share them).
     """
 
     value: float
@@ -41,6 +46,67 @@ class TwinEstimate:
     aki_calibration: AKICalibration | None = dataclasses.field(default=None, repr=False)
     label: str = "twin"
     note: str = ""
+    replicates: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, repr=False)
+    pairing: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class PairedDifference:
+    """``policy - reference`` in one metric of :data:`METRICS`, from the same twins and resamples.
+
+    ``interval`` is the percentile interval of the per-resample differences: both estimates
+    share every resampled stay, twin, posterior draw, AKI multiplier and band model, so what
+    they share cancels and the interval is the difference's own.
+    """
+
+    policy: str
+    reference: str
+    metric: str
+    value: float
+    interval: Interval
+    label: str = "twin"
+
+    def __str__(self) -> str:
+        pct = self.metric != "value"
+        fmt = (lambda v: f"{v:+.1%}") if pct else (lambda v: f"{v:+.3f}")
+        return (
+            f"{METRICS[self.metric]} {self.policy} - {self.reference}: {fmt(self.value)} "
+            f"[{fmt(self.interval.low)}, {fmt(self.interval.high)}]"
+        )
+
+
+def paired_difference(
+    estimate: TwinEstimate,
+    reference: TwinEstimate,
+    metric: str = "value",
+    policy: str = "policy",
+    reference_name: str = "reference",
+) -> PairedDifference:
+    """The paired interval of ``estimate - reference`` in ``metric`` (:data:`METRICS`).
+
+    Raises
+    ------
+    ValueError
+        An unknown metric, or estimates not computed on the same twins and resamples (other
+        stays, settings or seed).
+    """
+    if metric not in METRICS:
+        raise ValueError(f"paired_difference: metric {metric!r}; choose one of {list(METRICS)}")
+    if not estimate.pairing or estimate.pairing != reference.pairing:
+        raise ValueError(
+            "paired_difference: the two twin estimates were not computed on the same stays, twins and "
+            "resamples (give both twin_estimate calls the same table, stays and TwinSettings)"
+        )
+    reps = estimate.replicates[metric] - reference.replicates[metric]
+    confidence = estimate.interval.confidence
+    return PairedDifference(
+        policy=policy,
+        reference=reference_name,
+        metric=metric,
+        value=float(getattr(estimate, metric) - getattr(reference, metric)),
+        interval=percentile_interval(reps, confidence),
+        label=estimate.label,
+    )
 
 
 def twin_estimate(
@@ -77,9 +143,9 @@ def twin_estimate(
     """
     if not isinstance(policy, EvaluatedPolicy):
         raise ValueError(
-            f"twin_estimate needs an EvaluatedPolicy (vanco_offline.ope.as_policy), got {type(policy)}"
+            f"twin_estimate needs an EvaluatedPolicy (vanco_offline.ope.policy.as_policy), got {type(policy)}"
         )
-    settings = TwinSettings() if settings is None else settings
+    settings = (TwinSettings() if settings is None else settings).with_logs(table, stay_ids)
     twins = stay_twins(table, stay_ids, settings)
     n, s = twins.shape
     calibration = _calibration(table, stay_ids, settings, twins)
@@ -115,18 +181,35 @@ def twin_estimate(
     # Resample b takes draw b mod S of every resampled stay: one world (multiplier) per resample.
     pick = np.arange(settings.n_bootstrap) % s
 
-    def interval(values: np.ndarray) -> Interval:
+    def replicates(values: np.ndarray) -> np.ndarray:
         chosen = values[:, pick].T  # (B, n)
-        return percentile_interval((counts * chosen).sum(axis=1) / n, settings.confidence)
+        return (counts * chosen).sum(axis=1) / n
+
+    reps = {name: replicates(grid[key]) for name, key in zip(METRICS, ("r", "a", "k"), strict=True)}
+    pairing = repr(
+        (
+            settings.seed,
+            settings.n_bootstrap,
+            settings.confidence,
+            s,
+            settings.label,
+            settings.model,
+            settings.band if settings.refitted_from is not None else None,
+            tuple(np.round(multipliers, 12).tolist()),
+            settings.timing,
+            gamma,
+            tuple(str(x) for x in stay_ids),
+        )
+    )
 
     per_stay = grid["r"].mean(axis=1)
     prior = {
         "twin": "Goti 2018 prior",
         "twin (local)": "Goti 2018 refitted to the logged levels",
-        "twin (band)": "Goti 2018 refitted to the logged levels, spread from the published model to "
-        "twice the refit's change",
+        "twin (band)": "Goti 2018 refitted to the logged levels, spread over the refit's band "
+        f"(+-{settings.band:g} times the refit's change)",
     }[settings.label]
-    kidney = "the world's AKI hazard" if calibration is None else calibration.describe()
+    kidney = "the published AKI hazard, uncalibrated" if calibration is None else calibration.describe()
     held = ["stays", "posteriors"]
     held += [] if calibration is None else ["the AKI calibration"]
     held += [] if settings.refitted_from is None else ["the refit's band"]
@@ -136,17 +219,19 @@ def twin_estimate(
     )
     return TwinEstimate(
         value=float(per_stay.mean()),
-        interval=interval(grid["r"]),
+        interval=percentile_interval(reps["value"], settings.confidence),
         attainment=float(grid["a"].mean()),
-        attainment_interval=interval(grid["a"]),
+        attainment_interval=percentile_interval(reps["attainment"], settings.confidence),
         aki_rate=float(grid["k"].mean()),
-        aki_interval=interval(grid["k"]),
+        aki_interval=percentile_interval(reps["aki_rate"], settings.confidence),
         per_stay=per_stay,
         posterior=twins.posterior,
         n_twins=n * s,
         aki_calibration=calibration,
         label=settings.label,
         note=note,
+        replicates=reps,
+        pairing=pairing,
     )
 
 
@@ -159,6 +244,6 @@ def _calibration(
                 f"TwinSettings.aki was calibrated on {settings.aki.n_stays} stays, not these {len(stay_ids)}"
             )
         return settings.aki
-    if settings.aki == "world" or not settings.graded_aki():
+    if settings.aki == "uncalibrated":
         return None
     return calibrate_aki(table, stay_ids, settings, None if settings.refitted_from else twins)

@@ -1,7 +1,8 @@
 """The twins' kidney, calibrated on the logged stays' own acute kidney injuries.
 
-A twin's AKI comes from the world's graded hazard (``Scenario.sepsis_aki_per_day`` plus
-``vanco_aki_per_day`` rising with the twin's AUC24) acting on the twin's exposure. Where the
+A twin's AKI comes from its world's graded hazard (:data:`~vanco_offline.ope.twin.settings.TWIN_AKI`:
+a sepsis hazard plus a vancomycin hazard rising with the twin's AUC24) acting on the twin's
+exposure. Where the
 twin's PK model is not the true patients', its exposures under the same doses differ, and
 so does its AKI: in ``icu`` the Goti 2018 twins developed AKI less often than the true
 patients under every policy tried (``docs/ope.md``). The logs show how often the logged
@@ -34,7 +35,7 @@ from vanco_offline.ope.twin.settings import TwinSettings
 
 __all__ = ["AKICalibration", "calibrate_aki", "logged_aki", "replay_aki"]
 
-#: Multipliers of the world's AKI hazards the calibration tries (1/4 to 8).
+#: Multipliers of the twins' AKI hazards the calibration tries (1/4 to 8).
 MULTIPLIER_GRID: np.ndarray = 2.0 ** np.linspace(-2.0, 3.0, 11)
 #: Twins replayed per calibration: every draw of a stay up to this many twins in all.
 _REPLAYED_TWINS = 2000
@@ -153,16 +154,10 @@ def calibrate_aki(
     Raises
     ------
     ValueError
-        The world's AKI is not the graded hazard (nothing to scale), or no stay has two
-        creatinine values.
+        No stay has two creatinine values.
     """
-    if not settings.graded_aki():
-        raise ValueError(
-            "calibrate_aki: the world's AKI is not the graded hazard (Scenario.aki = 'graded' with a "
-            "positive sepsis or vancomycin hazard); use TwinSettings(aki='world')"
-        )
     # Under the model itself, the centre of any refit band (TwinSettings.draw_models).
-    settings = dataclasses.replace(settings, refitted_from=None)
+    settings = dataclasses.replace(settings, refitted_from=None).with_logs(table, stay_ids)
     twins = stay_twins(table, stay_ids, settings) if twins is None else twins
     n, s = twins.shape
     logged = logged_aki(twins.history, twins.lengths)

@@ -174,17 +174,23 @@ def make_twins(
     first_bun: np.ndarray,
     draws: np.ndarray,
     rng: np.random.Generator,
-    model: GotiModel,
+    models: Sequence[GotiModel],
 ) -> Patients:
-    """One simulated patient per posterior draw (stay-major order: stay 0's draws first)."""
+    """One simulated patient per posterior draw (stay-major order: stay 0's draws first).
+
+    ``models[j]`` is the population model draw ``j`` was drawn under and is simulated in: the
+    simulator scales ``pk_z`` by its omegas, so each draw's eta is written in those units.
+    """
     n, s, _ = draws.shape
+    if len(models) != s:
+        raise ValueError(f"make_twins: {len(models)} population models for {s} draws per stay")
     index = np.repeat(np.arange(n), s)
     cov = covariates[index]
     base = Patients.from_normals(rng.standard_normal((n * s, N_PATIENT_DRAWS)), covariates=cov)
     eta = draws.reshape(n * s, 2)
-    pk_z = np.column_stack(
-        [eta[:, 0] / np.sqrt(model.omega2_cl), eta[:, 1] / np.sqrt(model.omega2_v1), base.pk_z[:, 2]]
-    )
+    omega_cl = np.tile([np.sqrt(m.omega2_cl) for m in models], n)
+    omega_v1 = np.tile([np.sqrt(m.omega2_v1) for m in models], n)
+    pk_z = np.column_stack([eta[:, 0] / omega_cl, eta[:, 1] / omega_v1, base.pk_z[:, 2]])
     ratio = np.clip(first_bun[index] / covariates.creatinine[index], 8.0, 30.0)
     ratio = np.where(np.isfinite(ratio), ratio, base.bun_ratio)
     return dataclasses.replace(base, pk_z=pk_z, bun_ratio=ratio)
@@ -244,10 +250,7 @@ def stay_twins(table: Any, stay_ids: Sequence[Any], settings: TwinSettings) -> S
         if "bun" in table
         else np.full(len(stay_ids), np.nan)
     )
-    # The simulator scales pk_z by its own model's omegas (Goti 2018's: the misspecification
-    # leaves them), so each draw's eta is written in those units.
-    model = settings.world()["misspecification"].true_model()
-    patients = make_twins(covariates, first_bun, posterior.draws, trait_rng, model)
+    patients = make_twins(covariates, first_bun, posterior.draws, trait_rng, settings.draw_models())
     total = len(stay_ids) * settings.n_draws
     seeds = root.generate_state(total, dtype=np.uint32).astype(np.int64)
     return StayTwins(history, lengths, posterior, patients, seeds)
