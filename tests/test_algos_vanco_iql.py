@@ -79,6 +79,7 @@ def test_both_configs_are_registered_once_under_unique_names():
         d3rlpy.base.register_learnable(VancoIQLConfig)
 
 
+@pytest.mark.slow
 def test_save_then_load_learnable_in_a_fresh_process_predicts_the_same(dataset, observations, tmp_path):
     d3rlpy.seed(0)
     algo = _config().create()
