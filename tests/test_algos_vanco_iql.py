@@ -265,3 +265,15 @@ def test_advantage_weights_and_actor_loss():
     torch.testing.assert_close(returned, weights)
     expected = -(weights * impl.log_prob(nets, batch.observations, batch.actions)).mean()
     torch.testing.assert_close(loss, expected)
+
+
+def test_a_model_saved_with_a_retired_option_loads_only_with_the_value_now_implemented():
+    from d3rlpy.base import LearnableConfigWithShape
+
+    saved = json.loads(LearnableConfigWithShape((7,), 1, VancoIQLConfig()).serialize())
+    params = saved["config"]["params"]
+    params.update(policy_head="tanh_mean", min_logstd=-5.0, state_dependent_std=False)
+    assert LearnableConfigWithShape.deserialize(json.dumps(saved)).config == VancoIQLConfig()
+    params["policy_head"] = "plain"
+    with pytest.raises(ValueError, match=r"policy_head='plain', which this version no longer implements"):
+        LearnableConfigWithShape.deserialize(json.dumps(saved))
