@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import d3rlpy
+import pytest
 from d3rlpy.logging import NoopAdapterFactory
 
 from vanco_offline.algos.evaluators import ActionSaturationEvaluator
@@ -51,6 +52,7 @@ def _assert_failure_and_fix(dataset) -> None:
     assert fixed_saturation <= 0.05 and abs(fixed_loss) < 10.0, summary
 
 
+@pytest.mark.slow
 def test_seed_failure_and_fix_on_a_freshly_generated_cohort():
     # Not the sample file: new stays from the vanco_pk simulator (the offline benchmark's
     # "medium" settings: assay noise on, 30 % of troughs missing), the seed's size.
@@ -61,6 +63,7 @@ def test_seed_failure_and_fix_on_a_freshly_generated_cohort():
     _assert_failure_and_fix(convert(table, "continuous", reward="seed", fill_unmeasured_level=True).dataset)
 
 
+@pytest.mark.slow
 def test_seed_failure_and_fix_on_the_sample_cohort():
     # reward="seed" replaces the table's own reward column (the project's reward, 62 % positive)
     # by the seed's, which is never positive.

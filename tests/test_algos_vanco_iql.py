@@ -79,6 +79,7 @@ def test_both_configs_are_registered_once_under_unique_names():
         d3rlpy.base.register_learnable(VancoIQLConfig)
 
 
+@pytest.mark.slow
 def test_save_then_load_learnable_in_a_fresh_process_predicts_the_same(dataset, observations, tmp_path):
     d3rlpy.seed(0)
     algo = _config().create()
@@ -264,3 +265,15 @@ def test_advantage_weights_and_actor_loss():
     torch.testing.assert_close(returned, weights)
     expected = -(weights * impl.log_prob(nets, batch.observations, batch.actions)).mean()
     torch.testing.assert_close(loss, expected)
+
+
+def test_a_model_saved_with_a_retired_option_loads_only_with_the_value_now_implemented():
+    from d3rlpy.base import LearnableConfigWithShape
+
+    saved = json.loads(LearnableConfigWithShape((7,), 1, VancoIQLConfig()).serialize())
+    params = saved["config"]["params"]
+    params.update(policy_head="tanh_mean", min_logstd=-5.0, state_dependent_std=False)
+    assert LearnableConfigWithShape.deserialize(json.dumps(saved)).config == VancoIQLConfig()
+    params["policy_head"] = "plain"
+    with pytest.raises(ValueError, match=r"policy_head='plain', which this version no longer implements"):
+        LearnableConfigWithShape.deserialize(json.dumps(saved))

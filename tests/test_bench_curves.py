@@ -49,6 +49,7 @@ def test_choices_are_scored_on_validation_patients_and_tables_on_test_patients()
     assert {t.eval_seed for t in curves.build_tasks(parser.parse_args([]))} == {VALIDATION_SEED}
 
 
+@pytest.mark.slow
 def test_a_learning_curve_scores_each_checkpoint_of_one_training_run():
     task = CellTask(
         DatasetSpec.make("medium", "tiny", n_stays=8, scenario="ideal"),

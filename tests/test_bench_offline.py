@@ -42,6 +42,7 @@ def tiny_grid():
     return tasks + clinician, results + [run_cell(task) for task in clinician]
 
 
+@pytest.mark.slow
 def test_tiny_grid_runs_on_local_processes_and_produces_the_table(tiny_grid):
     tasks, results = tiny_grid
     assert [(r.dataset, r.algo, r.seed) for r in results] == [t.key for t in tasks]
@@ -83,6 +84,7 @@ def test_tiny_grid_runs_on_local_processes_and_produces_the_table(tiny_grid):
     assert "24 test patients, 2 vs 2 seeds" in versus_clinician
 
 
+@pytest.mark.slow
 def test_cell_is_deterministic_by_seed(tiny_grid):
     tasks, results = tiny_grid
     again = run_cell(tasks[0])  # in this process, not a pool worker: same numbers anyway
@@ -195,6 +197,7 @@ def test_bad_input_names_what_is_wrong(tmp_path):
         offline.build_tasks(parser.parse_args(["--seeds", "0"]))
 
 
+@pytest.mark.slow
 def test_command_writes_table_json_and_plot(tmp_path, monkeypatch, tiny_grid):
     tasks, results = tiny_grid
     # --quick's grid, with the tiny grid's cells standing in for its results.
@@ -261,6 +264,7 @@ def test_exposure_variants_score_the_converters_auc_estimate():
     assert np.all(steep <= trained + 1e-5) and np.any(steep < trained - 0.1)
 
 
+@pytest.mark.slow
 def test_a_cell_trained_with_pk_features_rolls_out_with_the_same_observation():
     data = {"covariates": True, "last_dose": True, "pk_features": True, "reward_variant": "exposure"}
     task = tiny_task("VancoIQL", 0, **data)
@@ -274,6 +278,7 @@ def test_a_cell_trained_with_pk_features_rolls_out_with_the_same_observation():
     assert data.observation_names[-3:] == ("pk_cl_map", "pk_auc24", "pk_dose_auc500")
 
 
+@pytest.mark.slow
 def test_merge_aggregates_earlier_runs_and_refuses_duplicates(tmp_path, tiny_grid):
     from vanco_offline.bench.offline.report import results_to_json
 

@@ -43,6 +43,7 @@ def test_demo_refuses_an_unknown_preset_before_any_work(capsys):
     assert "1/5" not in out and err.strip().count("\n") == 0 and "unknown preset 'nope'" in err
 
 
+@pytest.mark.slow
 def test_demo_runs_the_whole_pipeline_small(capsys, tmp_path):
     argv = [
         "demo",

@@ -4,6 +4,7 @@ import json
 import math
 from pathlib import Path
 
+import pytest
 from conftest import SAMPLE_COHORT
 
 from vanco_offline import cli
@@ -183,6 +184,7 @@ def test_export_bundle_and_onnx(trained_model_dir, capsys, tmp_path):
     assert ".safetensors" in err
 
 
+@pytest.mark.slow
 def test_plot_writes_every_figure(trained_model_dir, capsys, tmp_path):
     argv = ["plot", "--model", str(trained_model_dir), "--data", str(SAMPLE_COHORT), "--out", str(tmp_path)]
     assert cli.main(argv) == 0
@@ -192,6 +194,7 @@ def test_plot_writes_every_figure(trained_model_dir, capsys, tmp_path):
     assert "--what" in _error(capsys, ["plot", "--model", str(trained_model_dir), "--what", "violin"])
 
 
+@pytest.mark.slow
 def test_evaluate_reports_diagnostics_ope_and_truth(trained_model_dir, capsys, tmp_path):
     import pandas as pd
 

@@ -46,6 +46,7 @@ def test_features_equal_the_trackers_on_each_replayed_stay(cohort):
             tracker.record(row["dose_mg"])
 
 
+@pytest.mark.slow
 def test_no_look_ahead_rows_after_t_do_not_change_row_t(cohort):
     full = _stacked(convert(cohort, "continuous", **PK))
     for cut in (1, 5, 11):
@@ -59,6 +60,7 @@ def test_no_look_ahead_rows_after_t_do_not_change_row_t(cohort):
     np.testing.assert_array_equal(_stacked(convert(changed, "continuous", **PK))[:, :7], full[:, :7])
 
 
+@pytest.mark.slow
 def test_a_changed_level_counts_as_new_without_a_level_measured_column(cohort):
     with_flags = convert(cohort, "continuous", **PK)
     without = convert(cohort.drop(columns="level_measured"), "continuous", **PK)
@@ -77,6 +79,7 @@ def test_a_changed_level_counts_as_new_without_a_level_measured_column(cohort):
     assert "level_measured" not in with_flags.report.ignored_columns
 
 
+@pytest.mark.slow
 def test_simulator_and_converted_table_agree_for_the_same_stays(cohort):
     """The rollout's observation builder gives exactly the converted rows; the environment's own
     pk_features (fed unrounded values) agree to the labs' rounding."""
@@ -109,6 +112,7 @@ def test_simulator_and_converted_table_agree_for_the_same_stays(cohort):
     assert np.median(relative) < 0.005 and relative.max() < 0.15, (np.median(relative), relative.max())
 
 
+@pytest.mark.slow
 def test_exposure_reward_scores_the_next_rows_estimated_auc(cohort):
     result = convert(cohort, "continuous", reward="exposure", fill_unmeasured_level=True)
     pk = _stacked(convert(cohort, "continuous", **PK))[..., -3:]

@@ -22,6 +22,7 @@ def _stay(table: pd.DataFrame, row: int) -> str:
     return repr(stay) if isinstance(stay, str) else str(stay)
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None)
 @given(tables(rows=(2, 6), reward=False, behavior_prob=False), st.sampled_from(CORRUPTIONS), st.data())
 def test_random_corruptions_raise_naming_the_fault(table, corruption, data):

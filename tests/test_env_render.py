@@ -34,6 +34,7 @@ def test_ansi_render_is_the_chart_so_far():
     assert float(rows[-1].split()[3]) == pytest.approx(infos[-1]["trough"], abs=0.05)
 
 
+@pytest.mark.slow
 def test_rgb_array_is_the_true_concentration_curve():
     env = gym.make("vanco_pk:VancoPK-v0", render_mode="rgb_array")
     infos = _run(env, [2000.0, 1000.0, 1000.0, 1000.0])
@@ -65,6 +66,7 @@ def test_normalized_dose_maps_minus_one_one_to_the_dose_range():
         NormalizedDose(gym.make("vanco_pk:VancoPKDiscrete-v0"))
 
 
+@pytest.mark.slow
 def test_sb3_ppo_trains_1000_steps_from_the_env_id():
     pytest.importorskip("stable_baselines3")
     import torch

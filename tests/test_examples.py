@@ -27,13 +27,17 @@ EXPECTED = {
     "sb3_ppo.py": "PPO (online, SB3)",
 }
 NEEDS = {"sb3_ppo.py": "stable_baselines3"}
+#: Over ~10 s even at the small size (training plus FQE or four d3rlpy algorithms): the slow lane.
+SLOW = {"analysis.py", "compare_d3rlpy.py"}
 
 
 def test_every_example_is_tested():
     assert sorted(p.name for p in EXAMPLES.glob("*.py")) == sorted(SMALL)
 
 
-@pytest.mark.parametrize("name", sorted(SMALL))
+@pytest.mark.parametrize(
+    "name", [pytest.param(name, marks=pytest.mark.slow) if name in SLOW else name for name in sorted(SMALL)]
+)
 def test_example_runs(name, monkeypatch, capsys, tmp_path):
     if name in NEEDS:
         pytest.importorskip(NEEDS[name])

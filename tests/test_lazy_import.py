@@ -35,6 +35,7 @@ def test_the_command_line_help_imports_neither_torch_nor_d3rlpy():
     assert done.returncode == 0, done.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "order",
     [

@@ -23,6 +23,7 @@ from vanco_offline.ope.twin import TWIN_REFITTED
 from vanco_offline.training import builtin_cohort, train
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_the_demos_twin_interval_covers_the_truth_of_its_learned_policy(seed, tmp_path):
     table = builtin_cohort(40, seed=seed)

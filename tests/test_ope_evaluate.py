@@ -47,6 +47,7 @@ def test_the_behaviour_policy_replayed_gets_weights_of_exactly_one(cohort):
     assert "clinician" in str(report) and "wdr" in report.table()
 
 
+@pytest.mark.slow
 def test_a_greedy_algorithm_is_evaluated_greedy_and_softened_only_for_importance_sampling(cohort):
     _, result, behavior = cohort
     torch.manual_seed(0)

@@ -34,6 +34,7 @@ def _fqe_value(traj, settings=SMALL) -> float:
     return float((q0 * pmf[:, 0]).sum(axis=1).mean())
 
 
+@pytest.mark.slow
 def test_fqe_converges_to_the_exact_value_with_more_data():
     truth = MDP.value(PI, GAMMA)
     small = abs(_fqe_value(MDP.sample(MU, 60, seed=11)) - truth)
@@ -42,6 +43,7 @@ def test_fqe_converges_to_the_exact_value_with_more_data():
     assert large < 0.05
 
 
+@pytest.mark.slow
 def test_fqe_on_continuous_doses_matches_the_discrete_fit():
     traj = MDP.sample(MU, 20_000, seed=12)
     doses = np.array([0.0, 500.0, 1000.0])

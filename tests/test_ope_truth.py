@@ -92,6 +92,7 @@ def test_the_truth_scores_the_reward_the_data_were_converted_with(table):
     assert np.abs(exposure_value.returns - default_value.returns).max() > 1.0
 
 
+@pytest.mark.slow
 def test_evaluate_takes_data_with_pk_features_and_the_exposure_reward(table):
     result = convert(table, "discrete", fill_unmeasured_level=True, reward="exposure", **PK_DATA)
     traj = to_trajectories(result)

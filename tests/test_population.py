@@ -58,6 +58,7 @@ def test_model_with_checks_fields_and_round_trips():
         ConversionOptions(pk_model={"clearance": 5.0})
 
 
+@pytest.mark.slow
 def test_a_preset_with_a_local_prior_fits_it_on_the_training_table_and_saves_it(
     monkeypatch, faster_clearance, tmp_path
 ):

@@ -210,7 +210,6 @@ def fit_draw_head(data: DrawTransitions, n_steps: int = 3000, seed: int = 0, **c
         "gamma": 0.0,
         "batch_size": 256,
         "observation_scaler": d3rlpy.preprocessing.StandardObservationScaler(),
-        "decision_rule": "mode",
         # Small networks train on one torch thread (seven features, two actions).
         **{
             f"{part}_encoder_factory": d3rlpy.models.VectorEncoderFactory(hidden_units=[64, 64])
