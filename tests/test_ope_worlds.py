@@ -6,8 +6,15 @@ import argparse
 
 import pytest
 
-from vanco_offline.bench.ope.options import add_arguments, worlds_options
-from vanco_offline.bench.ope.worlds import BAND_GRID, OPE_WORLDS, WorldsOptions, choose_band, coverage_ci
+from vanco_offline.bench.ope.options import add_arguments
+from vanco_offline.bench.ope.worlds import (
+    BAND_GRID,
+    OPE_WORLDS,
+    WorldsOptions,
+    choose_band,
+    coverage_ci,
+    worlds_options,
+)
 
 
 def _args(*argv: str) -> argparse.Namespace:

@@ -28,7 +28,6 @@ __all__ = [
     "conversion_options",
     "describe",
     "parse",
-    "worlds_options",
 ]
 
 
@@ -212,40 +211,6 @@ def parse(args: argparse.Namespace) -> RunOptions:
         seed=args.seed,
         epsilon=args.epsilon,
         fqe_history=args.fqe_history,
-    )
-
-
-def worlds_options(args: argparse.Namespace) -> Any:
-    """The validated ``--worlds`` options, or ``None`` without ``--worlds`` (ValueError naming the flag)."""
-    from vanco_offline.bench.ope.worlds import BAND_GRID, DEFAULT_ESTIMATORS, WorldsOptions
-
-    worlds = getattr(args, "worlds", None)
-    extra = [
-        flag
-        for flag, value in (
-            ("--estimators", getattr(args, "estimators", None)),
-            ("--bands", getattr(args, "bands", None)),
-        )
-        if value is not None
-    ]
-    if not worlds:
-        if extra:
-            raise ValueError(f"{', '.join(extra)} only apply with --worlds")
-        return None
-    from vanco_offline.ope.evaluate import ESTIMATORS
-
-    estimators = DEFAULT_ESTIMATORS if args.estimators is None else tuple(args.estimators)
-    bad = [e for e in estimators if e not in ESTIMATORS or e == "twin"]
-    if bad:
-        raise ValueError(
-            f"--estimators: {bad} unknown or the twin itself; "
-            f"choose from {[e for e in ESTIMATORS if e != 'twin']}"
-        )
-    return WorldsOptions(
-        worlds=tuple(worlds),
-        calibrate_on=args.calibrate_on,
-        estimators=estimators,
-        bands=BAND_GRID if args.bands is None else tuple(args.bands),
     )
 
 

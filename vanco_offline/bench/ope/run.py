@@ -9,12 +9,13 @@ import warnings
 
 import torch
 
-from vanco_offline.bench.ope.options import RunOptions, describe, parse, worlds_options
+from vanco_offline.bench.ope.options import RunOptions, describe, parse
 from vanco_offline.bench.ope.panel import panel as calibration_panel
 from vanco_offline.bench.ope.panel import train
 from vanco_offline.bench.ope.scores import format_scores, score_estimator
 from vanco_offline.bench.ope.tables import policy_table, target_lines, twin_table
 from vanco_offline.bench.ope.variants import VARIANT_COLUMNS, variants
+from vanco_offline.bench.ope.worlds import worlds_options
 
 __all__ = ["ESTIMATOR_COLUMNS", "run"]
 

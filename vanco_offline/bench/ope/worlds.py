@@ -21,6 +21,7 @@ is optimistic.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import time
 from collections.abc import Mapping, Sequence
@@ -40,6 +41,7 @@ __all__ = [
     "choose_band",
     "coverage_ci",
     "run_worlds",
+    "worlds_options",
 ]
 
 #: Worlds with a structure the twin does not model. ``icu_sepsis_volume``: the ``icu`` world
@@ -97,6 +99,38 @@ class WorldsOptions:
     @property
     def held_out(self) -> tuple[str, ...]:
         return tuple(w for w in self.worlds if w != self.calibrate_on)
+
+
+def worlds_options(args: argparse.Namespace) -> Any:
+    """The validated ``--worlds`` options, or ``None`` without ``--worlds`` (ValueError naming the flag)."""
+    worlds = getattr(args, "worlds", None)
+    extra = [
+        flag
+        for flag, value in (
+            ("--estimators", getattr(args, "estimators", None)),
+            ("--bands", getattr(args, "bands", None)),
+        )
+        if value is not None
+    ]
+    if not worlds:
+        if extra:
+            raise ValueError(f"{', '.join(extra)} only apply with --worlds")
+        return None
+    from vanco_offline.ope.evaluate import ESTIMATORS
+
+    estimators = DEFAULT_ESTIMATORS if args.estimators is None else tuple(args.estimators)
+    bad = [e for e in estimators if e not in ESTIMATORS or e == "twin"]
+    if bad:
+        raise ValueError(
+            f"--estimators: {bad} unknown or the twin itself; "
+            f"choose from {[e for e in ESTIMATORS if e != 'twin']}"
+        )
+    return WorldsOptions(
+        worlds=tuple(worlds),
+        calibrate_on=args.calibrate_on,
+        estimators=estimators,
+        bands=BAND_GRID if args.bands is None else tuple(args.bands),
+    )
 
 
 @dataclasses.dataclass
