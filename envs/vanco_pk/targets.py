@@ -75,6 +75,9 @@ LOADING_DOSE_MG_PER_KG = (20.0, 35.0)
 MIC_MG_PER_L = 1.0
 AUC24_TARGET = (400.0, 600.0)
 AUC24_GOAL = 500.0
+#: The log-midpoint of the AUC24 range, sqrt(400 x 600) ~ 490, rounded: the a-priori target of
+#: the simple Bayesian baseline ("the refitted prior at AUC 490"), fixed before any test.
+AUC24_LOG_MIDPOINT = 490.0
 TROUGH_TARGET = (10.0, 20.0)
 TROUGH_TARGET_SERIOUS = (15.0, 20.0)
 WBC_NORMAL = (4.0, 11.0)

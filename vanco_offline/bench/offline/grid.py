@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from vanco_pk.scenario import SCENARIOS
+from vanco_pk.targets import AUC24_LOG_MIDPOINT
 
 if TYPE_CHECKING:
     from vanco_offline.data import ConversionOptions
@@ -67,9 +68,8 @@ REFERENCE_POLICIES: tuple[str, ...] = (
     "fixed",
     "random",
 )
-#: The AUC24 target of ``mipd_local490``: 490 mg*h/L, the log-midpoint of 400-600
-#: (sqrt(400 * 600) = 489.9), a fixed target, not tuned.
-LOG_MIDPOINT_AUC = 490.0
+#: The AUC24 target of ``mipd_local490``: :data:`vanco_pk.targets.AUC24_LOG_MIDPOINT`.
+LOG_MIDPOINT_AUC = AUC24_LOG_MIDPOINT
 #: The strongest simple baselines every table carries beside the learned rows; a learned
 #: policy's verdict is against the best of them. ``BC`` is d3rlpy's behaviour cloning on the
 #: learned rows' data.
