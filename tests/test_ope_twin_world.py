@@ -86,3 +86,20 @@ def test_the_level_timing_is_read_from_the_logged_level_times(logs):
         level_timing(table.assign(vanco_level=np.nan))
     with pytest.raises(ValueError, match="timing is not set"):
         TwinSettings().world()
+
+
+def test_without_level_measured_the_twin_counts_a_carried_level_once():
+    """The data layer's one new-level rule (``pk_replay.level_changes``): a level carried
+    forward on later rows is not a new level for the twins' posteriors either."""
+    import numpy as np
+
+    from vanco_offline.data.cohort import generate_cohort
+    from vanco_offline.ope.twin.posterior import stay_histories
+
+    table = generate_cohort(6, "clinician", seed=3)
+    stays = list(dict.fromkeys(table["stay_id"]))
+    flagged, _, _ = stay_histories(table, stays)
+    inferred, _, _ = stay_histories(table.drop(columns="level_measured"), stays)
+    drawn = np.isfinite(flagged.level)
+    assert drawn.sum() > 0 and np.isfinite(table["vanco_level"]).sum() > drawn.sum()
+    np.testing.assert_array_equal(np.isfinite(inferred.level), drawn)

@@ -29,6 +29,7 @@ __all__ = [
     "PK_REPLAY_COLUMNS",
     "PKReplay",
     "StayChart",
+    "level_changes",
     "new_levels",
     "replay_pk_features",
     "stay_chart",
@@ -75,15 +76,26 @@ class PKReplay:
 def new_levels(checked: CheckedTable) -> tuple[np.ndarray, str]:
     """Boolean mask of the rows that hold a newly drawn level, and how it was decided."""
     level = checked.columns[LEVEL]
-    measured = np.isfinite(level)
     if LEVEL_MEASURED in checked.columns:
+        measured = np.isfinite(level)
         return (checked.columns[LEVEL_MEASURED] > 0) & measured, f"from the '{LEVEL_MEASURED}' column"
+    changed = level_changes(level, checked.starts[checked.codes])
+    return changed, f"as changes of '{LEVEL}' (no '{LEVEL_MEASURED}' column)"
+
+
+def level_changes(level: np.ndarray, row_start: np.ndarray) -> np.ndarray:
+    """The one new-level rule without a ``level_measured`` column: a row holds a new level where
+    its level is measured and differs from the stay's previous measured one.
+
+    ``level`` (rows,) in table order, NaN where none is charted; ``row_start`` (rows,) the
+    index of the first row of each row's stay.
+    """
+    measured = np.isfinite(level)
     # The stay's previous measured value at each row (NaN at the first row and before any level).
-    index = np.where(measured, np.arange(checked.rows), -1)
+    index = np.where(measured, np.arange(len(level)), -1)
     previous_row = np.r_[-1, np.maximum.accumulate(index)[:-1]]
-    row_start = checked.starts[checked.codes]
     previous = np.where(previous_row >= row_start, level[np.maximum(previous_row, 0)], np.nan)
-    return measured & ~(level == previous), f"as changes of '{LEVEL}' (no '{LEVEL_MEASURED}' column)"
+    return measured & ~(level == previous)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,6 +12,7 @@ from vanco_pk.estimation import DoseHistory, map_estimate, map_hessian, map_obje
 from vanco_pk.patients import N_PATIENT_DRAWS, Covariates, Patients
 from vanco_pk.pk import GotiModel
 
+from vanco_offline.data.pk_replay import level_changes
 from vanco_offline.ope.twin.settings import TWIN_COVARIATES, TwinSettings
 
 __all__ = [
@@ -103,6 +104,10 @@ def stay_histories(table: Any, stay_ids: Sequence[Any]) -> tuple[DoseHistory, Co
     level = column("vanco_level", np.nan)
     if "level_measured" in table:
         level = np.where(column("level_measured", 0.0) > 0, level, np.nan)
+    else:
+        # The data layer's one new-level rule: a carried-forward value is not a new level.
+        starts = np.repeat(np.arange(n) * width, width)
+        level = np.where(level_changes(level.ravel(), starts).reshape(n, width), level, np.nan)
     first = np.array([r[0] for r in rows])
     cov = {c: table[c].to_numpy(np.float64)[first] for c in TWIN_COVARIATES}
     height = (
