@@ -10,7 +10,6 @@ from vanco_pk import world
 from vanco_pk.infection import DEFAULT_INFECTION, InfectionParams
 from vanco_pk.kidney import DEFAULT_KIDNEY, KidneyParams
 from vanco_pk.patients import ICU_POPULATION, N_PATIENT_DRAWS, ICUPopulation, Misspecification
-from vanco_pk.pk import GOTI_2018, GotiModel
 from vanco_pk.scenario import ICU, Scenario
 
 __all__ = ["N_STEP_DRAWS", "SimulatorConfig"]
@@ -31,7 +30,6 @@ class SimulatorConfig:
     population: ICUPopulation = ICU_POPULATION
     kidney: KidneyParams = DEFAULT_KIDNEY
     infection: InfectionParams = DEFAULT_INFECTION
-    model: GotiModel = GOTI_2018
     scenario: Scenario = ICU
 
     def __post_init__(self) -> None:

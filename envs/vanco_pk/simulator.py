@@ -52,8 +52,7 @@ class BatchSimulator:
         self.config = config
         scenario = config.scenario
         self.scenario = scenario
-        model = config.model if scenario.true_model == "goti2018" else scenario.model
-        self.truth = config.misspecification.true_model(model)
+        self.truth = config.misspecification.true_model(scenario.model)
         self._crcl_cap = min(self.truth.crcl_cap, scenario.crcl_cap or np.inf)
         self._level_error = (
             self.truth.prop_error if scenario.level_prop_error is None else scenario.level_prop_error,
