@@ -63,6 +63,7 @@ __all__ = [
     "model_env",
     "observation_builder",
     "plain_info",
+    "policy_actor",
     "reference_actor",
     "rollout",
 ]
@@ -344,7 +345,12 @@ def reference_actor(
     """A ``vanco_pk.policies`` policy (sampling with its own seeded streams) as an :data:`Actor`."""
     from vanco_pk.policies import make_policy
 
-    policy = make_policy(name, **options)
+    return policy_actor(make_policy(name, **options), seed)
+
+
+def policy_actor(policy: Any, seed: int) -> tuple[Actor, Callable[[Mapping[str, Any]], None]]:
+    """A policy object of the ``vanco_pk.policies`` protocol as an :data:`Actor` and its reset;
+    the actor carries the policy's ``needs_truth`` (the oracle is shown the true state, nobody else)."""
 
     def reset(covariates: Mapping[str, Any]) -> None:
         policy.reset(covariates, seed=seed)
@@ -352,7 +358,7 @@ def reference_actor(
     def act(obs: np.ndarray, info: Mapping[str, Any]) -> np.ndarray:
         return np.atleast_1d(policy.act(obs, info))
 
-    act.needs_truth = policy.needs_truth  # the oracle is shown the true state, nobody else
+    act.needs_truth = bool(getattr(policy, "needs_truth", False))  # type: ignore[attr-defined]
     return act, reset
 
 

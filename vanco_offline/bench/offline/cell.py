@@ -190,23 +190,16 @@ def _result(task: CellTask, scores: Any, ope: dict[str, float], note: str, secon
 def _reference(task: CellTask, name: str, options: dict[str, Any]) -> tuple[Any, Any]:
     """The reference policy's actor and reset, sampling with the cell's seed; on unrounded doses
     an MIPD row doses in 5 mg steps (:class:`~vanco_offline.bench.offline.baselines.UnroundedMIPD`).
-    The actor carries the policy's ``needs_truth`` (the oracle reads the simulator's truth)."""
+    The actor carries the policy's ``needs_truth`` (:func:`vanco_offline.rollout.policy_actor`)."""
     from vanco_pk.policies import make_policy
 
     from vanco_offline.bench.offline.baselines import UnroundedMIPD
+    from vanco_offline.rollout import policy_actor
 
     policy = make_policy(name, **options)
     if task.dose_set == "continuous" and name == "mipd":
         policy = UnroundedMIPD(policy)
-
-    def reset(covariates: Any) -> None:
-        policy.reset(covariates, seed=task.seed)
-
-    def act(obs: np.ndarray, info: Any) -> np.ndarray:
-        return np.atleast_1d(policy.act(obs, info))
-
-    act.needs_truth = bool(getattr(policy, "needs_truth", False))  # type: ignore[attr-defined]
-    return act, reset
+    return policy_actor(policy, task.seed)
 
 
 def _ope_reward(task: CellTask, reward: str) -> str:
