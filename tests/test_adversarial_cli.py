@@ -214,10 +214,6 @@ def test_extends_cycle_through_parent_folder(tmp_path, capsys):
     assert "cycle" in _error(capsys, ["train", "--config", str(tmp_path / "sub" / "a.yaml")])
 
 
-def test_bench_ope_zero_stays_is_an_error(capsys):
-    assert "--stays must be at least 2, got 0" in _error(capsys, ["bench", "ope", "--stays", "0"])
-
-
 # --- recommend: strict states, no ignored flags, the converter's checks on --csv -----------------------
 
 

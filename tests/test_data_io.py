@@ -222,13 +222,6 @@ def test_convert_command_reports_bad_input_in_one_line(tmp_path, capsys):
     assert "--impute-max-age-steps must be a positive number" in capsys.readouterr().err
 
 
-def test_convert_benchmark_runs_and_prints_its_table(capsys):
-    assert main(["bench", "convert", "--sizes", "30", "300", "--repeats", "1"]) == 0
-    out = capsys.readouterr().out
-    assert "rows/s" in out and "growth" in out and "per 1M rows" in out
-    assert main(["bench", "convert", "--sizes", "10"]) == 2
-
-
 @pytest.mark.skipif(
     not SAMPLE_COHORT.exists(), reason="data/sample_cohort.csv is not there yet (issue 4 adds it)"
 )

@@ -1,7 +1,5 @@
 """Clinical sanity of the simulator's exposures and outcomes, and the ``bench sim`` command."""
 
-import argparse
-
 import numpy as np
 import pytest
 from vanco_pk import sanity
@@ -43,16 +41,3 @@ def test_outcomes_order_with_exposure():
     assert rule.mean_reward == max(r.mean_reward for r in rows.values())
     table = sanity.format_outcome_table(list(rows.values()))
     assert table.count("\n") == len(rows) + 1 and "| no vancomycin | 300 | 0 |" in table
-
-
-def test_bench_sim_prints_the_speed_table(capsys):
-    from vanco_bench import sim
-
-    parser = argparse.ArgumentParser()
-    sim.add_arguments(parser)
-    args = parser.parse_args(["--patients", "1", "8", "--seconds", "0.02", "--ode-patient-steps", "2"])
-    assert sim.run(args) == 0
-    out = capsys.readouterr().out
-    assert "| 8 |" in out and "at 8 patients:" in out and "x solve_ivp stepping each patient" in out
-    with pytest.raises(ValueError, match="--patients"):
-        sim.run(parser.parse_args(["--patients", "0"]))

@@ -150,21 +150,3 @@ def test_bad_options_and_mismatched_inputs_raise(cohort):
             estimators=("pdis",),
             behavior=BehaviorSettings(model=behavior),
         )
-
-
-def test_bench_ope_rejects_bad_sizes_before_any_work():
-    import argparse
-
-    from vanco_bench import ope as bench
-
-    parser = argparse.ArgumentParser()
-    bench.add_arguments(parser)
-    for argv, message in (
-        (["--quick", "--stays", "1"], "--stays must be at least 2"),
-        (["--quick", "--gamma", "0"], "--gamma"),
-        (["--quick", "--epsilon", "1"], "--epsilon"),
-        (["--quick", "--fqe-history", "-1"], "--fqe-history"),
-        (["--quick", "--data-preset", "seven_features", "--reward", "exposure"], "--data-preset"),
-    ):
-        with pytest.raises(ValueError, match=message):
-            bench.run(parser.parse_args(argv))

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
@@ -122,35 +119,3 @@ def test_simulator_truth_rejects_bad_patient_seeds_and_options():
     with pytest.raises(ValueError, match="extended_obs"):
         SimulatorTruth(env_options={"extended_obs": True})
     assert SimulatorTruth(patient_seeds=[7, 8, 9]).n_patients == 3
-
-
-def _args(*argv: str) -> argparse.Namespace:
-    from vanco_bench import ope as bench
-
-    parser = argparse.ArgumentParser()
-    bench.add_arguments(parser)
-    return parser.parse_args(argv)
-
-
-def test_bench_ope_data_options_follow_the_flags_and_a_presets_data_section():
-    from vanco_bench.ope.options import conversion_options, parse
-
-    from vanco_offline.configs import load_preset
-    from vanco_offline.data import ConversionOptions
-
-    seven = ConversionOptions(action="discrete", fill_unmeasured_level=True, covariates=True)
-    assert conversion_options(_args()) == seven  # the seven-feature run, the table's reward
-    flags = conversion_options(_args("--last-dose", "--pk-features", "--reward", "exposure"))
-    assert flags == dataclasses.replace(seven, last_dose=True, pk_features=True, reward="exposure")
-    run = parse(_args("--last-dose", "--pk-features", "--reward", "exposure", "--scenario", "ideal"))
-    assert run.env_options() == {"scenario": "ideal", "reward": "exposure"}
-    # A preset's data section is the project's one spec, with discrete doses.
-    default = load_preset("default").data.conversion_options()
-    assert conversion_options(_args("--data-preset", "default")) == dataclasses.replace(
-        default, action="discrete"
-    )
-    assert conversion_options(_args("--data-preset", "seven_features")).reward == "default"
-    with pytest.raises(ValueError, match=r"--data-preset seven_features .* 'default' reward"):
-        conversion_options(_args("--data-preset", "seven_features", "--reward", "exposure"))
-    with pytest.raises(ValueError, match="unknown preset"):
-        conversion_options(_args("--data-preset", "no_such_preset"))

@@ -214,12 +214,3 @@ def test_policies_read_the_schema_covariates_and_the_oracle_the_env_truth():
     env = VancoPKVectorEnv(num_envs=1)
     _, info = env.reset(seed=0)
     assert set(TRUTH_KEYS) <= set(info)
-
-
-def test_bench_policies_prints_the_table(capsys):
-    from vanco_offline.cli import main
-
-    assert main(["bench", "policies", "--patients", "20", "--policies", "fixed", "random"]) == 0
-    out = capsys.readouterr().out
-    assert "AUC 400-600" in out and "\nfixed " in out and "\nrandom " in out
-    assert "order on attainment:" in out

@@ -5,7 +5,6 @@ import dataclasses
 import numpy as np
 import pytest
 import scipy.optimize
-from vanco_bench.policies import run_policies
 from vanco_pk import pk
 from vanco_pk.env import charted_level
 from vanco_pk.estimation import _simulate, history_from_policy, map_objective
@@ -129,17 +128,6 @@ def test_forward_auc_matches_superposition_and_the_rule_picks_the_nearest_dose()
     }
     pmf = mipd.action_probs(np.tile([np.nan, 1.0, 8, 15, 37, 120, 80], (2, 1)), info)
     np.testing.assert_array_equal(pmf.argmax(axis=1), np.abs(auc - 500).argmin(axis=1))
-
-
-def test_policy_ranking_on_the_same_patients():
-    rows = {r["policy"]: r for r in run_policies(n_patients=150, seed=11)}
-    attainment = {name: r["attainment"] for name, r in rows.items()}
-    assert attainment["oracle"] >= attainment["mipd"] > attainment["clinician"] > attainment["fixed"]
-    assert attainment["fixed"] > attainment["random"]
-    # icu: MIPD fits 1 peak + 3 troughs a week to a misspecified prior (0.67 on 500 patients).
-    assert attainment["oracle"] > 0.9 and attainment["mipd"] > 0.6
-    assert rows["random"]["aki"] > rows["clinician"]["aki"] >= rows["oracle"]["aki"]
-    assert all(r["doses_over_3g"] == 0 for r in rows.values())
 
 
 def test_mipd_uses_measured_levels_only():

@@ -17,11 +17,14 @@ run folder).
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
+import importlib.util
 import signal
 import sys
 import warnings
 from collections.abc import Sequence
+from importlib.metadata import entry_points
 from typing import Any
 
 from vanco_offline.commands import CommandError
@@ -44,18 +47,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "extract": ("vanco_offline.commands.extract", "build a dosing table from MIMIC-IV files (DuckDB)"),
 }
 
-#: ``vanco-offline bench NAME``: name -> (module, one-line help)
-BENCHES: dict[str, tuple[str, str]] = {
-    "sim": ("vanco_bench.sim", "simulator speed: vector env vs scipy ODE reference"),
-    "policies": ("vanco_bench.policies", "reference dosing policies on simulated patients"),
-    "convert": ("vanco_bench.convert", "table -> MDPDataset conversion speed"),
-    "speed": ("vanco_bench.speed", "VancoIQL vs d3rlpy IQL gradient steps per second"),
-    "ope": ("vanco_bench.ope", "off-policy evaluation calibrated on the simulator"),
-    "offline": ("vanco_bench.offline", "VancoIQL vs d3rlpy CQL/BCQ/IQL/BC and clinical dosing"),
-    "curves": ("vanco_bench.curves", "learning curves on validation patients; the budgets they pick"),
-    "fidelity": ("vanco_bench.fidelity", "simulated ICU statistics beside published figures"),
-    "sampling": ("vanco_bench.sampling", "when to draw a level: attainment against levels per week"),
-}
+#: ``vanco-offline bench NAME``: the entry-point group through which benchmarks plug in. Each
+#: entry names a module with ``add_arguments(parser)``, ``run(args) -> int`` and a one-line
+#: ``HELP``; the project's own are the separate distribution in ``benchmarks/``
+#: (``vanco-offline-bench``, package ``vanco_bench``), which the library never imports.
+BENCHMARK_GROUP = "vanco_offline.benchmarks"
+
+#: What ``vanco-offline bench`` says when no benchmark is installed (exit code 2).
+NO_BENCHMARKS = (
+    "no benchmark is installed: they are a separate distribution; from the root of a clone, "
+    "pip install -e ./benchmarks"
+)
 
 
 #: Exceptions that mean "the user's input is wrong", reported without a traceback. The library
@@ -72,7 +74,10 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise Terminated()
 
 
-def _build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+def _build_parser(
+    argv: Sequence[str], benches: dict[str, tuple[str, str]] | None = None
+) -> argparse.ArgumentParser:
+    """The parser; ``benches`` (:func:`benchmarks`) are the subcommands of ``bench``."""
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Offline reinforcement learning for vancomycin dosing in the ICU.",
@@ -89,11 +94,40 @@ def _build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="benchmarks that print a table of measured ratios")
     bench_sub = bench.add_subparsers(dest="bench", metavar="BENCHMARK", required=True)
     chosen_bench = argv[1] if chosen == "bench" and len(argv) > 1 else None
-    for name, (module, help_text) in BENCHES.items():
+    for name, (module, help_text) in (benches or {}).items():
         p = bench_sub.add_parser(name, help=help_text, description=help_text)
         if name == chosen_bench:
             _add_module_arguments(p, module)
     return parser
+
+
+def benchmarks() -> dict[str, tuple[str, str]]:
+    """``name -> (module, one-line help)`` of every benchmark installed under :data:`BENCHMARK_GROUP`.
+
+    Nothing is imported but the benchmarks' top-level package: the help is the module's
+    ``HELP`` constant (else the first line of its docstring), read from its source with
+    :mod:`ast`, so that ``vanco-offline bench --help`` does not pay for torch and d3rlpy.
+    """
+    found = {ep.name: ep.module for ep in entry_points(group=BENCHMARK_GROUP)}
+    return {name: (found[name], _module_help(found[name])) for name in sorted(found)}
+
+
+def _module_help(module: str) -> str:
+    """A module's ``HELP = "..."`` (else its docstring's first line), read without importing it."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        return ""
+    with open(spec.origin, encoding="utf-8") as file:
+        tree = ast.parse(file.read())
+    for node in tree.body:
+        if (
+            isinstance(node, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id == "HELP" for t in node.targets)
+            and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str)
+        ):
+            return node.value.value
+    return (ast.get_docstring(tree) or "").strip().partition("\n")[0]
 
 
 def _add_module_arguments(parser: argparse.ArgumentParser, module: str) -> None:
@@ -112,7 +146,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     name = argv[0] if argv else PROG
     args = argparse.Namespace(debug=debug)
     try:
-        parser = _build_parser(argv)  # imports the command's module: Ctrl-C may land here too
+        # Looked up only for `bench`: no other command pays for reading the installed metadata.
+        benches = benchmarks() if argv[:1] == ["bench"] else None
+        if benches == {}:
+            print(f"{PROG} bench: error: {NO_BENCHMARKS}", file=sys.stderr)
+            return 2
+        parser = _build_parser(argv, benches)  # imports the command's module: Ctrl-C may land here too
         args = parser.parse_args(argv)
         args.debug = debug
         name = args.command if args.command != "bench" else f"bench {args.bench}"

@@ -24,6 +24,9 @@ from vanco_offline.data.observations import build_observations
 from vanco_offline.data.options import CarryForward, ConversionOptions
 from vanco_offline.data.validation import check_table
 
+#: The one-line help of ``vanco-offline bench convert`` (read by the command without importing this module).
+HELP = "table -> MDPDataset conversion speed"
+
 STEPS_PER_STAY = 15
 TARGET_S_PER_MILLION = 10.0
 

@@ -39,6 +39,9 @@ from vanco_bench.offline.grid import (
     world_of,
 )
 
+#: The one-line help of ``vanco-offline bench curves`` (read by the command without importing this module).
+HELP = "learning curves on validation patients; the budgets they pick"
+
 __all__ = [
     "TEST_SEED",
     "VALIDATION_SEED",

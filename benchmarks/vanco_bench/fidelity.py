@@ -47,6 +47,9 @@ from vanco_pk.simulate import patient_seeds, simulate
 from vanco_pk.targets import ATTAINMENT_DEFINITION, AUC24_TARGET, DOSE_GRID_MG, auc_attainment
 from vanco_pk.vector import VancoPKVectorEnv
 
+#: The one-line help of ``vanco-offline bench fidelity`` (read by the command without importing this module).
+HELP = "simulated ICU statistics beside published figures"
+
 __all__ = [
     "ANCHORS",
     "KNOWN_MISSES",

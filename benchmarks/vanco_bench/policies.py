@@ -42,6 +42,9 @@ from vanco_pk.targets import (
     DOSE_MAX_MG,
 )
 
+#: The one-line help of ``vanco-offline bench policies`` (read by the command without importing this module).
+HELP = "reference dosing policies on simulated patients"
+
 __all__ = ["TEAMS", "evaluate_policy", "run_policies"]
 
 

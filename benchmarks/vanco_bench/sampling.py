@@ -44,6 +44,9 @@ from vanco_pk.scenario import WORLD_PANEL, get_scenario
 from vanco_pk.simulate import simulate
 from vanco_pk.targets import ATTAINMENT_DEFINITION, COVARIATES, FEATURES, chart_round
 
+#: The one-line help of ``vanco-offline bench sampling`` (read by the command without importing this module).
+HELP = "when to draw a level: attainment against levels per week"
+
 __all__ = ["generate_sampling_logs", "paired_ci", "run_world"]
 
 TEST_SEED = 10**9 + 29

@@ -26,6 +26,9 @@ from vanco_pk.pk_reference import ode_propagate
 from vanco_pk.sanity import exposure_table, format_exposure_table, format_outcome_table, outcome_table
 from vanco_pk.vector import VancoPKVectorEnv
 
+#: The one-line help of ``vanco-offline bench sim`` (read by the command without importing this module).
+HELP = "simulator speed: vector env vs scipy ODE reference"
+
 TARGET_PATIENT_STEPS_PER_S = 200_000
 TARGET_RATIO = 50.0
 DOSE_MG = 1000.0

@@ -37,6 +37,9 @@ from typing import Any
 import numpy as np
 import torch
 
+#: The one-line help of ``vanco-offline bench speed`` (read by the command without importing this module).
+HELP = "VancoIQL vs d3rlpy IQL gradient steps per second"
+
 TARGET_RATIO = {(32, 32): 2.0, (256, 256): 1.0}
 TARGET_5000_STEPS_S = 15.0
 TARGET_SEEDS_RATIO = 3.0

@@ -53,6 +53,9 @@ from vanco_bench.offline.grid import (
 )
 from vanco_bench.offline.variants import REWARD_VARIANTS
 
+#: The one-line help of ``vanco-offline bench offline`` (read by the command without importing this module).
+HELP = "VancoIQL vs d3rlpy CQL/BCQ/IQL/BC and clinical dosing"
+
 DEFAULT_OUT = Path("d3rlpy_logs") / "bench" / "offline"
 #: Validation patients for --tune: not the test patients of the benchmark table.
 TUNE_EVAL_SEED = VALIDATION_SEED

@@ -42,4 +42,7 @@ coverage), :mod:`.tables` (printing and the targets), :mod:`.run` (the run), :mo
 from vanco_bench.ope.options import add_arguments
 from vanco_bench.ope.run import run
 
+#: The one-line help of ``vanco-offline bench ope`` (read by the command without importing this module).
+HELP = "off-policy evaluation calibrated on the simulator"
+
 __all__ = ["add_arguments", "run"]

@@ -263,6 +263,18 @@ def test_exposure_variants_score_the_converters_auc_estimate():
     assert np.all(steep <= trained + 1e-5) and np.any(steep < trained - 0.1)
 
 
+def test_the_hindsight_variant_scores_every_decision_but_a_stays_last():
+    """tests/test_data_hindsight.py checks the hindsight AUC; the variant's reward is built on it."""
+    from vanco_bench.offline.variants import variant_reward
+
+    from vanco_offline.data.cohort import generate_cohort
+
+    table = generate_cohort(6, {"clinician": 1.0}, seed=2, level_missing_prob=0.5, scenario="ideal")
+    last = ~table["stay_id"].duplicated(keep="last").to_numpy()
+    reward = variant_reward(table, "exposure-hindsight")["reward"].to_numpy()
+    assert np.isnan(reward[last]).all() and np.isfinite(reward[~last]).all()
+
+
 @pytest.mark.slow
 def test_a_cell_trained_with_pk_features_rolls_out_with_the_same_observation():
     data = {"covariates": True, "last_dose": True, "pk_features": True, "reward_variant": "exposure"}
