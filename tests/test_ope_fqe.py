@@ -13,9 +13,9 @@ from d3rlpy.preprocessing import StandardObservationScaler
 from tabular_mdp import TabularMDP
 
 from vanco_offline.ope import FQESettings
-from vanco_offline.ope._threads import single_thread
 from vanco_offline.ope.feed import FQEInputs, TransitionTable
 from vanco_offline.ope.fqe import TargetActionFeed, fit_fqe, fqe_config
+from vanco_offline.ope.threads import single_thread
 
 GAMMA = 0.95
 MDP = TabularMDP.random(n_states=5, n_actions=3, horizon=5, seed=1)

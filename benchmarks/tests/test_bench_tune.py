@@ -13,10 +13,10 @@ needs_ray = pytest.mark.skipif(
 )
 
 
-def test_cluster_runtime_env_ships_both_packages():
+def test_cluster_runtime_env_ships_the_three_packages():
     env = cluster_runtime_env(pip=["d3rlpy>=2.8.1,<2.9"])
     names = sorted(os.path.basename(p) for p in env["py_modules"])
-    assert names == ["vanco_offline", "vanco_pk"]
+    assert names == ["vanco_bench", "vanco_offline", "vanco_pk"]
     assert all(os.path.isfile(os.path.join(p, "__init__.py")) for p in env["py_modules"])
     assert env["pip"] == ["d3rlpy>=2.8.1,<2.9"] and env["env_vars"]["OMP_NUM_THREADS"] == "1"
 

@@ -28,7 +28,7 @@ from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from vanco_offline.ope._threads import single_thread
+from vanco_offline.ope.threads import single_thread
 from vanco_offline.ope.trajectories import Trajectories
 
 __all__ = ["BehaviorModel", "Calibration", "behavior_features", "fit_behavior_model"]

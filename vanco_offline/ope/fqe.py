@@ -62,8 +62,8 @@ from d3rlpy.preprocessing import (
 )
 from vanco_pk.targets import DOSE_GRID_MG
 
-from vanco_offline.ope._threads import single_thread
 from vanco_offline.ope.feed import FQEInputs, TargetActionFeed, TransitionTable, scaled_next
+from vanco_offline.ope.threads import single_thread
 from vanco_offline.ope.trajectories import Trajectories
 
 __all__ = [

@@ -519,10 +519,9 @@ def load_dataset(
 def config_class(spec: AlgoSpec) -> type:
     """The config class of ``spec``: its preset's (VancoIQL, ResidualVancoIQL, ...) or d3rlpy's."""
     if spec.preset is not None:
-        from vanco_offline.configs import load_preset
-        from vanco_offline.configs.presets import _config_class
+        from vanco_offline.configs import load_preset, make_config
 
-        return _config_class(load_preset(spec.preset).algo)
+        return type(make_config(load_preset(spec.preset)))
     import d3rlpy.algos
 
     return getattr(d3rlpy.algos, str(spec.d3rlpy))

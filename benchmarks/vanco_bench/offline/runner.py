@@ -128,16 +128,19 @@ def _import_ray() -> Any:
 def cluster_runtime_env(pip: Sequence[str] = ()) -> dict[str, Any]:
     """Ray ``runtime_env`` for a cluster run: this checkout's code travels to every worker.
 
-    ``py_modules`` uploads the ``vanco_offline`` and ``vanco_pk`` package folders, so the
-    nodes need only Ray and the dependencies (torch, d3rlpy, ...) preinstalled, or listed in
-    ``pip`` to be installed per job. One torch thread per worker, as the local backend.
+    ``py_modules`` uploads the ``vanco_offline``, ``vanco_pk`` and ``vanco_bench`` package
+    folders (a cell runs the benchmark's own code, a distribution of its own), so the nodes
+    need only Ray and the dependencies (torch, d3rlpy, ...) preinstalled, or listed in ``pip``
+    to be installed per job. One torch thread per worker, as the local backend.
     """
     import vanco_pk
 
+    import vanco_bench
     import vanco_offline
 
+    packages = (vanco_offline, vanco_pk, vanco_bench)
     env: dict[str, Any] = {
-        "py_modules": [os.path.dirname(vanco_offline.__file__), os.path.dirname(vanco_pk.__file__)],
+        "py_modules": [os.path.dirname(package.__file__) for package in packages],
         "env_vars": {"OMP_NUM_THREADS": "1"},
     }
     if pip:

@@ -28,7 +28,7 @@ def train(
 
     from vanco_offline.algos import DiscreteVancoIQLConfig
     from vanco_offline.data import fit_scalers
-    from vanco_offline.ope._threads import single_thread
+    from vanco_offline.ope.threads import single_thread
 
     scaler = fit_scalers(result).observation_scaler
     encoder = VectorEncoderFactory(hidden_units=[64, 64])

@@ -19,6 +19,11 @@ __all__ = ["single_thread"]
 
 @contextlib.contextmanager
 def single_thread() -> Iterator[None]:
+    """Inside the block torch and the OpenMP/BLAS pools (threadpoolctl) run on one thread.
+
+    Used by FQE, the behaviour model and the benchmarks' small fits; torch's previous thread
+    count and the pools' limits are restored on exit, also on an exception.
+    """
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
