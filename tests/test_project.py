@@ -23,3 +23,12 @@ def test_readme_starts_with_the_two_commands():
     first, second = (block.split("\n```")[0] for block in blocks)
     assert first.endswith("vanco-offline demo")
     assert second == _ci_command()
+
+
+def test_the_test_command_installs_every_distribution_whose_tests_it_runs():
+    # testpaths runs envs/tests and benchmarks/tests: the benchmarks are found through their
+    # entry points only once installed. The demo needs neither the benchmarks nor their install.
+    readme = (ROOT / "README.md").read_text()
+    demo = readme.split("```bash\n")[1].split("\n```")[0]
+    assert "-e ./envs" in _ci_command() and "-e ./benchmarks" in _ci_command()
+    assert "./benchmarks" not in demo

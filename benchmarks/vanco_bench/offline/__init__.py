@@ -145,7 +145,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--reward-variant",
         default="project",
         choices=list(REWARD_VARIANTS),
-        help="train the learned algorithms on a candidate reward (bench/offline/variants.py)",
+        help="train the learned algorithms on a candidate reward (vanco_bench/offline/variants.py)",
     )
     parser.add_argument(
         "--last-dose", action="store_true", help="append the previous dose to every learned observation"
