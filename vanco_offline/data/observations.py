@@ -18,7 +18,14 @@ from vanco_offline.data.pk_replay import PKReplay, replay_pk_features
 from vanco_offline.data.schema import DOSE, FEATURES, LAST_DOSE, LEVEL, LEVEL_INDICATOR, PK_FEATURES
 from vanco_offline.data.validation import CheckedTable, check_table
 
-__all__ = ["Observations", "build_observations", "observation_names", "pk_feature_table", "validate"]
+__all__ = [
+    "Observations",
+    "build_observations",
+    "imputed_column",
+    "observation_names",
+    "pk_feature_table",
+    "validate",
+]
 
 
 def observation_names(options: ConversionOptions, columns: Sequence[str]) -> tuple[str, ...]:
@@ -120,6 +127,20 @@ def build_observations(checked: CheckedTable, options: ConversionOptions) -> Obs
         level_filled=int(never.sum()) if options.fill_unmeasured_level else 0,
         pk=pk,
     )
+
+
+def imputed_column(checked: CheckedTable, name: str, rule: CarryForward | None) -> np.ndarray:
+    """Column ``name`` of a validated table with its gaps carried forward by ``rule`` as in the
+    observation (:func:`build_observations`); ValueError where one is left."""
+    raw = checked.columns[name]
+    values = raw.copy()
+    row_start = checked.starts[checked.codes]
+    if rule is not None and (rule.columns is None or name in rule.columns) and np.isnan(raw).any():
+        _carry_forward(values, row_start, _clock(checked, rule), rule.max_age)
+    left = np.isnan(values)
+    if left.any():
+        raise_problems([_nan_problem(name, left, None, raw, row_start, checked, rule)])
+    return values
 
 
 def _clock(checked: CheckedTable, rule: CarryForward) -> np.ndarray:
