@@ -12,6 +12,7 @@ from vanco_offline.data import pk_feature_table
 from vanco_offline.data.cohort import generate_cohort
 from vanco_offline.data.hindsight import hindsight_auc_table
 from vanco_offline.data.pk_replay import table_chart
+from vanco_offline.ope.twin import level_timing
 from vanco_offline.ope.twin.posterior import stay_histories
 
 
@@ -71,3 +72,10 @@ def test_every_consumer_reads_the_level_measured_column(table):
     inferred = hindsight_auc_table(bare).to_numpy()
     assert not np.array_equal(flagged[stay == stay[second]], inferred[stay == stay[second]])
     np.testing.assert_array_equal(flagged[stay != stay[second]], inferred[stay != stay[second]])
+
+
+def test_level_timing_counts_a_carried_level_once():
+    """Without ``level_measured`` the twins' level protocol counted every carried-forward value
+    as a drawn level (a level at every decision); the one new-level rule counts it once."""
+    table = generate_cohort(20, "clinician", seed=1)
+    assert level_timing(table.drop(columns="level_measured")) == level_timing(table)
