@@ -207,7 +207,7 @@ def table_chart(
     ``impute`` is the rule for a missing creatinine (as for the conversion); ValueError on a
     creatinine it leaves missing, or on anything :func:`stay_chart` rejects.
     """
-    from vanco_offline.data.observations import imputed_column
+    from vanco_offline.data.imputation import imputed_column
     from vanco_offline.data.options import ConversionOptions
     from vanco_offline.data.validation import check_table
 
