@@ -76,3 +76,14 @@ def test_demo_runs_the_whole_pipeline_small(capsys, tmp_path):
         assert row in out
     assert "Off-policy evaluation of ResidualVancoIQL" in out and "truth" in out
     assert (tmp_path / "demo" / "model.d3").is_file()
+
+
+def test_a_stale_benchmark_entry_point_is_listed_and_fails_as_an_internal_error(monkeypatch, capsys):
+    from importlib.metadata import EntryPoint
+
+    stale = EntryPoint("gone", "no_such_package.gone", cli.BENCHMARK_GROUP)
+    monkeypatch.setattr(cli, "entry_points", lambda group: [stale])
+    assert cli.benchmarks() == {"gone": ("no_such_package.gone", "")}
+    assert cli.main(["bench", "gone"]) == 1  # not the user's mistake: a broken installation
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "internal error (ModuleNotFoundError" in err

@@ -114,7 +114,10 @@ def benchmarks() -> dict[str, tuple[str, str]]:
 
 def _module_help(module: str) -> str:
     """A module's ``HELP = "..."`` (else its docstring's first line), read without importing it."""
-    spec = importlib.util.find_spec(module)
+    try:
+        spec = importlib.util.find_spec(module)
+    except ImportError:  # a stale entry point: running it names the missing module
+        return ""
     if spec is None or not spec.origin or not spec.origin.endswith(".py"):
         return ""
     with open(spec.origin, encoding="utf-8") as file:
@@ -151,7 +154,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if benches == {}:
             print(f"{PROG} bench: error: {NO_BENCHMARKS}", file=sys.stderr)
             return 2
-        parser = _build_parser(argv, benches)  # imports the command's module: Ctrl-C may land here too
+        try:
+            parser = _build_parser(argv, benches)  # imports the command's module: Ctrl-C may land here too
+        except ImportError as exc:  # that module (a stale benchmark entry point, a missing extra)
+            if debug:
+                raise
+            return _import_failed(" ".join(argv[:2]) if argv[:1] == ["bench"] else name, exc)
         args = parser.parse_args(argv)
         args.debug = debug
         name = args.command if args.command != "bench" else f"bench {args.bench}"
@@ -189,11 +197,9 @@ def _run(args: argparse.Namespace, name: str) -> int:
     except (*USER_ERRORS, ImportError) as exc:
         if args.debug:
             raise
-        try:
-            message = _as_missing_extra(exc) if isinstance(exc, ImportError) else exc
-        except ImportError as other:  # not an optional package: a broken installation or a bug
-            return _internal(name, other)
-        print(f"{PROG} {name}: error: {_short(message)}", file=sys.stderr)
+        if isinstance(exc, ImportError):
+            return _import_failed(name, exc)
+        print(f"{PROG} {name}: error: {_short(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         raise
@@ -202,6 +208,17 @@ def _run(args: argparse.Namespace, name: str) -> int:
             raise
         return _internal(name, exc)
     return int(code or 0)
+
+
+def _import_failed(name: str, exc: ImportError) -> int:
+    """A missing optional package: one line naming its extra, exit 2; any other ImportError is a
+    broken installation or a bug (:func:`_internal`)."""
+    try:
+        message = _as_missing_extra(exc)
+    except ImportError as other:
+        return _internal(name, other)
+    print(f"{PROG} {name}: error: {_short(message)}", file=sys.stderr)
+    return 2
 
 
 def _internal(name: str, exc: BaseException) -> int:
