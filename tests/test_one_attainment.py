@@ -12,6 +12,7 @@ import pytest
 from vanco_pk.policies import make_policy
 from vanco_pk.simulate import patient_seeds, simulate
 from vanco_pk.targets import ATTAINMENT_FROM_H, AUC24_TARGET, auc_attainment
+from vanco_pk.world import World
 
 from vanco_offline.bench import fidelity
 from vanco_offline.bench.policies import evaluate_policy
@@ -33,20 +34,21 @@ def _cohort_attainment(table) -> np.ndarray:
 @pytest.mark.parametrize(("name", "scenario"), [("fixed", "icu"), ("mipd", "ideal")])
 def test_every_scorer_gives_one_attainment(name, scenario):
     options = {"scenario": scenario}
-    trace = simulate(make_policy(name), SEED, N, **options)
+    world = World.make(scenario=scenario)
+    trace = simulate(make_policy(name), SEED, N, world=world)
     per_patient = trace.attainment_by_patient()
     expected = trace.attainment()
     assert 0.0 < expected < 1.0  # a number that can disagree
 
     act, reset = reference_actor(name, seed=SEED)
-    scores = rollout(act, EvalPatients(N, SEED, options), reset)
+    scores = rollout(act, EvalPatients(N, SEED, world), reset)
     bench = evaluate_policy(name, N, SEED, **options)
     truth = simulate_value(
         as_policy(make_policy(name)),
         0.99,
-        SimulatorTruth(patient_seeds=patient_seeds(SEED, N)[0], env_options=options),
+        SimulatorTruth(patient_seeds=patient_seeds(SEED, N)[0], world=world),
     )
-    table = generate_cohort(N, name, SEED, scenario=scenario)
+    table = generate_cohort(N, name, SEED, world=world)
     fid = fidelity._rollout(options, N, SEED, name)
 
     assert scores.attainment == pytest.approx(expected)
