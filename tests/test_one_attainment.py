@@ -33,7 +33,6 @@ def _cohort_attainment(table) -> np.ndarray:
 
 @pytest.mark.parametrize(("name", "scenario"), [("fixed", "icu"), ("mipd", "ideal")])
 def test_every_scorer_gives_one_attainment(name, scenario):
-    options = {"scenario": scenario}
     world = World.make(scenario=scenario)
     trace = simulate(make_policy(name), SEED, N, world=world)
     per_patient = trace.attainment_by_patient()
@@ -42,14 +41,14 @@ def test_every_scorer_gives_one_attainment(name, scenario):
 
     act, reset = reference_actor(name, seed=SEED)
     scores = rollout(act, EvalPatients(N, SEED, world), reset)
-    bench = evaluate_policy(name, N, SEED, **options)
+    bench = evaluate_policy(name, N, SEED, world=world)
     truth = simulate_value(
         as_policy(make_policy(name)),
         0.99,
         SimulatorTruth(patient_seeds=patient_seeds(SEED, N)[0], world=world),
     )
     table = generate_cohort(N, name, SEED, world=world)
-    fid = fidelity._rollout(options, N, SEED, name)
+    fid = fidelity._rollout(world, N, SEED, name)
 
     assert scores.attainment == pytest.approx(expected)
     np.testing.assert_allclose(scores.trace.attainment_by_patient(), per_patient)
