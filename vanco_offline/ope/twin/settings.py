@@ -1,6 +1,6 @@
 """How the twins are built: :class:`TwinSettings`, their world and their population PK model.
 
-The twins live in a world built only from what a hospital knows (:meth:`TwinSettings.world`),
+The twins live in a world built only from what a hospital knows (:meth:`TwinSettings.twin_world`),
 never from the simulator's scenario of the data:
 
 * from the logs: the population PK model (:func:`local_prior`, with its band) and its
