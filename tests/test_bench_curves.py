@@ -6,14 +6,13 @@ import argparse
 import dataclasses
 
 import pytest
+from vanco_bench import curves, offline
+from vanco_bench.curves import checkpoints, learning_curve, pick_budget
+from vanco_bench.offline.grid import TEST_SEED, VALIDATION_SEED, CellTask, DatasetSpec
+from vanco_bench.policies import team_policy_options
 from vanco_pk.patients import MISSPECIFICATIONS
 from vanco_pk.scenario import THAI_ICU, get_scenario
 from vanco_pk.world import World, misspecified
-
-from vanco_offline.bench import curves, offline
-from vanco_offline.bench.curves import checkpoints, learning_curve, pick_budget
-from vanco_offline.bench.offline.grid import TEST_SEED, VALIDATION_SEED, CellTask, DatasetSpec
-from vanco_offline.bench.policies import team_policy_options
 
 
 def _offline_args(*argv: str) -> argparse.Namespace:
