@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 
 import pytest
+from vanco_pk.world import World
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -27,7 +28,7 @@ def test_bench_ope_data_options_follow_the_flags_and_a_presets_data_section():
     flags = conversion_options(_args("--last-dose", "--pk-features", "--reward", "exposure"))
     assert flags == dataclasses.replace(seven, last_dose=True, pk_features=True, reward="exposure")
     run = parse(_args("--last-dose", "--pk-features", "--reward", "exposure", "--scenario", "ideal"))
-    assert run.env_options() == {"scenario": "ideal", "reward": "exposure"}
+    assert run.world() == World.make(scenario="ideal", reward="exposure")
     # A preset's data section is the project's one spec, with discrete doses.
     default = load_preset("default").data.conversion_options()
     assert conversion_options(_args("--data-preset", "default")) == dataclasses.replace(

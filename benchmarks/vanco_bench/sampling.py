@@ -43,6 +43,7 @@ from vanco_pk.policies.sampling import FixedDraws, HabitDraws, PosteriorDraws, W
 from vanco_pk.scenario import WORLD_PANEL, get_scenario
 from vanco_pk.simulate import simulate
 from vanco_pk.targets import ATTAINMENT_DEFINITION, COVARIATES, FEATURES, chart_round
+from vanco_pk.world import World
 
 #: The one-line help of ``vanco-offline bench sampling`` (read by the command without importing this module).
 HELP = "when to draw a level: attainment against levels per week"
@@ -100,7 +101,13 @@ def generate_sampling_logs(
         raise ValueError(f"n_stays = {n_stays!r} must be a positive integer")
     policy = WithDraws(make_policy(dosing), HabitDraws())
     trace = simulate(
-        policy, seed, n_stays, protocol="on_request", keep_chart=True, final_decision=True, scenario=scenario
+        policy,
+        seed,
+        n_stays,
+        protocol="on_request",
+        keep_chart=True,
+        final_decision=True,
+        world=World.make(scenario=scenario),
     )
     n, rows = n_stays, len(trace.chart)
     features = np.stack([f for f, _ in trace.chart], axis=1)
@@ -160,7 +167,7 @@ class Row:
 def _score(
     policy: Any, seed: int, n: int, world: Any, protocol: str, family: str, label: str, setting=None
 ) -> Row:
-    trace = simulate(policy, seed, n, protocol=protocol, scenario=world)
+    trace = simulate(policy, seed, n, protocol=protocol, world=World.make(scenario=world))
     return Row(
         family,
         label,

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from vanco_pk.policies import POLICIES, TRUTH_KEYS, DosingPolicy, grid_index, make_policy, replay
-from vanco_pk.scenario import get_scenario, protocol_for
+from vanco_pk.scenario import protocol_for
 from vanco_pk.simulate import patient_seeds, simulate
 from vanco_pk.targets import (
     CHART_DECIMALS,
@@ -35,6 +35,7 @@ from vanco_pk.targets import (
     chart_round,
     dose_to_grid_index,
 )
+from vanco_pk.world import World, world_of
 
 __all__ = [
     "DECIMALS",
@@ -104,8 +105,9 @@ def generate_cohort(
     policy_options: Mapping[str, Mapping[str, Any]] | None = None,
     true_columns: bool = True,
     progress: Callable[[int], None] | None = None,
-    scenario: Any = "icu",
-    **env_options: Any,
+    world: World | None = None,
+    patients: Any = None,
+    **world_options: Any,
 ) -> pd.DataFrame:
     """Simulate ``n_patients`` ICU stays dosed by a reference policy (or a mixture, by stay).
 
@@ -128,14 +130,16 @@ def generate_cohort(
     progress : callable, optional
         Called after every decision step with the number of stay-decisions just simulated
         (they total ``n_patients * (steps + 1)``), e.g. ``tqdm.update``.
-    scenario : str, dict or Scenario
-        The simulated world (:func:`vanco_pk.scenario.get_scenario`): ``"icu"`` (default) or
-        ``"ideal"``. Each stay's levels follow the protocol of the team that doses it
-        (:func:`vanco_pk.scenario.protocol_for`); ``level_measured`` says where one was drawn.
-    **env_options
-        :class:`vanco_pk.env.VancoPKEnv` options: ``decision_interval_h``, ``episode_days``,
-        ``measurement_noise``, ``level_missing_prob``, ``misspecification``, ``reward``,
-        ``patients``, ...
+    world : vanco_pk.World, optional
+        The simulated world (default ``World()``: the ``icu`` scenario). Each stay's levels
+        follow the protocol of the team that doses it (:func:`vanco_pk.scenario.protocol_for`);
+        ``level_measured`` says where one was drawn.
+    patients : Patients or Covariates, optional
+        Fixed patients (the env's ``patients``; at most 1000 stays).
+    **world_options
+        Instead of ``world``, its options as :meth:`vanco_pk.World.make` takes them:
+        ``scenario`` (``"icu"``, ``"ideal"``, ...), ``decision_interval_h``, ``episode_days``,
+        ``measurement_noise``, ``level_missing_prob``, ``misspecification``, ``reward``, ...
 
     Returns
     -------
@@ -153,11 +157,11 @@ def generate_cohort(
         raise ValueError(f"policy_options for {unknown}, which the mixture {sorted(weights)} does not use")
     for name in weights:  # fail on a bad option before simulating anything
         make_policy(name, **options.get(name, {}))
-    if env_options.get("extended_obs"):
+    if "extended_obs" in world_options:
         raise ValueError("extended_obs: the cohort writes the covariates as columns; leave extended_obs off")
-    if "patients" in env_options and env_options["patients"] is not None and n_patients > _BATCH:
+    world = world_of(world, world_options)
+    if patients is not None and n_patients > _BATCH:
         raise ValueError(f"fixed patients are supported for cohorts of at most {_BATCH} stays")
-    env_options = {**env_options, "scenario": get_scenario(scenario)}
     n = int(n_patients)
     env_seeds, policy_seeds, mix_seq = cohort_seeds(int(seed), n)
     labels = _assign(weights, n, np.random.default_rng(mix_seq))
@@ -166,7 +170,7 @@ def generate_cohort(
         idx = np.arange(start, min(start + _BATCH, n))
         frames.append(
             _simulate_batch(
-                idx, labels[idx], env_seeds, policy_seeds, options, true_columns, env_options, progress
+                idx, labels[idx], env_seeds, policy_seeds, options, true_columns, world, patients, progress
             )
         )
     return pd.concat(frames, ignore_index=True)
@@ -221,19 +225,19 @@ class _Mixture:
 
 
 def _simulate_batch(
-    idx, labels, env_seeds, policy_seeds, options, true_columns, env_options, progress
+    idx, labels, env_seeds, policy_seeds, options, true_columns, world, patients, progress
 ) -> pd.DataFrame:
-    interval = float(env_options.get("decision_interval_h", 12.0))
-    mixture = _Mixture(labels, options, interval)
+    mixture = _Mixture(labels, options, world.decision_interval_h)
     trace = simulate(
         mixture,
         [env_seeds[i] for i in idx],
         policy_seeds=[policy_seeds[i] for i in idx],
-        protocol=mixture.protocols(env_options["scenario"]),
+        protocol=mixture.protocols(world.scenario),
         keep_chart=True,
         final_decision=True,
         on_step=progress,
-        **env_options,
+        world=world,
+        patients=patients,
     )
     p = len(idx)
     rows = len(trace.chart)
