@@ -111,19 +111,13 @@ def draw_transitions(
     """
     if label not in LABELS:
         raise ValueError(f"draw_transitions: label = {label!r}; choose one of {list(LABELS)}")
-    need = [
-        "stay_id",
-        "time_h",
-        "vanco_level",
-        "creatinine",
-        "dose_mg",
-        "level_measured",
-        LEVEL_DRAWN,
-        *COVARIATES,
-    ]
+    need = ["stay_id", "vanco_level", "creatinine", "dose_mg", LEVEL_DRAWN, *COVARIATES]
     missing = [c for c in need if c not in table.columns]
+    if "time_h" not in table.columns and "step" not in table.columns:
+        missing.append("time_h")
     if missing:
         raise ValueError(f"draw_transitions: the table lacks column(s) {missing}")
+    table = _chart(table, interval_h)
     sizes = table.groupby("stay_id", sort=False).size()
     if sizes.min() < 2:
         raise ValueError(f"draw_transitions: stay {sizes.idxmin()!r} has one row; a draw needs a next row")
@@ -135,6 +129,24 @@ def draw_transitions(
     return DrawTransitions(
         *(np.concatenate([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(DrawTransitions))
     )
+
+
+def _chart(table: Any, interval_h: float) -> Any:
+    """``table`` with ``time_h`` and ``level_measured`` (the project's new-level rule when absent)."""
+    import pandas as pd
+
+    from vanco_offline.data.pk_replay import level_changes
+
+    out = table.reset_index(drop=True)
+    if "time_h" not in out.columns:
+        out = out.assign(time_h=pd.to_numeric(out["step"]).to_numpy(np.float64) * interval_h)
+    if "level_measured" not in out.columns:
+        codes = pd.factorize(out["stay_id"], sort=False)[0]
+        first = np.r_[0, np.flatnonzero(codes[1:] != codes[:-1]) + 1]
+        row_start = first[np.cumsum(np.r_[False, codes[1:] != codes[:-1]])]
+        level = pd.to_numeric(out["vanco_level"], errors="coerce").to_numpy(np.float64)
+        out = out.assign(level_measured=level_changes(level, row_start))
+    return out
 
 
 def _replay_group(
@@ -301,18 +313,10 @@ def draw_features_at(
     """
     import pandas as pd
 
-    from vanco_offline.data.pk_replay import level_changes
-
-    rows = history.reset_index(drop=True).copy()
-    if "time_h" not in rows.columns:
-        rows["time_h"] = rows["step"].to_numpy(np.float64) * interval_h
-    level = pd.to_numeric(rows["vanco_level"], errors="coerce").to_numpy(np.float64)
-    if "level_measured" not in rows.columns:
-        rows["level_measured"] = level_changes(level, np.zeros(len(rows), np.int64))
+    rows = _chart(history.assign(stay_id=0), interval_h).copy()
     rows["dose_mg"] = pd.to_numeric(rows["dose_mg"], errors="coerce").astype(np.float64)
     rows.loc[rows.index[-1], "dose_mg"] = float(dose_mg)
     rows[LEVEL_DRAWN] = False
-    rows["stay_id"] = 0
     # A next row (nothing measured) closes the decision, as a logged stay's next row does.
     after = rows.iloc[[-1]].copy()
     after["time_h"] = float(rows["time_h"].iloc[-1]) + interval_h
