@@ -163,10 +163,9 @@ class Bundle:
         stay's rows and the dose given). Without it the result says why no advice was given.
         The advice never changes the dose, its limits or its warnings.
         """
-        if not isinstance(state, Mapping):
-            raise ValueError(f"the state must be a JSON object, not {type(state).__name__}")
-        draw_state = state.get("draw_state")
-        state = {k: v for k, v in state.items() if k != "draw_state"}
+        draw_state = state.get("draw_state") if isinstance(state, Mapping) else None
+        if isinstance(state, Mapping):  # anything else is refused by parse_state, as always
+            state = {k: v for k, v in state.items() if k != "draw_state"}
         head = self.draw_head
         if draw_state is not None and head is None:
             raise ValueError(
