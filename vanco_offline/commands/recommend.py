@@ -215,7 +215,9 @@ def _clinical_table(model: Any) -> list[dict[str, Any]]:
         draw = ""
         if rec.draw is not None:
             advice = rec.draw
-            draw = f" {'yes' if advice['draw'] else 'no'} ({advice['value']:+.3f} vs {advice['cost']:.3f}) |"
+            why = "hold: re-check; head " if rec.held else ""
+            value = f"{why}{advice['value']:+.3f} vs {advice['cost']:.3f}"
+            draw = f" {'yes' if advice['draw'] else 'no'} ({value}) |"
         print(
             f"| {name} | {level:.0f} | {case['state']['creatinine']:.1f} | {rec.model_dose_mg:.0f} | "
             f"{given} | {mipd} |{draw} {notes} |"
