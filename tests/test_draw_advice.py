@@ -224,3 +224,10 @@ def test_a_bundle_whose_draw_head_was_left_out_is_refused(draw_model, tmp_path):
     )
     with pytest.raises(ValueError, match="records a draw head but its file lacks one"):
         load_model(path)
+    # `export` keeps the head: the exported bundle loads as a model with the same advice.
+    out = tmp_path / "shared.safetensors"
+    assert cli.main(["export", "--model", str(draw_model / "residual_draw"), "--out", str(out)]) == 0
+    shared = load_model(out)
+    assert shared.draw_head.cost == model.draw_head.cost
+    probe = np.random.default_rng(0).random((5, len(DRAW_FEATURES)))
+    assert np.array_equal(shared.draw_head.advantage(probe), model.draw_head.advantage(probe))
