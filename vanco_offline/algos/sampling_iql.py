@@ -31,6 +31,13 @@ cost :math:`\\lambda` in the reward, :math:`r = a (y - \\lambda)`, shifts :math:
 decisions possible in every state (``level_drawn_prob`` in (0, 1)); labels need no
 importance weights because the draw depends on the state features and the unit's habit,
 which is independent of the patient.
+
+:func:`draw_dataset` is the d3rlpy dataset of the decisions (the draw as a discrete action;
+the behaviour probabilities beside it, :attr:`DrawTransitions.behavior_prob`).
+``vanco-offline train --config residual_draw`` fits the head beside the dose policy and
+chooses :math:`\\lambda` with :func:`choose_draw_cost` on validation stays
+(:func:`vanco_offline.training.fit_draw_advice`); :func:`draw_features_at` gives the state of
+a recommendation's decision from the stay's rows.
 """
 
 from __future__ import annotations

@@ -6,8 +6,9 @@ dose given; on the last row of a stay, the final observation, the dose the polic
 there), ``reward`` (computed by the environment on the unrounded observations, to 4 decimals; NaN
 on the last row), ``done`` (False: stays are truncated at ``episode_days``, not terminal),
 ``behavior_prob`` (probability of the logged dose under the policy that generated the stay,
-given the stay's history), the covariates. Extra columns, which the converter ignores and
-reports: ``time_h`` next to ``step``, ``behavior_policy`` (name of the generating policy),
+given the stay's history), the covariates. Extra columns, which the dose dataset does not
+use (the converter reports the ignored ones; it checks the draw columns): ``time_h`` next to
+``step``, ``behavior_policy`` (name of the generating policy),
 ``level_measured`` (a level was drawn at this step; the scorer uses it to tell a new level
 from a carried-forward one), with ``draws`` (a rule deciding when levels are ordered)
 ``level_drawn`` and ``level_drawn_prob`` (this row's draw decision and its behaviour
