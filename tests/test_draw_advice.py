@@ -231,3 +231,33 @@ def test_a_bundle_whose_draw_head_was_left_out_is_refused(draw_model, tmp_path):
     assert shared.draw_head.cost == model.draw_head.cost
     probe = np.random.default_rng(0).random((5, len(DRAW_FEATURES)))
     assert np.array_equal(shared.draw_head.advantage(probe), model.draw_head.advantage(probe))
+
+
+@pytest.mark.slow
+def test_the_bundle_runtime_advises_without_torch(draw_model, tmp_path):
+    import subprocess
+    import sys
+
+    from vanco_offline.trained import load_model
+
+    model = load_model(draw_model / "residual_draw")
+    state = {
+        **{n: float(v) for n, v in zip(model.observation_names, model.support.mean, strict=True)},
+        "weight_kg": 80.0,
+        "age": 60.0,
+        "sex": 0,
+        "dialysis": 0,
+        "draw_state": dict(zip(DRAW_FEATURES, [0.13, 2.5, 0.0, 0.0, 1, 4.0, 1, 3.0, 1], strict=True)),
+    }
+    (tmp_path / "state.json").write_text(json.dumps(state))
+    files = [str(draw_model / "residual_draw" / "model.safetensors"), str(tmp_path / "state.json")]
+    code = (
+        "import sys; sys.modules['torch'] = None; sys.modules['d3rlpy'] = None\n"
+        f"from vanco_offline.bundle import main\nsys.exit(main({files!r}))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    (result,) = json.loads(run.stdout)
+    head = model.draw_head
+    value = float(head.advantage(np.array([list(state["draw_state"].values())]))[0])
+    assert result["draw"]["value"] == pytest.approx(value) and result["draw"]["draw"] == (value > head.cost)
