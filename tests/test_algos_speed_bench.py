@@ -8,8 +8,8 @@ import logging
 import pytest
 import structlog
 import torch
+from vanco_bench import speed
 
-from vanco_offline.bench import speed
 from vanco_offline.cli import main
 
 

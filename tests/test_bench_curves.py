@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 
 import pytest
-
-from vanco_offline.bench import curves, offline
-from vanco_offline.bench.curves import checkpoints, learning_curve, pick_budget
-from vanco_offline.bench.offline.grid import TEST_SEED, VALIDATION_SEED, CellTask, DatasetSpec
+from vanco_bench import curves, offline
+from vanco_bench.curves import checkpoints, learning_curve, pick_budget
+from vanco_bench.offline.grid import TEST_SEED, VALIDATION_SEED, CellTask, DatasetSpec
 
 
 def _offline_args(*argv: str) -> argparse.Namespace:

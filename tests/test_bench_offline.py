@@ -9,13 +9,13 @@ import json
 
 import numpy as np
 import pytest
+from vanco_bench import offline
+from vanco_bench.offline.cell import run_cell, seed_action_map
+from vanco_bench.offline.grid import ALGORITHMS, CellTask, DatasetSpec, build_config, load_dataset
+from vanco_bench.offline.report import aggregate, format_table, iqm_interval
+from vanco_bench.offline.runner import run_grid
+from vanco_bench.offline.verdict import headline, paired_difference, verdict_lines
 
-from vanco_offline.bench import offline
-from vanco_offline.bench.offline.cell import run_cell, seed_action_map
-from vanco_offline.bench.offline.grid import ALGORITHMS, CellTask, DatasetSpec, build_config, load_dataset
-from vanco_offline.bench.offline.report import aggregate, format_table, iqm_interval
-from vanco_offline.bench.offline.runner import run_grid
-from vanco_offline.bench.offline.verdict import headline, paired_difference, verdict_lines
 from vanco_offline.rollout import EvalPatients, rollout
 
 TINY = DatasetSpec.make("medium", "tiny", n_stays=20)
@@ -201,7 +201,7 @@ def test_bad_input_names_what_is_wrong(tmp_path):
 def test_command_writes_table_json_and_plot(tmp_path, monkeypatch, tiny_grid):
     tasks, results = tiny_grid
     # --quick's grid, with the tiny grid's cells standing in for its results.
-    monkeypatch.setattr("vanco_offline.bench.offline.runner.run_grid", lambda *a, **k: results)
+    monkeypatch.setattr("vanco_bench.offline.runner.run_grid", lambda *a, **k: results)
     parser = argparse.ArgumentParser()
     offline.add_arguments(parser)
     assert offline.run(parser.parse_args(["--quick", "--out", str(tmp_path)])) == 0
@@ -219,10 +219,9 @@ def test_command_writes_table_json_and_plot(tmp_path, monkeypatch, tiny_grid):
 
 
 def test_reward_variant_with_the_project_numbers_is_the_project_reward(monkeypatch):
+    from vanco_bench.offline import variants as offline_variants
+    from vanco_bench.offline.variants import RewardVariant, variant_reward
     from vanco_pk.targets import FEATURES, reward
-
-    from vanco_offline.bench.offline import variants as offline_variants
-    from vanco_offline.bench.offline.variants import RewardVariant, variant_reward
 
     table, result = load_dataset(TINY, "continuous")
     monkeypatch.setitem(offline_variants.REWARD_VARIANTS, "same", RewardVariant(10.0, 20.0, 10.0))
@@ -251,7 +250,7 @@ def test_reward_variant_with_the_project_numbers_is_the_project_reward(monkeypat
 
 
 def test_exposure_variants_score_the_converters_auc_estimate():
-    from vanco_offline.bench.offline.variants import variant_reward
+    from vanco_bench.offline.variants import variant_reward
 
     table, _ = load_dataset(TINY, "continuous")
     _, computed = load_dataset(TINY, "continuous", reward_variant="exposure")
@@ -280,7 +279,7 @@ def test_a_cell_trained_with_pk_features_rolls_out_with_the_same_observation():
 
 @pytest.mark.slow
 def test_merge_aggregates_earlier_runs_and_refuses_duplicates(tmp_path, tiny_grid):
-    from vanco_offline.bench.offline.report import results_to_json
+    from vanco_bench.offline.report import results_to_json
 
     _, results = tiny_grid
     first, second = tmp_path / "a", tmp_path / "b"
@@ -303,7 +302,7 @@ def test_merge_aggregates_earlier_runs_and_refuses_duplicates(tmp_path, tiny_gri
 
 
 def _cells(algo: str, per_seed: list[list[float]], dataset: str = "medium-small", **kw) -> list:
-    from vanco_offline.bench.offline.cell import CellResult
+    from vanco_bench.offline.cell import CellResult
 
     fields = {"protocol": "trough_guided", "dose_set": "grid", **kw}
     return [
@@ -398,13 +397,13 @@ def test_verdicts_against_the_best_simple_baseline_mipd_and_the_clinician():
     mixed = [*results[:2], *_cells("mipd", [list(base)], dose_set="continuous")]
     with pytest.raises(ValueError, match="dose_set 'grid' vs 'continuous'"):
         headline(mixed, "ResidualVancoIQL")
-    from vanco_offline.bench.offline.verdict import table_conditions
+    from vanco_bench.offline.verdict import table_conditions
 
     assert table_conditions(mixed).startswith("MIXED protocols or action sets")
 
 
 def test_the_unrounded_column_doses_the_bayesian_rows_off_the_grid():
-    from vanco_offline.bench.offline.baselines import UnroundedMIPD
+    from vanco_bench.offline.baselines import UnroundedMIPD
 
     task = tiny_task("mipd", 0, eval_patients=8, dose_set="continuous")
     result = run_cell(task)
@@ -428,7 +427,7 @@ def test_the_unrounded_column_doses_the_bayesian_rows_off_the_grid():
 def test_the_grid_trains_on_the_default_presets_data_and_the_seed_rows_on_the_seeds():
     import argparse
 
-    from vanco_offline.bench import offline
+    from vanco_bench import offline
 
     parser = argparse.ArgumentParser()
     offline.add_arguments(parser)

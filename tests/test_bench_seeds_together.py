@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from vanco_offline.bench.offline.cell import run_cell, run_cells
-from vanco_offline.bench.offline.grid import CellTask, DatasetSpec
+from vanco_bench.offline.cell import run_cell, run_cells
+from vanco_bench.offline.grid import CellTask, DatasetSpec
 
 TINY = DatasetSpec.make("medium", "tiny", n_stays=20)
 
@@ -23,7 +22,7 @@ def test_seeds_trained_together_score_as_their_lone_cells():
 
 
 def test_seed_groups_join_the_seeds_of_one_cell_even_with_config_overrides():
-    from vanco_offline.bench.offline.runner import seed_groups
+    from vanco_bench.offline.runner import seed_groups
 
     tasks = [
         CellTask(TINY, "VancoIQL", 0, overrides={"expectile": 0.8}),

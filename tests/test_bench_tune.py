@@ -4,8 +4,7 @@ import importlib.util
 import os
 
 import pytest
-
-from vanco_offline.bench.offline.runner import cluster_runtime_env
+from vanco_bench.offline.runner import cluster_runtime_env
 
 # Starting Ray and Tune costs ~25 s on 2 cores: opt in with VANCO_TEST_RAY=1 (and the [ray] extra).
 needs_ray = pytest.mark.skipif(
@@ -26,8 +25,7 @@ def test_cluster_runtime_env_ships_both_packages():
 def test_tune_sweep_runs_a_trial_and_writes_where_asked(tmp_path):
     import ray
     from test_bench_offline import tiny_task
-
-    from vanco_offline.bench.offline.runner import tune_sweep
+    from vanco_bench.offline.runner import tune_sweep
 
     task = tiny_task("VancoIQL", 0, n_steps=20, eval_patients=4, eval_seed=123)
     space = {"expectile": (0.7,), "weight_temp": (3.0,), "learning_rate": (1e-4,)}

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+from vanco_bench.offline.variants import variant_reward
 
-from vanco_offline.bench.offline.variants import variant_reward
 from vanco_offline.data import pk_feature_table
 from vanco_offline.data.cohort import generate_cohort
 from vanco_offline.data.hindsight import hindsight_auc_table

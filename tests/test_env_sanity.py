@@ -46,7 +46,7 @@ def test_outcomes_order_with_exposure():
 
 
 def test_bench_sim_prints_the_speed_table(capsys):
-    from vanco_offline.bench import sim
+    from vanco_bench import sim
 
     parser = argparse.ArgumentParser()
     sim.add_arguments(parser)

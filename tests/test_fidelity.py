@@ -2,8 +2,7 @@
 
 import numpy as np
 import pytest
-
-from vanco_offline.bench.fidelity import ANCHORS, KNOWN_MISSES, _odds_ratio, format_table, run_fidelity
+from vanco_bench.fidelity import ANCHORS, KNOWN_MISSES, _odds_ratio, format_table, run_fidelity
 
 
 @pytest.fixture(scope="module")

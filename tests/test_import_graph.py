@@ -26,7 +26,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "vanco_offline.training",
         "vanco_offline.trained",
     ),
-    ("vanco_offline.bench",),
+    ("vanco_bench",),
     ("vanco_offline.ope",),
     ("vanco_offline.rollout",),
     (

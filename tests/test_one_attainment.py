@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from vanco_bench import fidelity
+from vanco_bench.policies import evaluate_policy
 from vanco_pk.policies import make_policy
 from vanco_pk.simulate import patient_seeds, simulate
 from vanco_pk.targets import ATTAINMENT_FROM_H, AUC24_TARGET, auc_attainment
 
-from vanco_offline.bench import fidelity
-from vanco_offline.bench.policies import evaluate_policy
 from vanco_offline.data.cohort import generate_cohort
 from vanco_offline.ope.policy import as_policy
 from vanco_offline.ope.truth import SimulatorTruth, simulate_value

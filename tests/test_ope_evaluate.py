@@ -155,7 +155,7 @@ def test_bad_options_and_mismatched_inputs_raise(cohort):
 def test_bench_ope_rejects_bad_sizes_before_any_work():
     import argparse
 
-    from vanco_offline.bench import ope as bench
+    from vanco_bench import ope as bench
 
     parser = argparse.ArgumentParser()
     bench.add_arguments(parser)

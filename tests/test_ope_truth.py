@@ -125,7 +125,7 @@ def test_simulator_truth_rejects_bad_patient_seeds_and_options():
 
 
 def _args(*argv: str) -> argparse.Namespace:
-    from vanco_offline.bench import ope as bench
+    from vanco_bench import ope as bench
 
     parser = argparse.ArgumentParser()
     bench.add_arguments(parser)
@@ -133,7 +133,8 @@ def _args(*argv: str) -> argparse.Namespace:
 
 
 def test_bench_ope_data_options_follow_the_flags_and_a_presets_data_section():
-    from vanco_offline.bench.ope.options import conversion_options, parse
+    from vanco_bench.ope.options import conversion_options, parse
+
     from vanco_offline.configs import load_preset
     from vanco_offline.data import ConversionOptions
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 
 import pytest
-
-from vanco_offline.bench.ope.options import add_arguments
-from vanco_offline.bench.ope.worlds import (
+from vanco_bench.ope.options import add_arguments
+from vanco_bench.ope.worlds import (
     BAND_GRID,
     OPE_WORLDS,
     WorldsOptions,

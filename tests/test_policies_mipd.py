@@ -5,6 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 import scipy.optimize
+from vanco_bench.policies import run_policies
 from vanco_pk import pk
 from vanco_pk.env import charted_level
 from vanco_pk.estimation import _simulate, history_from_policy, map_objective
@@ -14,8 +15,6 @@ from vanco_pk.pk import GOTI_2018
 from vanco_pk.policies import DoseHistory, forward_auc, make_policy, map_estimate
 from vanco_pk.targets import DOSE_GRID_MG
 from vanco_pk.vector import VancoPKVectorEnv
-
-from vanco_offline.bench.policies import run_policies
 
 NOISELESS_ASSAY = dataclasses.replace(GOTI_2018, prop_error=0.01, add_error_mg_l=0.05)
 

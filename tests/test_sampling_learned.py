@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from vanco_bench.sampling import Row, design_at, generate_sampling_logs, paired_ci
 from vanco_pk.policies import make_policy
 from vanco_pk.policies.sampling import DRAW_FEATURES, WithDraws
 from vanco_pk.simulate import simulate
 
 from vanco_offline.algos.sampling_iql import LearnedDraws, draw_transitions, fit_draw_head
-from vanco_offline.bench.sampling import Row, design_at, generate_sampling_logs, paired_ci
 
 
 @pytest.fixture(scope="module")

@@ -46,15 +46,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 #: ``vanco-offline bench NAME``: name -> (module, one-line help)
 BENCHES: dict[str, tuple[str, str]] = {
-    "sim": ("vanco_offline.bench.sim", "simulator speed: vector env vs scipy ODE reference"),
-    "policies": ("vanco_offline.bench.policies", "reference dosing policies on simulated patients"),
-    "convert": ("vanco_offline.bench.convert", "table -> MDPDataset conversion speed"),
-    "speed": ("vanco_offline.bench.speed", "VancoIQL vs d3rlpy IQL gradient steps per second"),
-    "ope": ("vanco_offline.bench.ope", "off-policy evaluation calibrated on the simulator"),
-    "offline": ("vanco_offline.bench.offline", "VancoIQL vs d3rlpy CQL/BCQ/IQL/BC and clinical dosing"),
-    "curves": ("vanco_offline.bench.curves", "learning curves on validation patients; the budgets they pick"),
-    "fidelity": ("vanco_offline.bench.fidelity", "simulated ICU statistics beside published figures"),
-    "sampling": ("vanco_offline.bench.sampling", "when to draw a level: attainment against levels per week"),
+    "sim": ("vanco_bench.sim", "simulator speed: vector env vs scipy ODE reference"),
+    "policies": ("vanco_bench.policies", "reference dosing policies on simulated patients"),
+    "convert": ("vanco_bench.convert", "table -> MDPDataset conversion speed"),
+    "speed": ("vanco_bench.speed", "VancoIQL vs d3rlpy IQL gradient steps per second"),
+    "ope": ("vanco_bench.ope", "off-policy evaluation calibrated on the simulator"),
+    "offline": ("vanco_bench.offline", "VancoIQL vs d3rlpy CQL/BCQ/IQL/BC and clinical dosing"),
+    "curves": ("vanco_bench.curves", "learning curves on validation patients; the budgets they pick"),
+    "fidelity": ("vanco_bench.fidelity", "simulated ICU statistics beside published figures"),
+    "sampling": ("vanco_bench.sampling", "when to draw a level: attainment against levels per week"),
 }
 
 

@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 #: Seed of the demo's evaluation patients (plus ``--seed``): never a benchmark's test or
-#: validation seed (:mod:`vanco_offline.bench.offline.grid`).
+#: validation seed (:mod:`vanco_bench.offline.grid`).
 DEMO_EVAL_SEED = 3 * 10**9
 
 

@@ -17,58 +17,43 @@ from typing import Any
 import numpy as np
 from vanco_pk.exposure import TRACKER_COVARIATES
 
-from vanco_offline.data.pk_replay import stay_chart, stays_by_length
+from vanco_offline.data.pk_replay import StayChart, table_chart
 
 __all__ = ["hindsight_auc", "hindsight_auc_table"]
 
 
-def hindsight_auc(checked: Any, creatinine: np.ndarray) -> np.ndarray:
-    """Hindsight AUC24 (mg*h/L) before every row of a validated table, shape (rows,).
-
-    Parameters
-    ----------
-    checked : vanco_offline.data.validation.CheckedTable
-        The validated table (``time_h`` and the tracker's covariates, as for ``pk_features``).
-    creatinine : (rows,) array
-        Serum creatinine of each row after imputation (no NaN).
-    """
-    chart = stay_chart(checked)
-    time, dose, level = chart.time, chart.dose, chart.level
-    auc = np.zeros(checked.rows)
-    for first, rows in stays_by_length(checked):
+def hindsight_auc(chart: StayChart) -> np.ndarray:
+    """Hindsight AUC24 (mg*h/L) before every row of a patient chart, shape (rows,)."""
+    auc = np.zeros(len(chart.time))
+    for rows, history in chart.by_length():
         length = rows.shape[1]
-        covariates = {c: checked.columns[c][first] for c in TRACKER_COVARIATES}
+        covariates = {c: getattr(history, c) for c in TRACKER_COVARIATES}
         # Pass 1: the MAP estimate with every level of the stay.
         fit = chart.tracker()
         fit.reset(covariates)
         for k in range(length):
-            r = rows[:, k]
-            fit.observe(time[r], creatinine[r], level[r])
+            fit.observe(history.time_h[:, k], history.creatinine[:, k], history.level[:, k])
             if k < length - 1:
-                fit.record(dose[r])
+                fit.record(history.dose_mg[:, k])
         # Pass 2: the same doses, no refit, the final estimate throughout.
         replay = chart.tracker()
         replay.reset(covariates)
         replay.eta = fit.eta.copy()
         for k in range(length):
-            r = rows[:, k]
-            replay.observe(time[r], creatinine[r], None)
-            auc[r] = replay.auc24()
+            replay.observe(history.time_h[:, k], history.creatinine[:, k], None)
+            auc[rows[:, k]] = replay.auc24()
             if k < length - 1:
-                replay.record(dose[r])
+                replay.record(history.dose_mg[:, k])
     return auc
 
 
 def hindsight_auc_table(table: Any, impute: Any = None) -> Any:
-    """:func:`hindsight_auc` of every row of a dosing table, as a Series named ``hindsight_auc24``."""
+    """:func:`hindsight_auc` of every row of a dosing table, as a Series named ``hindsight_auc24``.
+
+    ``impute`` is the rule for a missing creatinine (as for the conversion).
+    """
     import pandas as pd
 
-    from vanco_offline.data.observations import build_observations
-    from vanco_offline.data.options import ConversionOptions
-    from vanco_offline.data.validation import check_table
-
-    options = ConversionOptions(fill_unmeasured_level=True, impute=impute)
-    checked = check_table(table, options)
-    observations = build_observations(checked, options)
-    creatinine = observations.values[:, list(observations.names).index("creatinine")]
-    return pd.Series(hindsight_auc(checked, creatinine), index=table.index, name="hindsight_auc24")
+    return pd.Series(
+        hindsight_auc(table_chart(table, impute=impute)), index=table.index, name="hindsight_auc24"
+    )

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from vanco_offline.data._messages import offenders, raise_problems
+from vanco_offline.data._messages import raise_problems
+from vanco_offline.data.imputation import carry_forward, impute_clock, last_valid, nan_problem
 from vanco_offline.data.options import CarryForward, ConversionOptions
 from vanco_offline.data.pk_replay import PKReplay, replay_pk_features
 from vanco_offline.data.schema import DOSE, FEATURES, LAST_DOSE, LEVEL, LEVEL_INDICATOR, PK_FEATURES
@@ -69,14 +70,14 @@ def build_observations(checked: CheckedTable, options: ConversionOptions) -> Obs
                 "only 'step': use CarryForward(max_age_steps=...) instead"
             )
         allowed = rule.columns if rule.columns is not None else names
-        clock = _clock(checked, rule)
+        clock = impute_clock(checked, rule)
         for j, name in enumerate(names):
             if name in allowed and missing[:, j].any():
-                carried[:, j] = _carry_forward(values[:, j], row_start, clock, rule.max_age)
+                carried[:, j] = carry_forward(values[:, j], row_start, clock, rule.max_age)
 
     # A level is "never measured" at a row when no earlier row of the stay has one.
     level = names.index(LEVEL)
-    measured_before = _last_valid(raw[:, level], row_start) >= 0
+    measured_before = last_valid(raw[:, level], row_start) >= 0
     never = missing[:, level] & ~measured_before
     if options.fill_unmeasured_level:
         values[never, level] = 0.0
@@ -84,7 +85,7 @@ def build_observations(checked: CheckedTable, options: ConversionOptions) -> Obs
     left = np.isnan(values)
     if left.any():
         problems = [
-            _nan_problem(
+            nan_problem(
                 name, left[:, j], never if name == LEVEL else None, raw[:, j], row_start, checked, rule
             )
             for j, name in enumerate(names)
@@ -119,70 +120,6 @@ def build_observations(checked: CheckedTable, options: ConversionOptions) -> Obs
         imputed=imputed,
         level_filled=int(never.sum()) if options.fill_unmeasured_level else 0,
         pk=pk,
-    )
-
-
-def _clock(checked: CheckedTable, rule: CarryForward) -> np.ndarray:
-    if rule.max_age_h is not None:
-        return checked.columns["time_h"]
-    if "step" in checked.columns:
-        return checked.columns["step"]
-    return (np.arange(checked.rows) - checked.starts[checked.codes]).astype(np.float64)
-
-
-def _last_valid(column: np.ndarray, row_start: np.ndarray) -> np.ndarray:
-    """Row of the last non-NaN value at or before each row within its stay, else -1."""
-    index = np.where(np.isnan(column), -1, np.arange(len(column)))
-    last = np.maximum.accumulate(index)
-    # Stays are contiguous blocks, so an index before the stay's first row is another stay's.
-    return np.where(last >= row_start, last, -1)
-
-
-def _carry_forward(
-    column: np.ndarray, row_start: np.ndarray, clock: np.ndarray, max_age: float
-) -> np.ndarray:
-    """Fill NaN in place from the last value of the same stay; return the mask of filled rows."""
-    source = _last_valid(column, row_start)
-    fill = np.isnan(column) & (source >= 0)
-    fill[fill] = (clock[fill] - clock[source[fill]]) <= max_age
-    column[fill] = column[source[fill]]
-    return fill
-
-
-def _nan_problem(
-    name: str,
-    left: np.ndarray,
-    never_measured: np.ndarray | None,
-    raw: np.ndarray,
-    row_start: np.ndarray,
-    checked: CheckedTable,
-    rule: CarryForward | None,
-) -> str:
-    where = offenders(left, checked.stay)
-    if never_measured is not None and never_measured[left].all():
-        return (
-            f"column '{name}' is NaN because the level was never measured in the stay before {where}: "
-            "pass fill_unmeasured_level=True (--fill-unmeasured-level) to use 0.0 mg/L (drug-naive, as "
-            "the simulator shows it), optionally with level_indicator=True to add a "
-            f"'{LEVEL_INDICATOR}' feature"
-        )
-    if rule is None:
-        return (
-            f"column '{name}' is NaN in {where}: the observation cannot hold NaN; fill the values, or "
-            "carry the last value forward within the stay with impute=CarryForward(max_age_h=...) "
-            "(--impute-max-age-h / --impute-max-age-steps)"
-        )
-    if rule.columns is not None and name not in rule.columns:
-        return f"column '{name}' is NaN in {where} and is not among the CarryForward columns {rule.columns}"
-    has_source = _last_valid(raw, row_start) >= 0
-    if not has_source[left].any():
-        return (
-            f"column '{name}' is NaN in {where} with no earlier value in the same stay to carry forward: "
-            "a stay's first value must be measured (values are never carried across stays or backward)"
-        )
-    return (
-        f"column '{name}' is NaN in {where} and the last value of the stay is older than the maximum "
-        f"age ({rule.max_age:g} {rule.unit}) or missing: raise the maximum age or fill the values"
     )
 
 

@@ -1,4 +1,11 @@
-"""PK exposure features of every row: each stay replayed through ``vanco_pk``'s exposure tracker.
+"""The patient chart, and the PK exposure features of every row replayed from it.
+
+:class:`StayChart` is the one patient chart: what a Bayesian MAP fit reads of each stay of a
+validated table -- the covariates, the decision times, the doses, the creatinine and the newly
+drawn levels -- as :class:`vanco_pk.estimation.DoseHistory` groups, by length for vectorised
+fits (:meth:`StayChart.by_length`: the PK features, hindsight, the local population fit) or as
+chosen stays padded to the longest (:meth:`StayChart.padded`: the twins' posteriors).
+:func:`table_chart` validates a table and builds its chart.
 
 :class:`vanco_pk.exposure.ExposureTracker` is fed, decision by decision, what the table's
 rows hold -- the covariates, ``time_h``, the creatinine, the doses given and the levels
@@ -15,14 +22,17 @@ first row.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
+from vanco_pk.estimation import DoseHistory
 from vanco_pk.exposure import PK_FEATURES, ExposureTracker
 from vanco_pk.pk import GOTI_2018, GotiModel, infusion_duration_h
 
 from vanco_offline.data._messages import offenders, raise_problems
-from vanco_offline.data.schema import DOSE, LEVEL, LEVEL_MEASURED, TRACKER_COVARIATES
+from vanco_offline.data.options import CarryForward
+from vanco_offline.data.schema import DOSE, LEVEL, LEVEL_MEASURED, STAY, TRACKER_COVARIATES
 from vanco_offline.data.validation import CheckedTable
 
 __all__ = [
@@ -33,7 +43,7 @@ __all__ = [
     "new_levels",
     "replay_pk_features",
     "stay_chart",
-    "stays_by_length",
+    "table_chart",
 ]
 
 _DEFAULT_INTERVAL_H = 12.0
@@ -100,49 +110,134 @@ def level_changes(level: np.ndarray, row_start: np.ndarray) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class StayChart:
-    """What a replay of the stays through :class:`~vanco_pk.exposure.ExposureTracker` reads.
+    """The patient chart: what a MAP fit of the stays of a validated table reads.
 
     Attributes
     ----------
-    time, dose : (rows,) arrays
-        ``time_h`` and ``dose_mg`` of each row.
+    time, dose, creatinine : (rows,) arrays
+        ``time_h``, ``dose_mg`` and the creatinine (after the caller's imputation) of each row.
     level : (rows,) array
         The vancomycin level where a new one was measured, NaN elsewhere.
     new_levels : (rows,) bool array
         Rows with a new level; ``level_source`` says how they were detected.
     interval_h : float
         The median time between decisions (12 h for a table of single rows).
+    covariates : dict of (stays,) arrays
+        :data:`~vanco_pk.exposure.TRACKER_COVARIATES` of each stay (fixed within a stay).
+    stay_ids, starts, ends : (stays,) arrays
+        Each stay's id, first row and one past its last row, in table order.
     """
 
     time: np.ndarray
     dose: np.ndarray
+    creatinine: np.ndarray
     level: np.ndarray
     new_levels: np.ndarray
     level_source: str
     interval_h: float
+    covariates: dict[str, np.ndarray]
+    stay_ids: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
 
     def tracker(self, model: GotiModel = GOTI_2018) -> ExposureTracker:
         """A tracker for this chart's decision interval with ``model`` as its population prior."""
         return ExposureTracker(interval_h=self.interval_h, horizon_h=max(24.0, self.interval_h), model=model)
 
+    def by_length(self) -> Iterator[tuple[np.ndarray, DoseHistory]]:
+        """``(rows (m, length), history)`` of the ``m`` stays of each length (shortest first, table
+        order within a length): the stays' rows of the table and their :class:`DoseHistory`
+        (a stay's last dose as logged, NaN when it is the final observation)."""
+        lengths = self.ends - self.starts
+        for length in np.unique(lengths).tolist():
+            stays = np.flatnonzero(lengths == length)
+            rows = self.starts[stays][:, None] + np.arange(length)[None, :]
+            yield (
+                rows,
+                self._history(
+                    stays, self.time[rows], self.dose[rows], self.creatinine[rows], self.level[rows]
+                ),
+            )
 
-def stay_chart(checked: CheckedTable) -> StayChart:
-    """The replay's inputs of a validated table; ValueError naming what is missing or wrong."""
+    def padded(self, stay_ids: Sequence[Any]) -> tuple[DoseHistory, np.ndarray]:
+        """The :class:`DoseHistory` of ``stay_ids`` (in that order) padded to the longest, and each
+        stay's number of rows.
+
+        After a stay's end the times go on at its last step (12 h for a single row), the doses
+        are 0 (as is a final observation's missing dose), the creatinine is the stay's last and
+        no level is drawn; a fit reads nothing there.
+        """
+        index = {stay: i for i, stay in enumerate(self.stay_ids.tolist())}
+        stays = np.array([index[stay] for stay in stay_ids], dtype=np.int64)
+        lengths = (self.ends - self.starts)[stays]
+        width = int(lengths.max())
+        k = np.arange(width)[None, :]
+        inside = k < lengths[:, None]
+        last = self.starts[stays][:, None] + lengths[:, None] - 1
+        rows = np.minimum(self.starts[stays][:, None] + k, last)
+        # The step after a stay's end: its last gap (12 h for a stay of a single row).
+        step = np.where(lengths > 1, self.time[last[:, 0]] - self.time[np.maximum(last[:, 0] - 1, 0)], 12.0)
+        after = k - lengths[:, None] + 1  # decisions after the stay's last row
+        time = np.where(inside, self.time[rows], self.time[last] + step[:, None] * after)
+        dose = np.where(inside, np.nan_to_num(self.dose[rows]), 0.0)
+        level = np.where(inside, self.level[rows], np.nan)
+        return self._history(stays, time, dose, self.creatinine[rows], level), lengths
+
+    def _history(
+        self, stays: np.ndarray, time: np.ndarray, dose: np.ndarray, creatinine: np.ndarray, level: np.ndarray
+    ) -> DoseHistory:
+        covariates = {name: values[stays] for name, values in self.covariates.items()}
+        return DoseHistory(**covariates, time_h=time, dose_mg=dose, creatinine=creatinine, level=level)
+
+
+def stay_chart(checked: CheckedTable, creatinine: np.ndarray) -> StayChart:
+    """The chart of a validated table; ValueError naming what is missing or wrong.
+
+    ``creatinine`` (rows,) is each row's serum creatinine after imputation (no NaN).
+    """
     _check_inputs(checked)
+    return _chart(checked, creatinine)
+
+
+def table_chart(
+    table: Any, stay_ids: Sequence[Any] | None = None, impute: CarryForward | None = None
+) -> StayChart:
+    """The chart of a dosing table's stays (all, or ``stay_ids``), validated as for the PK replay.
+
+    ``impute`` is the rule for a missing creatinine (as for the conversion); ValueError on a
+    creatinine it leaves missing, or on anything :func:`stay_chart` rejects.
+    """
+    from vanco_offline.data.imputation import imputed_column
+    from vanco_offline.data.options import ConversionOptions
+    from vanco_offline.data.validation import check_table
+
+    if stay_ids is not None:
+        table = table[table[STAY].isin(list(stay_ids))]
+    # pk_features: the table is read as the PK replay reads it (its level_measured column included).
+    checked = check_table(table, ConversionOptions(pk_features=True, impute=impute))
+    _check_inputs(checked)
+    return _chart(checked, imputed_column(checked, "creatinine", impute))
+
+
+def _chart(checked: CheckedTable, creatinine: np.ndarray) -> StayChart:
     time = checked.columns["time_h"]
     flags, source = new_levels(checked)
     gaps = np.diff(time)[~checked.last[:-1]]
     interval = float(np.median(gaps)) if gaps.size else _DEFAULT_INTERVAL_H
     level = np.where(flags, checked.columns[LEVEL], np.nan)
-    return StayChart(time, checked.columns[DOSE], level, flags, source, interval)
-
-
-def stays_by_length(checked: CheckedTable) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """``(first rows (m,), rows (m, length))`` of the stays of each length, to replay them at once."""
-    lengths = checked.ends - checked.starts
-    for length in np.unique(lengths).tolist():
-        first = checked.starts[lengths == length]
-        yield first, first[:, None] + np.arange(length)[None, :]
+    return StayChart(
+        time=time,
+        dose=checked.columns[DOSE],
+        creatinine=creatinine,
+        level=level,
+        new_levels=flags,
+        level_source=source,
+        interval_h=interval,
+        covariates={c: checked.columns[c][checked.starts] for c in TRACKER_COVARIATES},
+        stay_ids=checked.stay_ids,
+        starts=checked.starts,
+        ends=checked.ends,
+    )
 
 
 def replay_pk_features(
@@ -160,17 +255,16 @@ def replay_pk_features(
     model : GotiModel
         The tracker's population prior (Goti 2018, or a model refitted to local levels).
     """
-    chart = stay_chart(checked)
+    chart = stay_chart(checked, creatinine)
     tracker = chart.tracker(model)
     features = np.zeros((checked.rows, len(PK_FEATURES)))
-    for first, rows in stays_by_length(checked):
-        tracker.reset({c: checked.columns[c][first] for c in TRACKER_COVARIATES})
+    for rows, history in chart.by_length():
+        tracker.reset({c: getattr(history, c) for c in TRACKER_COVARIATES})
         for k in range(rows.shape[1]):
-            r = rows[:, k]
-            tracker.observe(chart.time[r], creatinine[r], chart.level[r])
-            features[r] = tracker.features()
+            tracker.observe(history.time_h[:, k], history.creatinine[:, k], history.level[:, k])
+            features[rows[:, k]] = tracker.features()
             if k < rows.shape[1] - 1:
-                tracker.record(chart.dose[r])
+                tracker.record(history.dose_mg[:, k])
     return PKReplay(
         features=features,
         levels=int(chart.new_levels.sum()),

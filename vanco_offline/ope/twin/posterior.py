@@ -7,12 +7,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from vanco_pk.estimation import DoseHistory, map_estimate, map_hessian, map_objective
 from vanco_pk.patients import N_PATIENT_DRAWS, Covariates, Patients
 from vanco_pk.pk import GotiModel
 
-from vanco_offline.data.pk_replay import level_changes
+from vanco_offline.data.options import CarryForward
+from vanco_offline.data.pk_replay import table_chart
 from vanco_offline.ope.twin.settings import TWIN_COVARIATES, TwinSettings
 
 __all__ = [
@@ -27,6 +27,8 @@ __all__ = [
 
 _DEFAULT_HEIGHT_CM = 170.0
 _HESSIAN_STEP = 1e-2
+#: The twins' creatinine rule: the stay's last value, however old.
+_CREATININE_CARRIED = CarryForward(max_age_h=np.inf, columns=("creatinine",))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,10 +55,11 @@ class PKPosterior:
 
 
 def stay_histories(table: Any, stay_ids: Sequence[Any]) -> tuple[DoseHistory, Covariates, np.ndarray]:
-    """The chart of each stay (all its rows) as :class:`DoseHistory` rows, grouped later by length.
+    """The chart of each stay (all its rows, :meth:`~vanco_offline.data.pk_replay.StayChart.padded`)
+    as :class:`DoseHistory` rows, the twins' covariates and each stay's number of rows.
 
-    Returns the histories padded to the longest stay (times continue 12 h apart, doses 0,
-    levels NaN after a stay's end), the twins' covariates and each stay's number of rows.
+    A creatinine not measured at a decision is the stay's last one (a real chart has gaps);
+    every stay needs one on its first row.
     """
     missing = [
         c for c in (*TWIN_COVARIATES, "time_h", "creatinine", "dose_mg", "vanco_level") if c not in table
@@ -72,66 +75,20 @@ def stay_histories(table: Any, stay_ids: Sequence[Any]) -> tuple[DoseHistory, Co
         raise ValueError(
             f"stay(s) {absent[:3]} of the data are not in the table: pass the table they came from"
         )
-    rows = [np.sort(groups[s]) for s in stay_ids]
-    lengths = np.array([len(r) for r in rows])
-    width = int(lengths.max())
-    n = len(rows)
-
-    def column(name: str, fill: float) -> np.ndarray:
-        values = table[name].to_numpy(np.float64)
-        out = np.full((n, width), fill)
-        for i, r in enumerate(rows):
-            out[i, : len(r)] = values[r]
-        return out
-
-    time = column("time_h", np.nan)
-    for i, length in enumerate(lengths.tolist()):
-        if length < width:
-            step = time[i, length - 1] - time[i, length - 2] if length > 1 else 12.0
-            time[i, length:] = time[i, length - 1] + step * np.arange(1, width - length + 1)
-    creatinine = column("creatinine", np.nan)
-    # A creatinine not measured at a decision is the stay's last one (a real chart has gaps).
-    creatinine = pd.DataFrame(creatinine.T).ffill().to_numpy().T.copy()
-    unmeasured = np.isnan(creatinine[:, 0])
-    if unmeasured.any():
-        raise ValueError(
-            f"the twin estimator needs a creatinine on each stay's first row; stay(s) "
-            f"{[stay_ids[i] for i in np.flatnonzero(unmeasured)[:3]]} have none"
-        )
-    for i, length in enumerate(lengths.tolist()):
-        creatinine[i, length:] = creatinine[i, length - 1]
-    dose = np.nan_to_num(column("dose_mg", 0.0))
-    level = column("vanco_level", np.nan)
-    if "level_measured" in table:
-        level = np.where(column("level_measured", 0.0) > 0, level, np.nan)
-    else:
-        # The data layer's one new-level rule: a carried-forward value is not a new level.
-        starts = np.repeat(np.arange(n) * width, width)
-        level = np.where(level_changes(level.ravel(), starts).reshape(n, width), level, np.nan)
-    first = np.array([r[0] for r in rows])
-    cov = {c: table[c].to_numpy(np.float64)[first] for c in TWIN_COVARIATES}
+    history, lengths = table_chart(table, stay_ids, impute=_CREATININE_CARRIED).padded(stay_ids)
+    first = np.array([np.min(groups[s]) for s in stay_ids])
     height = (
         table["height_cm"].to_numpy(np.float64)[first]
         if "height_cm" in table
-        else np.full(n, _DEFAULT_HEIGHT_CM)
-    )
-    history = DoseHistory(
-        weight_kg=cov["weight_kg"],
-        age=cov["age"],
-        sex=cov["sex"],
-        dialysis=cov["dialysis"],
-        time_h=time,
-        dose_mg=dose,
-        creatinine=creatinine,
-        level=level,
+        else np.full(len(stay_ids), _DEFAULT_HEIGHT_CM)
     )
     covariates = Covariates(
-        weight_kg=cov["weight_kg"],
-        age=cov["age"],
-        sex=cov["sex"],
+        weight_kg=history.weight_kg,
+        age=history.age,
+        sex=history.sex,
         height_cm=np.nan_to_num(height, nan=_DEFAULT_HEIGHT_CM),
-        dialysis=cov["dialysis"],
-        creatinine=creatinine[:, 0],
+        dialysis=history.dialysis,
+        creatinine=history.creatinine[:, 0],
     )
     return history, covariates, lengths
 

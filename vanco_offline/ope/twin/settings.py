@@ -24,8 +24,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from vanco_pk.pk import GOTI_2018, GotiModel
 from vanco_pk.scenario import Scenario
+
+from vanco_offline.data.pk_replay import level_changes
 
 __all__ = [
     "TWIN_ASSUMPTIONS",
@@ -140,10 +143,16 @@ def level_timing(table: Any, stay_ids: Any = None, interval_h: float = 12.0) -> 
     if missing:
         raise ValueError(f"level_timing: the table lacks the column(s) {missing}")
     rows = table if stay_ids is None else table[table["stay_id"].isin(list(stay_ids))]
+    level = rows["vanco_level"].to_numpy(np.float64)
     if "level_measured" in rows:
-        drawn = rows["level_measured"].to_numpy(dtype=bool) & rows["vanco_level"].notna().to_numpy()
+        drawn = rows["level_measured"].to_numpy(dtype=bool) & np.isfinite(level)
     else:
-        drawn = rows["vanco_level"].notna().to_numpy()
+        # The data layer's one new-level rule: a carried-forward value is not a new level
+        # (each stay's rows are one block, as the schema requires).
+        row_start = (
+            pd.Series(np.arange(len(rows))).groupby(rows["stay_id"].to_numpy(), sort=False).transform("min")
+        )
+        drawn = level_changes(level, row_start.to_numpy())
     start = rows.groupby("stay_id", sort=False)["time_h"].transform("min").to_numpy(np.float64)
     decision = np.rint((rows["time_h"].to_numpy(np.float64) - start) / interval_h).astype(int)
     if not drawn.any():

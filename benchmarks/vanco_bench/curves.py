@@ -1,7 +1,7 @@
 """``vanco-offline bench curves``: learning curves on validation patients, and the budget each picks.
 
 Each algorithm trains once on one benchmark dataset (the offline benchmark's data, scalers
-and networks: :mod:`vanco_offline.bench.offline.grid`); at log-spaced gradient steps
+and networks: :mod:`vanco_bench.offline.grid`); at log-spaced gradient steps
 (1, 2, 5 x 10^k from ``--first`` to ``--steps``) its greedy policy is rolled out on the
 **validation** patients (:data:`VALIDATION_SEED`, never the test patients of the benchmark
 table, :data:`TEST_SEED`) and scored on the simulator's truth: AUC24 attainment, AKI, time
@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from vanco_offline.bench.offline.grid import (
+from vanco_bench.offline.grid import (
     ALGORITHMS,
     DATASETS,
     SIZES,
@@ -99,8 +99,8 @@ def learning_curve(task: CellTask, steps: Sequence[int]) -> Curve:
     import d3rlpy
     import torch
 
-    from vanco_offline.bench.offline.cell import seed_action_map
-    from vanco_offline.bench.offline.grid import build_config
+    from vanco_bench.offline.cell import seed_action_map
+    from vanco_bench.offline.grid import build_config
     from vanco_offline.rollout import EvalPatients, algo_actor, rollout
 
     spec = ALGORITHMS[task.algo]
@@ -186,7 +186,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_tasks(args: argparse.Namespace) -> list[CellTask]:
-    from vanco_offline.bench.offline import SEED_ROWS, preset_variant
+    from vanco_bench.offline import SEED_ROWS, preset_variant
 
     variant = preset_variant(args.data_preset)
     spec = DatasetSpec.make(args.dataset, args.size, seed=args.data_seed, **world_of(args))
@@ -205,7 +205,7 @@ def build_tasks(args: argparse.Namespace) -> list[CellTask]:
 
 
 def _curve_in_worker(item: tuple[CellTask, list[int]]) -> Curve:
-    from vanco_offline.bench.offline.runner import worker_init
+    from vanco_bench.offline.runner import worker_init
 
     worker_init()
     return learning_curve(*item)
@@ -230,7 +230,7 @@ def run(args: argparse.Namespace) -> int:
         with concurrent.futures.ProcessPoolExecutor(args.workers, mp_context=context) as pool:
             curves = list(pool.map(_curve_in_worker, [(t, steps) for t in tasks]))
     else:
-        from vanco_offline.bench.offline.runner import worker_init
+        from vanco_bench.offline.runner import worker_init
 
         worker_init()
         for task in tasks:

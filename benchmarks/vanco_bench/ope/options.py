@@ -105,7 +105,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="WORLD",
         help="leave-one-world-out: choose the twin's settings on --calibrate-on and report every interval "
         "on the other worlds (the world panel and worlds the twin does not model: "
-        "vanco_offline.bench.ope.worlds.OPE_WORLDS); replaces --scenario",
+        "vanco_bench.ope.worlds.OPE_WORLDS); replaces --scenario",
     )
     parser.add_argument(
         "--calibrate-on",

@@ -302,7 +302,7 @@ def _run_world(
     from vanco_pk.pk import GOTI_2018
     from vanco_pk.policies import make_policy
 
-    from vanco_offline.bench.ope.panel import panel
+    from vanco_bench.ope.panel import panel
     from vanco_offline.data import convert_with
     from vanco_offline.data.cohort import generate_cohort
     from vanco_offline.ope import (
@@ -392,7 +392,7 @@ def _run_world(
 
 def run_worlds(opts: Any, worlds: WorldsOptions) -> int:
     """The leave-one-world-out table (see the module's docstring)."""
-    from vanco_offline.bench.ope.panel import train
+    from vanco_bench.ope.panel import train
     from vanco_offline.data import convert_with
     from vanco_offline.data.cohort import generate_cohort
     from vanco_offline.ope.twin import TWIN_ASSUMPTIONS

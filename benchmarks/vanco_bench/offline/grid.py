@@ -297,7 +297,7 @@ class CellTask:
     reward_variant : str
         ``project`` (the ``default`` trough reward; ``seed`` for the seed and base presets),
         ``exposure`` (the project's exposure reward) or a candidate of
-        :data:`vanco_offline.bench.offline.variants.REWARD_VARIANTS`.
+        :data:`vanco_bench.offline.variants.REWARD_VARIANTS`.
     last_dose : bool
         Append the previous dose to the observation (the data layer's ``last_dose``).
     pk_features : bool
@@ -337,7 +337,7 @@ class CellTask:
     def __post_init__(self) -> None:
         from vanco_pk.scenario import SAMPLING_PROTOCOLS
 
-        from vanco_offline.bench.offline.variants import REWARD_VARIANTS
+        from vanco_bench.offline.variants import REWARD_VARIANTS
 
         if self.protocol != "world" and self.protocol not in SAMPLING_PROTOCOLS:
             raise ValueError(
@@ -462,7 +462,7 @@ def local_fit(spec: DatasetSpec):
 @functools.lru_cache(maxsize=16)
 def _converted(spec: DatasetSpec, observation: ConversionOptions, reward: str, variant: str):
     """``spec``'s table converted with ``observation``'s columns and ``reward`` (or ``variant``'s)."""
-    from vanco_offline.bench.offline.variants import COMPUTED_REWARDS, variant_reward
+    from vanco_bench.offline.variants import COMPUTED_REWARDS, variant_reward
     from vanco_offline.data import convert_with
 
     if variant == "project" or variant in COMPUTED_REWARDS:

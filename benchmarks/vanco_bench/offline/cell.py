@@ -1,6 +1,6 @@
 """One cell of the offline benchmark: train (or take a reference policy), roll out, score, OPE.
 
-:func:`run_cell` is a plain function of a picklable :class:`~vanco_offline.bench.offline.grid.CellTask`
+:func:`run_cell` is a plain function of a picklable :class:`~vanco_bench.offline.grid.CellTask`
 returning a plain :class:`CellResult`, so that the local process pool, Ray and Ray Tune all
 run the same code. Everything is seeded from the task: the dataset from its spec,
 ``d3rlpy.seed(task.seed)`` for the networks and mini-batches, the held-out patients from
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from vanco_offline.bench.offline.grid import ALGORITHMS, CellTask, build_config
+from vanco_bench.offline.grid import ALGORITHMS, CellTask, build_config
 from vanco_offline.rollout import EvalPatients, algo_actor, rollout
 
 __all__ = ["OPE_ESTIMATORS", "CellResult", "run_cell", "run_cells", "seed_action_map", "train", "train_seeds"]
@@ -189,11 +189,11 @@ def _result(task: CellTask, scores: Any, ope: dict[str, float], note: str, secon
 
 def _reference(task: CellTask, name: str, options: dict[str, Any]) -> tuple[Any, Any]:
     """The reference policy's actor and reset, sampling with the cell's seed; on unrounded doses
-    an MIPD row doses in 5 mg steps (:class:`~vanco_offline.bench.offline.baselines.UnroundedMIPD`).
+    an MIPD row doses in 5 mg steps (:class:`~vanco_bench.offline.baselines.UnroundedMIPD`).
     The actor carries the policy's ``needs_truth`` (:func:`vanco_offline.rollout.policy_actor`)."""
     from vanco_pk.policies import make_policy
 
-    from vanco_offline.bench.offline.baselines import UnroundedMIPD
+    from vanco_bench.offline.baselines import UnroundedMIPD
     from vanco_offline.rollout import policy_actor
 
     policy = make_policy(name, **options)

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 from scipy.stats import trim_mean
 
-from vanco_offline.bench.offline.cell import OPE_ESTIMATORS, CellResult
-from vanco_offline.bench.offline.grid import ALGORITHMS, REFERENCE_POLICIES
+from vanco_bench.offline.cell import OPE_ESTIMATORS, CellResult
+from vanco_bench.offline.grid import ALGORITHMS, REFERENCE_POLICIES
 
 __all__ = [
     "METRICS",

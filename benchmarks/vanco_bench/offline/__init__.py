@@ -1,19 +1,19 @@
 """``vanco-offline bench offline``: VancoIQL against d3rlpy's CQL/BCQ/IQL/BC and clinical dosing.
 
-The grid is dataset x algorithm x seed (:mod:`vanco_offline.bench.offline.grid`): every
+The grid is dataset x algorithm x seed (:mod:`vanco_bench.offline.grid`): every
 algorithm trains on the same simulated cohort with the same budget and scalers, and every
 policy -- learned or reference -- is rolled out on the same held-out simulated patients
 (:mod:`vanco_offline.rollout`). Cells run in parallel on local processes or on
-Ray (:mod:`vanco_offline.bench.offline.runner`); the report gives the interquartile mean
+Ray (:mod:`vanco_bench.offline.runner`); the report gives the interquartile mean
 over seeds with stratified-bootstrap 95 % CIs and OPE estimates beside the simulator's truth
-(:mod:`vanco_offline.bench.offline.report`). ``--tune`` runs the ``seed`` preset's tuning
+(:mod:`vanco_bench.offline.report`). ``--tune`` runs the ``seed`` preset's tuning
 guide (expectile, temperature, learning rate) through Ray Tune instead.
 
 Every row of a table doses on the same action set (``--dose-set``: the 250 mg grid by
-default, or unrounded, :data:`~vanco_offline.bench.offline.grid.DOSE_SET_NAMES`) and samples
+default, or unrounded, :data:`~vanco_bench.offline.grid.DOSE_SET_NAMES`) and samples
 levels on the same protocol (``--protocol``: the world's own by default), both named in the
 table; the verdicts are paired patient-level differences with bootstrap 95 % CIs
-(:mod:`vanco_offline.bench.offline.verdict`) against the strongest simple baselines.
+(:mod:`vanco_bench.offline.verdict`) against the strongest simple baselines.
 ``--worlds`` runs the grid in several worlds of :data:`vanco_pk.scenario.WORLD_PANEL` and
 writes the panel table.
 
@@ -37,7 +37,7 @@ from pathlib import Path
 
 from vanco_pk.scenario import SAMPLING_PROTOCOLS, SCENARIOS, WORLD_PANEL
 
-from vanco_offline.bench.offline.grid import (
+from vanco_bench.offline.grid import (
     ALGORITHMS,
     DATASETS,
     DOSE_SET_NAMES,
@@ -51,7 +51,7 @@ from vanco_offline.bench.offline.grid import (
     add_world_arguments,
     world_of,
 )
-from vanco_offline.bench.offline.variants import REWARD_VARIANTS
+from vanco_bench.offline.variants import REWARD_VARIANTS
 
 DEFAULT_OUT = Path("d3rlpy_logs") / "bench" / "offline"
 #: Validation patients for --tune: not the test patients of the benchmark table.
@@ -376,7 +376,7 @@ def _fields_of(algo: str, overrides: dict[str, object]) -> dict[str, object]:
     """The overrides that are fields of ``algo``'s config (none for reference policies)."""
     if not overrides or algo not in ALGORITHMS:
         return {}
-    from vanco_offline.bench.offline.grid import config_class
+    from vanco_bench.offline.grid import config_class
 
     names = {f.name for f in dataclasses.fields(config_class(ALGORITHMS[algo]))}
     return {k: v for k, v in overrides.items() if k in names}
@@ -387,8 +387,8 @@ def run(args: argparse.Namespace) -> int:
         return _run_tune(args)
     if args.merge:
         return _merge(args)
-    from vanco_offline.bench.offline.report import results_to_json
-    from vanco_offline.bench.offline.runner import run_grid
+    from vanco_bench.offline.report import results_to_json
+    from vanco_bench.offline.runner import run_grid
 
     tasks = build_tasks(args)
     start = time.perf_counter()
@@ -436,14 +436,14 @@ def _describe(tasks: list[CellTask]) -> str:
 
 def _write_report(results: list, out: Path, header: str) -> None:
     """Aggregate the cells and write ``results.json``, ``table.md`` (table and verdicts) and the plot."""
-    from vanco_offline.bench.offline.report import (
+    from vanco_bench.offline.report import (
         aggregate,
         format_table,
         ope_summary,
         plot,
         results_to_json,
     )
-    from vanco_offline.bench.offline.verdict import headline, panel_table, table_conditions, verdict_lines
+    from vanco_bench.offline.verdict import headline, panel_table, table_conditions, verdict_lines
 
     rows = aggregate(results)
     heads = [h for algo in VERDICT_ROWS for h in headline(results, algo)]
@@ -470,8 +470,8 @@ def _write_report(results: list, out: Path, header: str) -> None:
 
 
 def _merge(args: argparse.Namespace) -> int:
-    from vanco_offline.bench.offline.cell import CellResult
-    from vanco_offline.bench.offline.report import name_and_variant
+    from vanco_bench.offline.cell import CellResult
+    from vanco_bench.offline.report import name_and_variant
 
     results: list[CellResult] = []
     seen: set[tuple[str, str, int]] = set()
@@ -501,7 +501,7 @@ def _merge(args: argparse.Namespace) -> int:
 
 
 def _run_tune(args: argparse.Namespace) -> int:
-    from vanco_offline.bench.offline.runner import TUNE_SPACE, tune_sweep
+    from vanco_bench.offline.runner import TUNE_SPACE, tune_sweep
 
     size = QUICK if args.quick else FULL
     algos = args.algos or ["VancoIQL"]
@@ -531,7 +531,7 @@ def _run_tune(args: argparse.Namespace) -> int:
         storage_path=str(storage),
     )
     wall = time.perf_counter() - start
-    from vanco_offline.bench.offline.report import iqm_interval
+    from vanco_bench.offline.report import iqm_interval
 
     groups: dict[tuple[float, float, float], list[dict]] = {}
     for row in rows:
@@ -559,6 +559,6 @@ def _run_tune(args: argparse.Namespace) -> int:
 
 
 def _iqm(trials: list[dict], key: str) -> float:
-    from vanco_offline.bench.offline.report import iqm_interval
+    from vanco_bench.offline.report import iqm_interval
 
     return iqm_interval([t[key] for t in trials], reps=1)[0]

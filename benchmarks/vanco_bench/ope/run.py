@@ -9,13 +9,13 @@ import warnings
 
 import torch
 
-from vanco_offline.bench.ope.options import RunOptions, describe, parse
-from vanco_offline.bench.ope.panel import panel as calibration_panel
-from vanco_offline.bench.ope.panel import train
-from vanco_offline.bench.ope.scores import format_scores, score_estimator
-from vanco_offline.bench.ope.tables import policy_table, target_lines, twin_table
-from vanco_offline.bench.ope.variants import VARIANT_COLUMNS, variants
-from vanco_offline.bench.ope.worlds import worlds_options
+from vanco_bench.ope.options import RunOptions, describe, parse
+from vanco_bench.ope.panel import panel as calibration_panel
+from vanco_bench.ope.panel import train
+from vanco_bench.ope.scores import format_scores, score_estimator
+from vanco_bench.ope.tables import policy_table, target_lines, twin_table
+from vanco_bench.ope.variants import VARIANT_COLUMNS, variants
+from vanco_bench.ope.worlds import worlds_options
 
 __all__ = ["ESTIMATOR_COLUMNS", "run"]
 
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     warnings.filterwarnings("ignore", module="gym")
     if worlds is not None:
-        from vanco_offline.bench.ope.worlds import run_worlds
+        from vanco_bench.ope.worlds import run_worlds
 
         return run_worlds(opts, worlds)
     return _run(opts)

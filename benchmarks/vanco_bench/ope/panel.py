@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from vanco_offline.bench.ope.options import Size
+from vanco_bench.ope.options import Size
 
 __all__ = ["panel", "train"]
 

@@ -1,6 +1,6 @@
 """The printed tables of ``bench ope``: each policy's truths and estimates, and the targets.
 
-The calibration table itself (one row per estimator) is :func:`~vanco_offline.bench.ope.scores.format_scores`.
+The calibration table itself (one row per estimator) is :func:`~vanco_bench.ope.scores.format_scores`.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from vanco_offline.bench.ope.scores import EstimatorScore
+from vanco_bench.ope.scores import EstimatorScore
 
 __all__ = ["TARGETS", "policy_table", "target_lines", "twin_table"]
 

@@ -18,7 +18,7 @@ instead of the logged ``behavior_prob``: what real ICU data would allow. The alg
 are trained on a second cohort, so that OPE runs on stays they have not seen.
 
 The data's observation and reward are one :class:`~vanco_offline.data.ConversionOptions`
-(:mod:`~vanco_offline.bench.ope.options`): by default the seven features and the covariates
+(:mod:`~vanco_bench.ope.options`): by default the seven features and the covariates
 with the environment's trough reward; ``--data-preset default`` converts both cohorts as
 the preset says -- the previous dose, the exposure tracker's features, the ``exposure``
 reward -- trains the algorithms on that, and computes the truth with the environment's same
@@ -39,7 +39,7 @@ coverage), :mod:`.tables` (printing and the targets), :mod:`.run` (the run), :mo
 (held out by world).
 """
 
-from vanco_offline.bench.ope.options import add_arguments
-from vanco_offline.bench.ope.run import run
+from vanco_bench.ope.options import add_arguments
+from vanco_bench.ope.run import run
 
 __all__ = ["add_arguments", "run"]

@@ -1,7 +1,7 @@
 """The benchmark's verdicts: paired patient-level differences with bootstrap 95 % CIs.
 
 Every row of a table is scored on the same test patients, on the same level protocol and
-the same action set (:class:`~vanco_offline.bench.offline.cell.CellResult` keeps each
+the same action set (:class:`~vanco_bench.offline.cell.CellResult` keeps each
 patient's attainment and AKI, the protocol and the action set). A verdict compares a
 learned row with a baseline row of the same dataset:
 
@@ -14,7 +14,7 @@ learned row with a baseline row of the same dataset:
   same number of seeds have them resampled as pairs, which is exact for a row against itself
   and, the runs being independent, estimates the same variance otherwise.
 
-"Best simple baseline" is the baseline of :data:`~vanco_offline.bench.offline.grid.SIMPLE_BASELINES`
+"Best simple baseline" is the baseline of :data:`~vanco_bench.offline.grid.SIMPLE_BASELINES`
 with the highest mean attainment on the test patients: choosing it there favours the
 baseline, never the learned policy.
 """
@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from vanco_offline.bench.offline.cell import CellResult
-from vanco_offline.bench.offline.grid import (
+from vanco_bench.offline.cell import CellResult
+from vanco_bench.offline.grid import (
     ALGORITHMS,
     DOSE_SET_NAMES,
     PRACTICAL_BASELINES,
@@ -196,7 +196,7 @@ def headline(
     "baselines"}``: the :class:`Comparison` objects (None where the row is missing) and the
     mean attainment of every simple baseline present.
     """
-    from vanco_offline.bench.offline.report import name_and_variant
+    from vanco_bench.offline.report import name_and_variant
 
     rows = _rows(results)
     out = []

@@ -1,7 +1,7 @@
 """Run the benchmark's cells in parallel: local processes or a Ray cluster; the tuning sweep in Ray Tune.
 
-Every backend runs :func:`~vanco_offline.bench.offline.cell.run_cell` on picklable
-:class:`~vanco_offline.bench.offline.grid.CellTask` objects, one cell per worker and one
+Every backend runs :func:`~vanco_bench.offline.cell.run_cell` on picklable
+:class:`~vanco_bench.offline.grid.CellTask` objects, one cell per worker and one
 torch thread per worker (a [32, 32] update gains nothing from more and two busy threads per
 worker would fight over the cores), so the backends give the same numbers.
 
@@ -18,8 +18,8 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from vanco_offline.bench.offline.cell import CellResult, run_cell, run_cells
-from vanco_offline.bench.offline.grid import CellTask
+from vanco_bench.offline.cell import CellResult, run_cell, run_cells
+from vanco_bench.offline.grid import CellTask
 
 __all__ = ["BACKENDS", "TUNE_SPACE", "cluster_runtime_env", "run_grid", "tune_sweep", "worker_init"]
 
@@ -86,7 +86,7 @@ def run_grid(
         ``progress(result, done, total)`` after each finished cell.
     seeds_together : bool
         Local backend: the cells that differ only in their seed run in one process and
-        train together (:func:`~vanco_offline.bench.offline.cell.run_cells`; VancoIQL's
+        train together (:func:`~vanco_bench.offline.cell.run_cells`; VancoIQL's
         seeds as one batched model, several times the throughput). A cell's networks then
         equal those of its lone :func:`run_cell` to float rounding, not bit for bit.
     """
@@ -220,7 +220,7 @@ def tune_sweep(
     list of dict
         One row per trial: the grid point, the seed and the rollout scores.
     """
-    from vanco_offline.bench.offline.grid import ALGORITHMS
+    from vanco_bench.offline.grid import ALGORITHMS
 
     if task.algo not in ALGORITHMS or ALGORITHMS[task.algo].preset is None:
         raise ValueError(f"tune_sweep tunes a VancoIQL preset algorithm; {task.algo!r} is not one")
