@@ -9,13 +9,14 @@ figures of the recommended model.
 """
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from vanco_offline.commands.common import DIAGNOSTICS, quiet_d3rlpy
 from vanco_offline.configs import load_preset
 from vanco_offline.ope import FQESettings, IntervalSettings, SimulatorTruth, evaluate
 from vanco_offline.plots import write_plots
-from vanco_offline.training import BUILTIN_COHORT, builtin_cohort, train
+from vanco_offline.training import BUILTIN_WORLD, builtin_cohort, train
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--patients", type=int, default=300)
@@ -27,14 +28,13 @@ args = parser.parse_args()
 
 quiet_d3rlpy()
 table = builtin_cohort(args.patients, seed=0)
-truth_options = {k: v for k, v in BUILTIN_COHORT.items() if k != "policy"}
 rows = []
 for preset_name in ("base", "default"):
     preset = load_preset(preset_name)
     run = train(preset, table, n_steps=args.steps, log_root=args.log_dir, show_progress=False)
     # The truth is scored with the reward the preset trained on, as the estimates are.
     truth = SimulatorTruth(
-        n_patients=args.eval_patients, env_options={**truth_options, "reward": preset.data.reward}
+        n_patients=args.eval_patients, world=dataclasses.replace(BUILTIN_WORLD, reward=preset.data.reward)
     )
     report = evaluate(
         run.model.algo,

@@ -12,6 +12,7 @@ import vanco_offline  # noqa: F401  (first: it silences the notice d3rlpy's `gym
 
 # isort: split
 import d3rlpy
+from vanco_pk import World
 
 from vanco_offline.algos import VancoIQLConfig
 from vanco_offline.data import convert, fit_scalers, generate_cohort
@@ -23,9 +24,9 @@ parser.add_argument("--steps", type=int, default=2000)
 parser.add_argument("--eval-patients", type=int, default=200)
 args = parser.parse_args()
 
-env_options = {"level_missing_prob": 0.5}
+world = World.make(level_missing_prob=0.5)  # the icu scenario, half the ordered troughs missing
 data = convert(
-    generate_cohort(args.patients, "clinician", seed=0, **env_options),
+    generate_cohort(args.patients, "clinician", seed=0, world=world),
     "continuous",
     fill_unmeasured_level=True,
 )
@@ -38,7 +39,7 @@ algorithms = {
     "d3rlpy BCQ": d3rlpy.algos.BCQConfig(**common),
     "d3rlpy BC": d3rlpy.algos.BCConfig(**common),
 }
-patients = EvalPatients(n_patients=args.eval_patients, env_options=env_options)
+patients = EvalPatients(n_patients=args.eval_patients, world=world)
 print(f"{'policy':<12} {'AUC 400-600':>11} {'AKI':>6} {'return':>8}")
 for name, config in algorithms.items():
     d3rlpy.seed(0)

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 import pytest
 from vanco_bench import curves, offline
 from vanco_bench.curves import checkpoints, learning_curve, pick_budget
 from vanco_bench.offline.grid import TEST_SEED, VALIDATION_SEED, CellTask, DatasetSpec
+from vanco_bench.policies import team_policy_options
+from vanco_pk.patients import MISSPECIFICATIONS
+from vanco_pk.scenario import THAI_ICU, get_scenario
+from vanco_pk.world import World, misspecified
 
 
 def _offline_args(*argv: str) -> argparse.Namespace:
@@ -68,16 +73,15 @@ def test_a_learning_curve_scores_each_checkpoint_of_one_training_run():
 
 def test_a_dataset_can_live_in_a_world_with_sparse_levels_and_a_misspecified_prior():
     spec = DatasetSpec.make("medium", "small", level_missing_prob=0.8, misspecification="severe")
-    assert spec.env_options == {
-        "measurement_noise": 1.0,
-        "level_missing_prob": 0.8,
-        "misspecification": "severe",
-        "scenario": "icu",
-    }
+    # The world of the data: the icu truth shifted once by the severe misspecification.
+    assert spec.world == World(
+        scenario=misspecified(get_scenario("icu"), "severe"), measurement_noise=1.0, level_missing_prob=0.8
+    )
+    assert spec.world.scenario.model == MISSPECIFICATIONS["severe"].true_model(THAI_ICU)
     assert spec.label == "medium-small (levels missing 0.8, prior severely misspecified)"
     ideal = DatasetSpec.make("medium", "small", scenario="ideal")
-    assert ideal.label == "medium-small (ideal)" and ideal.env_options["level_missing_prob"] == 0.3
-    assert DatasetSpec.make("medium", "small").env_options["level_missing_prob"] == 0.0  # the protocol's
+    assert ideal.label == "medium-small (ideal)" and ideal.world.level_missing_prob == 0.3
+    assert DatasetSpec.make("medium", "small").world.level_missing_prob == 0.0  # the protocol's
     assert DatasetSpec.make("medium", "small", misspecification="none") == DatasetSpec.make("medium", "small")
     with pytest.raises(ValueError, match="unknown misspecification 'awful'"):
         DatasetSpec.make("medium", "small", misspecification="awful")
@@ -86,4 +90,10 @@ def test_a_dataset_can_live_in_a_world_with_sparse_levels_and_a_misspecified_pri
     with pytest.raises(ValueError, match=r"level_missing_prob = 1.0 must be in \[0, 1\)"):
         DatasetSpec.make("medium", "small", level_missing_prob=1.0)
     tasks = offline.build_tasks(_offline_args("--misspecification", "mild", "--level-missing-prob", "0.5"))
-    assert {t.dataset.env_options["misspecification"] for t in tasks} == {"mild"}
+    assert {t.dataset.misspecification for t in tasks} == {"mild"}
+    mild = MISSPECIFICATIONS["mild"].true_model(THAI_ICU)
+    assert {t.dataset.world.scenario.model for t in tasks} == {mild}
+    # MIPD with the true prior doses through the shifted truth, whatever the command.
+    true = dataclasses.replace(tasks[0], algo="mipd_true").reference()[1]["model"]
+    assert true == dataclasses.replace(mild, prop_error=0.075, add_error_mg_l=1.0)
+    assert team_policy_options("mipd (true prior)", tasks[0].dataset.world)["model"] == true

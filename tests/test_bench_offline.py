@@ -15,6 +15,7 @@ from vanco_bench.offline.grid import ALGORITHMS, CellTask, DatasetSpec, build_co
 from vanco_bench.offline.report import aggregate, format_table, iqm_interval
 from vanco_bench.offline.runner import run_grid
 from vanco_bench.offline.verdict import headline, paired_difference, verdict_lines
+from vanco_pk.world import World
 
 from vanco_offline.rollout import EvalPatients, rollout
 
@@ -110,8 +111,7 @@ def test_ray_backend_on_a_local_two_cpu_cluster_gives_the_local_numbers(tiny_gri
 
 def test_rollout_scores_a_held_dose_and_a_maximum_dose_by_hand():
     # ideal: without drug nobody gets AKI there (icu has a sepsis baseline hazard).
-    options = {"level_missing_prob": 0.3, "scenario": "ideal"}
-    patients = EvalPatients(n_patients=8, seed=5, env_options=options)
+    patients = EvalPatients(n_patients=8, seed=5, world=World.make(level_missing_prob=0.3, scenario="ideal"))
     none = rollout(lambda obs, info: np.zeros(len(obs)), patients)
     assert none.attainment == 0.0 and none.target_48h == 0.0 and none.aki_rate == 0.0
     assert none.time_to_target_h == 168.0  # never on target: censored at the episode length
@@ -346,7 +346,7 @@ def test_a_policy_against_itself_and_against_a_shifted_dose_in_the_simulator():
 
     from vanco_offline.rollout import reference_actor
 
-    patients = EvalPatients(n_patients=24, seed=5, env_options=TINY.env_options)
+    patients = EvalPatients(n_patients=24, seed=5, world=TINY.world)
 
     def attainment(shift_mg: float) -> np.ndarray:
         act, reset = reference_actor("mipd", seed=0)
@@ -413,7 +413,7 @@ def test_the_unrounded_column_doses_the_bayesian_rows_off_the_grid():
     from vanco_pk.policies import make_policy
     from vanco_pk.simulate import simulate
 
-    trace = simulate(UnroundedMIPD(make_policy("mipd")), 3, 8, dose_set="continuous", **TINY.env_options)
+    trace = simulate(UnroundedMIPD(make_policy("mipd")), 3, 8, dose_set="continuous", world=TINY.world)
     doses = trace.dose_mg
     assert np.allclose(doses % 5.0, 0.0) and not np.allclose(doses % 250.0, 0.0)
     with pytest.raises(ValueError, match="wraps an MIPD policy"):

@@ -92,7 +92,7 @@ def test_simulator_and_converted_table_agree_for_the_same_stays(cohort):
     # Levels follow each stay's dosing team (clinician trough-guided, MIPD AUC-guided), as in
     # generate_cohort; the replay must draw them on the same protocol.
     teams = cohort.groupby("stay_id", sort=True)["behavior_policy"].first()
-    env.set_sampling([protocol_for(env.config.scenario, make_policy(name).sampling) for name in teams])
+    env.set_sampling([protocol_for(env.world.scenario, make_policy(name).sampling) for name in teams])
     builder = ObservationBuilder(result.observation_names)
     builder.reset(plain_info(info)["covariates"])
     doses = cohort["dose_mg"].to_numpy().reshape(n, rows)

@@ -14,6 +14,7 @@ from vanco_bench.policies import evaluate_policy
 from vanco_pk.policies import make_policy
 from vanco_pk.simulate import patient_seeds, simulate
 from vanco_pk.targets import ATTAINMENT_FROM_H, AUC24_TARGET, auc_attainment
+from vanco_pk.world import World
 
 from vanco_offline.data.cohort import generate_cohort
 from vanco_offline.ope.policy import as_policy
@@ -32,22 +33,22 @@ def _cohort_attainment(table) -> np.ndarray:
 
 @pytest.mark.parametrize(("name", "scenario"), [("fixed", "icu"), ("mipd", "ideal")])
 def test_every_scorer_gives_one_attainment(name, scenario):
-    options = {"scenario": scenario}
-    trace = simulate(make_policy(name), SEED, N, **options)
+    world = World.make(scenario=scenario)
+    trace = simulate(make_policy(name), SEED, N, world=world)
     per_patient = trace.attainment_by_patient()
     expected = trace.attainment()
     assert 0.0 < expected < 1.0  # a number that can disagree
 
     act, reset = reference_actor(name, seed=SEED)
-    scores = rollout(act, EvalPatients(N, SEED, options), reset)
-    bench = evaluate_policy(name, N, SEED, **options)
+    scores = rollout(act, EvalPatients(N, SEED, world), reset)
+    bench = evaluate_policy(name, N, SEED, world=world)
     truth = simulate_value(
         as_policy(make_policy(name)),
         0.99,
-        SimulatorTruth(patient_seeds=patient_seeds(SEED, N)[0], env_options=options),
+        SimulatorTruth(patient_seeds=patient_seeds(SEED, N)[0], world=world),
     )
-    table = generate_cohort(N, name, SEED, scenario=scenario)
-    fid = fidelity._rollout(options, N, SEED, name)
+    table = generate_cohort(N, name, SEED, world=world)
+    fid = fidelity._rollout(world, N, SEED, name)
 
     assert scores.attainment == pytest.approx(expected)
     np.testing.assert_allclose(scores.trace.attainment_by_patient(), per_patient)

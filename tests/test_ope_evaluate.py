@@ -7,6 +7,7 @@ import pytest
 import torch
 from d3rlpy.algos import DiscreteCQLConfig
 from vanco_pk.policies import make_policy
+from vanco_pk.world import World
 
 from vanco_offline.data import convert
 from vanco_offline.data.cohort import generate_cohort
@@ -135,7 +136,7 @@ def test_bad_options_and_mismatched_inputs_raise(cohort):
             estimators=("pdis",),
             behavior=BehaviorSettings(model=behavior),
             intervals=IntervalSettings(10),
-            truth=SimulatorTruth(n_patients=4, env_options={"episode_days": 3}),
+            truth=SimulatorTruth(n_patients=4, world=World(episode_days=3)),
         )
     with pytest.raises(ValueError, match=r"stay .* has 3 values for 14 transitions"):
         to_trajectories(result, behavior_prob=[np.full(3, 0.5)] * result.report.stays)

@@ -10,6 +10,7 @@ import pytest
 import torch
 from d3rlpy.algos import DiscreteCQLConfig
 from vanco_pk.exposure import PK_FEATURES
+from vanco_pk.world import World
 
 from vanco_offline.data import convert
 from vanco_offline.data.cohort import cohort_seeds, generate_cohort
@@ -29,13 +30,13 @@ GAMMA = 0.99
 SEED = 5
 N = 6
 # Missing levels make the tracker's features differ from a level-every-step chart.
-ENV = {"level_missing_prob": 0.3}
+WORLD = World(level_missing_prob=0.3)
 PK_DATA = {"covariates": True, "last_dose": True, "pk_features": True}
 
 
 @pytest.fixture(scope="module")
 def table():
-    return generate_cohort(N, "clinician", seed=SEED, **ENV)
+    return generate_cohort(N, "clinician", seed=SEED, world=WORLD)
 
 
 class ScriptedAlgo:
@@ -62,7 +63,7 @@ def _replay(result, reward: str, discrete: bool = True):
     traj = to_trajectories(result)
     algo = ScriptedAlgo(traj.actions if discrete else traj.raw_actions, discrete)
     truth = SimulatorTruth(
-        patient_seeds=cohort_seeds(SEED, N)[0], batch=N, env_options={**ENV, "reward": reward}
+        patient_seeds=cohort_seeds(SEED, N)[0], batch=N, world=dataclasses.replace(WORLD, reward=reward)
     )
     value = simulate_value(AlgoPolicy(algo), GAMMA, truth, result.observation_names)
     return traj, np.stack(algo.seen, axis=1), value
@@ -106,7 +107,7 @@ def test_evaluate_takes_data_with_pk_features_and_the_exposure_reward(table):
         behavior=BehaviorSettings(model=behavior),
         fqe=FQESettings(n_steps=60, batch_size=32, hidden_units=(16,)),
         intervals=IntervalSettings(50),
-        truth=SimulatorTruth(n_patients=8, batch=8, env_options={**ENV, "reward": "exposure"}),
+        truth=SimulatorTruth(n_patients=8, batch=8, world=dataclasses.replace(WORLD, reward="exposure")),
     )
     assert report.truth is not None and report.truth.n_patients == 8
     assert report.logged_return.value == pytest.approx(traj.returns(GAMMA).mean())
@@ -119,8 +120,11 @@ def test_simulator_truth_rejects_bad_patient_seeds_and_options():
         SimulatorTruth(patient_seeds=(3,))
     with pytest.raises(ValueError, match="non-negative"):
         SimulatorTruth(patient_seeds=(3, -1))
-    with pytest.raises(ValueError, match="extended_obs"):
-        SimulatorTruth(env_options={"extended_obs": True})
+    with pytest.raises(ValueError, match=r"must be a vanco_pk\.World"):
+        SimulatorTruth(world={"scenario": "ideal"})
+    # The policy's observation is rebuilt from the data's columns: the world cannot carry the env's.
+    with pytest.raises(ValueError, match=r"\['extended_obs'\] shape the agent's observation"):
+        World.make(extended_obs=True)
     assert SimulatorTruth(patient_seeds=[7, 8, 9]).n_patients == 3
 
 
@@ -143,7 +147,7 @@ def test_bench_ope_data_options_follow_the_flags_and_a_presets_data_section():
     flags = conversion_options(_args("--last-dose", "--pk-features", "--reward", "exposure"))
     assert flags == dataclasses.replace(seven, last_dose=True, pk_features=True, reward="exposure")
     run = parse(_args("--last-dose", "--pk-features", "--reward", "exposure", "--scenario", "ideal"))
-    assert run.env_options() == {"scenario": "ideal", "reward": "exposure"}
+    assert run.world() == World.make(scenario="ideal", reward="exposure")
     # A preset's data section is the project's one spec, with discrete doses.
     default = load_preset("default").data.conversion_options()
     assert conversion_options(_args("--data-preset", "default")) == dataclasses.replace(

@@ -38,16 +38,16 @@ def test_each_draw_of_the_banded_twin_lives_in_its_own_band_model(monkeypatch):
     table = generate_cohort(40, "clinician", seed=4, scenario="icu")
     ids = list(dict.fromkeys(table["stay_id"]))
     policy = ReferencePolicy(make_policy("fixed"))
-    base = TwinSettings(env_options={"scenario": "icu"}, model=REFIT, n_draws=3, n_bootstrap=100, seed=4)
+    base = TwinSettings(model=REFIT, n_draws=3, n_bootstrap=100, seed=4)
     banded = dataclasses.replace(base, refitted_from=GOTI_2018)
     worlds = []
-    original = TwinSettings.world
+    original = TwinSettings.twin_world
 
     def spy(self, aki_multiplier=1.0, model=None):
         worlds.append(model)
         return original(self, aki_multiplier, model)
 
-    monkeypatch.setattr(TwinSettings, "world", spy)
+    monkeypatch.setattr(TwinSettings, "twin_world", spy)
     plain = twin_estimate(policy, table, ids, 0.99, dataclasses.replace(base, aki="uncalibrated"))
     assert worlds[-3:] == [REFIT] * 3
     worlds.clear()

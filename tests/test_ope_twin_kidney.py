@@ -17,7 +17,7 @@ from vanco_offline.ope.twin.kidney import MULTIPLIER_GRID
 def icu():
     table = generate_cohort(80, "clinician", seed=3, scenario="icu")
     ids = list(dict.fromkeys(table["stay_id"]))
-    settings = TwinSettings(env_options={"scenario": "icu"}, n_draws=2, seed=3).with_logs(table, ids)
+    settings = TwinSettings(n_draws=2, seed=3).with_logs(table, ids)
     return table, ids, settings
 
 

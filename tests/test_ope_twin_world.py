@@ -9,6 +9,7 @@ import pytest
 from vanco_pk.pk import GOTI_2018
 from vanco_pk.policies import make_policy
 from vanco_pk.scenario import THAI_ICU, get_scenario
+from vanco_pk.world import World
 
 from vanco_offline.data.cohort import generate_cohort
 from vanco_offline.ope import TwinSettings, twin_estimate
@@ -49,10 +50,12 @@ def test_the_twin_estimate_does_not_read_the_datas_scenario_or_the_true_columns(
     policy = ReferencePolicy(make_policy("mipd"))
     settings = TwinSettings(model=GOTI_2018, n_draws=2, n_bootstrap=50, seed=5)
     estimates = [
-        twin_estimate(policy, chart, ids, 0.99, dataclasses.replace(settings, env_options=options))
+        twin_estimate(policy, chart, ids, 0.99, dataclasses.replace(settings, world=World.make(**options)))
         for chart, options in (
             (table, {"scenario": "icu"}),
             (table, {"scenario": SENTINEL, "measurement_noise": 3.0, "level_missing_prob": 0.5}),
+            # A misspecified truth is the data's world too: not read by the twins.
+            (table, {"scenario": "icu", "misspecification": "severe"}),
             # The simulator's hidden columns are not part of a hospital's chart.
             (table[[c for c in table if not c.startswith("true_")]], {"scenario": "icu_iov035"}),
         )
@@ -63,9 +66,11 @@ def test_the_twin_estimate_does_not_read_the_datas_scenario_or_the_true_columns(
         assert (other.attainment, other.aki_rate) == (first.attainment, first.aki_rate)
         assert other.aki_calibration.multiplier == first.aki_calibration.multiplier
     # The twins' world is the hospital's: its model, the logged timing, the twins' own constants.
-    world = dataclasses.replace(settings, env_options={"scenario": SENTINEL}).with_logs(table, ids).world()
-    scenario = world["scenario"]
-    assert set(world) == {"scenario"}
+    data_world = World(scenario=SENTINEL, measurement_noise=3.0, episode_days=3.0, reward="seed")
+    world = dataclasses.replace(settings, world=data_world).with_logs(table, ids).twin_world()
+    scenario = world.scenario
+    # Only the user's choices cross over from the data's world (interval, horizon, reward).
+    assert world == World(scenario=scenario, episode_days=3.0, reward="seed")
     assert scenario.model == GOTI_2018 and scenario.level_prop_error != SENTINEL.level_prop_error
     assert scenario.iov_cl_sd != SENTINEL.iov_cl_sd and scenario.arc_prob_young == 0.0
     assert scenario.trough_every_h == 48.0
@@ -85,7 +90,7 @@ def test_the_level_timing_is_read_from_the_logged_level_times(logs):
     with pytest.raises(ValueError, match="no logged level"):
         level_timing(table.assign(vanco_level=np.nan))
     with pytest.raises(ValueError, match="timing is not set"):
-        TwinSettings().world()
+        TwinSettings().twin_world()
 
 
 def test_without_level_measured_the_twin_counts_a_carried_level_once():

@@ -25,7 +25,7 @@ def _rollout(name, n=6, seed=3, **options):
     policy = make_policy(name, **options)
     policy.reset(info["covariates"], seed=seed)
     doses, pmfs = [], []
-    for _ in range(env.config.n_steps):
+    for _ in range(env.world.n_steps):
         features = obs.astype(np.float64)
         features[:, 0] = charted_level(info)
         pmfs.append(policy.action_probs(features, info))
@@ -60,7 +60,7 @@ def test_same_seed_same_doses_other_seed_other_doses(name):
     policy = make_policy(name)
     policy.reset(info["covariates"], seed=99)  # same patients, other policy stream
     other = []
-    for _ in range(env.config.n_steps):
+    for _ in range(env.world.n_steps):
         features = obs.astype(np.float64)
         features[:, 0] = charted_level(info)
         other.append(policy.act(features, info))

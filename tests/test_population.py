@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from vanco_pk.pk import GOTI_2018
 from vanco_pk.population import model_values, model_with
+from vanco_pk.world import World
 
 from vanco_offline.data import ConversionOptions, convert_with
 from vanco_offline.data.cohort import generate_cohort
@@ -100,9 +101,9 @@ def test_the_environment_and_model_env_build_pk_features_on_the_given_prior():
     local, _ = VancoPKEnv(pk_features=True, pk_model={"cl": 9.0}).reset(seed=5)
     assert local[index] / published[index] == pytest.approx(2.0, rel=1e-4)  # before any level: typical CL
     names = ("vanco_level", "creatinine", "pk_cl_map")
-    env = model_env(names, pk_model=model_with({"cl": 9.0}), reward="exposure")
+    env = model_env(names, pk_model=model_with({"cl": 9.0}), world=World(reward="exposure"))
     obs, _ = env.reset(seed=5)
-    plain, _ = model_env(names, reward="exposure").reset(seed=5)
+    plain, _ = model_env(names, world=World(reward="exposure")).reset(seed=5)
     # The model's columns are rebuilt from the chart's rounded values, as the converter does.
     assert obs[2] / plain[2] == pytest.approx(2.0, rel=1e-4)
     assert obs[2] == pytest.approx(local[index], rel=0.02)

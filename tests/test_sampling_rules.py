@@ -15,6 +15,7 @@ from vanco_pk.policies.sampling import (
     fixed_schedule,
 )
 from vanco_pk.simulate import simulate
+from vanco_pk.world import World
 
 
 class _Always:
@@ -125,7 +126,9 @@ def test_posterior_sd_shrinks_with_levels_and_the_design_rule_spans_none_to_all(
     trace = simulate(WithDraws(policy, FixedDraws(7)), 2, 8, protocol="on_request")
     sd_after, _ = auc_uncertainty(policy.tracker, trace.dose_mg[-1])
     fresh = make_policy("mipd")
-    first = simulate(WithDraws(fresh, FixedDraws(1)), 2, 8, protocol="on_request", episode_days=1)
+    first = simulate(
+        WithDraws(fresh, FixedDraws(1)), 2, 8, protocol="on_request", world=World(episode_days=1)
+    )
     sd_before, _ = auc_uncertainty(fresh.tracker, first.dose_mg[-1])
     assert np.all(sd_after < sd_before)
     every = simulate(WithDraws(make_policy("mipd"), PosteriorDraws(0.0)), 2, 8, protocol="on_request")

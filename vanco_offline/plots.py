@@ -143,10 +143,9 @@ def plot_dose_histograms(
     return _save(fig, out)
 
 
-def plot_pk_profiles(
-    actors: Mapping[str, Any], out: str | Path, seed: int = 7, env_options: Mapping[str, Any] | None = None
-) -> Path:
-    """Concentration-time curves of one simulated patient under each policy (same patient).
+def plot_pk_profiles(actors: Mapping[str, Any], out: str | Path, seed: int = 7, world: Any = None) -> Path:
+    """Concentration-time curves of one simulated patient under each policy (same patient),
+    in ``world`` (a :class:`vanco_pk.World`; default ``World()``).
 
     ``actors`` maps a label to ``(act, reset)`` as built by
     :func:`vanco_offline.rollout.algo_actor` / ``reference_actor``.
@@ -157,11 +156,11 @@ def plot_pk_profiles(
 
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6.5), sharex=True, height_ratios=(3, 1))
     for label, (act, reset) in actors.items():
-        env = VancoPKVectorEnv(num_envs=1, **dict(env_options or {}))
+        env = VancoPKVectorEnv(num_envs=1, world=world)
         obs, info = env.reset(seed=seed)
         reset(plain_info(info)["covariates"])
         times, conc, auc_t, auc = [], [], [], []
-        for _ in range(env.config.n_steps):
+        for _ in range(env.world.n_steps):
             start = plain_info(info)
             dose = np.asarray(act(obs, start), dtype=np.float64).reshape(1)
             obs, _, _, _, info = env.step(dose.reshape(1, 1))
@@ -170,7 +169,7 @@ def plot_pk_profiles(
                 start,
                 float(after["dose_mg"][0]),
                 float(after["infusion_h"][0]),
-                env.config.decision_interval_h,
+                env.world.decision_interval_h,
             )
             times.append(start["time_h"][0] + t)
             conc.append(c)

@@ -48,6 +48,7 @@ from vanco_pk.targets import (
     FEATURES,
     chart_round,
 )
+from vanco_pk.world import World
 
 from vanco_offline.data.schema import LAST_DOSE, LEVEL_INDICATOR
 
@@ -89,23 +90,27 @@ class EvalPatients:
     dose_set : {"grid", "continuous"}
         The action set every policy doses from (:func:`vanco_pk.simulate.simulate`): the
         250 mg grid a pharmacy gives (default) or the policy's dose unrounded.
-    env_options : mapping
-        ``VancoPKEnv`` options of the data (noise, missing levels, interval, ...).
+    world : vanco_pk.World
+        The world of the data (scenario, noise, missing levels, interval, ...); default
+        ``World()``.
     gamma : float
         Discount of ``discounted_return``.
     """
 
     n_patients: int = 500
     seed: int = 10**9
-    env_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    world: World = dataclasses.field(default_factory=World)
     gamma: float = 0.99
     dose_set: str = "grid"
 
     def __post_init__(self) -> None:
         if self.n_patients < 2:
             raise ValueError(f"EvalPatients.n_patients = {self.n_patients!r}: score on at least 2 patients")
-        if "extended_obs" in self.env_options:
-            raise ValueError("EvalPatients.env_options: do not pass extended_obs; observations are rebuilt")
+        if not isinstance(self.world, World):
+            raise ValueError(
+                f"EvalPatients.world must be a vanco_pk.World (World.make(...)), "
+                f"got {type(self.world).__name__}"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,14 +174,13 @@ def rollout(
     -------
     RolloutScores
     """
-    options = dict(patients.env_options)
     trace = simulate(
         _ActorPolicy(actor, reset),
         patients.seed,
         patients.n_patients,
         protocol=protocol,
         dose_set=patients.dose_set,
-        **options,
+        world=patients.world,
     )
     return scores_of(trace, patients.gamma)
 
@@ -387,7 +391,7 @@ class ModelObservation(gym.Wrapper):
         base = env.unwrapped
         if getattr(base, "extended_obs", False) or getattr(base, "pk_features", False):
             raise ValueError("ModelObservation: create the environment without extended_obs or pk_features")
-        self.builder = ObservationBuilder(observation_names, base.config.decision_interval_h, pk_model)
+        self.builder = ObservationBuilder(observation_names, base.world.decision_interval_h, pk_model)
         self.observation_names = self.builder.names
         n = len(self.observation_names)
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(n,), dtype=np.float32)
@@ -407,7 +411,7 @@ def model_env(
     observation: Sequence[str] | ConversionOptions,
     action: str | None = None,
     pk_model: GotiModel | None = None,
-    **env_options: Any,
+    world: World | None = None,
 ) -> ModelObservation:
     """The simulator as a Gymnasium environment that emits a model's observation.
 
@@ -430,9 +434,10 @@ def model_env(
     pk_model : GotiModel, optional
         The population prior of the PK features and of the environment's exposure reward;
         default the conversion's (``ConversionOptions.population_model``), else Goti 2018.
-    **env_options
-        Options of the environment (scenario, noise, interval, ...); ``reward`` defaults to
-        the conversion's reward when it names one.
+    world : vanco_pk.World, optional
+        The environment's world (scenario, noise, interval, reward, ...); default ``World()``.
+        Its reward becomes the conversion's when the conversion names one (a world naming
+        another non-default reward is refused).
     """
     from vanco_pk.env import VancoPKDiscreteEnv, VancoPKEnv
 
@@ -445,7 +450,14 @@ def model_env(
         action = observation.action if action is None else action
         pk_model = observation.population_model if pk_model is None else pk_model
         if observation.reward is not None:
-            env_options.setdefault("reward", observation.reward)
+            world = World() if world is None else world
+            if world.reward not in ("default", observation.reward):
+                raise ValueError(
+                    f"world.reward = {world.reward!r} but the model's conversion rewards "
+                    f"{observation.reward!r}; give the model's columns instead of its conversion "
+                    "to score another reward"
+                )
+            world = dataclasses.replace(world, reward=observation.reward)
     else:
         names = tuple(observation)
     action = "continuous" if action is None else action
@@ -453,7 +465,7 @@ def model_env(
         raise ValueError(f"action must be 'continuous' or 'discrete', got {action!r}")
     pk_model = GOTI_2018 if pk_model is None else pk_model
     # The environment's own tracker (for the exposure reward) shares the model's prior.
-    env = (VancoPKDiscreteEnv if action == "discrete" else VancoPKEnv)(pk_model=pk_model, **env_options)
+    env = (VancoPKDiscreteEnv if action == "discrete" else VancoPKEnv)(pk_model=pk_model, world=world)
     return ModelObservation(env, names, pk_model)
 
 

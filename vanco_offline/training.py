@@ -18,6 +18,7 @@ import d3rlpy
 import numpy as np
 import pandas as pd
 from d3rlpy.logging import FileAdapterFactory, NoopAdapterFactory
+from vanco_pk.world import World
 
 from vanco_offline.algos.evaluators import standard_evaluators
 from vanco_offline.algos.residual_iql import check_prior_column
@@ -46,13 +47,15 @@ __all__ = [
 DEFAULT_LOG_ROOT = Path("d3rlpy_logs")
 #: The largest minibatch ``train`` accepts: a larger one is a typo, and would exhaust memory.
 MAX_BATCH_SIZE = 65536
-#: The built-in cohort: clinician dosing, half of the troughs missing (as in data/sample_cohort.csv).
-BUILTIN_COHORT = {"policy": "clinician", "level_missing_prob": 0.5}
+#: The built-in cohort's world: the ``icu`` scenario with half of the ordered troughs missing
+#: (as in data/sample_cohort.csv); its stays are dosed by :data:`BUILTIN_POLICY`.
+BUILTIN_WORLD = World(level_missing_prob=0.5)
+BUILTIN_POLICY = "clinician"
 
 
 def builtin_cohort(n_patients: int = 500, seed: int = 0) -> pd.DataFrame:
     """The synthetic cohort used when no data file is given."""
-    return generate_cohort(n_patients, seed=seed, **BUILTIN_COHORT)
+    return generate_cohort(n_patients, BUILTIN_POLICY, seed=seed, world=BUILTIN_WORLD)
 
 
 @dataclasses.dataclass
@@ -123,7 +126,10 @@ def train(
     seed = preset.training.seed
     if table is None:
         table = builtin_cohort(seed=seed)
-        data_source = data_source or f"built-in synthetic cohort (500 stays, seed {seed}, {BUILTIN_COHORT})"
+        data_source = data_source or (
+            f"built-in synthetic cohort (500 stays, seed {seed}, {BUILTIN_POLICY} dosing, "
+            f"level_missing_prob {BUILTIN_WORLD.level_missing_prob:g})"
+        )
     conversion = preset.data.conversion_options(impute_max_age_h)
     _check_columns_for_preset(preset, table)
     _check_draw_options(preset, table, draw_cost)

@@ -105,10 +105,8 @@ def learning_curve(task: CellTask, steps: Sequence[int]) -> Curve:
 
     spec = ALGORITHMS[task.algo]
     _, result = task.data()
-    patients = EvalPatients(
-        n_patients=task.eval_patients, seed=task.eval_seed, env_options=task.dataset.env_options
-    )
-    interval = float(task.dataset.env_options.get("decision_interval_h", 12.0))
+    patients = EvalPatients(n_patients=task.eval_patients, seed=task.eval_seed, world=task.dataset.world)
+    interval = task.dataset.world.decision_interval_h
     action_map = seed_action_map if spec.preset == "seed" else None
     wanted = sorted(set(int(s) for s in steps))
     scores: dict[str, list[float]] = {name: [] for name in SCORES}
@@ -147,9 +145,7 @@ def learning_curve(task: CellTask, steps: Sequence[int]) -> Curve:
 def _reference_scores(name: str, task: CellTask) -> dict[str, float]:
     from vanco_offline.rollout import EvalPatients, reference_actor, rollout
 
-    patients = EvalPatients(
-        n_patients=task.eval_patients, seed=task.eval_seed, env_options=task.dataset.env_options
-    )
+    patients = EvalPatients(n_patients=task.eval_patients, seed=task.eval_seed, world=task.dataset.world)
     policy, options = dataclasses.replace(task, algo=name).reference()
     actor, reset = reference_actor(policy, seed=task.seed, **options)
     return rollout(actor, patients, reset).as_dict()

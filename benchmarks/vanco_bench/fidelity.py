@@ -42,10 +42,11 @@ from typing import Any
 import numpy as np
 from vanco_pk.pk import PKParams
 from vanco_pk.policies import make_policy
-from vanco_pk.scenario import SCENARIOS, get_scenario
+from vanco_pk.scenario import SCENARIOS
 from vanco_pk.simulate import patient_seeds, simulate
 from vanco_pk.targets import ATTAINMENT_DEFINITION, AUC24_TARGET, DOSE_GRID_MG, auc_attainment
 from vanco_pk.vector import VancoPKVectorEnv
+from vanco_pk.world import World
 
 __all__ = [
     "ANCHORS",
@@ -181,15 +182,15 @@ class _FixedPerKg:
         return self.dose
 
 
-def _rollout(env_options: Mapping[str, Any], n: int, seed: int, dose_rule: str) -> dict[str, np.ndarray]:
+def _rollout(world: World, n: int, seed: int, dose_rule: str) -> dict[str, np.ndarray]:
     """True AUC24, trough, time, levels and final AKI of ``n`` patients dosed by ``dose_rule``.
 
     ``dose_rule`` is a policy name or ``"fixed_15"`` (15 mg/kg q12h on the grid); each team
     samples on its own protocol (the published statistics compare the teams as they work).
-    Patients are those of ``generate_cohort(n, ..., seed)``, whatever the rule.
+    Patients are those of ``generate_cohort(n, ..., seed)``, whatever the rule, in ``world``.
     """
     policy = _FixedPerKg() if dose_rule == "fixed_15" else make_policy(dose_rule)
-    trace = simulate(policy, seed, n, **env_options)
+    trace = simulate(policy, seed, n, world=world)
     return {
         "auc24": trace.auc24,
         "trough": trace.trough,
@@ -215,11 +216,11 @@ def simulate_statistics(
     """The simulated value of every statistic of :data:`ANCHORS` (and notes, e.g. the OR interval)."""
     if not isinstance(n_patients, int) or n_patients < 10:
         raise ValueError(f"n_patients = {n_patients!r} must be an integer >= 10")
-    env_options = {"scenario": get_scenario(scenario)}
+    world = World.make(scenario=scenario)
     stats: dict[str, float] = {}
     notes: dict[str, str] = {}
 
-    env = VancoPKVectorEnv(num_envs=n_patients, **env_options)
+    env = VancoPKVectorEnv(num_envs=n_patients, world=world)
     _, info = env.reset(seed=patient_seeds(seed, n_patients)[0])
     params = PKParams(info["cl"], info["v1"], info["v2"], info["q"])
     beta = params.modes()[3]
@@ -240,14 +241,14 @@ def simulate_statistics(
     notes["cl_median"] = f"10-90th percentile {q[0]:.2f}-{q[1]:.2f}"
     env.close()
 
-    fixed = _rollout(env_options, n_patients, seed, "fixed_15")
+    fixed = _rollout(world, n_patients, seed, "fixed_15")
     at_48 = np.flatnonzero(np.isclose(fixed["time_h"], 48.0))
     row = fixed["auc24"][at_48[0]] if at_48.size else fixed["auc24"][-1]
     stats["fixed_auc_over_400_48h"] = float(np.mean(row >= AUC24_TARGET[0]))
     stats["fixed_attainment"] = auc_attainment(fixed["auc24"], fixed["time_h"])
 
     low, high = AUC24_TARGET
-    clin = _rollout(env_options, n_patients, seed, "clinician")
+    clin = _rollout(world, n_patients, seed, "clinician")
     steady = clin["time_h"] >= 48.0
     trough, auc = clin["trough"][steady], clin["auc24"][steady]
     band = (trough >= _TROUGH_BAND[0]) & (trough <= _TROUGH_BAND[1])
@@ -256,7 +257,7 @@ def simulate_statistics(
     )
     notes["trough_15_20_auc_in_range"] = f"{int(band.sum())} intervals"
 
-    mipd = _rollout(env_options, n_patients, seed, "mipd")
+    mipd = _rollout(world, n_patients, seed, "mipd")
     stats["aki_trough_guided"] = float(clin["aki"].mean())
     stats["aki_auc_guided"] = float(mipd["aki"].mean())
     ratio, lo, hi = _odds_ratio(mipd["aki"], clin["aki"])

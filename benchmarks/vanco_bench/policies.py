@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 from vanco_pk.policies import make_policy
-from vanco_pk.scenario import SAMPLING_PROTOCOLS, SCENARIOS, get_scenario, protocol_for
+from vanco_pk.scenario import SAMPLING_PROTOCOLS, SCENARIOS, protocol_for
 from vanco_pk.simulate import simulate
 from vanco_pk.targets import (
     ATTAINMENT_DEFINITION,
@@ -41,6 +41,7 @@ from vanco_pk.targets import (
     AUC24_TARGET,
     DOSE_MAX_MG,
 )
+from vanco_pk.world import World
 
 __all__ = ["TEAMS", "evaluate_policy", "run_policies"]
 
@@ -85,7 +86,7 @@ def evaluate_policy(
     policy_options: Mapping[str, Any] | None = None,
     protocol: str | None = None,
     dose_set: str = "grid",
-    **env_options: Any,
+    world: World | None = None,
 ) -> dict[str, float]:
     """Run one policy on ``n_patients`` simulated patients and score the clinical outcomes.
 
@@ -96,15 +97,15 @@ def evaluate_policy(
     metrics of the module docstring as a dict (``attainment``, ``attainment_all``,
     ``below``, ``above``, ``reached_48h``, ``aki``, ``mean_return``, ``levels``,
     ``doses_over_3g``, ``seconds``) and the per-patient ``attainment_by_patient`` and
-    ``aki_by_patient``. ``env_options`` go to the vector env (``scenario`` among them;
-    default ``icu``).
+    ``aki_by_patient``. ``world`` is the patients' world (default ``World()``, the ``icu``
+    scenario).
     """
     if not isinstance(n_patients, int) or n_patients < 1:
         raise ValueError(f"n_patients = {n_patients!r} must be a positive integer")
-    interval = float(env_options.get("decision_interval_h", 12.0))
-    policy = make_policy(name, interval_h=interval, **dict(policy_options or {}))
+    world = World() if world is None else world
+    policy = make_policy(name, interval_h=world.decision_interval_h, **dict(policy_options or {}))
     start = time.perf_counter()
-    trace = simulate(policy, seed, n_patients, protocol=protocol, dose_set=dose_set, **env_options)
+    trace = simulate(policy, seed, n_patients, protocol=protocol, dose_set=dose_set, world=world)
     seconds = time.perf_counter() - start
     low, high = AUC24_TARGET
     full = trace.time_h >= ATTAINMENT_FROM_H
@@ -127,7 +128,8 @@ def evaluate_policy(
 
 #: The teams of the table: label -> (policy name, options from the world, protocol override).
 #: ``mipd (true prior)`` doses through the world's true population model and level error
-#: (:attr:`vanco_pk.scenario.Scenario.true_prior`): the strongest
+#: (:attr:`vanco_pk.scenario.Scenario.true_prior`, of the misspecified model where the world
+#: is misspecified): the strongest
 #: simple Bayesian baseline; ``mipd (true prior, level q12h)`` adds a trough at every decision:
 #: the practical ceiling of a level-based policy; the oracle reads the true parameters and drug
 #: amounts (perfect information, not reachable by any policy that sees a chart).
@@ -142,10 +144,10 @@ TEAMS: dict[str, tuple[str, str | None, str | None]] = {
 }
 
 
-def team_policy_options(team: str, scenario: Any) -> dict[str, Any]:
-    """The options of ``team``'s policy in ``scenario`` (the true prior where the team has it)."""
+def team_policy_options(team: str, world: World) -> dict[str, Any]:
+    """The options of ``team``'s policy in ``world`` (the true prior where the team has it)."""
     _, prior, _ = TEAMS[team]
-    return {"model": get_scenario(scenario).true_prior} if prior == "true" else {}
+    return {"model": world.scenario.true_prior} if prior == "true" else {}
 
 
 def run_policies(
@@ -153,7 +155,7 @@ def run_policies(
     n_patients: int = 500,
     seed: int = 0,
     protocol: str | None = "world",
-    **env_options: Any,
+    world: World | None = None,
 ) -> list[dict[str, Any]]:
     """:func:`evaluate_policy` for each team of :data:`TEAMS` on the same patients.
 
@@ -161,9 +163,10 @@ def run_policies(
     (``trough_guided`` in ``icu``), a protocol name samples every team on it, ``None`` on
     each team's own (clinician trough-guided, MIPD AUC-guided). A team whose row names its own
     protocol (the q12h ceiling) keeps it. Rows carry ``policy``, ``protocol`` and ``time_ratio``.
+    ``world``: the patients' world (default ``World()``).
     """
-    scenario = get_scenario(env_options.get("scenario", "icu"))
-    env_options = {**env_options, "scenario": scenario}
+    world = World() if world is None else world
+    scenario = world.scenario
     rows = []
     for team in names:
         if team not in TEAMS:
@@ -171,7 +174,7 @@ def run_policies(
         name, _, own = TEAMS[team]
         chosen = own or (scenario.sampling if protocol == "world" else protocol)
         result = evaluate_policy(
-            name, n_patients, seed, team_policy_options(team, scenario), protocol=chosen, **env_options
+            name, n_patients, seed, team_policy_options(team, world), protocol=chosen, world=world
         )
         label = chosen or protocol_for(scenario, make_policy(name).sampling)
         rows.append({"policy": team, "protocol": label, **result})
@@ -202,21 +205,21 @@ def format_table(rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    env_options = {
-        "measurement_noise": args.noise,
-        "level_missing_prob": args.missing_prob,
-        "misspecification": args.misspecification,
-        "scenario": args.scenario,
-    }
+    world = World.make(
+        measurement_noise=args.noise,
+        level_missing_prob=args.missing_prob,
+        misspecification=args.misspecification,
+        scenario=args.scenario,
+    )
     protocol = None if args.protocol == "own" else args.protocol
-    rows = run_policies(args.policies, args.patients, args.seed, protocol, **env_options)
+    rows = run_policies(args.policies, args.patients, args.seed, protocol, world=world)
     if args.json:
         out = [{k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in r.items()} for r in rows]
         print(json.dumps(out, indent=2))
         return 0
     print(
         f"reference dosing policies on the same {args.patients} simulated patients (scenario "
-        f"{get_scenario(args.scenario).name}, seed {args.seed}, "
+        f"{world.scenario.name}, seed {args.seed}, "
         f"7 days, 12-h decisions, noise x{args.noise:g}, missing levels {args.missing_prob:g}, "
         f"misspecification {args.misspecification})"
     )

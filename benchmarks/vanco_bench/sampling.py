@@ -43,6 +43,7 @@ from vanco_pk.policies.sampling import FixedDraws, HabitDraws, PosteriorDraws, W
 from vanco_pk.scenario import WORLD_PANEL, get_scenario
 from vanco_pk.simulate import simulate
 from vanco_pk.targets import ATTAINMENT_DEFINITION
+from vanco_pk.world import World
 
 __all__ = ["generate_sampling_logs", "paired_ci", "run_world"]
 
@@ -125,7 +126,7 @@ class Row:
 def _score(
     policy: Any, seed: int, n: int, world: Any, protocol: str, family: str, label: str, setting=None
 ) -> Row:
-    trace = simulate(policy, seed, n, protocol=protocol, scenario=world)
+    trace = simulate(policy, seed, n, protocol=protocol, world=World.make(scenario=world))
     return Row(
         family,
         label,

@@ -237,7 +237,7 @@ def test_info_auc24_equals_the_closed_form_regimen(interval, days):
     env = VancoPKEnv(patients=TYPICAL, decision_interval_h=interval, episode_days=days, scenario="ideal")
     env.reset(seed=0)
     rng = np.random.default_rng(0)
-    doses = rng.uniform(0.0, 700.0 * interval / 12.0, env.config.n_steps)
+    doses = rng.uniform(0.0, 700.0 * interval / 12.0, env.world.n_steps)
     params = pk.typical_parameters(70.0, 87.5, 0)
     times = interval * np.arange(len(doses))
     for k, dose in enumerate(doses):

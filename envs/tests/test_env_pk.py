@@ -71,6 +71,6 @@ def test_pk_observations_stay_in_the_space_under_extreme_dosing():
     envs = VancoPKDiscreteVectorEnv(64, pk_features=True, decision_interval_h=6)
     obs, _ = envs.reset(seed=2)
     assert envs.observation_space.contains(obs)
-    for _ in range(envs.config.n_steps):
+    for _ in range(envs.world.n_steps):
         obs, r, _, _, _ = envs.step(np.full(64, 12))
         assert envs.observation_space.contains(obs) and np.all(np.isfinite(r))

@@ -22,14 +22,14 @@ def _simulated(n=120, seed=3, missing=0.3):
     tracker = ExposureTracker()
     tracker.reset(info["covariates"])
     steps = []
-    for k in range(env.config.n_steps + 1):
+    for k in range(env.world.n_steps + 1):
         features = obs.astype(np.float64)
         features[:, 0] = charted_level(info)
         drawn = np.where(info["level_measured"], info["raw_level"], np.nan)
         tracker.observe(info["time_h"], features[:, 1], drawn)
         population = trailing_auc(tracker.history(), np.zeros((n, 2)))
         steps.append((tracker.features(), population, dict(info)))
-        if k == env.config.n_steps:
+        if k == env.world.n_steps:
             break
         dose = clinician.act(features, info)
         tracker.record(dose)

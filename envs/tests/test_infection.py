@@ -64,7 +64,7 @@ def test_in_the_env_target_dosing_clears_the_infection_faster_than_half():
     for name, (load, dose) in {"target": (2000.0, 1000.0), "half": (1000.0, 500.0)}.items():
         env = VancoPKEnv(patients=patient)
         env.reset(seed=1)
-        infos = [env.step(np.array([load if k == 0 else dose]))[4] for k in range(env.config.n_steps)]
+        infos = [env.step(np.array([load if k == 0 else dose]))[4] for k in range(env.world.n_steps)]
         obs = env.simulator.raw_observation()[0]
         resolved = [i["time_h"] for i in infos if i["infection_resolved"]]
         outcomes[name] = (resolved[0] / 24 if resolved else None, infos[-1]["burden"], obs)

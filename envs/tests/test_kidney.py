@@ -20,7 +20,7 @@ def _run(load_mg, dose_mg, days=7, **kwargs):
     env = VancoPKEnv(patients=TYPICAL, episode_days=days, measurement_noise=0.0, **kwargs)
     env.reset(seed=0)
     infos = []
-    for step in range(env.config.n_steps):
+    for step in range(env.world.n_steps):
         infos.append(env.step(np.array([load_mg if step == 0 else dose_mg]))[4])
     return infos
 

@@ -9,9 +9,9 @@ from vanco_pk.env import VancoPKEnv, charted_level
 from vanco_pk.patients import Covariates, Patients
 from vanco_pk.policies import TRUTH_KEYS
 from vanco_pk.scenario import ICU, IDEAL, Scenario, get_scenario, protocol_for
+from vanco_pk.scenario_rules import aki_hazard_per_day
 from vanco_pk.targets import COVARIATES
 from vanco_pk.vector import VancoPKVectorEnv
-from vanco_pk.world import aki_hazard_per_day
 
 TYPICAL = Patients.typical(Covariates(70.0, 50.0, 0, 175.0, 0, 1.0))
 

@@ -118,7 +118,7 @@ def test_observations_stay_in_the_space_under_extreme_dosing(misspecification):
     obs, _ = envs.reset(seed=3)
     rng = np.random.default_rng(3)
     aki_share = 0.0
-    for _ in range(2 * envs.config.n_steps + 2):
+    for _ in range(2 * envs.world.n_steps + 2):
         # Mostly the maximum dose every 6 h: the worst overdose the action space allows.
         actions = np.where(rng.random((256, 1)) < 0.8, 3000.0, rng.uniform(0.0, 3000.0, (256, 1)))
         obs, reward, _, _, info = envs.step(actions)

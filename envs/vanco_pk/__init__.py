@@ -28,6 +28,7 @@ from vanco_pk.targets import (
     seed_reward,
 )
 from vanco_pk.vector import VancoPKDiscreteVectorEnv, VancoPKVectorEnv
+from vanco_pk.world import World
 
 __all__ = [
     "ATTAINMENT_DEFINITION",
@@ -48,6 +49,7 @@ __all__ = [
     "VancoPKDiscreteVectorEnv",
     "VancoPKEnv",
     "VancoPKVectorEnv",
+    "World",
     "auc_attainment",
     "charted_level",
     "get_reward_function",

@@ -15,22 +15,16 @@ from gymnasium import spaces
 from gymnasium.error import ResetNeeded
 
 from vanco_pk.exposure import PK_FEATURES, ExposureTracker
-from vanco_pk.infection import DEFAULT_INFECTION, InfectionParams
-from vanco_pk.kidney import DEFAULT_KIDNEY, KidneyParams
-from vanco_pk.patients import (
-    ICU_POPULATION,
-    Covariates,
-    ICUPopulation,
-    Misspecification,
-    Patients,
-    get_misspecification,
-)
+from vanco_pk.infection import InfectionParams
+from vanco_pk.kidney import KidneyParams
+from vanco_pk.patients import Covariates, ICUPopulation, Misspecification, Patients
 from vanco_pk.pk import GOTI_2018, GotiModel
 from vanco_pk.population import model_with
 from vanco_pk.render import RENDER_MODES, EpisodeTrace
-from vanco_pk.scenario import Scenario, get_scenario
-from vanco_pk.simulator import EXTENDED_FEATURES, LEVEL_REPORT_MAX, BatchSimulator, SimulatorConfig
+from vanco_pk.scenario import Scenario
+from vanco_pk.simulator import EXTENDED_FEATURES, LEVEL_REPORT_MAX, BatchSimulator
 from vanco_pk.targets import AUC_REWARDS, DOSE_GRID_MG, DOSE_MAX_MG, FEATURES, get_reward_function
+from vanco_pk.world import World, world_of
 
 __all__ = [
     "VancoPKDiscreteEnv",
@@ -69,10 +63,10 @@ def observation_space(
     return spaces.Box(np.array(low, np.float32), np.array(high, np.float32), dtype=np.float32)
 
 
-def make_tracker(config: SimulatorConfig, model: GotiModel = GOTI_2018) -> ExposureTracker:
+def make_tracker(world: World, model: GotiModel = GOTI_2018) -> ExposureTracker:
     """The exposure tracker of an environment (the dose rule repeats every decision interval),
     with ``model`` as its population prior."""
-    h = config.decision_interval_h
+    h = world.decision_interval_h
     return ExposureTracker(interval_h=h, horizon_h=max(24.0, h), model=model)
 
 
@@ -232,20 +226,25 @@ class VancoPKEnv(gym.Env[np.ndarray, np.ndarray]):
     the exposure keys are 0.
 
     ## Arguments
+    The world's options (``decision_interval_h`` to ``infection_params`` below, and
+    ``scenario``) build one :class:`vanco_pk.world.World` (``env.world``); give a ``World``
+    as ``world`` instead, not both. The others shape the agent's observation.
+
     decision_interval_h : hours between decisions, 6-72 (default 12).
     episode_days : episode length in days (default 7); must hold a whole number of intervals.
-    measurement_noise : multiplier on the residual error of measured levels (0 = exact).
-    level_missing_prob : probability that a trough is not measured (level carried forward).
+    measurement_noise : multiplier on the residual error of measured levels (0 = exact; default 1).
+    level_missing_prob : probability that a trough is not measured (level carried forward; default 0).
     misspecification : ``None``, ``"mild"``, ``"severe"``, a dict of
-        :class:`vanco_pk.patients.Misspecification` fields, or an instance: true patients
-        come from a model that differs from Goti 2018, which policies assume.
+        :class:`vanco_pk.patients.Misspecification` fields, or an instance: the scenario's
+        true model shifted once (:func:`vanco_pk.world.misspecified`), so that true patients
+        come from a model that differs further from Goti 2018, which policies assume.
     extended_obs : add covariates, hours since the last level and the last dose.
     pk_features : add the exposure tracker's three features (after the extended columns).
     pk_model : the exposure tracker's population prior (``pk_features`` and the ``exposure``
         reward): ``None`` for Goti 2018, a :class:`vanco_pk.pk.GotiModel`, or a dict of its
         fields to replace (:func:`vanco_pk.population.model_with`; e.g. a model refitted to a
         hospital's levels, as a trained model's conversion options record it).
-    reward : ``"default"``, ``"seed"`` or ``"exposure"``.
+    reward : ``"default"`` (default), ``"seed"`` or ``"exposure"``.
     patients : fixed patients instead of drawn ones: :class:`vanco_pk.patients.Patients`
         (everything fixed; only the measurement and sign noise vary with the seed) or
         :class:`vanco_pk.patients.Covariates` (covariates fixed, PK deviations and the rest
@@ -259,6 +258,7 @@ class VancoPKEnv(gym.Env[np.ndarray, np.ndarray]):
         (with an optional ``base``) or an instance overrides options. ``level_missing_prob``
         applies to the levels the protocol orders.
     population, kidney_params, infection_params : model parameters (advanced).
+    world : a :class:`vanco_pk.world.World`, instead of the options above.
     render_mode : ``None``, ``"ansi"`` (the chart so far as text) or ``"rgb_array"`` (the true
         concentration-time curve with the measured levels; needs matplotlib), see
         :mod:`vanco_pk.render`. Another mode only warns at ``render()``, as Gymnasium does.
@@ -280,33 +280,37 @@ class VancoPKEnv(gym.Env[np.ndarray, np.ndarray]):
 
     def __init__(
         self,
-        decision_interval_h: float = 12.0,
-        episode_days: float = 7.0,
-        measurement_noise: float = 1.0,
-        level_missing_prob: float = 0.0,
+        decision_interval_h: float | None = None,
+        episode_days: float | None = None,
+        measurement_noise: float | None = None,
+        level_missing_prob: float | None = None,
         misspecification: Misspecification | str | dict | None = None,
         extended_obs: bool = False,
-        reward: str = "default",
+        reward: str | None = None,
         patients: Patients | Covariates | None = None,
         pk_features: bool = False,
-        population: ICUPopulation = ICU_POPULATION,
-        kidney_params: KidneyParams = DEFAULT_KIDNEY,
-        infection_params: InfectionParams = DEFAULT_INFECTION,
+        population: ICUPopulation | None = None,
+        kidney_params: KidneyParams | None = None,
+        infection_params: InfectionParams | None = None,
         render_mode: str | None = None,
-        scenario: Scenario | str | dict | None = "icu",
+        scenario: Scenario | str | dict | None = None,
         pk_model: GotiModel | Mapping[str, float] | None = None,
+        world: World | None = None,
     ):
-        self.config = SimulatorConfig(
-            decision_interval_h=float(decision_interval_h),
-            episode_days=float(episode_days),
-            measurement_noise=float(measurement_noise),
-            level_missing_prob=float(level_missing_prob),
-            misspecification=get_misspecification(misspecification),
-            population=population,
-            kidney=kidney_params,
-            infection=infection_params,
-            scenario=get_scenario(scenario),
-        )
+        options = {
+            "decision_interval_h": decision_interval_h,
+            "episode_days": episode_days,
+            "measurement_noise": measurement_noise,
+            "level_missing_prob": level_missing_prob,
+            "misspecification": misspecification,
+            "reward": reward,
+            "population": population,
+            "kidney": kidney_params,
+            "infection": infection_params,
+            "scenario": scenario,
+        }
+        self.world = world_of(world, {k: v for k, v in options.items() if v is not None})
+        reward = self.world.reward
         self.extended_obs = bool(extended_obs)
         self.pk_features = bool(pk_features)
         self.reward_name = reward
@@ -318,13 +322,13 @@ class VancoPKEnv(gym.Env[np.ndarray, np.ndarray]):
         names = EXTENDED_FEATURES if self.extended_obs else FEATURES
         self.observation_names = (*names, *PK_FEATURES) if self.pk_features else names
         self.observation_space = observation_space(
-            self.extended_obs, self.config.episode_days, self.pk_features, self.config.decision_interval_h
+            self.extended_obs, self.world.episode_days, self.pk_features, self.world.decision_interval_h
         )
         self.action_space = self._make_action_space()
         self.render_mode = render_mode
-        self._trace = EpisodeTrace(self.config.decision_interval_h) if render_mode is not None else None
-        self._sim = BatchSimulator(1, self.config)
-        self._tracker = make_tracker(self.config, self.pk_model) if self.tracks_exposure else None
+        self._trace = EpisodeTrace(self.world.decision_interval_h) if render_mode is not None else None
+        self._sim = BatchSimulator(1, self.world)
+        self._tracker = make_tracker(self.world, self.pk_model) if self.tracks_exposure else None
         self._started = False
 
     def _make_action_space(self) -> spaces.Space:
@@ -336,7 +340,7 @@ class VancoPKEnv(gym.Env[np.ndarray, np.ndarray]):
         index = options.pop("patient_index", None)
         if options:
             raise ValueError(f"unknown reset option(s) {sorted(options)}; the only option is 'patient_index'")
-        normals = self.np_random.standard_normal(self.config.draws_per_episode)
+        normals = self.np_random.standard_normal(self.world.draws_per_episode)
         fixed = None
         if self.fixed_patients is not None:
             m = len(self.fixed_patients)
@@ -368,7 +372,7 @@ class VancoPKEnv(gym.Env[np.ndarray, np.ndarray]):
             raise ResetNeeded("call reset() before step()")
         if self._sim.truncated[0]:
             raise ResetNeeded(
-                f"the episode ended after {self.config.n_steps} decisions (truncated); call reset()"
+                f"the episode ended after {self.world.n_steps} decisions (truncated); call reset()"
             )
         dose, clipped = parse_dose(action, self._discrete)
         if self._trace is not None:

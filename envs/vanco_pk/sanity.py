@@ -182,10 +182,10 @@ def outcome_table(n: int = 1000, seed: int = 0, scenario: str = "ideal") -> list
     for name, policy in regimens.items():
         env = VancoPKVectorEnv(n, scenario=scenario)
         _, info = env.reset(seed=seed)
-        steps_per_day = round(24.0 / env.config.decision_interval_h)
+        steps_per_day = round(24.0 / env.world.decision_interval_h)
         total = np.zeros(n)
         aki = np.zeros(n, dtype=bool)
-        for step in range(env.config.n_steps):
+        for step in range(env.world.n_steps):
             _, reward, _, _, info = env.step(policy(step, info)[:, None])
             total += reward
             aki |= info["aki"]
@@ -199,7 +199,7 @@ def outcome_table(n: int = 1000, seed: int = 0, scenario: str = "ideal") -> list
                 auc_day3_in_target=float(np.mean((auc_day3 >= low) & (auc_day3 <= high))),
                 aki=float(aki.mean()),
                 resolved=float(np.mean(info["infection_resolved"])),
-                mean_reward=float(total.mean() / env.config.n_steps),
+                mean_reward=float(total.mean() / env.world.n_steps),
             )
         )
     return rows

@@ -51,6 +51,7 @@ from vanco_pk.targets import (
     dose_to_grid_index,
 )
 from vanco_pk.vector import VancoPKVectorEnv
+from vanco_pk.world import World
 
 __all__ = [
     "CHART_VIEW",
@@ -200,7 +201,8 @@ def simulate(
     keep_chart: bool = False,
     final_decision: bool = False,
     on_step: Callable[[int], None] | None = None,
-    **env_options: Any,
+    world: World | None = None,
+    patients: Any = None,
 ) -> Trace:
     """Roll ``policy`` out on patients of :class:`vanco_pk.vector.VancoPKVectorEnv` and trace it.
 
@@ -230,8 +232,11 @@ def simulate(
         Also ask the policy at the final observation (its dose is not given).
     on_step : callable, optional
         Called with ``P`` after each decision (progress).
-    **env_options
-        Options of the vector environment (``scenario``, ``decision_interval_h``, ...).
+    world : World, optional
+        The world the patients live in (:class:`vanco_pk.world.World`; default ``World()``,
+        the ``icu`` scenario).
+    patients : Patients or Covariates, optional
+        Fixed patients instead of drawn ones, one per patient (the env's ``patients``).
 
     Returns
     -------
@@ -253,10 +258,10 @@ def simulate(
     n = len(env_seeds)
     if n < 1:
         raise ValueError("simulate needs at least one patient")
-    env = VancoPKVectorEnv(num_envs=n, **env_options)
+    env = VancoPKVectorEnv(num_envs=n, world=World() if world is None else world, patients=patients)
     obs, info = env.reset(seed=env_seeds)
     if protocol is None:
-        protocol = protocol_for(env.config.scenario, getattr(policy, "sampling", None))
+        protocol = protocol_for(env.world.scenario, getattr(policy, "sampling", None))
     protocols = np.broadcast_to(np.asarray(protocol, dtype=object), (n,))
     unknown = sorted({str(p) for p in protocols if p not in SAMPLING_PROTOCOLS})
     if unknown:
@@ -268,7 +273,7 @@ def simulate(
         covariates,
         seed=list(policy_seeds if policy_seeds is not None else default_policy_seeds),
     )
-    steps = env.config.n_steps
+    steps = env.world.n_steps
     out = {key: np.zeros((steps, n)) for key in ("dose_mg", "auc24", "trough", "reward")}
     flags = {
         key: np.zeros((steps, n), dtype=bool) for key in ("level_measured", "peak_measured", "aki_so_far")
@@ -315,7 +320,7 @@ def simulate(
     env.close()
     return Trace(
         time_h=times,
-        interval_h=env.config.decision_interval_h,
+        interval_h=env.world.decision_interval_h,
         chart=tuple(chart) if keep_chart else None,
         final_dose_mg=final,
         level_requested=requested,

@@ -4,7 +4,7 @@
 interval at a time: PK (closed form, :mod:`vanco_pk.pk`), kidney (:mod:`vanco_pk.kidney`),
 infection (:mod:`vanco_pk.infection`), then the observation a clinician would see. It
 draws no random numbers itself: each patient's episode is a pure function of one row of
-standard normals (``config.draws_per_episode`` of them) that the environment draws from
+standard normals (``world.draws_per_episode`` of them) that the environment draws from
 that patient's own generator, so a patient simulated alone or among 1000 others gives the
 same numbers.
 """
@@ -15,7 +15,7 @@ import numpy as np
 from scipy.special import ndtr
 
 from vanco_pk import kidney as kd
-from vanco_pk import world
+from vanco_pk import scenario_rules
 from vanco_pk.infection import burden_step, vital_signs
 from vanco_pk.patients import (
     N_PATIENT_DRAWS,
@@ -24,10 +24,10 @@ from vanco_pk.patients import (
 )
 from vanco_pk.pk import PKParams, infusion_duration_h, interval_auc, propagate
 from vanco_pk.scenario import SAMPLING_PROTOCOLS
-from vanco_pk.sim_config import N_STEP_DRAWS, SimulatorConfig
 from vanco_pk.targets import AKI_ABSOLUTE_WINDOW_H, COVARIATES, FEATURES
+from vanco_pk.world import N_STEP_DRAWS, World
 
-__all__ = ["EXTENDED_FEATURES", "N_STEP_DRAWS", "BatchSimulator", "SimulatorConfig"]
+__all__ = ["EXTENDED_FEATURES", "N_STEP_DRAWS", "BatchSimulator"]
 
 #: Observation names with ``extended_obs=True``: the seven features, the covariates, then
 #: hours since the last measured level and the last dose (mg).
@@ -47,12 +47,12 @@ LEVEL_REPORT_MAX = 1000.0
 class BatchSimulator:
     """``P`` simulated ICU patients on vancomycin, advanced together (numpy over patients)."""
 
-    def __init__(self, n: int, config: SimulatorConfig):
+    def __init__(self, n: int, world: World):
         self.n = int(n)
-        self.config = config
-        scenario = config.scenario
+        self.world = world
+        scenario = world.scenario
         self.scenario = scenario
-        self.truth = config.misspecification.true_model(scenario.model)
+        self.truth = scenario.model
         self._crcl_cap = min(self.truth.crcl_cap, scenario.crcl_cap or np.inf)
         self._level_error = (
             self.truth.prop_error if scenario.level_prop_error is None else scenario.level_prop_error,
@@ -60,7 +60,7 @@ class BatchSimulator:
             if scenario.level_add_error_mg_l is None
             else scenario.level_add_error_mg_l,
         )
-        h = config.decision_interval_h
+        h = world.decision_interval_h
         # Trailing AUC24 = the last `n_full` whole intervals + part of one straddling t - 24 h.
         self._window = int(np.ceil(24.0 / h - 1e-9))
         self._n_full = int(np.floor(24.0 / h + 1e-9))
@@ -81,44 +81,46 @@ class BatchSimulator:
         ``fixed`` (one entry per index) replaces the drawn patients: a :class:`Patients`
         fixes everything, :class:`Covariates` only the covariates.
         """
-        cfg = self.config
+        world = self.world
         index = np.asarray(index, dtype=np.intp)
         normals = np.asarray(normals, dtype=np.float64)
-        if normals.shape != (len(index), cfg.draws_per_episode):
+        if normals.shape != (len(index), world.draws_per_episode):
             raise ValueError(
-                f"normals must have shape ({len(index)}, {cfg.draws_per_episode}); got {normals.shape}"
+                f"normals must have shape ({len(index)}, {world.draws_per_episode}); got {normals.shape}"
             )
-        n_world = cfg.world_draws
+        n_world = world.world_draws
         base = normals[:, : normals.shape[1] - n_world]
         extra = normals[:, normals.shape[1] - n_world :]
         if isinstance(fixed, Patients):
             new = fixed
         else:
-            population = world.scenario_population(cfg.population, self.scenario)
+            population = scenario_rules.scenario_population(world.population, self.scenario)
             new = Patients.from_normals(base[:, :N_PATIENT_DRAWS], population, covariates=fixed)
             if n_world and fixed is None:
-                arc = world.arc_factor(self.scenario, new.covariates.age, extra[:, :2])
-                new = world.apply_arc(new, arc)
+                arc = scenario_rules.arc_factor(self.scenario, new.covariates.age, extra[:, :2])
+                new = scenario_rules.apply_arc(new, arc)
         if len(new) != len(index):
             raise ValueError(f"fixed patients: {len(new)} given for {len(index)} episodes")
         self._set_patients(index, new)
         if n_world:
-            k = world.N_WORLD_PATIENT_DRAWS
+            k = scenario_rules.N_WORLD_PATIENT_DRAWS
             self.world_patient[index] = extra[:, :k]
-            shape = (len(index), cfg.n_steps + 1, world.N_WORLD_STEP_DRAWS)
+            shape = (len(index), world.n_steps + 1, scenario_rules.N_WORLD_STEP_DRAWS)
             self.world_noise[index] = extra[:, k:].reshape(shape)
-        self._start(index, new, base[:, N_PATIENT_DRAWS:].reshape(len(index), cfg.n_steps + 1, N_STEP_DRAWS))
+        self._start(
+            index, new, base[:, N_PATIENT_DRAWS:].reshape(len(index), world.n_steps + 1, N_STEP_DRAWS)
+        )
 
     def _allocate(self) -> None:
         n = self.n
         z = np.zeros
         self.traits = {name: z(n) for name in _TRAITS}
         self.covariates = {name: z(n) for name in (*COVARIATES, "creatinine")}
-        self.noise = z((n, self.config.n_steps + 1, N_STEP_DRAWS))
-        self.world_patient = z((n, world.N_WORLD_PATIENT_DRAWS))
-        self.world_noise = z((n, self.config.n_steps + 1, world.N_WORLD_STEP_DRAWS))
+        self.noise = z((n, self.world.n_steps + 1, N_STEP_DRAWS))
+        self.world_patient = z((n, scenario_rules.N_WORLD_PATIENT_DRAWS))
+        self.world_noise = z((n, self.world.n_steps + 1, scenario_rules.N_WORLD_STEP_DRAWS))
         self.request = z(n, dtype=bool)
-        self.protocol = np.full(n, SAMPLING_PROTOCOLS.index(self.config.scenario.sampling))
+        self.protocol = np.full(n, SAMPLING_PROTOCOLS.index(self.world.scenario.sampling))
         self.step_count = z(n, dtype=np.int64)
         for name in (
             "cl_coef",
@@ -166,7 +168,7 @@ class BatchSimulator:
         self.aki_stage = z(n, dtype=np.int64)
         self.obs = z((n, len(FEATURES)))
         ones = np.ones(n)
-        self.kidney = kd.baseline_kidney(ones, ones, ones, ones, z(n), self.config.kidney)
+        self.kidney = kd.baseline_kidney(ones, ones, ones, ones, z(n), self.world.kidney)
         self.scr_history = z((n, self._kdigo_lags))
         # Per interval in the AUC window: AUC, start amounts, dose, infusion time, clearance.
         self.history = z((6, n, self._window))
@@ -178,7 +180,7 @@ class BatchSimulator:
             arr[index] = getattr(new.covariates, name)
 
     def _start(self, index: np.ndarray, new: Patients, noise: np.ndarray) -> None:
-        truth, cfg = self.truth, self.config
+        truth, world = self.truth, self.world
         cov = new.covariates
         crcl = cov.crcl(self._crcl_cap)
         eta = new.eta(truth)
@@ -196,7 +198,7 @@ class BatchSimulator:
         self.v2[index] = truth.v2 * np.exp(eta[:, 2])
         self.q[index] = truth.q
         base = kd.baseline_kidney(
-            crcl, cov.creatinine, new.bun_ratio, cov.weight_kg, cov.dialysis, cfg.kidney
+            crcl, cov.creatinine, new.bun_ratio, cov.weight_kg, cov.dialysis, world.kidney
         )
         for name in (
             "injury",
@@ -265,7 +267,7 @@ class BatchSimulator:
             return self.iov * self.cl_coef * np.maximum(crcl, 1e-3) ** self.truth.crcl_exponent + self.rrt_cl
         crcl = np.minimum(self.kidney.clearance, self._crcl_cap)
         cl = self.cl_coef * crcl**self.truth.crcl_exponent
-        return cl * self.iov if self.config.world_draws else cl
+        return cl * self.iov if self.world.world_draws else cl
 
     def _sepsis_volume(self, time_h: np.ndarray) -> np.ndarray:
         """V1's multiplier at ``time_h`` (:attr:`Scenario.sepsis_v1_excess`; 1 when off)."""
@@ -276,14 +278,14 @@ class BatchSimulator:
         """Extracorporeal drug clearance (L/h) over the next interval (explicit dialysis only)."""
         if self.scenario.dialysis != "ihd_crrt":
             return np.zeros(self.n)
-        return world.dialysis_drug_clearance(
+        return scenario_rules.dialysis_drug_clearance(
             self.scenario,
             self.covariates["dialysis"] == 1,
             self.on_crrt,
             self.covariates["weight_kg"],
             self.ihd_phase_h,
             self.time_h,
-            self.config.decision_interval_h,
+            self.world.decision_interval_h,
         )
 
     def pk_params(self) -> PKParams:
@@ -292,19 +294,19 @@ class BatchSimulator:
 
     def step(self, dose_mg: np.ndarray) -> None:
         """Give ``dose_mg`` (shape (P,), in [0, 3000]) and advance every patient one interval."""
-        cfg = self.config
-        h = cfg.decision_interval_h
+        world = self.world
+        h = world.decision_interval_h
         dose = np.asarray(dose_mg, dtype=np.float64)
         t_inf = infusion_duration_h(dose)
         params = self.pk_params()
         start_a1, start_a2 = self.a1, self.a2
         out = propagate(params, start_a1, start_a2, dose, t_inf, h)
-        step_next = np.minimum(self.step_count + 1, cfg.n_steps)
+        step_next = np.minimum(self.step_count + 1, world.n_steps)
         rows = np.arange(self.n)
         wz = self.world_noise[rows, step_next]
         if self.scenario.draw_time_sd_h > 0:
             # The chart says the trough was drawn at the decision; it was drawn a little earlier.
-            early = world.draw_time_early_h(self.scenario, wz[:, 2], h - t_inf)
+            early = scenario_rules.draw_time_early_h(self.scenario, wz[:, 2], h - t_inf)
             self.drawn_conc = propagate(params, start_a1, start_a2, dose, t_inf, h - early).trough
             self.draw_early_h = early
         else:
@@ -331,12 +333,12 @@ class BatchSimulator:
             zero if graded else out.trough,
             traits["kidney_sensitivity"],
             h,
-            cfg.kidney,
+            world.kidney,
         )
         if graded:
-            event = world.aki_events(self.scenario, auc24, h, wz[:, 0])
+            event = scenario_rules.aki_events(self.scenario, auc24, h, wz[:, 0])
             injury = self.kidney.injury
-            hit = np.minimum(injury + self.scenario.aki_injury * (1.0 - injury), cfg.kidney.max_injury)
+            hit = np.minimum(injury + self.scenario.aki_injury * (1.0 - injury), world.kidney.max_injury)
             self.kidney.injury = np.where(event, hit, injury)
             self.aki_events = self.aki_events + event
         changed = dose != self.last_dose
@@ -346,7 +348,9 @@ class BatchSimulator:
             occasion = np.floor((self.time_h + h) / self.scenario.iov_occasion_h + 1e-9)
             new_occasion = occasion > np.floor(self.time_h / self.scenario.iov_occasion_h + 1e-9)
             self.iov = np.where(new_occasion, np.exp(self.scenario.iov_cl_sd * wz[:, 1]), self.iov)
-        self.burden = burden_step(self.burden, out.auc * (24.0 / h), traits["growth_scale"], h, cfg.infection)
+        self.burden = burden_step(
+            self.burden, out.auc * (24.0 / h), traits["growth_scale"], h, world.infection
+        )
         self.a1, self.a2 = out.central_mg, out.peripheral_mg
         self.auc24, self.trough, self.peak, self.interval_auc = auc24, out.trough, out.peak, out.auc
         self.infusion_h = t_inf
@@ -375,8 +379,8 @@ class BatchSimulator:
         auc = self.protocol == SAMPLING_PROTOCOLS.index("auc_guided")
         if offset is None or not np.any(auc):
             return np.full(self.n, np.nan)
-        h = self.config.decision_interval_h
-        early = world.draw_time_early_h(self.scenario, z, np.full(self.n, offset))
+        h = self.world.decision_interval_h
+        early = scenario_rules.draw_time_early_h(self.scenario, z, np.full(self.n, offset))
         self.peak_collected_h = np.minimum(offset - early, h - t_inf)
         at = propagate(params, a1, a2, dose, t_inf, t_inf + self.peak_collected_h).trough
         return np.where(auc & (t_inf + offset < h), at, np.nan)
@@ -400,11 +404,11 @@ class BatchSimulator:
         self.request = np.asarray(request, dtype=bool).reshape(self.n).copy()
 
     def _measure(self) -> None:
-        cfg = self.config
+        world = self.world
         rows = np.arange(self.n)
-        step = np.minimum(self.step_count, cfg.n_steps)
+        step = np.minimum(self.step_count, world.n_steps)
         z = self.noise[rows, step]
-        ordered = self.request | world.levels_ordered(
+        ordered = self.request | scenario_rules.levels_ordered(
             self.scenario,
             self.protocol,
             self.step_count,
@@ -414,18 +418,18 @@ class BatchSimulator:
             self.level_since_change,
         )
         self.request = np.zeros(self.n, dtype=bool)
-        measured = ordered & (ndtr(z[:, 2]) >= cfg.level_missing_prob)
+        measured = ordered & (ndtr(z[:, 2]) >= world.level_missing_prob)
         prop, add = self._level_error
-        noisy = self.drawn_conc * (1.0 + cfg.measurement_noise * prop * z[:, 0])
-        noisy = np.clip(noisy + cfg.measurement_noise * add * z[:, 1], 0.0, LEVEL_REPORT_MAX)
+        noisy = self.drawn_conc * (1.0 + world.measurement_noise * prop * z[:, 0])
+        noisy = np.clip(noisy + world.measurement_noise * add * z[:, 1], 0.0, LEVEL_REPORT_MAX)
         # A drug-free sample reads 0 (below the assay's limit), not additive noise.
         noisy = np.where(self.ever_dosed, noisy, 0.0)
         self.level = np.where(measured, noisy, self.level)
         # AUC-guided monitoring: the first trough comes with a peak from the same interval.
         first = measured & ~self.ever_level & np.isfinite(self.drawn_peak) & self.ever_dosed
         wz = self.world_noise[rows, step]
-        peak = self.drawn_peak * (1.0 + cfg.measurement_noise * prop * wz[:, 5])
-        peak = np.clip(peak + cfg.measurement_noise * add * wz[:, 6], 0.0, LEVEL_REPORT_MAX)
+        peak = self.drawn_peak * (1.0 + world.measurement_noise * prop * wz[:, 5])
+        peak = np.clip(peak + world.measurement_noise * add * wz[:, 6], 0.0, LEVEL_REPORT_MAX)
         self.peak_level = np.where(first, peak, np.nan)
         self.hours_since_level = np.where(measured, 0.0, self.hours_since_level)
         self.level_measured = measured
@@ -447,7 +451,7 @@ class BatchSimulator:
             self.scr_history[:, 0] = scr
 
     def _observe(self, index: np.ndarray) -> None:
-        z = self.noise[index, np.minimum(self.step_count[index], self.config.n_steps), 3:]
+        z = self.noise[index, np.minimum(self.step_count[index], self.world.n_steps), 3:]
         t = self.traits
         wbc, temp, hr, sbp = vital_signs(
             self.burden[index],
@@ -456,7 +460,7 @@ class BatchSimulator:
             t["heart_rate_base"][index],
             t["sbp_base"][index],
             z,
-            self.config.infection,
+            self.world.infection,
         )
         obs = self.obs
         obs[index, 0] = self.level[index]
@@ -471,7 +475,7 @@ class BatchSimulator:
 
     @property
     def truncated(self) -> np.ndarray:
-        return self.step_count >= self.config.n_steps
+        return self.step_count >= self.world.n_steps
 
     def raw_observation(self) -> np.ndarray:
         """The seven features (float64); the level is NaN while never measured."""
@@ -516,7 +520,7 @@ class BatchSimulator:
             "peak_level": np.nan_to_num(self.peak_level, nan=0.0),
             "peak_offset_h": np.where(np.isfinite(self.peak_level), self.peak_collected_h, 0.0),
             "burden": self.burden,
-            "infection_resolved": self.burden < self.config.infection.resolved_burden,
+            "infection_resolved": self.burden < self.world.infection.resolved_burden,
             "dose_mg": self.last_dose,
             "infusion_h": self.infusion_h,
             "level_measured": self.level_measured,

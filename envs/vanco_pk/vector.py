@@ -53,7 +53,7 @@ class VancoPKVectorEnv(VectorEnv):
         self.num_envs = int(num_envs)
         # A single env validates the options and builds the spaces; its simulator is unused.
         template = self._single(**kwargs)
-        self.config = template.config
+        self.world = template.world
         self.extended_obs = template.extended_obs
         self.pk_features = template.pk_features
         self.reward_name = template.reward_name
@@ -73,8 +73,8 @@ class VancoPKVectorEnv(VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.render_mode = None
-        self._sim = template._sim.__class__(self.num_envs, self.config)
-        self._tracker = make_tracker(self.config, template.pk_model) if template.tracks_exposure else None
+        self._sim = template._sim.__class__(self.num_envs, self.world)
+        self._tracker = make_tracker(self.world, template.pk_model) if template.tracks_exposure else None
         self._rngs: list[np.random.Generator] | None = None
         self._done = np.zeros(self.num_envs, dtype=bool)
 
@@ -102,7 +102,7 @@ class VancoPKVectorEnv(VectorEnv):
         return self._observation(), self._info(np.zeros(n, dtype=bool))
 
     def _start(self, index: np.ndarray) -> None:
-        draws = self.config.draws_per_episode
+        draws = self.world.draws_per_episode
         normals = np.stack([self._rngs[i].standard_normal(draws) for i in index])
         fixed = None if self.fixed_patients is None else self.fixed_patients[index]
         self._sim.reset(index, normals, fixed)

@@ -1,145 +1,181 @@
-"""The parts of a :class:`vanco_pk.scenario.Scenario` that the simulator applies each step.
+"""The world a policy is simulated in: one typed, frozen :class:`World`.
 
-Pure numpy functions of the scenario, the state and standard-normal draws (the simulator
-draws nothing itself): which levels are ordered, augmented renal clearance, dialysis
-clearance of the drug, inter-occasion variability and the graded AKI hazard. Their sources
-are in ``docs/simulator.md``.
+A :class:`World` is everything that describes the patients' world rather than the agent: the
+:class:`~vanco_pk.scenario.Scenario` (which carries the true population model), the decision
+interval, the episode length, the level noise and missing levels, the reward, and the patient
+generator's, kidney and infection parameters. The environments, the vector environment,
+:func:`vanco_pk.simulate.simulate` and every scorer of a policy take one.
+
+The agent's observation (``extended_obs``, ``pk_features``, ``pk_model``) and fixed
+``patients`` are not part of it: they are arguments of the environment.
+
+A misspecified truth is not a second knob: :func:`misspecified` shifts the scenario's true
+model once (``World.make(misspecification="mild")``), so ``world.scenario.model`` is the
+model the true patients are drawn from.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+import dataclasses
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
-from scipy.special import ndtr
 
-from vanco_pk.patients import Covariates, ICUPopulation, Patients, _trunc_lognormal
-from vanco_pk.scenario import SAMPLING_PROTOCOLS, Scenario
+from vanco_pk import scenario_rules
+from vanco_pk.infection import DEFAULT_INFECTION, InfectionParams
+from vanco_pk.kidney import DEFAULT_KIDNEY, KidneyParams
+from vanco_pk.patients import (
+    ICU_POPULATION,
+    N_PATIENT_DRAWS,
+    ICUPopulation,
+    Misspecification,
+    get_misspecification,
+)
+from vanco_pk.scenario import ICU, Scenario, get_scenario
+from vanco_pk.targets import REWARDS
 
-__all__ = [
-    "N_WORLD_PATIENT_DRAWS",
-    "N_WORLD_STEP_DRAWS",
-    "aki_hazard_per_day",
-    "apply_arc",
-    "dialysis_drug_clearance",
-    "levels_ordered",
-    "scenario_population",
-]
+__all__ = ["AGENT_OPTIONS", "N_STEP_DRAWS", "World", "misspecified", "world_of"]
 
-#: Extra standard normals per patient (ARC flag, ARC factor, CRRT vs IHD, IHD schedule) and
-#: per observation (AKI event, IOV, draw-time error, creatinine assay error, and a peak's
-#: draw-time error and two assay errors).
-N_WORLD_PATIENT_DRAWS = 4
-N_WORLD_STEP_DRAWS = 7
-_ML_MIN_TO_L_H = 0.06
-_MAX_DRAW_EARLY_H = 2.0
+#: Standard normals per patient and observation: level error (2), missing draw, 4 signs.
+N_STEP_DRAWS = 7
+#: Environment options that shape the agent's observation or fix its patients, not the world.
+AGENT_OPTIONS: tuple[str, ...] = ("extended_obs", "pk_features", "pk_model", "patients", "render_mode")
 
 
-def scenario_population(population: ICUPopulation, scenario: Scenario) -> ICUPopulation:
-    """The patient generator with the scenario's creatinine range and spread."""
-    changes = {}
-    if scenario.creatinine_range is not None:
-        changes["creatinine_range"] = tuple(scenario.creatinine_range)
-    if scenario.creatinine_log_sd is not None:
-        changes["creatinine_log_sd"] = scenario.creatinine_log_sd
-    return replace(population, **changes) if changes else population
+def misspecified(scenario: Scenario, misspecification: Misspecification | str | dict | None) -> Scenario:
+    """``scenario`` with its true model shifted by ``misspecification`` (a
+    :class:`~vanco_pk.patients.Misspecification`, a preset name, a dict of its fields or
+    ``None``); no shift returns ``scenario`` itself."""
+    shift = get_misspecification(misspecification)
+    if shift == Misspecification():
+        return scenario
+    return replace(scenario, true_model=shift.true_model(scenario.model))
 
 
-def arc_factor(scenario: Scenario, age: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """GFR multiplier per patient: 1, or a truncated log-normal factor for those with ARC.
+@dataclass(frozen=True)
+class World:
+    """The simulated world: shared by the single and the vector environment and every scorer.
 
-    ``z`` holds two standard normals per patient (the ARC draw, the factor draw).
+    Attributes
+    ----------
+    scenario : Scenario
+        Levels, kidneys, AKI and the true population model (:mod:`vanco_pk.scenario`).
+    decision_interval_h : float
+        Hours between decisions, 6-72.
+    episode_days : float
+        Episode length; must hold a whole number of intervals.
+    measurement_noise : float
+        Multiplier on the residual error of measured levels (0 = exact).
+    level_missing_prob : float
+        Probability that an ordered trough is not measured (level carried forward).
+    reward : str
+        ``"default"``, ``"seed"`` or ``"exposure"`` (:data:`vanco_pk.targets.REWARDS`).
+    population, kidney, infection
+        Patient generator, kidney and infection parameters (advanced).
     """
-    prob = np.where(
-        age < 50,
-        scenario.arc_prob_young,
-        np.where(age <= 65, scenario.arc_prob_middle, scenario.arc_prob_old),
-    )
-    has_arc = ndtr(z[:, 0]) < prob
-    median, log_sd, low, high = scenario.arc_factor
-    return np.where(has_arc, _trunc_lognormal(z[:, 1], median, log_sd, low, high), 1.0)
+
+    scenario: Scenario = ICU
+    decision_interval_h: float = 12.0
+    episode_days: float = 7.0
+    measurement_noise: float = 1.0
+    level_missing_prob: float = 0.0
+    reward: str = "default"
+    population: ICUPopulation = ICU_POPULATION
+    kidney: KidneyParams = DEFAULT_KIDNEY
+    infection: InfectionParams = DEFAULT_INFECTION
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.scenario, Scenario):
+            raise ValueError(
+                f"World.scenario must be a Scenario (World.make takes a name or a dict); "
+                f"got {type(self.scenario).__name__}"
+            )
+        for name in ("decision_interval_h", "episode_days", "measurement_noise", "level_missing_prob"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+                raise ValueError(f"World.{name} = {value!r} must be a number")
+            object.__setattr__(self, name, float(value))
+        h = self.decision_interval_h
+        if not (np.isfinite(h) and 6.0 <= h <= 72.0):
+            raise ValueError(
+                f"decision_interval_h = {h!r} must be between 6 and 72 h (a 3 g dose needs 5 h at 10 mg/min)"
+            )
+        steps = self.episode_days * 24.0 / h
+        if not (np.isfinite(steps) and steps >= 1 and abs(steps - round(steps)) < 1e-9):
+            raise ValueError(
+                f"episode_days = {self.episode_days!r} must hold a whole number (>= 1) of "
+                f"{h:g}-h decision intervals (episode_days * 24 / decision_interval_h)"
+            )
+        if not (np.isfinite(self.measurement_noise) and self.measurement_noise >= 0):
+            raise ValueError(
+                f"measurement_noise = {self.measurement_noise!r} must be >= 0 (1 = Goti 2018 error)"
+            )
+        if not (0.0 <= self.level_missing_prob < 1.0):
+            raise ValueError(f"level_missing_prob = {self.level_missing_prob!r} must be in [0, 1)")
+        if self.reward not in REWARDS:
+            raise ValueError(f"unknown reward {self.reward!r}; choose one of {sorted(REWARDS)}")
+
+    @classmethod
+    def make(
+        cls,
+        scenario: Scenario | str | dict | None = "icu",
+        misspecification: Misspecification | str | dict | None = None,
+        **fields: Any,
+    ) -> World:
+        """A :class:`World` from the environment's keyword arguments: ``scenario`` as
+        :func:`vanco_pk.scenario.get_scenario` takes it, ``misspecification`` shifting its true
+        model (:func:`misspecified`), ``kidney_params`` / ``infection_params`` (the env's names)
+        or ``kidney`` / ``infection``, and any other field of :class:`World`.
+
+        Raises
+        ------
+        ValueError
+            An unknown option, or an option of the agent (:data:`AGENT_OPTIONS`).
+        """
+        for env_name, name in (("kidney_params", "kidney"), ("infection_params", "infection")):
+            if env_name in fields:
+                fields[name] = fields.pop(env_name)
+        agent = sorted(set(fields) & set(AGENT_OPTIONS))
+        if agent:
+            raise ValueError(
+                f"{agent} shape the agent's observation (or fix its patients), not the world: "
+                "give them to the environment, not to World"
+            )
+        names = {f.name for f in dataclasses.fields(cls)} - {"scenario"}
+        unknown = sorted(set(fields) - names)
+        if unknown:
+            raise ValueError(
+                f"unknown world option(s) {unknown}; known: "
+                f"{sorted(names | {'scenario', 'misspecification'})}"
+            )
+        return cls(scenario=misspecified(get_scenario(scenario), misspecification), **fields)
+
+    @property
+    def n_steps(self) -> int:
+        """Decisions per episode."""
+        return round(self.episode_days * 24.0 / self.decision_interval_h)
+
+    @property
+    def draws_per_episode(self) -> int:
+        """Standard normals one patient's episode consumes (patient traits, observations, then
+        the scenario's own draws, which the ``ideal`` world has none of)."""
+        return N_PATIENT_DRAWS + (self.n_steps + 1) * N_STEP_DRAWS + self.world_draws
+
+    @property
+    def world_draws(self) -> int:
+        """Standard normals of the scenario's patient traits and per-observation events."""
+        if not self.scenario.extra_draws:
+            return 0
+        return scenario_rules.N_WORLD_PATIENT_DRAWS + (self.n_steps + 1) * scenario_rules.N_WORLD_STEP_DRAWS
 
 
-def apply_arc(patients: Patients, factor: np.ndarray) -> Patients:
-    """Patients whose baseline creatinine is lower by ``factor`` (steady state at a higher GFR)."""
-    if np.all(factor == 1.0):
-        return patients
-    cov = patients.covariates
-    scr = np.maximum(cov.creatinine / factor, 0.2)
-    new = Covariates(cov.weight_kg, cov.age, cov.sex, cov.height_cm, cov.dialysis, scr)
-    return replace(patients, covariates=new)
-
-
-def levels_ordered(
-    scenario: Scenario,
-    protocol: np.ndarray,
-    step_count: np.ndarray,
-    ever_level: np.ndarray,
-    hours_since_level: np.ndarray,
-    doses_since_change: np.ndarray,
-    level_since_change: np.ndarray,
-) -> np.ndarray:
-    """Whether each patient's protocol orders a trough at the current decision (before any request).
-
-    ``protocol`` holds one index into :data:`vanco_pk.scenario.SAMPLING_PROTOCOLS` per patient.
-    """
-    code = {name: i for i, name in enumerate(SAMPLING_PROTOCOLS)}
-    trough = protocol == code["trough_guided"]
-    auc = protocol == code["auc_guided"]
-    first = np.where(trough, scenario.trough_first_decision, scenario.auc_first_decision)
-    every = np.where(trough, scenario.trough_every_h, scenario.auc_every_h)
-    first_due = ~ever_level & (step_count >= first)
-    repeat = ever_level & (hours_since_level >= every - 1e-9)
-    after_change = trough & ever_level & ~level_since_change & (doses_since_change >= 3)
-    scheduled = (trough | auc) & (first_due | repeat | after_change)
-    return (protocol == code["every_decision"]) | scheduled
-
-
-def draw_time_early_h(scenario: Scenario, z: np.ndarray, room_h: np.ndarray) -> np.ndarray:
-    """Hours the real draw precedes the documented time, ``|N(0, sd)|`` capped at 2 h and ``room_h``."""
-    early = np.abs(z) * scenario.draw_time_sd_h
-    return np.clip(np.minimum(early, _MAX_DRAW_EARLY_H), 0.0, np.maximum(room_h, 0.0))
-
-
-def dialysis_drug_clearance(
-    scenario: Scenario,
-    on_dialysis: np.ndarray,
-    on_crrt: np.ndarray,
-    weight_kg: np.ndarray,
-    ihd_phase_h: np.ndarray,
-    start_h: np.ndarray,
-    interval_h: float,
-) -> np.ndarray:
-    """Extracorporeal vancomycin clearance (L/h) averaged over ``[start_h, start_h + interval_h]``.
-
-    CRRT: effluent rate x weight x sieving coefficient, continuous. Intermittent HD: the
-    dialyser clearance during sessions of ``ihd_session_h`` every ``ihd_every_h`` hours
-    (the first at ``ihd_phase_h``), times the share of the interval spent on dialysis.
-    """
-    crrt = scenario.crrt_effluent_ml_kg_h * weight_kg * scenario.crrt_sieving / 1000.0
-    every, length = scenario.ihd_every_h, scenario.ihd_session_h
-    # Overlap of the interval with the sessions (at most two sessions can touch it).
-    first_k = np.floor((start_h - ihd_phase_h - length) / every) + 1
-    overlap = np.zeros_like(start_h)
-    for j in range(int(np.ceil(interval_h / every)) + 2):
-        s = ihd_phase_h + (first_k + j) * every
-        overlap += np.clip(np.minimum(s + length, start_h + interval_h) - np.maximum(s, start_h), 0.0, None)
-    ihd = scenario.ihd_clearance_ml_min * _ML_MIN_TO_L_H * overlap / interval_h
-    return np.where(on_dialysis, np.where(on_crrt, crrt, ihd), 0.0)
-
-
-def aki_hazard_per_day(scenario: Scenario, auc24: np.ndarray) -> np.ndarray:
-    """Graded AKI hazard (1/day): sepsis baseline + vancomycin, log-linear in the true AUC24.
-
-    ``h = sepsis_aki_per_day + vanco_aki_per_day * exp(vanco_aki_slope * (AUC24 - 600) / 100)``
-    while the patient has drug on board (AUC24 > 0), else the sepsis baseline alone.
-    """
-    auc = np.asarray(auc24, dtype=np.float64)
-    drug = scenario.vanco_aki_per_day * np.exp(scenario.vanco_aki_slope * (auc - 600.0) / 100.0)
-    return scenario.sepsis_aki_per_day + np.where(auc > 0, drug, 0.0)
-
-
-def aki_events(scenario: Scenario, auc24: np.ndarray, interval_h: float, z: np.ndarray) -> np.ndarray:
-    """Whether an AKI event starts in each patient's interval (one standard normal each)."""
-    p = -np.expm1(-aki_hazard_per_day(scenario, auc24) * interval_h / 24.0)
-    return ndtr(z) < p
+def world_of(world: World | None, options: dict[str, Any]) -> World:
+    """``world``, or a :class:`World` made from ``options`` (:meth:`World.make`), not both."""
+    if world is None:
+        return World.make(**options)
+    if not isinstance(world, World):
+        raise ValueError(f"world must be a vanco_pk.World; got {type(world).__name__}")
+    if options:
+        raise ValueError(f"give either world= or its options {sorted(options)}, not both")
+    return world

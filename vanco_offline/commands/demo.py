@@ -59,12 +59,11 @@ def run(args: argparse.Namespace) -> int:
     from vanco_offline.plots import write_plots
     from vanco_offline.progress import quiet_d3rlpy, show_progress
     from vanco_offline.rollout import EvalPatients, algo_actor, reference_actor, rollout
-    from vanco_offline.training import BUILTIN_COHORT, builtin_cohort, train
+    from vanco_offline.training import BUILTIN_WORLD, builtin_cohort, train
 
     quiet_d3rlpy()
     started = time.perf_counter()
     out = Path(args.out) if args.out else Path("d3rlpy_logs") / f"demo_{datetime.now():%Y%m%d%H%M%S}"
-    env_options = {k: v for k, v in BUILTIN_COHORT.items() if k != "policy"}
 
     preset = load_preset(args.preset)  # an unknown preset fails before any work
     print(f"1/5 simulating {args.patients} ICU stays dosed by the clinician policy ...", flush=True)
@@ -97,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     )
     # Patients of their own: disjoint from the benchmark's test and validation patients.
     patients = EvalPatients(
-        n_patients=args.eval_patients, seed=DEMO_EVAL_SEED + args.seed, env_options=env_options
+        n_patients=args.eval_patients, seed=DEMO_EVAL_SEED + args.seed, world=BUILTIN_WORLD
     )
     actors = {
         f"{preset.name} (learned)": algo_actor(
@@ -192,14 +191,12 @@ def off_policy(
     from vanco_offline.ope.policy import ReferencePolicy
     from vanco_offline.ope.trajectories import to_trajectories
     from vanco_offline.ope.twin import calibrate_aki
-    from vanco_offline.training import BUILTIN_COHORT
+    from vanco_offline.training import BUILTIN_WORLD
 
     algo = result.model.algo
-    env_options = {k: v for k, v in BUILTIN_COHORT.items() if k != "policy"}
     # The truth scores the reward the model was trained and evaluated on.
-    reward = result.model.conversion.reward or "default"
-    world = {**env_options, "reward": reward}
-    truth = SimulatorTruth(n_patients=truth_patients, seed=10**6 + seed, env_options=world)
+    world = dataclasses.replace(BUILTIN_WORLD, reward=result.model.conversion.reward or "default")
+    truth = SimulatorTruth(n_patients=truth_patients, seed=10**6 + seed, world=world)
     n_bootstrap = 500
     twin = None
     prior = GOTI_2018
@@ -209,7 +206,7 @@ def off_policy(
         elif twin_prior != "published":  # a GotiModel never equals a string
             prior = twin_prior
         # 5 twins per stay, as in the bench ope --worlds run that measured the twin's coverage.
-        twin = TwinSettings(env_options=world, seed=seed, model=prior, n_draws=5, n_bootstrap=n_bootstrap)
+        twin = TwinSettings(world=world, seed=seed, model=prior, n_draws=5, n_bootstrap=n_bootstrap)
         if prior != GOTI_2018:
             twin = dataclasses.replace(twin, refitted_from=GOTI_2018)
         stay_ids = to_trajectories(result.valid).stay_ids

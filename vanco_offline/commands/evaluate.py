@@ -49,12 +49,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vanco_pk.world import World
+
     from vanco_offline.algos.evaluators import standard_evaluators
     from vanco_offline.ope import FQESettings, SimulatorTruth, TwinSettings, evaluate, local_prior
     from vanco_offline.ope.report import coverage_label
     from vanco_offline.ope.twin import TWIN_COVARIATES
     from vanco_offline.progress import stages
-    from vanco_offline.training import BUILTIN_COHORT, builtin_cohort
+    from vanco_offline.training import BUILTIN_WORLD, builtin_cohort
 
     quiet_d3rlpy()
     if args.missing_prob is not None and not (args.truth and args.data is not None):
@@ -72,24 +74,22 @@ def run(args: argparse.Namespace) -> int:
             builtin_cohort(n_patients=200, seed=args.seed + 1),
             "built-in synthetic cohort (new stays)",
         )
-        truth_options = {k: v for k, v in BUILTIN_COHORT.items() if k != "policy"}
+        data_world = BUILTIN_WORLD
     elif args.truth:
-        truth_options = {"level_missing_prob": args.missing_prob or 0.0}
+        data_world = World(level_missing_prob=args.missing_prob or 0.0)
     else:
-        truth_options = None
+        data_world = None
     # The truth and the twins score the reward the model's data were converted with.
-    reward = {"reward": model.conversion.reward} if model.conversion.reward else {}
-    if truth_options is not None:
-        truth = SimulatorTruth(
-            n_patients=1000, seed=10**6 + args.seed, env_options={**truth_options, **reward}
-        )
+    world = dataclasses.replace(data_world or World(), reward=model.conversion.reward or "default")
+    if data_world is not None:
+        truth = SimulatorTruth(n_patients=1000, seed=10**6 + args.seed, world=world)
     if "time_h" in table.columns:  # the OPE replays the model at the data's interval: it must be the model's
         model.scope.check_interval(table["stay_id"].to_numpy(), table["time_h"].to_numpy(), f"data {source}")
     data = model.convert(table)
     # The PK twins need each stay's covariates (weight, age, sex, dialysis).
     twin_ok = all(c in table for c in TWIN_COVARIATES)
 
-    twin = TwinSettings(env_options={**(truth_options or {}), **reward}, seed=args.seed)
+    twin = TwinSettings(world=world, seed=args.seed)
     if twin_ok and args.twin_prior == "band":
         try:
             local = local_prior(table, seed=args.seed)

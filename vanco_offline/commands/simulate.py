@@ -130,7 +130,7 @@ def parse_options(items: list[str]) -> dict[str, dict[str, Any]]:
 
 def run(args: argparse.Namespace) -> int:
     from vanco_pk.policies.sampling import HabitDraws
-    from vanco_pk.simulator import SimulatorConfig
+    from vanco_pk.world import World
 
     from vanco_offline.data.cohort import generate_cohort
     from vanco_offline.data.io import save_table
@@ -148,7 +148,16 @@ def run(args: argparse.Namespace) -> int:
         if not math.isfinite(getattr(args, name)):
             raise ValueError(f"--{name.replace('_', '-')} must be a finite number")
     out = check_output(args.out, args.overwrite, [], "--out")
-    steps = SimulatorConfig(decision_interval_h=args.interval_h, episode_days=args.days).n_steps
+    world = World.make(
+        scenario=args.scenario,
+        misspecification=args.misspecification,
+        decision_interval_h=args.interval_h,
+        episode_days=args.days,
+        measurement_noise=args.noise,
+        level_missing_prob=args.missing_prob,
+        reward=args.reward,
+    )
+    steps = world.n_steps
     with progress_bar(
         total=args.patients * (steps + 1),
         unit="decision",
@@ -162,13 +171,7 @@ def run(args: argparse.Namespace) -> int:
             policy_options=options,
             true_columns=not args.no_truth,
             progress=bar.update,
-            decision_interval_h=args.interval_h,
-            episode_days=args.days,
-            measurement_noise=args.noise,
-            level_missing_prob=args.missing_prob,
-            misspecification=args.misspecification,
-            reward=args.reward,
-            scenario=args.scenario,
+            world=world,
             draws=HabitDraws() if args.draws == "habits" else None,
         )
     with atomic_output(out, args.overwrite) as partial:

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 from vanco_pk.policies import POLICIES, TRUTH_KEYS, DosingPolicy, grid_index, make_policy, replay
 from vanco_pk.policies.sampling import DrawRule, WithDraws
-from vanco_pk.scenario import get_scenario, protocol_for
+from vanco_pk.scenario import protocol_for
 from vanco_pk.simulate import patient_seeds, simulate
 from vanco_pk.targets import (
     CHART_DECIMALS,
@@ -41,6 +41,7 @@ from vanco_pk.targets import (
     chart_round,
     dose_to_grid_index,
 )
+from vanco_pk.world import World, world_of
 
 from vanco_offline.data.schema import LEVEL_DRAWN, LEVEL_DRAWN_PROB
 
@@ -112,9 +113,10 @@ def generate_cohort(
     policy_options: Mapping[str, Mapping[str, Any]] | None = None,
     true_columns: bool = True,
     progress: Callable[[int], None] | None = None,
-    scenario: Any = "icu",
+    world: World | None = None,
     draws: Any = None,
-    **env_options: Any,
+    patients: Any = None,
+    **world_options: Any,
 ) -> pd.DataFrame:
     """Simulate ``n_patients`` ICU stays dosed by a reference policy (or a mixture, by stay).
 
@@ -137,20 +139,22 @@ def generate_cohort(
     progress : callable, optional
         Called after every decision step with the number of stay-decisions just simulated
         (they total ``n_patients * (steps + 1)``), e.g. ``tqdm.update``.
-    scenario : str, dict or Scenario
-        The simulated world (:func:`vanco_pk.scenario.get_scenario`): ``"icu"`` (default) or
-        ``"ideal"``. Each stay's levels follow the protocol of the team that doses it
-        (:func:`vanco_pk.scenario.protocol_for`); ``level_measured`` says where one was drawn.
+    world : vanco_pk.World, optional
+        The simulated world (default ``World()``: the ``icu`` scenario). Each stay's levels
+        follow the protocol of the team that doses it (:func:`vanco_pk.scenario.protocol_for`);
+        ``level_measured`` says where one was drawn.
     draws : DrawRule, optional
         Who orders levels (:mod:`vanco_pk.policies.sampling`, e.g. ``HabitDraws()``, the
         clinician habits whose orders vary by unit and state): every stay's levels are then
         drawn on request only (protocol ``on_request``), and the table records each decision
         in ``level_drawn`` with its behaviour probability ``level_drawn_prob`` (what a draw
         head learns from). None (default): the protocol of the team that doses.
-    **env_options
-        :class:`vanco_pk.env.VancoPKEnv` options: ``decision_interval_h``, ``episode_days``,
-        ``measurement_noise``, ``level_missing_prob``, ``misspecification``, ``reward``,
-        ``patients``, ...
+    patients : Patients or Covariates, optional
+        Fixed patients (the env's ``patients``; at most 1000 stays).
+    **world_options
+        Instead of ``world``, its options as :meth:`vanco_pk.World.make` takes them:
+        ``scenario`` (``"icu"``, ``"ideal"``, ...), ``decision_interval_h``, ``episode_days``,
+        ``measurement_noise``, ``level_missing_prob``, ``misspecification``, ``reward``, ...
 
     Returns
     -------
@@ -168,11 +172,11 @@ def generate_cohort(
         raise ValueError(f"policy_options for {unknown}, which the mixture {sorted(weights)} does not use")
     for name in weights:  # fail on a bad option before simulating anything
         make_policy(name, **options.get(name, {}))
-    if env_options.get("extended_obs"):
+    if "extended_obs" in world_options:
         raise ValueError("extended_obs: the cohort writes the covariates as columns; leave extended_obs off")
-    if "patients" in env_options and env_options["patients"] is not None and n_patients > _BATCH:
+    world = world_of(world, world_options)
+    if patients is not None and n_patients > _BATCH:
         raise ValueError(f"fixed patients are supported for cohorts of at most {_BATCH} stays")
-    env_options = {**env_options, "scenario": get_scenario(scenario)}
     if draws is not None and not isinstance(draws, DrawRule):
         raise ValueError(
             f"draws = {draws!r} must be a vanco_pk.policies.sampling.DrawRule (e.g. HabitDraws())"
@@ -185,7 +189,16 @@ def generate_cohort(
         idx = np.arange(start, min(start + _BATCH, n))
         frames.append(
             _simulate_batch(
-                idx, labels[idx], env_seeds, policy_seeds, options, true_columns, env_options, progress, draws
+                idx,
+                labels[idx],
+                env_seeds,
+                policy_seeds,
+                options,
+                true_columns,
+                world,
+                patients,
+                progress,
+                draws,
             )
         )
     return pd.concat(frames, ignore_index=True)
@@ -241,21 +254,21 @@ class _Mixture:
 
 
 def _simulate_batch(
-    idx, labels, env_seeds, policy_seeds, options, true_columns, env_options, progress, draws=None
+    idx, labels, env_seeds, policy_seeds, options, true_columns, world, patients, progress, draws=None
 ) -> pd.DataFrame:
-    interval = float(env_options.get("decision_interval_h", 12.0))
-    mixture = _Mixture(labels, options, interval)
+    mixture = _Mixture(labels, options, world.decision_interval_h)
     # With a draw rule, it alone orders levels (WithDraws keeps each decision and its probability).
     policy = mixture if draws is None else WithDraws(mixture, copy.deepcopy(draws))
     trace = simulate(
         policy,
         [env_seeds[i] for i in idx],
         policy_seeds=[policy_seeds[i] for i in idx],
-        protocol=mixture.protocols(env_options["scenario"]) if draws is None else policy.sampling,
+        protocol=mixture.protocols(world.scenario) if draws is None else policy.sampling,
         keep_chart=True,
         final_decision=True,
         on_step=progress,
-        **env_options,
+        world=world,
+        patients=patients,
     )
     p = len(idx)
     rows = len(trace.chart)

@@ -104,14 +104,14 @@ def evaluate(
     linear : LinearFQESettings, optional
         The linear FQE of ``lfqe`` and the model of ``dr`` and ``wdr``.
     twin : TwinSettings, optional
-        Default: ``TwinSettings(env_options=...)`` with the world of a ``SimulatorTruth``
+        Default: ``TwinSettings(world=...)`` with the world of a ``SimulatorTruth``
         given as ``truth`` (the twins take only its interval, horizon and reward: their world is
-        built from the logs, :meth:`TwinSettings.world`), else the defaults.
+        built from the logs, :meth:`TwinSettings.twin_world`), else the defaults.
     intervals : IntervalSettings, optional
     support : SupportSettings, optional
     truth : SimulatorTruth or TrueValue, optional
         The simulator's ground truth (computed here from a ``SimulatorTruth``, whose
-        ``env_options["reward"]`` must be the reward the data were converted with); for a
+        ``world.reward`` must be the reward the data were converted with); for a
         softened weighted policy its truth is computed too.
     seed : int
         Seeds the bootstrap, the behaviour model and the twins; FQE is seeded by ``fqe.seed``.
@@ -250,8 +250,10 @@ def _neural_fqe(problem: _Problem, settings: FQESettings | None) -> ModelValues:
 
 def _twin(problem: _Problem, settings: TwinSettings | None, truth: Any, seed: int) -> TwinEstimate:
     if settings is None:
-        world = dict(truth.env_options) if isinstance(truth, SimulatorTruth) else {}
-        settings = TwinSettings(env_options=world, seed=seed)
+        if isinstance(truth, SimulatorTruth):
+            settings = TwinSettings(world=truth.world, seed=seed)
+        else:
+            settings = TwinSettings(seed=seed)
     settings = dataclasses.replace(settings, n_bootstrap=len(problem.counts), confidence=problem.confidence)
     result = twin_estimate(
         problem.policy,
@@ -357,7 +359,7 @@ def _truths(problem: _Problem, truth: Any) -> tuple[TrueValue | None, TrueValue 
         if value.horizon != problem.traj.horizon:
             raise ValueError(
                 f"the simulator runs {value.horizon} decisions but the longest logged stay has "
-                f"{problem.traj.horizon}: give SimulatorTruth the env_options that generated the data"
+                f"{problem.traj.horizon}: give SimulatorTruth the world that generated the data"
             )
         out.append(value)
     return out[0], out[1] if len(out) > 1 else None

@@ -4,7 +4,7 @@ When the data came from ``vanco_pk``, the value every estimator tries to recover
 up to Monte Carlo error: roll the same (softened) policy out on new patients of the same
 population, with the same decision interval, horizon, noise settings, reward and gamma.
 
-The reward is the environment's (``env_options["reward"]``: ``"default"``, ``"seed"`` or
+The reward is the world's (``SimulatorTruth.world.reward``: ``"default"``, ``"seed"`` or
 ``"exposure"``, the last scoring the exposure tracker's estimated AUC24 as the converter's
 ``reward="exposure"`` does). A d3rlpy algorithm is fed the observation it was trained on,
 rebuilt at every decision from the rollout's chart exactly as the data layer converts a
@@ -19,9 +19,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from vanco_pk.scenario import get_scenario
 from vanco_pk.simulate import simulate
 from vanco_pk.targets import DOSE_GRID_MG, FEATURES
+from vanco_pk.world import World
 
 from vanco_offline.ope.policy import EvaluatedPolicy, soften
 
@@ -39,11 +39,10 @@ class SimulatorTruth:
     seed : int
         Patient ``i`` is the environment reset with ``seed + i``; keep it away from the
         seeds that generated the data so that the patients are new (default 10**6).
-    env_options : mapping
-        Keyword arguments of ``vanco_pk.env.VancoPKEnv`` that generated the data
-        (``decision_interval_h``, ``episode_days``, ``measurement_noise``,
-        ``level_missing_prob``, ``misspecification``, ...) and the ``reward`` the data
-        were converted with (``"exposure"`` for ``convert(..., reward="exposure")``).
+    world : vanco_pk.World
+        The world that generated the data (scenario and its true model, interval, horizon,
+        noise, missing levels) with the ``reward`` the data were converted with
+        (``"exposure"`` for ``convert(..., reward="exposure")``); default ``World()``.
     batch : int
         Patients simulated at once.
     patient_seeds : sequence of int, optional
@@ -54,7 +53,7 @@ class SimulatorTruth:
 
     n_patients: int = 2000
     seed: int = 1_000_000
-    env_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    world: World = dataclasses.field(default_factory=World)
     batch: int = 1000
     patient_seeds: tuple[int, ...] | None = None
 
@@ -72,10 +71,10 @@ class SimulatorTruth:
             raise ValueError(
                 f"SimulatorTruth needs n_patients >= 2 and batch >= 1, got {self.n_patients} and {self.batch}"
             )
-        if "extended_obs" in self.env_options:
+        if not isinstance(self.world, World):
             raise ValueError(
-                "SimulatorTruth.env_options: do not pass extended_obs; the policy's observation is rebuilt "
-                "from the data's observation columns"
+                f"SimulatorTruth.world must be a vanco_pk.World (World.make(...)), "
+                f"got {type(self.world).__name__}"
             )
 
     def seeds(self, start: int, n: int) -> list[int]:
@@ -152,21 +151,21 @@ def roll_out(
     seeds: Sequence[int],
     stream: int,
     observation_names: Sequence[str] = FEATURES,
-    env_options: Mapping[str, Any] | None = None,
+    world: World | None = None,
+    patients: Any = None,
 ) -> Outcomes:
     """Roll ``policy`` (softened by its ``epsilon``) out once on the patients of ``seeds``.
 
     ``seeds`` are the patients' environment seeds; ``stream`` seeds the policy's own
     randomness and the softened policy's random doses. Every policy samples levels on the
     world's own protocol (the logs'). The attainment is the one of every
-    table (:meth:`vanco_pk.simulate.Trace.attainment_by_patient`).
+    table (:meth:`vanco_pk.simulate.Trace.attainment_by_patient`). ``world`` is the
+    patients' world (default ``World()``), ``patients`` fixed patients (the twins).
     """
-    options = dict(env_options or {})
-    interval = float(options.get("decision_interval_h", 12.0))
-    actor = _Softened(policy, observation_names, interval, stream)
+    world = World() if world is None else world
+    actor = _Softened(policy, observation_names, world.decision_interval_h, stream)
     # Every evaluated policy samples on the world's own protocol, the logs' (like for like).
-    protocol = get_scenario(options.get("scenario", "icu")).sampling
-    trace = simulate(actor, list(seeds), protocol=protocol, **options)
+    trace = simulate(actor, list(seeds), protocol=world.scenario.sampling, world=world, patients=patients)
     return Outcomes(
         returns=trace.returns(gamma),
         attainment=trace.attainment_by_patient(),
@@ -199,9 +198,7 @@ def simulate_value(
     for start in range(0, truth.n_patients, truth.batch):
         n = min(truth.batch, truth.n_patients - start)
         parts.append(
-            roll_out(
-                policy, gamma, truth.seeds(start, n), truth.seed + start, observation_names, truth.env_options
-            )
+            roll_out(policy, gamma, truth.seeds(start, n), truth.seed + start, observation_names, truth.world)
         )
     values = np.concatenate([p.returns for p in parts])
     return TrueValue(

@@ -129,7 +129,7 @@ def run_cell(task: CellTask, trained: tuple[tuple[Any, Any, Any], float] | None 
     patients = EvalPatients(
         n_patients=task.eval_patients,
         seed=task.eval_seed,
-        env_options=task.dataset.env_options,
+        world=task.dataset.world,
         gamma=_GAMMA,
         dose_set=task.dose_set,
     )
@@ -146,7 +146,7 @@ def run_cell(task: CellTask, trained: tuple[tuple[Any, Any, Any], float] | None 
     else:
         (algo, _, result), seconds = trained
     seed_reading = ALGORITHMS[task.algo].preset == "seed"
-    interval = float(task.dataset.env_options.get("decision_interval_h", 12.0))
+    interval = task.dataset.world.decision_interval_h
     actor, reset = algo_actor(
         algo,
         result.observation_names,
@@ -213,7 +213,7 @@ def _truth(task: CellTask, reward: str):
     return SimulatorTruth(
         n_patients=task.eval_patients,
         seed=task.eval_seed,
-        env_options={**task.dataset.env_options, "reward": reward},
+        world=dataclasses.replace(task.dataset.world, reward=reward),
         batch=task.eval_patients,
     )
 

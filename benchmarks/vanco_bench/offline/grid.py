@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from vanco_pk.scenario import SCENARIOS
 from vanco_pk.targets import AUC24_LOG_MIDPOINT
+from vanco_pk.world import World
 
 if TYPE_CHECKING:
     from vanco_offline.data import ConversionOptions
@@ -48,8 +49,9 @@ __all__ = [
     "world_of",
 ]
 
-#: Simulator options of every dataset and of the held-out patients: noise and missing levels on.
-ENV_OPTIONS: dict[str, Any] = {"measurement_noise": 1.0, "level_missing_prob": 0.3}
+#: Level noise and missed levels of every dataset's world and of its held-out patients' (in
+#: ``ideal``; in ``icu`` the protocol decides which levels are drawn).
+DATASET_NOISE: dict[str, Any] = {"measurement_noise": 1.0, "level_missing_prob": 0.3}
 #: Dataset name -> behaviour mixture (share of stays per reference policy).
 DATASETS: dict[str, dict[str, float]] = {
     "medium": {"clinician": 1.0},
@@ -100,8 +102,8 @@ class DatasetSpec:
     size: str
     n_stays: int
     seed: int = 0
-    level_missing_prob: float = ENV_OPTIONS["level_missing_prob"]
-    measurement_noise: float = ENV_OPTIONS["measurement_noise"]
+    level_missing_prob: float = DATASET_NOISE["level_missing_prob"]
+    measurement_noise: float = DATASET_NOISE["measurement_noise"]
     misspecification: str | None = None
     scenario: str = "icu"
 
@@ -161,21 +163,20 @@ class DatasetSpec:
         return DATASETS[self.name]
 
     @property
-    def env_options(self) -> dict[str, Any]:
-        options: dict[str, Any] = {
-            "measurement_noise": self.measurement_noise,
-            "level_missing_prob": self.level_missing_prob,
-            "scenario": self.scenario,
-        }
-        if self.misspecification:
-            # The true patients' model; MIPD and the exposure tracker keep the Goti prior.
-            options["misspecification"] = self.misspecification
-        return options
+    def world(self) -> World:
+        """The world of the data and of the held-out patients: the scenario with its true model
+        shifted by :attr:`misspecification` (MIPD and the exposure tracker keep the Goti prior)."""
+        return World.make(
+            scenario=self.scenario,
+            misspecification=self.misspecification,
+            measurement_noise=self.measurement_noise,
+            level_missing_prob=self.level_missing_prob,
+        )
 
 
 def _default_missing(scenario: str) -> float:
     """Share of due levels missed by default: 0.3 in ideal (a level due at every decision), 0 in icu."""
-    return float(ENV_OPTIONS["level_missing_prob"]) if scenario == "ideal" else 0.0
+    return float(DATASET_NOISE["level_missing_prob"]) if scenario == "ideal" else 0.0
 
 
 def add_world_arguments(parser: Any) -> None:
@@ -192,7 +193,7 @@ def add_world_arguments(parser: Any) -> None:
         "--level-missing-prob",
         type=float,
         help="share of due troughs not measured (default 0 in icu, "
-        f"{ENV_OPTIONS['level_missing_prob']} in ideal)",
+        f"{DATASET_NOISE['level_missing_prob']} in ideal)",
     )
     parser.add_argument(
         "--misspecification",
@@ -389,11 +390,7 @@ class CellTask:
         (:attr:`vanco_pk.scenario.Scenario.true_prior`; under a misspecification, the shifted
         model): information no hospital has."""
         if self.algo == "mipd_true":
-            from vanco_pk.patients import get_misspecification
-            from vanco_pk.scenario import get_scenario
-
-            world = get_scenario(self.dataset.scenario).true_prior
-            return "mipd", {"model": get_misspecification(self.dataset.misspecification).true_model(world)}
+            return "mipd", {"model": self.dataset.world.scenario.true_prior}
         if self.algo in ("mipd_local", "mipd_local490"):
             options: dict[str, Any] = {"model": local_fit(self.dataset).model}
             if self.algo == "mipd_local490":
@@ -445,7 +442,7 @@ class CellTask:
 def _table(spec: DatasetSpec):
     from vanco_offline.data.cohort import generate_cohort
 
-    return generate_cohort(spec.n_stays, spec.mixture, seed=spec.seed, **spec.env_options)
+    return generate_cohort(spec.n_stays, spec.mixture, seed=spec.seed, world=spec.world)
 
 
 @functools.lru_cache(maxsize=8)

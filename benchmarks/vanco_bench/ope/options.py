@@ -16,6 +16,7 @@ from typing import Any
 
 from vanco_pk.scenario import SCENARIOS
 from vanco_pk.targets import REWARDS
+from vanco_pk.world import World
 
 from vanco_offline.data.options import ConversionOptions
 
@@ -61,10 +62,13 @@ class RunOptions:
     epsilon: float
     fqe_history: int
 
-    def env_options(self) -> dict[str, Any]:
-        """``VancoPKEnv`` options of the truth and the twins: the world and the data's reward."""
-        reward = {} if self.conversion.reward is None else {"reward": self.conversion.reward}
-        return {"scenario": self.scenario, **reward}
+    def world(self, scenario: Any = None) -> World:
+        """The world of the truth and the twins: ``scenario`` (default the run's) with the data's
+        reward."""
+        return World.make(
+            scenario=self.scenario if scenario is None else scenario,
+            reward=self.conversion.reward or "default",
+        )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -120,14 +120,10 @@ def _run(opts: RunOptions) -> int:
         f"[{time.perf_counter() - t0:.0f} s]"
     )
 
-    env_options = opts.env_options()
-    truth_spec = SimulatorTruth(
-        n_patients=size.truth_patients, seed=1_000_000 + seed, env_options=env_options
-    )
+    world = opts.world()
+    truth_spec = SimulatorTruth(n_patients=size.truth_patients, seed=1_000_000 + seed, world=world)
     fqe = FQESettings(n_steps=size.fqe_steps, history=opts.fqe_history, seed=seed)
-    twin = TwinSettings(
-        env_options=env_options, n_draws=size.twin_draws, seed=seed, n_bootstrap=size.bootstrap
-    )
+    twin = TwinSettings(world=world, n_draws=size.twin_draws, seed=seed, n_bootstrap=size.bootstrap)
     twin_local = dataclasses.replace(twin, model=local)
     # Calibrated once per twin model: it depends on the stays and the model, not the policy.
     t0 = time.perf_counter()

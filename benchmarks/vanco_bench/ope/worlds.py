@@ -327,11 +327,11 @@ def _run_world(
     table = generate_cohort(size.stays, "clinician", seed=seed, scenario=scenario)
     result = convert_with(table, opts.conversion)
     traj = to_trajectories(result)
-    env_options = {**opts.env_options(), "scenario": scenario}
+    world = opts.world(scenario)
     behavior = fit_behavior_model(traj, seed=seed) if worlds.estimators else None
     local = local_prior(table, seed=seed)
     twin = TwinSettings(
-        env_options=env_options,
+        world=world,
         n_draws=size.twin_draws,
         seed=seed,
         n_bootstrap=size.bootstrap,
@@ -339,9 +339,7 @@ def _run_world(
         refitted_from=GOTI_2018,
     ).with_logs(table, traj.stay_ids)
     twin = dataclasses.replace(twin, aki=calibrate_aki(table, traj.stay_ids, twin))
-    truth_spec = SimulatorTruth(
-        n_patients=size.truth_patients, seed=1_000_000 + seed, env_options=env_options
-    )
+    truth_spec = SimulatorTruth(n_patients=size.truth_patients, seed=1_000_000 + seed, world=world)
     policies = [
         *panel(dict(algos)),
         (BASELINE, ReferencePolicy(make_policy("mipd", model=local), name=BASELINE)),

@@ -33,7 +33,7 @@ share their twins and resamples: :func:`paired_difference` gives the interval of
 difference.
 
 What it assumes, and where it can be wrong: the twins live in a world built only from what a
-hospital knows (:meth:`TwinSettings.world`, :data:`TWIN_ASSUMPTIONS`): the population PK
+hospital knows (:meth:`TwinSettings.twin_world`, :data:`TWIN_ASSUMPTIONS`): the population PK
 model and residual error refitted to the logged levels (:func:`local_prior`), the level
 timing of the logs, the charted creatinine, the logged AKI incidence, and published values
 or stated assumptions for the rest (inter-occasion variability, the shape of the AKI hazard),

@@ -158,7 +158,7 @@ def twin_estimate(
     grid = {name: np.empty((n, s)) for name in ("r", "a", "k")}
     # Draw-major: draw j of every stay runs in the world of multiplier j.
     for j in range(s):
-        world = settings.world(float(multipliers[j]), models[j])
+        world = settings.twin_world(float(multipliers[j]), models[j])
         for start in range(0, n, settings.batch):
             stays = np.arange(start, min(n, start + settings.batch))
             index = stays * s + j
@@ -168,12 +168,13 @@ def twin_estimate(
                 [int(v) for v in twins.seeds[index]],
                 int(twins.seeds[index[0]]) + 1_000_003 * settings.seed,
                 observation_names,
-                {**world, "patients": twins.patients[index]},
+                world,
+                twins.patients[index],
             )
             if horizon is not None and out.horizon != horizon:
                 raise ValueError(
                     f"the twins' world runs {out.horizon} decisions but the logged stays have "
-                    f"{horizon}: give TwinSettings the env_options that generated the data"
+                    f"{horizon}: give TwinSettings the world that generated the data"
                 )
             for name, values in (("r", out.returns), ("a", out.attainment), ("k", out.aki)):
                 grid[name][stays, j] = values

@@ -129,13 +129,13 @@ def replay_aki(
     last = twins.lengths[stay] - 1
     out = np.zeros((len(multipliers), len(index)), dtype=bool)
     for m, multiplier in enumerate(multipliers):
-        world = settings.world(float(multiplier))
+        world = settings.twin_world(float(multiplier))
         for start in range(0, len(index), settings.batch):
             rows = np.arange(start, min(len(index), start + settings.batch))
-            env = VancoPKVectorEnv(num_envs=len(rows), patients=twins.patients[index[rows]], **world)
+            env = VancoPKVectorEnv(num_envs=len(rows), patients=twins.patients[index[rows]], world=world)
             env.reset(seed=[int(v) for v in twins.seeds[index[rows]]])
             aki = np.zeros(len(rows), dtype=bool)
-            for t in range(env.config.n_steps):
+            for t in range(env.world.n_steps):
                 dose = doses[rows, t] if t < doses.shape[1] else np.zeros(len(rows))
                 info = env.step(dose.reshape(-1, 1))[4]
                 aki |= np.asarray(info["aki"], dtype=bool) & (t < last[rows])

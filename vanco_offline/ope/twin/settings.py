@@ -1,6 +1,6 @@
 """How the twins are built: :class:`TwinSettings`, their world and their population PK model.
 
-The twins live in a world built only from what a hospital knows (:meth:`TwinSettings.world`),
+The twins live in a world built only from what a hospital knows (:meth:`TwinSettings.twin_world`),
 never from the simulator's scenario of the data:
 
 * from the logs: the population PK model (:func:`local_prior`, with its band) and its
@@ -12,9 +12,9 @@ never from the simulator's scenario of the data:
   names each with its source).
 
 The decision interval, the horizon and the reward are the user's own choices and are taken
-from ``TwinSettings.env_options``; every other key there (``scenario``, ``misspecification``,
-``measurement_noise``, ``level_missing_prob``, ...) describes the world the data came from
-and is not read by the twins.
+from ``TwinSettings.world`` (:data:`USER_OPTIONS`); the rest of that world (the scenario and
+its true model, ``measurement_noise``, ``level_missing_prob``, ...) is where the data came
+from and is not read by the twins.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 from vanco_pk.pk import GOTI_2018, GotiModel
 from vanco_pk.scenario import Scenario
+from vanco_pk.world import World
 
 from vanco_offline.data.pk_replay import level_changes
 
@@ -60,7 +61,7 @@ BAND_FIELDS: tuple[str, ...] = (
 #: ``TwinSettings.aki`` modes (or an :class:`~vanco_offline.ope.twin.kidney.AKICalibration`):
 #: the twins' hazard scaled to the logged AKI incidence, or :data:`TWIN_AKI` as it is.
 AKI_MODES: tuple[str, ...] = ("calibrated", "uncalibrated")
-#: Env options the twins take from ``TwinSettings.env_options`` (the user's choices).
+#: Fields of the data's world the twins take from ``TwinSettings.world`` (the user's choices).
 USER_OPTIONS: tuple[str, ...] = ("decision_interval_h", "episode_days", "reward")
 
 #: Assay error of a simulated level (proportional SD, additive SD in mg/L): a hospital knows its
@@ -185,10 +186,10 @@ class TwinSettings:
     proposal_scale : float
         The Laplace covariance is multiplied by ``proposal_scale ** 2`` for the proposal
         (heavier than the posterior, so the importance weights stay bounded).
-    env_options : mapping
-        The data's ``VancoPKEnv`` options: the twins take only :data:`USER_OPTIONS` from them
-        (interval, horizon, reward); the rest describes the world the data came from, which
-        the twins do not know (:meth:`world`).
+    world : vanco_pk.World
+        The data's world: the twins take only :data:`USER_OPTIONS` from it (interval,
+        horizon, reward); the rest describes the world the data came from, which the twins
+        do not know (:meth:`twin_world`).
     model : GotiModel
         The population PK model of the prior and the twins: Goti 2018, or :func:`local_prior`
         (refitted to the logged levels).
@@ -219,7 +220,7 @@ class TwinSettings:
     n_draws: int = 10
     oversample: int = 8
     proposal_scale: float = 1.5
-    env_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    world: World = dataclasses.field(default_factory=World)
     model: GotiModel = GOTI_2018
     refitted_from: GotiModel | None = None
     band: float = 1.0
@@ -258,12 +259,11 @@ class TwinSettings:
             raise ValueError(
                 f"TwinSettings.aki = {self.aki!r}; choose one of {list(AKI_MODES)} or an AKICalibration"
             )
-        for key in ("patients", "extended_obs", "pk_features"):
-            if key in self.env_options:
-                raise ValueError(
-                    f"TwinSettings.env_options: do not pass {key!r}; the twins and the policy's "
-                    "observation are built by the estimator"
-                )
+        if not isinstance(self.world, World):
+            raise ValueError(
+                f"TwinSettings.world must be a vanco_pk.World (World.make(...)), "
+                f"got {type(self.world).__name__}"
+            )
 
     @property
     def label(self) -> str:
@@ -301,8 +301,7 @@ class TwinSettings:
         """These settings with :attr:`timing` estimated from the logged stays when it is ``None``."""
         if self.timing is not None:
             return self
-        interval = float(self.env_options.get("decision_interval_h", 12.0))
-        return dataclasses.replace(self, timing=level_timing(table, stay_ids, interval))
+        return dataclasses.replace(self, timing=level_timing(table, stay_ids, self.world.decision_interval_h))
 
     def scenario(self, aki_multiplier: float = 1.0, model: GotiModel | None = None) -> Scenario:
         """The twins' world as a :class:`vanco_pk.scenario.Scenario`, from :attr:`timing`,
@@ -342,12 +341,13 @@ class TwinSettings:
             aki_injury=TWIN_AKI["aki_injury"],
         )
 
-    def world(self, aki_multiplier: float = 1.0, model: GotiModel | None = None) -> dict[str, Any]:
-        """The twins' environment options: :data:`USER_OPTIONS` from :attr:`env_options` and
-        :meth:`scenario` (nothing else of the data's world)."""
-        options = {k: self.env_options[k] for k in USER_OPTIONS if k in self.env_options}
-        options["scenario"] = self.scenario(aki_multiplier, model)
-        return options
+    def twin_world(self, aki_multiplier: float = 1.0, model: GotiModel | None = None) -> World:
+        """The twins' world: :meth:`scenario` and :data:`USER_OPTIONS` from :attr:`world`
+        (nothing else of the data's world)."""
+        return World(
+            scenario=self.scenario(aki_multiplier, model),
+            **{name: getattr(self.world, name) for name in USER_OPTIONS},
+        )
 
 
 def local_prior(table: Any, seed: int = 0, max_stays: int | None = 600) -> GotiModel:
