@@ -261,3 +261,13 @@ def test_the_bundle_runtime_advises_without_torch(draw_model, tmp_path):
     head = model.draw_head
     value = float(head.advantage(np.array([list(state["draw_state"].values())]))[0])
     assert result["draw"]["value"] == pytest.approx(value) and result["draw"]["draw"] == (value > head.cost)
+
+
+def test_simulate_writes_varying_draws(tmp_path):
+    out = tmp_path / "draws.csv"
+    argv = ["simulate", "--patients", "6", "--no-truth", "--quiet", "--out", str(out)]
+    assert cli.main([*argv, "--draws", "habits"]) == 0
+    table = pd.read_csv(out)
+    assert {"level_drawn", "level_drawn_prob"} <= set(table.columns) and 0 < table["level_drawn"].mean() < 1
+    assert cli.main([*argv, "--overwrite"]) == 0
+    assert "level_drawn" not in pd.read_csv(out).columns
