@@ -26,6 +26,7 @@ PACKAGED = [
     "default",
     "discrete",
     "residual",
+    "residual_draw",
     "run_ok",
     "seed",
     "seven_features",

@@ -155,7 +155,22 @@ class Bundle:
         Parsed and checked by :mod:`vanco_offline.safety`: a bad field is a ValueError naming
         it, a non-finite or impossible model output an ``UnsafeDose``, every limit that acts and
         every out-of-support feature is listed in the result.
+
+        A model with a draw head (:attr:`draw_head`) also says whether to draw a level at the
+        end of this interval (``"draw"`` in the result, :meth:`DrawHead.advise`) when the state
+        holds ``"draw_state"``: the head's features by name
+        (:func:`vanco_offline.algos.sampling_iql.draw_features_at` computes them from the
+        stay's rows and the dose given). Without it the result says why no advice was given.
+        The advice never changes the dose, its limits or its warnings.
         """
+        draw_state = state.get("draw_state") if isinstance(state, Mapping) else None
+        if isinstance(state, Mapping):  # anything else is refused by parse_state, as always
+            state = {k: v for k, v in state.items() if k != "draw_state"}
+        head = self.draw_head
+        if draw_state is not None and head is None:
+            raise ValueError(
+                "the state has 'draw_state' but this model has no draw head (trained without draws)"
+            )
         fill = bool(self.metadata.get("model", {}).get("conversion", {}).get("fill_unmeasured_level"))
         observation, covariates, first_dose = parse_state(
             state, self.observation_names, fill_unmeasured_level=fill
@@ -170,18 +185,151 @@ class Bundle:
             scope=self.scope,
             first_dose=first_dose,
         )
-        return checked.to_dict()
+        result = checked.to_dict()
+        if head is not None:
+            if draw_state is None:
+                result["draw"] = {"why": f"not computed: give 'draw_state' with {head.features}"}
+            elif not isinstance(draw_state, Mapping):
+                raise ValueError("'draw_state' must be an object of the draw head's features")
+            else:
+                parsed = {k: _draw_number(k, v) for k, v in draw_state.items()}
+                result["draw"] = head.advise(parsed, held=checked.held)
+        return result
 
     def _apply(self, layer: dict[str, Any], x: np.ndarray) -> np.ndarray:
-        op = layer["op"]
-        if op == "linear":
-            return x @ self.tensors[layer["weight"]].T + self.tensors[layer["bias"]]
-        if op == "layer_norm":
-            mean = x.mean(axis=1, keepdims=True)
-            var = x.var(axis=1, keepdims=True)
-            y = (x - mean) / np.sqrt(var + layer["eps"])
-            return y * self.tensors[layer["weight"]] + self.tensors[layer["bias"]]
-        return _ACTIVATIONS[op](x)
+        return _apply_layer(layer, x, self.tensors)
+
+    @property
+    def draw_head(self) -> DrawHead | None:
+        """The model's draw head (when to draw a level), or None for a model trained without one."""
+        head = self.metadata.get(DRAW_HEAD_KEY)
+        if head is None:
+            return None
+        prefix = f"{DRAW_HEAD_KEY}."
+        tensors = {k[len(prefix) :]: v for k, v in self.tensors.items() if k.startswith(prefix)}
+        return DrawHead(head, tensors)
+
+
+def _apply_layer(layer: dict[str, Any], x: np.ndarray, tensors: Mapping[str, np.ndarray]) -> np.ndarray:
+    op = layer["op"]
+    if op == "linear":
+        return x @ tensors[layer["weight"]].T + tensors[layer["bias"]]
+    if op == "layer_norm":
+        mean = x.mean(axis=1, keepdims=True)
+        var = x.var(axis=1, keepdims=True)
+        y = (x - mean) / np.sqrt(var + layer["eps"])
+        return y * tensors[layer["weight"]] + tensors[layer["bias"]]
+    return _ACTIVATIONS[op](x)
+
+
+#: The bundle metadata key (and tensor-name prefix) of a draw head.
+DRAW_HEAD_KEY = "draw_head"
+
+
+@dataclass
+class DrawHead:
+    """When to draw a level, as the model learned it from the logs' draws (a code-free description).
+
+    The head is a twin Q over two actions (0 = no draw, 1 = draw a trough at the end of this
+    interval) fitted with :math:`\\gamma = 0` to what each logged level changed
+    (:mod:`vanco_offline.algos.sampling_iql`); it advises a draw where
+    :math:`Q(s, 1) - Q(s, 0)`, the mean over the twins, exceeds ``cost``, the per-draw cost
+    :math:`\\lambda` chosen at training (``cost_rule`` says how). ``metadata`` holds the
+    features (:data:`vanco_pk.policies.sampling.DRAW_FEATURES`), the observation scaler, each
+    Q network's layers and the cost; ``tensors`` their weights.
+    """
+
+    metadata: dict[str, Any]
+    tensors: dict[str, np.ndarray]
+
+    @property
+    def features(self) -> list[str]:
+        return list(self.metadata["features"])
+
+    @property
+    def cost(self) -> float:
+        return float(self.metadata["cost"])
+
+    def advantage(self, features: np.ndarray) -> np.ndarray:
+        """:math:`Q(s, 1) - Q(s, 0)` for draw states ``features`` (n, len(features))."""
+        x = np.atleast_2d(np.asarray(features, dtype=np.float64))
+        if x.shape[1] != len(self.features) or not np.isfinite(x).all():
+            raise ValueError(
+                f"the draw state must be {len(self.features)} finite numbers ({', '.join(self.features)})"
+            )
+        scaler = self.metadata.get("observation_scaler")
+        if scaler is not None:
+            x = (x - np.asarray(scaler["mean"])) / (np.asarray(scaler["std"]) + scaler["eps"])
+        q = []
+        with np.errstate(over="ignore", invalid="ignore"):
+            for layers in self.metadata["q_funcs"]:
+                y = x
+                for layer in layers:
+                    y = _apply_layer(layer, y, self.tensors)
+                q.append(y)
+        mean = np.mean(q, axis=0)
+        return mean[:, 1] - mean[:, 0]
+
+    def advise(self, state: Mapping[str, Any], held: bool = False) -> dict[str, Any]:
+        """The draw advice for one draw state (feature name to value): ``draw``, ``why`` and the numbers.
+
+        ``held``: the safety layer holds the dose (a trough above its threshold) and asks for a
+        level before the next dose; the advice is then yes whatever the head says.
+        """
+        missing = [f for f in self.features if f not in state]
+        unknown = sorted(set(state) - set(self.features))
+        if missing or unknown:
+            raise ValueError(
+                f"the draw state needs exactly {self.features}; missing {missing}, unknown {unknown}"
+            )
+        values = [float(state[f]) for f in self.features]
+        value = float(self.advantage(np.asarray(values)[None])[0])
+        if not math.isfinite(value):
+            raise ValueError("the draw head's value of a level is not finite: the model is broken")
+        learned = value > self.cost
+        named = dict(zip(self.features, values, strict=True))
+        drivers = (
+            f"posterior SD of the next 24 h's log AUC {named['sd_log_auc']:.2f}, "
+            f"{named['days_since_level'] * 24.0:.0f} h since the last level"
+            if "sd_log_auc" in named and "days_since_level" in named
+            else ""
+        )
+        compare = ">" if learned else "<="
+        rule = self.metadata.get("cost_rule", "chosen at training")
+        why = (
+            f"value of a level learned from the logs' draws, Q(draw) - Q(no draw) = {value:+.3f} "
+            f"{compare} its cost {self.cost:.3f} (log AUC; {rule})"
+        )
+        if drivers:
+            why += f"; {drivers}"
+        if held:
+            alone = "yes" if learned else "no"
+            why = (
+                f"the dose is held: re-check the level before the next dose (the head alone: {alone}, {why})"
+            )
+        return {
+            "draw": bool(learned or held),
+            "learned_draw": bool(learned),
+            "value": value,
+            "cost": self.cost,
+            "why": why,
+            "state": named,
+        }
+
+
+def draw_line(advice: Mapping[str, Any] | None) -> str | None:
+    """The text line of a draw advice (:meth:`DrawHead.advise`), or of why none was computed."""
+    if advice is None:
+        return None
+    if "draw" not in advice:
+        return f"draw a level          {advice.get('why', 'not computed')}"
+    return f"draw a level          {'yes' if advice['draw'] else 'no'}: {advice['why']}"
+
+
+def _draw_number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(float(value)):
+        raise ValueError(f"draw_state.{name} must be a finite number, got {value!r}")
+    return float(value)
 
 
 def checksum(metadata: Mapping[str, Any], tensors: Mapping[str, np.ndarray]) -> str:
@@ -257,6 +405,46 @@ def _finite_list(value: Any, n: int, what: str) -> np.ndarray:
     return array
 
 
+def _check_layers(layers: Any, tensors: Mapping[str, np.ndarray]) -> None:
+    for layer in layers:
+        op = layer["op"]
+        if op in ("linear", "layer_norm"):
+            missing = [layer[k] for k in ("weight", "bias") if layer[k] not in tensors]
+            if missing:
+                raise ValueError(f"layer {op} refers to tensors {missing} that are not in the file")
+            if op == "layer_norm" and not float(layer["eps"]) > 0:
+                raise ValueError("a layer_norm's eps must be > 0")
+        elif op not in _ACTIVATIONS:
+            raise ValueError(f"layer op {op!r} is not supported by this runtime")
+
+
+def _check_draw_head(head: DrawHead | None) -> None:
+    """A draw head's features, cost, scaler and networks (KeyError/TypeError: malformed)."""
+    from vanco_pk.policies.sampling import DRAW_FEATURES
+
+    assert head is not None
+    if head.features != list(DRAW_FEATURES):
+        raise ValueError(f"the draw head's features {head.features} are not {list(DRAW_FEATURES)}")
+    if not math.isfinite(head.cost):
+        raise ValueError(f"the draw head's cost {head.metadata['cost']!r} must be a finite number")
+    scaler = head.metadata.get("observation_scaler")
+    if scaler is not None:
+        std = _finite_list(scaler["std"], len(head.features), "draw head scaler's std")
+        _finite_list(scaler["mean"], len(head.features), "draw head scaler's mean")
+        if (std < 0).any() or not float(scaler["eps"]) > 0:
+            raise ValueError("the draw head scaler's std must be >= 0 and its eps > 0")
+    if not head.metadata["q_funcs"]:
+        raise ValueError("the draw head has no Q network")
+    for layers in head.metadata["q_funcs"]:
+        _check_layers(layers, head.tensors)
+    try:
+        value = head.advantage(np.zeros((1, len(head.features))))
+    except ValueError as exc:
+        raise ValueError(f"the draw head's layers do not compose ({exc})") from None
+    if value.shape != (1,) or not np.isfinite(value).all():
+        raise ValueError("the draw head's value of a level is not a finite number: the model is broken")
+
+
 def _check(bundle: Bundle) -> None:
     """Every check of :func:`load_bundle` past the checksum (KeyError/TypeError: malformed)."""
     meta, tensors = bundle.metadata, bundle.tensors
@@ -313,16 +501,9 @@ def _check(bundle: Bundle) -> None:
             raise ValueError(f"residual prior_index {index!r} is not a column of {names} (continuous only)")
         if not (math.isfinite(scale) and scale > 0):
             raise ValueError(f"residual scale {scale!r} must be a positive number")
-    for layer in meta["layers"]:
-        op = layer["op"]
-        if op in ("linear", "layer_norm"):
-            missing = [layer[k] for k in ("weight", "bias") if layer[k] not in tensors]
-            if missing:
-                raise ValueError(f"layer {op} refers to tensors {missing} that are not in the file")
-            if op == "layer_norm" and not float(layer["eps"]) > 0:
-                raise ValueError("a layer_norm's eps must be > 0")
-        elif op not in _ACTIVATIONS:
-            raise ValueError(f"layer op {op!r} is not supported by this runtime")
+    _check_layers(meta["layers"], tensors)
+    if meta.get(DRAW_HEAD_KEY) is not None:
+        _check_draw_head(bundle.draw_head)
     if not isinstance(meta.get("model", {}), dict):
         raise ValueError(f"the model description must be an object, got {meta['model']!r}")
     if meta.get("model", {}).get("scope") is not None:

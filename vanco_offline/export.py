@@ -26,7 +26,7 @@ from vanco_offline import bundle as runtime
 from vanco_offline.algos import DiscreteVancoIQL, VancoIQL, save_policy_onnx
 from vanco_offline.algos.dosing import predict_dose_mg
 
-__all__ = ["FORMATS", "export_bundle", "export_policy", "module_tensors"]
+__all__ = ["FORMATS", "draw_head_bundle", "export_bundle", "export_policy", "module_tensors"]
 
 FORMATS = {"torchscript": ".pt", "onnx": ".onnx", "bundle": ".safetensors"}
 
@@ -76,6 +76,7 @@ def export_bundle(
     support: dict[str, Any] | None = None,
     model: dict[str, Any] | None = None,
     probe: np.ndarray | None = None,
+    draw_head: runtime.DrawHead | None = None,
 ) -> Path:
     """Write a code-free bundle of a VancoIQL or DiscreteVancoIQL greedy policy.
 
@@ -93,6 +94,9 @@ def export_bundle(
     probe : array, optional
         States on which the bundle must reproduce ``algo.predict``; random standard-normal
         states in the scaled space when omitted.
+    draw_head : DrawHead, optional
+        The model's draw head (:func:`draw_head_bundle`), carried under ``"draw_head"`` with
+        its tensors prefixed ``draw_head.``.
     """
     from safetensors.numpy import save_file
 
@@ -136,6 +140,9 @@ def export_bundle(
         "support": support,
         "model": model or {},
     }
+    if draw_head is not None:
+        metadata[runtime.DRAW_HEAD_KEY] = draw_head.metadata
+        tensors.update({f"{runtime.DRAW_HEAD_KEY}.{k}": v for k, v in draw_head.tensors.items()})
     tensors = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}
     metadata["checksum"] = runtime.checksum(metadata, tensors)
     path = Path(path)
@@ -152,6 +159,51 @@ def export_bundle(
     except Exception as exc:  # safetensors reports I/O failures as its own error type
         raise OSError(f"cannot write {path}: {exc}") from None
     return path
+
+
+def draw_head_bundle(
+    algo: Any, cost: float, *, cost_rule: str, probe: np.ndarray, info: dict[str, Any] | None = None
+) -> runtime.DrawHead:
+    """The code-free description of a draw head (:func:`~vanco_offline.algos.sampling_iql.fit_draw_head`).
+
+    Its twin Q networks' layers and weights, the observation scaler, the features
+    (:data:`vanco_pk.policies.sampling.DRAW_FEATURES`), ``cost`` (:math:`\\lambda`, log AUC per
+    draw), ``cost_rule`` (how it was chosen) and ``info`` (provenance). The description must
+    reproduce the algorithm's :math:`Q(s, 1) - Q(s, 0)` on ``probe`` draw states, or a
+    RuntimeError says so.
+    """
+    from vanco_pk.policies.sampling import DRAW_FEATURES
+
+    from vanco_offline.algos.sampling_iql import draw_advantage
+
+    if not isinstance(algo, DiscreteVancoIQL) or algo.impl is None or algo.impl.action_size != 2:
+        raise ValueError("draw_head_bundle: give a fitted two-action DiscreteVancoIQL (fit_draw_head)")
+    if not np.isfinite(cost):
+        raise ValueError(f"draw_head_bundle: cost = {cost!r} must be a finite number")
+    q_funcs = []
+    for index, q_func in enumerate(algo.impl.modules.q_funcs):
+        prefix = f"q_funcs.{index}"
+        q_funcs.append(
+            [*_encoder_layers(q_func._encoder, f"{prefix}._encoder._layers"), _linear(f"{prefix}._fc")]
+        )
+    names = {layer[k] for layers in q_funcs for layer in layers for k in ("weight", "bias") if k in layer}
+    tensors = {k: v.astype(np.float64) for k, v in module_tensors(algo).items() if k in names}
+    metadata = {
+        "features": list(DRAW_FEATURES),
+        "observation_scaler": _observation_scaler(algo.observation_scaler),
+        "q_funcs": q_funcs,
+        "cost": float(cost),
+        "cost_rule": cost_rule,
+        "info": info or {},
+    }
+    head = runtime.DrawHead(json.loads(json.dumps(metadata)), tensors)
+    probe = np.asarray(probe, np.float32)
+    worst = float(np.max(np.abs(head.advantage(probe) - draw_advantage(algo, probe))))
+    if not worst <= 1e-4:  # NaN fails too
+        raise RuntimeError(
+            f"internal error: the draw head's description differs from its network by {worst:.2g}; report it"
+        )
+    return head
 
 
 def _residual(algo: Any) -> dict[str, Any] | None:

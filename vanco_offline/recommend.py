@@ -27,6 +27,7 @@ from vanco_pk.exposure import PK_FEATURES
 from vanco_pk.targets import COVARIATES, DOSE_GRID_MG, FEATURES
 
 from vanco_offline.algos.dosing import predict_dose_mg
+from vanco_offline.bundle import draw_line
 from vanco_offline.clinical import ClinicalLimits
 from vanco_offline.data.schema import LAST_DOSE
 from vanco_offline.safety import (
@@ -67,15 +68,21 @@ class Recommendation(CheckedDose):
     mipd_dose_mg: float | None
     mipd_basis: str
     observation: dict[str, float]
+    #: Whether to draw a level at the end of this interval, and why (:meth:`DrawHead.advise`);
+    #: None for a model trained without a draw head.
+    draw: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             **super().to_dict(),
             "q_of_alternatives": {f"{dose:g}": q for dose, q in self.alternatives.items()},
             "mipd_dose_mg": self.mipd_dose_mg,
             "mipd_basis": self.mipd_basis,
             "observation": self.observation,
         }
+        if self.draw is not None:
+            out["draw"] = self.draw
+        return out
 
     def __str__(self) -> str:
         every = self.scope.label
@@ -108,6 +115,8 @@ class Recommendation(CheckedDose):
             "learned Q of alternatives: "
             + ", ".join(f"{d:g} mg {q:+.2f}" for d, q in self.alternatives.items())
         )
+        if self.draw is not None:
+            lines.append(draw_line(self.draw))
         lines.extend(f"CLIPPED: {reason}" for reason in self.limited.clipped_by)
         lines.extend(f"WARNING: {warning}" for warning in [*self.limited.warnings, *self.population_warnings])
         lines.extend(f"OUTSIDE TRAINING DATA: {reason}" for reason in self.support_warnings)
@@ -259,6 +268,7 @@ def recommend(
     alternatives = _alternative_q(algo, observation, discrete)
     mipd_history = history if history is not None and set(COVARIATES) <= set(history.columns) else None
     mipd_dose, basis = _mipd_dose(features, covariates, mipd_history, model.scope.interval_h)
+    draw = None if model.draw_head is None else _draw_advice(model, history, covariates, checked)
     return Recommendation(
         model_dose_mg=model_dose,
         limited=checked.limited,
@@ -269,7 +279,25 @@ def recommend(
         mipd_dose_mg=mipd_dose,
         mipd_basis=basis,
         observation=dict(zip(model.observation_names, map(float, observation), strict=True)),
+        draw=draw,
     )
+
+
+def _draw_advice(
+    model: TrainedModel, history: pd.DataFrame | None, covariates: Mapping[str, Any], checked: CheckedDose
+) -> dict[str, Any]:
+    """The draw head's advice at the dose to be given (0 when held), from the stay's rows."""
+    from vanco_offline.algos.sampling_iql import draw_features_at
+
+    if history is None:
+        return {"why": "not computed: the draw state is built from the stay's rows (give --csv with them)"}
+    rows = model.validate(
+        history.assign(**{c: covariates.get(c, np.nan) for c in COVARIATES if c not in history})
+    )
+    dose = 0.0 if checked.held else float(checked.dose_mg)
+    features = draw_features_at(rows, dose, model.population_model, model.scope.interval_h)
+    state = dict(zip(model.draw_head.features, map(float, features), strict=True))
+    return model.draw_head.advise(state, held=checked.held)
 
 
 def recommend_on_table(
@@ -305,6 +333,7 @@ def recommend_on_table(
                 "clipped": rec.limited.clipped,
                 "outside_support": bool(rec.support_warnings),
                 "warnings": "; ".join(rec.warnings),
+                **({} if rec.draw is None else {"draw_level": rec.draw.get("draw")}),
             }
         )
     return pd.DataFrame.from_records(records)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vanco_offline.bundle import DRAW_HEAD_KEY
 from vanco_offline.clinical import StateSupport
 from vanco_offline.safety import DosingScope, load_json
 
@@ -77,6 +78,9 @@ class TrainedModel:
     scope : DosingScope
         The dosing interval, the inputs' units and the population of the training data: every
         dose the model gives is capped and labelled for them.
+    draw_head : DrawHead or None
+        When to draw a level (:class:`vanco_offline.bundle.DrawHead`), for a model trained with
+        the draw action (``data.draw_head`` of its preset); saved in ``model.safetensors``.
     """
 
     algo: Any
@@ -88,6 +92,7 @@ class TrainedModel:
     data: dict[str, Any]
     training: dict[str, Any]
     scope: DosingScope
+    draw_head: Any = None
 
     @property
     def population_model(self) -> Any:
@@ -157,6 +162,7 @@ def save_model(model: TrainedModel, directory: str | Path) -> Path:
         observation_names=list(model.observation_names),
         support=metadata["support"],
         model={k: metadata[k] for k in _DESCRIPTION},
+        draw_head=model.draw_head,
     )
     model.algo.save(str(directory / PICKLE_FILE))
     metadata["files"] = {MODEL_FILE: sha256(bundle), PICKLE_FILE: sha256(directory / PICKLE_FILE)}
@@ -247,7 +253,9 @@ def _load_bundle(path: Path) -> TrainedModel:
         )
     bundle = load_bundle(path)
     meta = bundle.metadata
-    algo = _rebuild(meta, bundle.tensors, path)
+    # The draw head's tensors are read by its numpy description (bundle.draw_head), not by d3rlpy.
+    prefix = f"{DRAW_HEAD_KEY}."
+    algo = _rebuild(meta, {k: v for k, v in bundle.tensors.items() if not k.startswith(prefix)}, path)
     description = meta.get("model") or {}
     if not isinstance(description, dict):
         raise ValueError(f"{path}: the model's description must be an object, got {description!r}")
@@ -266,7 +274,19 @@ def _load_bundle(path: Path) -> TrainedModel:
         raise ValueError(
             f"{path}: the model's config and its policy description give different doses (edited)"
         )
+    model.draw_head = bundle.draw_head
+    _check_draw_head_recorded(model, path)
     return model
+
+
+def _check_draw_head_recorded(model: TrainedModel, source: Path) -> None:
+    """A model whose description records a draw head has one, and one without has none."""
+    recorded = "draw_head" in model.training
+    if recorded != (model.draw_head is not None):
+        raise ValueError(
+            f"{source}: the model's description {'records' if recorded else 'does not record'} a draw head "
+            f"but its file {'lacks one' if recorded else 'holds one'} (edited)"
+        )
 
 
 def _rebuild(meta: dict[str, Any], tensors: dict[str, np.ndarray], path: Path) -> Any:
@@ -347,7 +367,16 @@ def _load_pickle(path: Path, trust_pickle: str | None) -> TrainedModel:
     except Exception as exc:  # d3rlpy raises many types for a broken archive
         raise ValueError(f"d3rlpy cannot load {path}: {type(exc).__name__}: {exc}") from None
     metadata = load_json(metadata_file.read_text(), str(metadata_file))
-    return _trained_model(algo, metadata, metadata_file)
+    model = _trained_model(algo, metadata, metadata_file)
+    if "draw_head" in model.training:
+        # The draw head lives in the code-free model file beside the pickle (checked as always).
+        beside = path.parent / MODEL_FILE
+        if not beside.is_file():
+            raise ValueError(
+                f"{path}: the model has a draw head, saved in {MODEL_FILE}, which is not beside it"
+            )
+        model.draw_head = _load_bundle(beside).draw_head
+    return model
 
 
 def _trained_model(algo: Any, metadata: Any, source: Path) -> TrainedModel:

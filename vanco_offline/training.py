@@ -33,6 +33,7 @@ from vanco_offline.data import (
     split_dataset,
 )
 from vanco_offline.data.pk_replay import PK_REPLAY_COLUMNS
+from vanco_offline.data.schema import LEVEL_DRAWN
 from vanco_offline.safety import DosingScope
 from vanco_offline.trained import TrainedModel, save_model
 
@@ -82,6 +83,7 @@ def train(
     log_root: str | Path | None = DEFAULT_LOG_ROOT,
     show_progress: bool = True,
     device: str | bool = False,
+    draw_cost: float | None = None,
 ) -> TrainingResult:
     """Train ``preset`` on ``table`` (default: the built-in synthetic cohort).
 
@@ -104,6 +106,14 @@ def train(
         the run's folder); None keeps everything in memory.
     device : str or bool
         Torch device to train on (d3rlpy's ``DeviceArg``: ``False``/``"cpu:0"``, ``"cuda:0"``, ...).
+    draw_cost : float, optional
+        A preset with ``data.draw_head`` (e.g. ``residual_draw``) also fits the draw head
+        (:func:`vanco_offline.algos.sampling_iql.fit_draw_head`, the preset's number of steps
+        and seed) on the training stays' ``level_drawn`` decisions; its per-draw cost
+        :math:`\\lambda` (log AUC per draw) is ``draw_cost`` when given, else chosen on the
+        validation stays: the head then draws as often as the logs did there
+        (:func:`~vanco_offline.algos.sampling_iql.choose_draw_cost`). A cost without a draw
+        head is an error.
 
     Raises
     ------
@@ -122,6 +132,7 @@ def train(
         )
     conversion = preset.data.conversion_options(impute_max_age_h)
     _check_columns_for_preset(preset, table)
+    _check_draw_options(preset, table, draw_cost)
     local = None
     if preset.data.pk_model == "local":
         from vanco_pk.population import model_values
@@ -141,6 +152,20 @@ def train(
     per_epoch = min(preset.training.n_steps_per_epoch, steps)
     if steps < 1:
         raise ValueError(f"n_steps must be at least 1, got {steps}")
+    draw_head = None
+    if preset.data.draw_head:
+        prior = local.model if local is not None else conversion.population_model
+        draw_head = fit_draw_advice(
+            table,
+            conversion,
+            prior,
+            scope.interval_h,
+            train_part.stay_ids,
+            valid_part.stay_ids,
+            steps,
+            seed,
+            draw_cost,
+        )
 
     d3rlpy.seed(seed)
     algo = build_algo(preset, train_part.dataset, device=device)
@@ -175,6 +200,7 @@ def train(
             show_progress,
             scope,
             local,
+            draw_head,
         )
     except BaseException as exc:
         if log_dir is not None:
@@ -231,6 +257,7 @@ def _fit_and_save(
     show_progress: bool,
     scope: DosingScope,
     local: Any = None,
+    draw_head: tuple[Any, dict[str, Any]] | None = None,
 ) -> TrainingResult:
     seed = preset.training.seed
     history = algo.fit(
@@ -267,8 +294,14 @@ def _fit_and_save(
                 }
             ),
         },
-        training={"n_steps": steps, "seed": seed, "final_metrics": history[-1][1] if history else {}},
+        training={
+            "n_steps": steps,
+            "seed": seed,
+            "final_metrics": history[-1][1] if history else {},
+            **({} if draw_head is None else {"draw_head": draw_head[1]}),
+        },
         scope=scope,
+        draw_head=None if draw_head is None else draw_head[0],
     )
     from vanco_offline.export import module_tensors
 
@@ -279,6 +312,85 @@ def _fit_and_save(
         )
     model_path = save_model(model, log_dir) if log_dir is not None else None
     return TrainingResult(model, converted.report, train_part, valid_part, log_dir, model_path, history)
+
+
+def _check_draw_options(preset: Preset, table: pd.DataFrame, draw_cost: float | None) -> None:
+    """A draw head needs the ``level_drawn`` column; a draw cost needs a draw head."""
+    if draw_cost is not None:
+        if not preset.data.draw_head:
+            raise ValueError(
+                f"--draw-cost is the cost of a level for the draw head, which preset {preset.name!r} does "
+                "not train; use --config residual_draw (or a preset with data.draw_head: true)"
+            )
+        if isinstance(draw_cost, bool) or not np.isfinite(draw_cost):
+            raise ValueError(f"--draw-cost must be a finite number (log AUC per draw), got {draw_cost!r}")
+    if preset.data.draw_head and LEVEL_DRAWN not in table.columns:
+        raise ValueError(
+            f"preset {preset.name!r} learns when to draw a level from the table's '{LEVEL_DRAWN}' column "
+            "(1 where a level was ordered at the end of the row's interval; data/README.md), which this "
+            "table lacks; train --config residual for the dose alone"
+        )
+
+
+def fit_draw_advice(
+    table: pd.DataFrame,
+    conversion: ConversionOptions,
+    prior: Any,
+    interval_h: float,
+    train_stays: Any,
+    valid_stays: Any,
+    steps: int,
+    seed: int,
+    draw_cost: float | None = None,
+) -> tuple[Any, dict[str, Any]]:
+    """The draw head of a ``data.draw_head`` preset (:func:`train`'s ``draw_cost``) and its record.
+
+    Fits :func:`~vanco_offline.algos.sampling_iql.fit_draw_head` on the training stays'
+    decisions (replayed on ``prior``), chooses the cost on the validation stays (or takes
+    ``draw_cost``) and returns the code-free head (:class:`vanco_offline.bundle.DrawHead`) with
+    what ``model.json`` records of it.
+    """
+    from vanco_offline.algos.sampling_iql import (
+        choose_draw_cost,
+        draw_advantage,
+        draw_transitions,
+        fit_draw_head,
+    )
+    from vanco_offline.data import validate
+    from vanco_offline.export import draw_head_bundle
+
+    checked = validate(table, **conversion.keywords())
+    data = draw_transitions(checked, prior, interval_h=interval_h)
+    in_train = np.isin(data.stay, np.asarray(train_stays, dtype=object).astype(data.stay.dtype))
+    in_valid = np.isin(data.stay, np.asarray(valid_stays, dtype=object).astype(data.stay.dtype))
+    train_data = type(data)(*(getattr(data, f.name)[in_train] for f in dataclasses.fields(data)))
+    if not 0 < train_data.drawn.mean() < 1:
+        raise ValueError(
+            f"'{LEVEL_DRAWN}' must hold both decisions in the training stays (levels ordered and not) "
+            "for the draw head to learn what a level is worth"
+        )
+    algo = fit_draw_head(train_data, n_steps=steps, seed=seed)
+    advantage = draw_advantage(algo, data.features[in_valid])
+    logged = data.drawn[in_valid]
+    if draw_cost is None:
+        cost = choose_draw_cost(advantage, logged)
+        rule = "chosen so that it draws as often as the logs on the validation stays"
+    else:
+        cost = float(draw_cost)
+        rule = "given with --draw-cost"
+    per_week = 168.0 / interval_h
+    record = {
+        "cost": cost,
+        "cost_rule": rule,
+        "label": "correction",
+        "n_steps": steps,
+        "train_decisions": int(in_train.sum()),
+        "train_draws": int(train_data.drawn.sum()),
+        "valid_logged_per_week": float(logged.mean() * per_week),
+        "valid_head_per_week": float((advantage > cost).mean() * per_week),
+    }
+    head = draw_head_bundle(algo, cost, cost_rule=rule, probe=data.features[in_valid][:256], info=record)
+    return head, record
 
 
 def _check_columns_for_preset(preset: Preset, table: pd.DataFrame) -> None:

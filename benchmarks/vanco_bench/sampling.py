@@ -42,7 +42,7 @@ from vanco_pk.policies import make_policy
 from vanco_pk.policies.sampling import FixedDraws, HabitDraws, PosteriorDraws, WithDraws
 from vanco_pk.scenario import WORLD_PANEL, get_scenario
 from vanco_pk.simulate import simulate
-from vanco_pk.targets import ATTAINMENT_DEFINITION, COVARIATES, FEATURES, chart_round
+from vanco_pk.targets import ATTAINMENT_DEFINITION
 from vanco_pk.world import World
 
 #: The one-line help of ``vanco-offline bench sampling`` (read by the command without importing this module).
@@ -90,7 +90,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def generate_sampling_logs(
     n_stays: int, seed: int = 0, scenario: Any = "icu", dosing: str = "clinician"
 ) -> pd.DataFrame:
-    """A dosing table whose level orders vary (:class:`HabitDraws`), in the data schema.
+    """A dosing table whose level orders vary: ``generate_cohort(..., draws=HabitDraws())``.
 
     Columns of ``generate_cohort`` (no ``true_*``) plus ``level_drawn`` (this row's decision to
     draw a trough at the end of its interval) and ``level_drawn_prob`` (its behaviour
@@ -99,48 +99,10 @@ def generate_sampling_logs(
     """
     if not isinstance(n_stays, int) or n_stays < 1:
         raise ValueError(f"n_stays = {n_stays!r} must be a positive integer")
-    policy = WithDraws(make_policy(dosing), HabitDraws())
-    trace = simulate(
-        policy,
-        seed,
-        n_stays,
-        protocol="on_request",
-        keep_chart=True,
-        final_decision=True,
-        world=World.make(scenario=scenario),
-    )
-    n, rows = n_stays, len(trace.chart)
-    features = np.stack([f for f, _ in trace.chart], axis=1)
-    infos = [i for _, i in trace.chart]
-    measured = np.stack([np.asarray(i["level_measured"], bool) for i in infos], 1) & np.isfinite(
-        features[:, :, 0]
-    )
-    drawn = np.zeros((n, rows), bool)
-    drawn[:, :-1] = np.stack(policy.draws, 1)
-    drawn_prob = np.full((n, rows), np.nan)
-    drawn_prob[:, :-1] = np.stack(policy.draw_probs, 1)
-    reward = np.full((n, rows), np.nan)
-    reward[:, :-1] = np.round(trace.reward.T, 4)
-    covariates = {c: chart_round(c, infos[0]["covariates"][c]) for c in COVARIATES}
-    frame = pd.DataFrame(
-        {
-            "stay_id": np.repeat(np.arange(n), rows),
-            "step": np.tile(np.arange(rows), n),
-            "time_h": np.stack([np.asarray(i["time_h"], np.float64) for i in infos], 1).ravel(),
-            **{name: features[:, :, j].ravel() for j, name in enumerate(FEATURES)},
-            "dose_mg": np.column_stack([trace.dose_mg.T, trace.final_dose_mg]).ravel(),
-            "reward": reward.ravel(),
-            "done": np.zeros(n * rows, bool),
-            "behavior_prob": np.stack(policy.dose_probs, 1).ravel(),
-            "level_measured": measured.ravel(),
-            "level_drawn": drawn.ravel(),
-            "level_drawn_prob": drawn_prob.ravel(),
-            **{c: np.repeat(covariates[c], rows) for c in COVARIATES},
-        }
-    )
-    for c in ("sex", "dialysis"):
-        frame[c] = frame[c].astype(np.int64)
-    return frame
+    from vanco_offline.data import generate_cohort
+
+    table = generate_cohort(n_stays, dosing, seed, draws=HabitDraws(), true_columns=False, scenario=scenario)
+    return table.drop(columns="behavior_policy")
 
 
 def paired_ci(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:

@@ -31,6 +31,13 @@ cost :math:`\\lambda` in the reward, :math:`r = a (y - \\lambda)`, shifts :math:
 decisions possible in every state (``level_drawn_prob`` in (0, 1)); labels need no
 importance weights because the draw depends on the state features and the unit's habit,
 which is independent of the patient.
+
+:func:`draw_dataset` is the d3rlpy dataset of the decisions (the draw as a discrete action;
+the behaviour probabilities beside it, :attr:`DrawTransitions.behavior_prob`).
+``vanco-offline train --config residual_draw`` fits the head beside the dose policy and
+chooses :math:`\\lambda` with :func:`choose_draw_cost` on validation stays
+(:func:`vanco_offline.training.fit_draw_advice`); :func:`draw_features_at` gives the state of
+a recommendation's decision from the stay's rows.
 """
 
 from __future__ import annotations
@@ -52,9 +59,19 @@ from vanco_pk.policies.sampling import (
 )
 from vanco_pk.targets import AUC24_GOAL, COVARIATES, DOSE_GRID_MG
 
-from vanco_offline.data.schema import LEVEL_DRAWN
+from vanco_offline.data.schema import LEVEL_DRAWN, LEVEL_DRAWN_PROB
 
-__all__ = ["LABELS", "DrawTransitions", "LearnedDraws", "draw_transitions", "fit_draw_head"]
+__all__ = [
+    "LABELS",
+    "DrawTransitions",
+    "LearnedDraws",
+    "choose_draw_cost",
+    "draw_advantage",
+    "draw_dataset",
+    "draw_features_at",
+    "draw_transitions",
+    "fit_draw_head",
+]
 
 #: What a measured level is worth (module docstring): ``correction``, how far it moved the
 #: predicted log AUC of the next 24 h on the dose the previous estimate picks; ``distance``,
@@ -67,13 +84,17 @@ LABELS: tuple[str, ...] = ("correction", "distance")
 class DrawTransitions:
     """Draw decisions replayed from a table: ``features`` (N, 9) (:data:`DRAW_FEATURES`),
     ``drawn`` (N,) bool, ``label`` (N,) the value of the level (0 where no level was
-    measured), ``stay`` (N,) and ``last`` (N,) bool (the stay's last decision)."""
+    measured), ``stay`` (N,) and ``last`` (N,) bool (the stay's last decision),
+    ``behavior_prob`` (N,) the table's ``level_drawn_prob`` of each decision (NaN without that
+    column): the behaviour probability of the logged draw, aligned with the transitions of
+    :func:`draw_dataset`, for importance weighting."""
 
     features: np.ndarray
     drawn: np.ndarray
     label: np.ndarray
     stay: np.ndarray
     last: np.ndarray
+    behavior_prob: np.ndarray
 
     @property
     def rewards(self) -> np.ndarray:
@@ -97,19 +118,13 @@ def draw_transitions(
     """
     if label not in LABELS:
         raise ValueError(f"draw_transitions: label = {label!r}; choose one of {list(LABELS)}")
-    need = [
-        "stay_id",
-        "time_h",
-        "vanco_level",
-        "creatinine",
-        "dose_mg",
-        "level_measured",
-        LEVEL_DRAWN,
-        *COVARIATES,
-    ]
+    need = ["stay_id", "vanco_level", "creatinine", "dose_mg", LEVEL_DRAWN, *COVARIATES]
     missing = [c for c in need if c not in table.columns]
+    if "time_h" not in table.columns and "step" not in table.columns:
+        missing.append("time_h")
     if missing:
         raise ValueError(f"draw_transitions: the table lacks column(s) {missing}")
+    table = _chart(table, interval_h)
     sizes = table.groupby("stay_id", sort=False).size()
     if sizes.min() < 2:
         raise ValueError(f"draw_transitions: stay {sizes.idxmin()!r} has one row; a draw needs a next row")
@@ -123,6 +138,24 @@ def draw_transitions(
     )
 
 
+def _chart(table: Any, interval_h: float) -> Any:
+    """``table`` with ``time_h`` and ``level_measured`` (the project's new-level rule when absent)."""
+    import pandas as pd
+
+    from vanco_offline.data.pk_replay import level_changes
+
+    out = table.reset_index(drop=True)
+    if "time_h" not in out.columns:
+        out = out.assign(time_h=pd.to_numeric(out["step"]).to_numpy(np.float64) * interval_h)
+    if "level_measured" not in out.columns:
+        codes = pd.factorize(out["stay_id"], sort=False)[0]
+        first = np.r_[0, np.flatnonzero(codes[1:] != codes[:-1]) + 1]
+        row_start = first[np.cumsum(np.r_[False, codes[1:] != codes[:-1]])]
+        level = pd.to_numeric(out["vanco_level"], errors="coerce").to_numpy(np.float64)
+        out = out.assign(level_measured=level_changes(level, row_start))
+    return out
+
+
 def _replay_group(
     sub: Any, length: int, model: GotiModel, interval_h: float, label_kind: str
 ) -> DrawTransitions:
@@ -134,6 +167,10 @@ def _replay_group(
     time, scr, level, dose = grid("time_h"), grid("creatinine"), grid("vanco_level"), grid("dose_mg")
     measured = grid("level_measured", bool) & np.isfinite(level)
     drawn = grid(LEVEL_DRAWN, bool)
+    if LEVEL_DRAWN_PROB in sub.columns:
+        drawn_prob = grid(LEVEL_DRAWN_PROB)
+    else:
+        drawn_prob = np.full((p, length), np.nan)
     if np.any(np.diff(time, axis=1) <= 0):
         raise ValueError(
             "draw_transitions: time_h must increase within each stay (sort the table by stay and time)"
@@ -179,6 +216,29 @@ def _replay_group(
         label.reshape(-1),
         stay,
         last.reshape(-1),
+        drawn_prob[:, :-1].reshape(-1),
+    )
+
+
+def draw_dataset(data: DrawTransitions) -> Any:
+    """The draw decisions as a d3rlpy ``MDPDataset``: discrete action 0/1 (no draw / draw).
+
+    Observations :data:`DRAW_FEATURES`, reward :attr:`DrawTransitions.rewards`, one episode
+    per stay (a timeout at its last decision; :math:`\\gamma = 0` makes episodes moot). Its
+    transitions are in the order of ``data``, so ``data.behavior_prob`` is the behaviour
+    probability of each logged action (the side array d3rlpy's dataset has no slot for).
+    """
+    from d3rlpy.constants import ActionSpace
+    from d3rlpy.dataset import MDPDataset
+
+    return MDPDataset(
+        observations=data.features,
+        actions=data.drawn.astype(np.int64).reshape(-1, 1),
+        rewards=data.rewards.reshape(-1, 1),
+        terminals=np.zeros(len(data.drawn), np.float32),
+        timeouts=data.last.astype(np.float32),
+        action_space=ActionSpace.DISCRETE,
+        action_size=2,
     )
 
 
@@ -189,22 +249,12 @@ def fit_draw_head(data: DrawTransitions, n_steps: int = 3000, seed: int = 0, **c
     standardising observation scaler and ``gamma=0`` by default). Returns the fitted algorithm.
     """
     import d3rlpy
-    from d3rlpy.constants import ActionSpace
-    from d3rlpy.dataset import MDPDataset
 
     from vanco_offline.algos.discrete_vanco_iql import DiscreteVancoIQLConfig
 
     if not (0 < data.drawn.mean() < 1):
         raise ValueError("fit_draw_head: the logs must hold both decisions (some draws, some not)")
-    dataset = MDPDataset(
-        observations=data.features,
-        actions=data.drawn.astype(np.int64).reshape(-1, 1),
-        rewards=data.rewards.reshape(-1, 1),
-        terminals=np.zeros(len(data.drawn), np.float32),
-        timeouts=data.last.astype(np.float32),
-        action_space=ActionSpace.DISCRETE,
-        action_size=2,
-    )
+    dataset = draw_dataset(data)
     d3rlpy.seed(seed)
     options = {
         "gamma": 0.0,
@@ -231,6 +281,60 @@ def fit_draw_head(data: DrawTransitions, n_steps: int = 3000, seed: int = 0, **c
     return algo
 
 
+def draw_advantage(algo: Any, features: np.ndarray) -> np.ndarray:
+    """:math:`Q(s, 1) - Q(s, 0)` of a fitted draw head for draw states ``features`` (N, 9)."""
+    x = np.asarray(features, np.float32)
+    n = len(x)
+    q1 = algo.predict_value(x, np.ones(n, np.int64))
+    q0 = algo.predict_value(x, np.zeros(n, np.int64))
+    return np.asarray(q1 - q0, np.float64)
+
+
+def choose_draw_cost(advantage: np.ndarray, drawn: np.ndarray) -> float:
+    """The cost :math:`\\lambda` at which the head draws as often as the logs did.
+
+    On validation decisions with advantages ``advantage`` (:func:`draw_advantage`) and logged
+    draws ``drawn``, :math:`\\lambda` is the :math:`(1 - \\bar a)` quantile of the advantage,
+    :math:`\\bar a` the logged draw rate: the head then draws at the logs' rate (levels per
+    week) on those decisions, at the states where it learned a level is worth most.
+    """
+    advantage = np.asarray(advantage, np.float64)
+    rate = float(np.mean(np.asarray(drawn, bool)))
+    if advantage.size == 0 or not 0.0 < rate < 1.0:
+        raise ValueError(
+            f"choose_draw_cost: the validation decisions must hold both draws and no draws (rate {rate:.3f})"
+        )
+    return float(np.quantile(advantage, 1.0 - rate))
+
+
+def draw_features_at(
+    history: Any, dose_mg: float, model: GotiModel = GOTI_2018, interval_h: float = 12.0
+) -> np.ndarray:
+    """The draw state (:data:`DRAW_FEATURES`, shape (9,)) of the last row of one stay's ``history``.
+
+    ``history`` holds the stay's rows in the data schema up to the current decision (its last
+    row) and ``dose_mg`` is the dose given there; the features are those
+    :func:`draw_transitions` computes for a logged decision (the same replay, the dose of the
+    last row replaced by ``dose_mg``). Without ``time_h`` the rows are ``interval_h`` apart;
+    without ``level_measured`` a new level is a measured value that differs from the previous.
+    """
+    import pandas as pd
+
+    rows = _chart(history.assign(stay_id=0), interval_h).copy()
+    rows["dose_mg"] = pd.to_numeric(rows["dose_mg"], errors="coerce").astype(np.float64)
+    rows.loc[rows.index[-1], "dose_mg"] = float(dose_mg)
+    rows[LEVEL_DRAWN] = False
+    # A next row (nothing measured) closes the decision, as a logged stay's next row does.
+    after = rows.iloc[[-1]].copy()
+    after["time_h"] = float(rows["time_h"].iloc[-1]) + interval_h
+    after["vanco_level"] = np.nan
+    after["level_measured"] = False
+    rows = pd.concat([rows, after], ignore_index=True)
+    rows["level_measured"] = rows["level_measured"].astype(bool)
+    out = _replay_group(rows, len(rows), model, interval_h, "correction")
+    return out.features[-1]
+
+
 class LearnedDraws(DrawRule):
     """Draw where the learned value of a level exceeds its cost: :math:`Q(s, 1) - Q(s, 0) > \\lambda`.
 
@@ -252,11 +356,7 @@ class LearnedDraws(DrawRule):
     def advantage(self, state: DrawState, tracker: ExposureTracker) -> np.ndarray:
         """:math:`Q(s, 1) - Q(s, 0)` of each patient's draw decision."""
         sd, _ = auc_uncertainty(tracker, state.dose_mg)
-        x = draw_features(state, sd)
-        n = len(x)
-        q1 = self.algo.predict_value(x, np.ones(n, np.int64))
-        q0 = self.algo.predict_value(x, np.zeros(n, np.int64))
-        return np.asarray(q1 - q0, np.float64)
+        return draw_advantage(self.algo, draw_features(state, sd))
 
     def probability(self, state: DrawState, tracker: ExposureTracker | None) -> np.ndarray:
         if tracker is None:

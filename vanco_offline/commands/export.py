@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
             "observation_names": model.observation_names,
             "support": dataclasses.asdict(model.support),
             "model": {k: v for k, v in metadata.items() if k not in ("observation_names", "support")},
+            "draw_head": model.draw_head,  # when to draw a level, for a model trained with it
         }
     with atomic_output(out, args.overwrite) as partial:
         export_policy(model.algo, partial, args.format, **options)

@@ -195,8 +195,13 @@ def _clinical_table(model: Any) -> list[dict[str, Any]]:
     from vanco_offline.recommend import CLINICAL_CASES, case_history, recommend
 
     rows = []
-    print("| case | level | SCr | model dose | recommended | MIPD | limits and warnings |")
-    print("|---|---|---|---|---|---|---|")
+    head = model.draw_head is not None
+    print(
+        "| case | level | SCr | model dose | recommended | MIPD |"
+        + (" draw a level |" if head else "")
+        + " limits and warnings |"
+    )
+    print("|---|---|---|---|---|---|---|" + ("---|" if head else ""))
     for name, case in CLINICAL_CASES.items():
         # Each case is a short chart (a loading and a maintenance dose before its level), which
         # MIPD fits and a model with history-dependent features needs.
@@ -207,9 +212,15 @@ def _clinical_table(model: Any) -> list[dict[str, Any]]:
         level = case["state"]["vanco_level"]
         mipd = f"{rec.mipd_dose_mg:.0f}" if rec.mipd_dose_mg is not None else "-"
         given = "HOLD" if rec.held else f"{rec.dose_mg:.0f} {rec.schedule}"
+        draw = ""
+        if rec.draw is not None:
+            advice = rec.draw
+            why = "hold: re-check; head " if rec.held else ""
+            value = f"{why}{advice['value']:+.3f} vs {advice['cost']:.3f}"
+            draw = f" {'yes' if advice['draw'] else 'no'} ({value}) |"
         print(
             f"| {name} | {level:.0f} | {case['state']['creatinine']:.1f} | {rec.model_dose_mg:.0f} | "
-            f"{given} | {mipd} | {notes} |"
+            f"{given} | {mipd} |{draw} {notes} |"
         )
         rows.append({"case": name, **rec.to_dict()})
     return rows

@@ -7,6 +7,7 @@ table as CSV (``.csv``, ``.csv.gz``) or Parquet (``.parquet``, ``.pq``) by the s
     vanco-offline simulate --patients 1000 --policy clinician --out cohort.parquet
     vanco-offline simulate --patients 1000 --mixture clinician=0.7,mipd=0.2,random=0.1 \\
         --missing-prob 0.5 --option clinician.miss_prob=0.5 --out mixed.csv
+    vanco-offline simulate --patients 300 --draws habits --out draws.csv   # level_drawn varies
 """
 
 from __future__ import annotations
@@ -45,6 +46,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="icu",
         help="the simulated world: icu (default; levels only when the protocol orders them, a true "
         "population model unlike the dosing prior, changing kidneys, graded AKI) or ideal",
+    )
+    sim.add_argument(
+        "--draws",
+        choices=("protocol", "habits"),
+        default="protocol",
+        help="who orders levels: the dosing team's protocol (default), or clinician habits that vary by "
+        "unit and state (vanco_pk.policies.sampling.HabitDraws), written as level_drawn and "
+        "level_drawn_prob (what --config residual_draw learns from)",
     )
     sim.add_argument(
         "--noise",
@@ -120,6 +129,7 @@ def parse_options(items: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vanco_pk.policies.sampling import HabitDraws
     from vanco_pk.world import World
 
     from vanco_offline.data.cohort import generate_cohort
@@ -162,6 +172,7 @@ def run(args: argparse.Namespace) -> int:
             true_columns=not args.no_truth,
             progress=bar.update,
             world=world,
+            draws=HabitDraws() if args.draws == "habits" else None,
         )
     with atomic_output(out, args.overwrite) as partial:
         save_table(table, partial)

@@ -34,6 +34,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="carry a missing value forward within a stay for at most this many hours",
     )
+    parser.add_argument(
+        "--draw-cost",
+        type=float,
+        default=None,
+        metavar="LAMBDA",
+        help="a preset with a draw head (residual_draw): the cost of a level in log AUC per draw (default: "
+        "chosen on the validation stays so that the head draws as often as the logs)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument(
         "--device", default="cpu", help="torch device to train on: cpu, cuda, cuda:N, mps (default cpu)"
@@ -61,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         log_root=args.log_dir,
         show_progress=not args.quiet and show_progress(),  # a bar on a terminal only
         device=device,
+        draw_cost=args.draw_cost,
     )
     print(f"preset     {preset.name} ({preset.source})")
     print(
@@ -72,4 +81,11 @@ def run(args: argparse.Namespace) -> int:
     scope = result.model.scope
     print(f"dosing     every {scope.interval_h:g} h ({scope.label}; {scope.interval_source})")
     print(format_metrics(result.model.training["final_metrics"]))
+    head = result.model.training.get("draw_head")
+    if head is not None:
+        print(
+            f"draw head  cost {head['cost']:.3f} log AUC per level ({head['cost_rule']}): on the "
+            f"validation stays {head['valid_head_per_week']:.2f} levels/week, the logs "
+            f"{head['valid_logged_per_week']:.2f}"
+        )
     return 0

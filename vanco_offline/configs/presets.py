@@ -98,6 +98,9 @@ class DataSpec:
     tracker's features). ``pk_model``: the tracker's population prior, ``published`` (Goti
     2018) or ``local`` (refitted to the training table's levels before the conversion,
     :func:`vanco_offline.data.fit_local_model`; the fitted values are saved with the model).
+    ``draw_head``: also learn when to draw a level from the table's ``level_drawn`` column
+    (:mod:`vanco_offline.algos.sampling_iql`; a table without it is refused), the head saved
+    with the model and its advice given beside each dose.
     """
 
     reward: str = "default"
@@ -109,6 +112,7 @@ class DataSpec:
     last_dose: bool = False
     pk_features: bool = False
     pk_model: str = "published"
+    draw_head: bool = False
 
     def conversion_options(self, impute_max_age_h: float | None = None) -> ConversionOptions:
         """How :func:`vanco_offline.data.convert` builds this preset's observation and reward.
@@ -292,6 +296,11 @@ def _build(raw: dict[str, Any], name: str, source: str) -> Preset:
         raise ValueError(
             f"{source}: residual_vanco_iql centres its policy on the PK feature pk_dose_auc500: it needs "
             "data.pk_features: true and data.action_scaler: clinical"
+        )
+    if data.draw_head and not data.pk_features:
+        raise ValueError(
+            f"{source}: data.draw_head replays each stay through the Bayesian tracker of the PK features: "
+            "it needs data.pk_features: true"
         )
     description = raw.get("description", "")
     if not isinstance(description, str):

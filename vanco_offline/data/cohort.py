@@ -6,11 +6,15 @@ dose given; on the last row of a stay, the final observation, the dose the polic
 there), ``reward`` (computed by the environment on the unrounded observations, to 4 decimals; NaN
 on the last row), ``done`` (False: stays are truncated at ``episode_days``, not terminal),
 ``behavior_prob`` (probability of the logged dose under the policy that generated the stay,
-given the stay's history), the covariates. Extra columns, which the converter ignores and
-reports: ``time_h`` next to ``step``, ``behavior_policy`` (name of the generating policy),
+given the stay's history), the covariates. Extra columns, which the dose dataset does not
+use (the converter reports the ignored ones; it checks the draw columns): ``time_h`` next to
+``step``, ``behavior_policy`` (name of the generating policy),
 ``level_measured`` (a level was drawn at this step; the scorer uses it to tell a new level
-from a carried-forward one) and, with ``true_columns=True``, the simulator's ground truth at
-the decision time (``true_auc24``, ``true_trough``, ``true_cl``, ..., ``true_aki``).
+from a carried-forward one), with ``draws`` (a rule deciding when levels are ordered)
+``level_drawn`` and ``level_drawn_prob`` (this row's draw decision and its behaviour
+probability; the final row decides nothing: False and NaN) and, with
+``true_columns=True``, the simulator's ground truth at the decision time (``true_auc24``,
+``true_trough``, ``true_cl``, ..., ``true_aki``).
 
 The policies act on exactly the rounded values written to the table, so replaying a stay
 with :func:`score_table` reproduces ``behavior_prob``.
@@ -18,6 +22,7 @@ with :func:`score_table` reproduces ``behavior_prob``.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from vanco_pk.policies import POLICIES, TRUTH_KEYS, DosingPolicy, grid_index, make_policy, replay
+from vanco_pk.policies.sampling import DrawRule, WithDraws
 from vanco_pk.scenario import protocol_for
 from vanco_pk.simulate import patient_seeds, simulate
 from vanco_pk.targets import (
@@ -36,6 +42,8 @@ from vanco_pk.targets import (
     dose_to_grid_index,
 )
 from vanco_pk.world import World, world_of
+
+from vanco_offline.data.schema import LEVEL_DRAWN, LEVEL_DRAWN_PROB
 
 __all__ = [
     "DECIMALS",
@@ -106,6 +114,7 @@ def generate_cohort(
     true_columns: bool = True,
     progress: Callable[[int], None] | None = None,
     world: World | None = None,
+    draws: Any = None,
     patients: Any = None,
     **world_options: Any,
 ) -> pd.DataFrame:
@@ -134,6 +143,12 @@ def generate_cohort(
         The simulated world (default ``World()``: the ``icu`` scenario). Each stay's levels
         follow the protocol of the team that doses it (:func:`vanco_pk.scenario.protocol_for`);
         ``level_measured`` says where one was drawn.
+    draws : DrawRule, optional
+        Who orders levels (:mod:`vanco_pk.policies.sampling`, e.g. ``HabitDraws()``, the
+        clinician habits whose orders vary by unit and state): every stay's levels are then
+        drawn on request only (protocol ``on_request``), and the table records each decision
+        in ``level_drawn`` with its behaviour probability ``level_drawn_prob`` (what a draw
+        head learns from). None (default): the protocol of the team that doses.
     patients : Patients or Covariates, optional
         Fixed patients (the env's ``patients``; at most 1000 stays).
     **world_options
@@ -162,6 +177,10 @@ def generate_cohort(
     world = world_of(world, world_options)
     if patients is not None and n_patients > _BATCH:
         raise ValueError(f"fixed patients are supported for cohorts of at most {_BATCH} stays")
+    if draws is not None and not isinstance(draws, DrawRule):
+        raise ValueError(
+            f"draws = {draws!r} must be a vanco_pk.policies.sampling.DrawRule (e.g. HabitDraws())"
+        )
     n = int(n_patients)
     env_seeds, policy_seeds, mix_seq = cohort_seeds(int(seed), n)
     labels = _assign(weights, n, np.random.default_rng(mix_seq))
@@ -170,7 +189,16 @@ def generate_cohort(
         idx = np.arange(start, min(start + _BATCH, n))
         frames.append(
             _simulate_batch(
-                idx, labels[idx], env_seeds, policy_seeds, options, true_columns, world, patients, progress
+                idx,
+                labels[idx],
+                env_seeds,
+                policy_seeds,
+                options,
+                true_columns,
+                world,
+                patients,
+                progress,
+                draws,
             )
         )
     return pd.concat(frames, ignore_index=True)
@@ -189,6 +217,7 @@ class _Mixture:
             for name in dict.fromkeys(labels)
         }
         self.needs_truth = any(policy.needs_truth for _, policy in self.groups.values())
+        self.interval_h = interval_h
         self.n = len(labels)
         self.probs: list[np.ndarray] = []
 
@@ -225,14 +254,16 @@ class _Mixture:
 
 
 def _simulate_batch(
-    idx, labels, env_seeds, policy_seeds, options, true_columns, world, patients, progress
+    idx, labels, env_seeds, policy_seeds, options, true_columns, world, patients, progress, draws=None
 ) -> pd.DataFrame:
     mixture = _Mixture(labels, options, world.decision_interval_h)
+    # With a draw rule, it alone orders levels (WithDraws keeps each decision and its probability).
+    policy = mixture if draws is None else WithDraws(mixture, copy.deepcopy(draws))
     trace = simulate(
-        mixture,
+        policy,
         [env_seeds[i] for i in idx],
         policy_seeds=[policy_seeds[i] for i in idx],
-        protocol=mixture.protocols(world.scenario),
+        protocol=mixture.protocols(world.scenario) if draws is None else policy.sampling,
         keep_chart=True,
         final_decision=True,
         on_step=progress,
@@ -263,6 +294,13 @@ def _simulate_batch(
         "level_measured": measured.ravel(),
         **{c: np.repeat(covariates[c], rows) for c in COVARIATES},
     }
+    if draws is not None:
+        drawn = np.zeros((p, rows), bool)
+        drawn[:, :-1] = np.stack(policy.draws, axis=1)
+        drawn_prob = np.full((p, rows), np.nan)
+        drawn_prob[:, :-1] = np.stack(policy.draw_probs, axis=1)
+        out[LEVEL_DRAWN] = drawn.ravel()
+        out[LEVEL_DRAWN_PROB] = drawn_prob.ravel()
     if true_columns:
         for key, decimals in TRUE_COLUMNS.items():
             values = np.stack([_round_truth(i[key], decimals) for i in infos], axis=1).ravel()

@@ -22,6 +22,8 @@ from vanco_offline.data.schema import (
     DOSE,
     DOSE_MAX_MG,
     FEATURES,
+    LEVEL_DRAWN,
+    LEVEL_DRAWN_PROB,
     LEVEL_MEASURED,
     RANGES,
     REWARD,
@@ -30,6 +32,7 @@ from vanco_offline.data.schema import (
 )
 from vanco_offline.data.value_checks import (
     check_behavior_prob,
+    check_draw_columns,
     check_last_row_only_nan,
     check_logged_doses,
     check_range_column,
@@ -40,7 +43,18 @@ from vanco_offline.data.value_checks import (
 
 __all__ = ["CheckedTable", "check_table"]
 
-_KNOWN = (STAY, *TIME_COLUMNS, *FEATURES, DOSE, REWARD, DONE, BEHAVIOR_PROB, *COVARIATES)
+_KNOWN = (
+    STAY,
+    *TIME_COLUMNS,
+    *FEATURES,
+    DOSE,
+    REWARD,
+    DONE,
+    BEHAVIOR_PROB,
+    *COVARIATES,
+    LEVEL_DRAWN,
+    LEVEL_DRAWN_PROB,
+)
 
 
 @dataclasses.dataclass
@@ -119,6 +133,8 @@ def check_table(table: pd.DataFrame, options: ConversionOptions) -> CheckedTable
         check_last_row_only_nan(REWARD, columns[REWARD], last, stay, problems, "the reward of a transition")
     if BEHAVIOR_PROB in columns:
         check_behavior_prob(columns[BEHAVIOR_PROB], last, stay, options, problems)
+    # The draw decision (read by the draw head, checked for every table that has it).
+    columns.update(check_draw_columns(table, last, stay, problems))
     if DONE in columns:
         early = (columns[DONE] > 0) & ~last
         if early.any():

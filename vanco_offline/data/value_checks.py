@@ -31,6 +31,8 @@ from vanco_offline.data.schema import (
     DONE,
     DOSE,
     DOSE_MAX_MG,
+    LEVEL_DRAWN,
+    LEVEL_DRAWN_PROB,
     MIN_NONZERO_DOSE_MG,
     RANGES,
     SEX_TEXT,
@@ -287,3 +289,54 @@ def check_behavior_prob(
             rule = "for continuous actions it is the density of the logged dose, > 0"
     if bad.any():
         problems.append(f"column '{BEHAVIOR_PROB}' out of range in {offenders(bad, stay, prob)}: {rule}")
+
+
+def check_draw_columns(table: pd.DataFrame, last: np.ndarray, stay: np.ndarray, problems: list[str]) -> dict:
+    """``level_drawn`` (0/1) and ``level_drawn_prob`` (in (0, 1)) as float arrays, when present.
+
+    Both may be empty only on a stay's last row (the final observation decides nothing);
+    ``level_drawn_prob`` is the behaviour probability of the ``level_drawn`` decision and
+    needs that column. Returns ``{name: values}`` of the columns present.
+    """
+    import pandas as pd
+
+    out: dict[str, np.ndarray] = {}
+    if LEVEL_DRAWN_PROB in table and LEVEL_DRAWN not in table:
+        problems.append(
+            f"column '{LEVEL_DRAWN_PROB}' is given without '{LEVEL_DRAWN}': it is the behaviour probability "
+            f"of the logged draw decision; add '{LEVEL_DRAWN}' (1 where a level was ordered) or drop it"
+        )
+        return out
+    if LEVEL_DRAWN not in table:
+        return out
+    series = table[LEVEL_DRAWN]
+    if pd.api.types.is_bool_dtype(series.dtype) and not series.isna().any():
+        drawn = series.to_numpy(dtype=np.float64)
+    else:
+        text = series.astype("object").replace({"True": 1, "False": 0, "true": 1, "false": 0})
+        drawn = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        bad = (np.isnan(drawn) & (series.notna().to_numpy() | ~last)) | (
+            np.isfinite(drawn) & (drawn != 0) & (drawn != 1)
+        )
+        if bad.any():
+            problems.append(
+                f"column '{LEVEL_DRAWN}' must be 0/1 (True/False: a level ordered at the end of this row's "
+                f"interval), empty only on a stay's last row; bad values in "
+                f"{offenders(bad, stay, series.to_numpy())}"
+            )
+    out[LEVEL_DRAWN] = drawn
+    if LEVEL_DRAWN_PROB in table:
+        prob = parse_numeric(table[LEVEL_DRAWN_PROB], LEVEL_DRAWN_PROB, stay, problems)
+        check_last_row_only_nan(
+            LEVEL_DRAWN_PROB, prob, last, stay, problems, "the behaviour probability of the draw"
+        )
+        with np.errstate(invalid="ignore"):
+            bad = np.isfinite(prob) & ((prob <= 0) | (prob >= 1))
+        if bad.any():
+            problems.append(
+                f"column '{LEVEL_DRAWN_PROB}' must be in (0, 1) (the probability of the logged draw "
+                f"decision; 0 or 1 leaves the other decision unseen); out of range in "
+                f"{offenders(bad, stay, prob)}"
+            )
+        out[LEVEL_DRAWN_PROB] = prob
+    return out
