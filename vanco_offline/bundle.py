@@ -391,7 +391,7 @@ def load_bundle(path: str | Path) -> Bundle:
         _check(bundle)
     except (KeyError, TypeError, IndexError, AttributeError) as exc:
         raise ValueError(
-            f"{path}: the bundle's description is malformed ({type(exc).__name__}: {exc})"
+            f"{path}: the bundle's description is malformed ({exc!r})"  # repr: one line, whatever the keys
         ) from None
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None

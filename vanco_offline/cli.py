@@ -230,9 +230,14 @@ def _internal(name: str, exc: BaseException) -> int:
     return 1
 
 
+#: Control characters as their escapes: an error is one line, whatever text it quotes.
+_ESCAPES = {c: repr(chr(c))[1:-1] for c in (*range(32), 127)}
+
+
 def _short(exc: object, limit: int = 4000) -> str:
-    """An error message of at most ``limit`` characters (a huge input is not echoed whole)."""
-    text = str(exc)
+    """An error message on one line (control characters escaped) of at most ``limit``
+    characters (a huge input is not echoed whole)."""
+    text = str(exc).translate(_ESCAPES)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
