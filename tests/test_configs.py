@@ -10,10 +10,10 @@ from d3rlpy.preprocessing import MinMaxActionScaler, StandardObservationScaler
 
 from vanco_offline.algos import DiscreteVancoIQL, ResidualVancoIQL, VancoIQL
 from vanco_offline.configs import (
-    DataSpec,
-    NetworkSpec,
+    DataSettings,
+    NetworkSettings,
     Preset,
-    TrainingSpec,
+    TrainingSettings,
     available_presets,
     build_algo,
     load_preset,
@@ -59,13 +59,13 @@ def test_the_seed_and_its_guide_are_carried_by_the_presets():
         "critic_learning_rate": 3e-5,
         "check_action_bounds": False,
     }
-    assert seed.network == NetworkSpec(hidden_units=(32, 32))
-    assert seed.data == DataSpec(reward="seed", observation_scaler="none", action_scaler="none")
+    assert seed.network == NetworkSettings(hidden_units=(32, 32))
+    assert seed.data == DataSettings(reward="seed", observation_scaler="none", action_scaler="none")
     base = load_preset("base")
     # base = the seed's hyperparameters + the fix (clinical action scaling, standardised observations)
     for key in ("expectile", "weight_temp", "actor_learning_rate", "critic_learning_rate"):
         assert base.config[key] == seed.config[key]
-    assert base.data == DataSpec(reward="seed", observation_scaler="standard", action_scaler="clinical")
+    assert base.data == DataSettings(reward="seed", observation_scaler="standard", action_scaler="clinical")
     for name in ("conservative", "run_ok", "tuned"):
         preset = load_preset(name)
         assert 0.5 <= preset.config["expectile"] <= 0.9 and 0.5 <= preset.config["weight_temp"] <= 10
@@ -74,10 +74,10 @@ def test_the_seed_and_its_guide_are_carried_by_the_presets():
     default = load_preset("default")
     # Covariates, previous dose, PK exposure features, the exposure reward; standard
     # observations, clinical doses. seven_features is the same on the seed's observation.
-    assert default.data == DataSpec(reward="exposure", covariates=True, last_dose=True, pk_features=True)
-    assert load_preset("seven_features").data == DataSpec()
+    assert default.data == DataSettings(reward="exposure", covariates=True, last_dose=True, pk_features=True)
+    assert load_preset("seven_features").data == DataSettings()
     assert load_preset("seven_features").config == default.config
-    assert default.training == TrainingSpec(n_steps=5000, n_steps_per_epoch=1000, seed=0)
+    assert default.training == TrainingSettings(n_steps=5000, n_steps_per_epoch=1000, seed=0)
 
 
 def _cohort_dataset(action: str, n_stays: int):
@@ -122,7 +122,7 @@ def test_extends_overrides_single_keys_and_resolves_relative_paths(tmp_path):
     assert preset.config["weight_temp"] == 2.0  # from parent.yaml
     assert preset.config["actor_learning_rate"] == 1e-4  # from run_ok
     assert preset.config["expectile"] == 0.7  # from base
-    assert preset.training == TrainingSpec(n_steps=2000, n_steps_per_epoch=1000, seed=0)
+    assert preset.training == TrainingSettings(n_steps=2000, n_steps_per_epoch=1000, seed=0)
 
 
 BAD_PRESETS = [

@@ -64,7 +64,7 @@ def test_bad_draw_columns_are_one_line_errors(logs, edit, message):
 
 
 def test_the_dose_dataset_is_unchanged_by_the_draw_columns(logs):
-    options = load_preset("default").data.conversion_options()
+    options = load_preset("default").data.conversion_settings()
     from vanco_offline.data import convert_with
 
     with_draws = convert_with(logs, options)

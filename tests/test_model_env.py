@@ -21,7 +21,7 @@ def cohort():
 
 def test_the_default_models_columns_are_not_the_plain_envs(cohort):
     preset = load_preset("default")
-    result = convert_with(cohort, preset.data.conversion_options())
+    result = convert_with(cohort, preset.data.conversion_settings())
     plain = VancoPKEnv(extended_obs=True, pk_features=True, world=WORLD)
     assert plain.observation_space.shape != (len(result.observation_names),)
     env = model_env(result.observation_names, world=WORLD)
@@ -31,7 +31,7 @@ def test_the_default_models_columns_are_not_the_plain_envs(cohort):
 @pytest.mark.parametrize("name", available_presets())
 def test_environment_evaluator_scores_every_presets_model(cohort, name):
     preset = load_preset(name)
-    options = preset.data.conversion_options()
+    options = preset.data.conversion_settings()
     result = convert_with(cohort, options)
     algo = build_algo(preset, result.dataset)
     algo.build_with_dataset(result.dataset)
@@ -47,7 +47,7 @@ def test_environment_evaluator_scores_every_presets_model(cohort, name):
 
 
 def test_a_world_with_another_reward_than_the_models_is_refused():
-    options = load_preset("default").data.conversion_options()
+    options = load_preset("default").data.conversion_settings()
     assert options.reward not in (None, "seed")
     with pytest.raises(ValueError, match=r"world.reward = 'seed' but the model's conversion rewards"):
         model_env(options, world=World(reward="seed"))

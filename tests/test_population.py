@@ -8,7 +8,7 @@ from vanco_pk.pk import GOTI_2018
 from vanco_pk.population import model_values, model_with
 from vanco_pk.world import World
 
-from vanco_offline.data import ConversionOptions, convert_with
+from vanco_offline.data import ConversionSettings, convert_with
 from vanco_offline.data.cohort import generate_cohort
 from vanco_offline.data.local_model import fit_local_model
 
@@ -32,9 +32,9 @@ def test_the_fit_finds_the_patients_typical_clearance_and_lowers_the_objective(f
 
 def test_conversion_uses_the_given_population_model_and_keeps_it(faster_clearance):
     published = convert_with(
-        faster_clearance, ConversionOptions(fill_unmeasured_level=True, pk_features=True)
+        faster_clearance, ConversionSettings(fill_unmeasured_level=True, pk_features=True)
     )
-    options = ConversionOptions(fill_unmeasured_level=True, pk_features=True, pk_model={"cl": 6.3})
+    options = ConversionSettings(fill_unmeasured_level=True, pk_features=True, pk_model={"cl": 6.3})
     local = convert_with(faster_clearance, options)
     column = list(local.observation_names).index("pk_cl_map")
     first = np.array([e.observations[0, column] for e in local.dataset.episodes])
@@ -42,7 +42,7 @@ def test_conversion_uses_the_given_population_model_and_keeps_it(faster_clearanc
     # Before any level the MAP clearance is the typical one: 6.3 / 4.5 of the published.
     np.testing.assert_allclose(first / first_published, 6.3 / 4.5, rtol=1e-3)
     assert local.population_model.cl == 6.3 and published.population_model is GOTI_2018
-    assert ConversionOptions.from_dict(options.to_dict()) == options
+    assert ConversionSettings.from_dict(options.to_dict()) == options
     assert options.to_dict()["pk_model"] == {"cl": 6.3}
 
 
@@ -56,7 +56,7 @@ def test_model_with_checks_fields_and_round_trips():
     with pytest.raises(ValueError, match="pk_model"):
         model_with({"cl": -1.0})
     with pytest.raises(ValueError, match="unknown population-model field"):
-        ConversionOptions(pk_model={"clearance": 5.0})
+        ConversionSettings(pk_model={"clearance": 5.0})
 
 
 @pytest.mark.slow

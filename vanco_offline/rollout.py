@@ -53,7 +53,7 @@ from vanco_pk.world import World
 from vanco_offline.data.schema import LAST_DOSE, LEVEL_INDICATOR
 
 if TYPE_CHECKING:
-    from vanco_offline.data.options import ConversionOptions
+    from vanco_offline.data.options import ConversionSettings
 
 __all__ = [
     "EvalPatients",
@@ -306,7 +306,7 @@ def observation_builder(
 ) -> ObservationBuilder:
     """An :class:`ObservationBuilder` for these training columns (``interval_h``: the decision
     interval; ``pk_model``: the population prior of the PK features, the conversion's
-    :attr:`~vanco_offline.data.ConversionOptions.population_model`)."""
+    :attr:`~vanco_offline.data.ConversionSettings.population_model`)."""
     return ObservationBuilder(observation_names, interval_h, pk_model)
 
 
@@ -408,7 +408,7 @@ class ModelObservation(gym.Wrapper):
 
 
 def model_env(
-    observation: Sequence[str] | ConversionOptions,
+    observation: Sequence[str] | ConversionSettings,
     action: str | None = None,
     pk_model: GotiModel | None = None,
     world: World | None = None,
@@ -421,9 +421,9 @@ def model_env(
 
     Parameters
     ----------
-    observation : ConversionOptions or sequence of str
-        The model's conversion (a preset's ``DataSpec.conversion_options()``, a saved model's
-        ``ConversionOptions.from_dict(model.conversion)``): its columns for the simulator's
+    observation : ConversionSettings or sequence of str
+        The model's conversion (a preset's ``DataSettings.conversion_settings()``, a saved model's
+        ``ConversionSettings.from_dict(model.conversion)``): its columns for the simulator's
         chart (:func:`vanco_offline.data.observations.observation_names`, every covariate
         present), its action kind and its reward. Or the model's columns themselves
         (``TrainedModel.observation_names``, ``ConversionResult.observation_names``).
@@ -433,7 +433,7 @@ def model_env(
         conversion's, else continuous.
     pk_model : GotiModel, optional
         The population prior of the PK features and of the environment's exposure reward;
-        default the conversion's (``ConversionOptions.population_model``), else Goti 2018.
+        default the conversion's (``ConversionSettings.population_model``), else Goti 2018.
     world : vanco_pk.World, optional
         The environment's world (scenario, noise, interval, reward, ...); default ``World()``.
         Its reward becomes the conversion's when the conversion names one (a world naming
@@ -441,9 +441,9 @@ def model_env(
     """
     from vanco_pk.env import VancoPKDiscreteEnv, VancoPKEnv
 
-    from vanco_offline.data.options import ConversionOptions
+    from vanco_offline.data.options import ConversionSettings
 
-    if isinstance(observation, ConversionOptions):
+    if isinstance(observation, ConversionSettings):
         from vanco_offline.data.observations import observation_names
 
         names = observation_names(observation, (*FEATURES, *COVARIATES))

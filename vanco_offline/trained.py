@@ -31,7 +31,7 @@ from vanco_offline.clinical import StateSupport
 from vanco_offline.safety import DosingScope, load_json
 
 if TYPE_CHECKING:
-    from vanco_offline.data.options import ConversionOptions
+    from vanco_offline.data.options import ConversionSettings
 
 __all__ = [
     "METADATA_FILE",
@@ -63,7 +63,7 @@ class TrainedModel:
         Features of the observation, in order.
     action : {"continuous", "discrete"}
         Dose in mg, or index into the 250 mg dose grid.
-    conversion : ConversionOptions
+    conversion : ConversionSettings
         How the training table was converted (reward, imputation, covariates, PK features and
         their population prior, ...): :meth:`convert`, :meth:`validate` and :meth:`observation`
         treat new data the same way. Serialised (``to_dict``) only in ``model.json`` and the bundle.
@@ -86,7 +86,7 @@ class TrainedModel:
     algo: Any
     observation_names: list[str]
     action: str
-    conversion: ConversionOptions
+    conversion: ConversionSettings
     support: StateSupport
     preset: dict[str, Any]
     data: dict[str, Any]
@@ -411,10 +411,10 @@ def _trained_model(algo: Any, metadata: Any, source: Path) -> TrainedModel:
     for key in ("conversion", "preset", "data", "training"):
         if not isinstance(metadata.get(key), dict):
             raise ValueError(f"{source}: {key!r} must be an object, got {metadata.get(key)!r}")
-    from vanco_offline.data.options import ConversionOptions
+    from vanco_offline.data.options import ConversionSettings
 
     try:
-        conversion = ConversionOptions.from_dict(metadata["conversion"], action=action)
+        conversion = ConversionSettings.from_dict(metadata["conversion"], action=action)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{source}: the conversion is malformed ({exc})") from None
     scope = DosingScope.from_dict(metadata.get("scope"), str(source))

@@ -25,9 +25,9 @@ from vanco_offline.algos.residual_iql import check_prior_column
 from vanco_offline.clinical import StateSupport
 from vanco_offline.configs import Preset, build_algo
 from vanco_offline.data import (
-    ConversionOptions,
     ConversionReport,
     ConversionResult,
+    ConversionSettings,
     convert_with,
     generate_cohort,
     split_dataset,
@@ -130,7 +130,7 @@ def train(
             f"built-in synthetic cohort (500 stays, seed {seed}, {BUILTIN_POLICY} dosing, "
             f"level_missing_prob {BUILTIN_WORLD.level_missing_prob:g})"
         )
-    conversion = preset.data.conversion_options(impute_max_age_h)
+    conversion = preset.data.conversion_settings(impute_max_age_h)
     _check_columns_for_preset(preset, table)
     _check_draw_options(preset, table, draw_cost)
     local = None
@@ -248,7 +248,7 @@ def _fit_and_save(
     converted: ConversionResult,
     train_part: ConversionResult,
     valid_part: ConversionResult,
-    conversion: ConversionOptions,
+    conversion: ConversionSettings,
     data_source: str | None,
     steps: int,
     per_epoch: int,
@@ -334,7 +334,7 @@ def _check_draw_options(preset: Preset, table: pd.DataFrame, draw_cost: float | 
 
 def fit_draw_advice(
     table: pd.DataFrame,
-    conversion: ConversionOptions,
+    conversion: ConversionSettings,
     prior: Any,
     interval_h: float,
     train_stays: Any,

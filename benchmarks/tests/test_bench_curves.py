@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 from vanco_bench import curves, offline
 from vanco_bench.curves import checkpoints, learning_curve, pick_budget
-from vanco_bench.offline.grid import TEST_SEED, VALIDATION_SEED, CellTask, DatasetSpec
+from vanco_bench.offline.grid import TEST_SEED, VALIDATION_SEED, CellTask, DatasetSettings
 from vanco_bench.policies import team_policy_options
 from vanco_pk.patients import MISSPECIFICATIONS
 from vanco_pk.scenario import THAI_ICU, get_scenario
@@ -56,7 +56,7 @@ def test_choices_are_scored_on_validation_patients_and_tables_on_test_patients()
 @pytest.mark.slow
 def test_a_learning_curve_scores_each_checkpoint_of_one_training_run():
     task = CellTask(
-        DatasetSpec.make("medium", "tiny", n_stays=8, scenario="ideal"),
+        DatasetSettings.make("medium", "tiny", n_stays=8, scenario="ideal"),
         "VancoIQL",
         0,
         n_steps=20,
@@ -72,23 +72,24 @@ def test_a_learning_curve_scores_each_checkpoint_of_one_training_run():
 
 
 def test_a_dataset_can_live_in_a_world_with_sparse_levels_and_a_misspecified_prior():
-    spec = DatasetSpec.make("medium", "small", level_missing_prob=0.8, misspecification="severe")
+    spec = DatasetSettings.make("medium", "small", level_missing_prob=0.8, misspecification="severe")
     # The world of the data: the icu truth shifted once by the severe misspecification.
     assert spec.world == World(
         scenario=misspecified(get_scenario("icu"), "severe"), measurement_noise=1.0, level_missing_prob=0.8
     )
     assert spec.world.scenario.model == MISSPECIFICATIONS["severe"].true_model(THAI_ICU)
     assert spec.label == "medium-small (levels missing 0.8, prior severely misspecified)"
-    ideal = DatasetSpec.make("medium", "small", scenario="ideal")
+    ideal = DatasetSettings.make("medium", "small", scenario="ideal")
     assert ideal.label == "medium-small (ideal)" and ideal.world.level_missing_prob == 0.3
-    assert DatasetSpec.make("medium", "small").world.level_missing_prob == 0.0  # the protocol's
-    assert DatasetSpec.make("medium", "small", misspecification="none") == DatasetSpec.make("medium", "small")
+    assert DatasetSettings.make("medium", "small").world.level_missing_prob == 0.0  # the protocol's
+    same = DatasetSettings.make("medium", "small", misspecification="none")
+    assert same == DatasetSettings.make("medium", "small")
     with pytest.raises(ValueError, match="unknown misspecification 'awful'"):
-        DatasetSpec.make("medium", "small", misspecification="awful")
+        DatasetSettings.make("medium", "small", misspecification="awful")
     with pytest.raises(ValueError, match="unknown scenario 'mars'"):
-        DatasetSpec.make("medium", "small", scenario="mars")
+        DatasetSettings.make("medium", "small", scenario="mars")
     with pytest.raises(ValueError, match=r"level_missing_prob = 1.0 must be in \[0, 1\)"):
-        DatasetSpec.make("medium", "small", level_missing_prob=1.0)
+        DatasetSettings.make("medium", "small", level_missing_prob=1.0)
     tasks = offline.build_tasks(_offline_args("--misspecification", "mild", "--level-missing-prob", "0.5"))
     assert {t.dataset.misspecification for t in tasks} == {"mild"}
     mild = MISSPECIFICATIONS["mild"].true_model(THAI_ICU)

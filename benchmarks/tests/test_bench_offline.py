@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from vanco_bench import offline
 from vanco_bench.offline.cell import run_cell, seed_action_map
-from vanco_bench.offline.grid import ALGORITHMS, CellTask, DatasetSpec, build_config, load_dataset
+from vanco_bench.offline.grid import ALGORITHMS, CellTask, DatasetSettings, build_config, load_dataset
 from vanco_bench.offline.report import aggregate, format_table, iqm_interval
 from vanco_bench.offline.runner import run_grid
 from vanco_bench.offline.verdict import headline, paired_difference, verdict_lines
@@ -19,7 +19,7 @@ from vanco_pk.world import World
 
 from vanco_offline.rollout import EvalPatients, rollout
 
-TINY = DatasetSpec.make("medium", "tiny", n_stays=20)
+TINY = DatasetSettings.make("medium", "tiny", n_stays=20)
 
 
 def tiny_task(algo: str, seed: int, **kw) -> CellTask:
@@ -174,7 +174,7 @@ def test_bad_input_names_what_is_wrong(tmp_path):
     with pytest.raises(ValueError, match=r"CellTask\.n_steps = 0"):
         CellTask(TINY, "VancoIQL", 0, n_steps=0)
     with pytest.raises(ValueError, match="unknown dataset 'expert'"):
-        DatasetSpec.make("expert", "small")
+        DatasetSettings.make("expert", "small")
     with pytest.raises(ValueError, match=r"overrides .* apply to learned algorithms"):
         CellTask(TINY, "mipd", 0, overrides={"expectile": 0.9})
     # A reference policy carries the run's data variant for its OPE only: its name stands alone.

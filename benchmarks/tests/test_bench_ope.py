@@ -18,27 +18,27 @@ def _args(*argv: str) -> argparse.Namespace:
 
 
 def test_bench_ope_data_options_follow_the_flags_and_a_presets_data_section():
-    from vanco_bench.ope.options import conversion_options, parse
+    from vanco_bench.ope.options import conversion_settings, parse
 
     from vanco_offline.configs import load_preset
-    from vanco_offline.data import ConversionOptions
+    from vanco_offline.data import ConversionSettings
 
-    seven = ConversionOptions(action="discrete", fill_unmeasured_level=True, covariates=True)
-    assert conversion_options(_args()) == seven  # the seven-feature run, the table's reward
-    flags = conversion_options(_args("--last-dose", "--pk-features", "--reward", "exposure"))
+    seven = ConversionSettings(action="discrete", fill_unmeasured_level=True, covariates=True)
+    assert conversion_settings(_args()) == seven  # the seven-feature run, the table's reward
+    flags = conversion_settings(_args("--last-dose", "--pk-features", "--reward", "exposure"))
     assert flags == dataclasses.replace(seven, last_dose=True, pk_features=True, reward="exposure")
     run = parse(_args("--last-dose", "--pk-features", "--reward", "exposure", "--scenario", "ideal"))
     assert run.world() == World.make(scenario="ideal", reward="exposure")
     # A preset's data section is the project's one spec, with discrete doses.
-    default = load_preset("default").data.conversion_options()
-    assert conversion_options(_args("--data-preset", "default")) == dataclasses.replace(
+    default = load_preset("default").data.conversion_settings()
+    assert conversion_settings(_args("--data-preset", "default")) == dataclasses.replace(
         default, action="discrete"
     )
-    assert conversion_options(_args("--data-preset", "seven_features")).reward == "default"
+    assert conversion_settings(_args("--data-preset", "seven_features")).reward == "default"
     with pytest.raises(ValueError, match=r"--data-preset seven_features .* 'default' reward"):
-        conversion_options(_args("--data-preset", "seven_features", "--reward", "exposure"))
+        conversion_settings(_args("--data-preset", "seven_features", "--reward", "exposure"))
     with pytest.raises(ValueError, match="unknown preset"):
-        conversion_options(_args("--data-preset", "no_such_preset"))
+        conversion_settings(_args("--data-preset", "no_such_preset"))
 
 
 def test_bench_ope_rejects_bad_sizes_before_any_work():

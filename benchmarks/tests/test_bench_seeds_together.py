@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 from vanco_bench.offline.cell import run_cell, run_cells
-from vanco_bench.offline.grid import CellTask, DatasetSpec
+from vanco_bench.offline.grid import CellTask, DatasetSettings
 
-TINY = DatasetSpec.make("medium", "tiny", n_stays=20)
+TINY = DatasetSettings.make("medium", "tiny", n_stays=20)
 
 
 def test_seeds_trained_together_score_as_their_lone_cells():

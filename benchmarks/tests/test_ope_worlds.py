@@ -9,7 +9,7 @@ from vanco_bench.ope.options import add_arguments
 from vanco_bench.ope.worlds import (
     BAND_GRID,
     OPE_WORLDS,
-    WorldsOptions,
+    WorldsSettings,
     choose_band,
     coverage_ci,
     worlds_options,
@@ -42,7 +42,7 @@ def test_the_worlds_options_are_checked_before_any_work():
     # The world the twin does not model is on offer, beside the panel.
     assert OPE_WORLDS["icu_sepsis_volume"].sepsis_v1_excess > 0
     with pytest.raises(ValueError, match="calibrate"):
-        WorldsOptions(worlds=("icu", "icu_goti"), calibrate_on="icu_iov0")
+        WorldsSettings(worlds=("icu", "icu_goti"), calibrate_on="icu_iov0")
 
 
 def _scores(value: float, attainment: float, diff: float) -> dict:

@@ -21,7 +21,7 @@ import pandas as pd
 
 from vanco_offline.data.convert import convert
 from vanco_offline.data.observations import build_observations
-from vanco_offline.data.options import CarryForward, ConversionOptions
+from vanco_offline.data.options import CarryForward, ConversionSettings
 from vanco_offline.data.validation import check_table
 
 #: The one-line help of ``vanco-offline bench convert`` (read by the command without importing this module).
@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     print(header)
     print("-" * len(header))
     previous: tuple[int, float] | None = None
-    options = ConversionOptions(**OPTIONS)
+    options = ConversionSettings(**OPTIONS)
     per_million = 0.0
     for size in sorted(args.sizes):
         table = synthetic_table(size, args.seed)

@@ -34,7 +34,7 @@ from vanco_bench.offline.grid import (
     TEST_SEED,
     VALIDATION_SEED,
     CellTask,
-    DatasetSpec,
+    DatasetSettings,
     add_world_arguments,
     world_of,
 )
@@ -188,7 +188,7 @@ def build_tasks(args: argparse.Namespace) -> list[CellTask]:
     from vanco_bench.offline import SEED_ROWS, preset_variant
 
     variant = preset_variant(args.data_preset)
-    spec = DatasetSpec.make(args.dataset, args.size, seed=args.data_seed, **world_of(args))
+    spec = DatasetSettings.make(args.dataset, args.size, seed=args.data_seed, **world_of(args))
     return [
         CellTask(
             spec,

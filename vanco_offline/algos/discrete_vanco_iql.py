@@ -17,8 +17,8 @@ from vanco_offline.algos.fast.sampler import FlatTransitions
 from vanco_offline.algos.onnx_export import PolicyExportMixin
 from vanco_offline.algos.torch.discrete_vanco_iql_impl import DiscreteVancoIQLImpl
 from vanco_offline.algos.vanco_iql import (
-    IQLOptions,
     StateValueMixin,
+    VancoIQLBaseConfig,
     check_finite,
     create_iql_impl,
     scaled_observation,
@@ -28,7 +28,7 @@ __all__ = ["DiscreteVancoIQL", "DiscreteVancoIQLConfig"]
 
 
 @dataclasses.dataclass()
-class DiscreteVancoIQLConfig(IQLOptions):
+class DiscreteVancoIQLConfig(VancoIQLBaseConfig):
     r"""Implicit Q-learning over a discrete dose grid (d3rlpy has no discrete IQL).
 
     Twin Q over the dose levels, each regressed on :math:`r + \gamma V(s')` at the logged

@@ -32,7 +32,7 @@ from vanco_offline.algos.fast.sampler import FlatTransitions
 from vanco_offline.algos.onnx_export import PolicyExportMixin
 from vanco_offline.algos.torch.vanco_iql_impl import IQLModules, VancoIQLImpl
 
-__all__ = ["IQLOptions", "VancoIQL", "VancoIQLConfig", "check_finite", "create_iql_impl"]
+__all__ = ["VancoIQL", "VancoIQLBaseConfig", "VancoIQLConfig", "check_finite", "create_iql_impl"]
 
 # Tolerance for "inside [-1, 1]" after the action scaler (float32 rounding of 0 and 3000 mg).
 _ACTION_BOUND_TOL = 1e-5
@@ -73,7 +73,7 @@ _OPTION_RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
 
 
 @dataclasses.dataclass()
-class IQLOptions(LearnableConfig):
+class VancoIQLBaseConfig(LearnableConfig):
     """The options VancoIQLConfig and DiscreteVancoIQLConfig share (documented in VancoIQLConfig).
 
     Every numeric option is checked on construction: an infinite learning rate, a NaN gamma
@@ -116,7 +116,7 @@ class IQLOptions(LearnableConfig):
 
 
 @dataclasses.dataclass()
-class VancoIQLConfig(IQLOptions):
+class VancoIQLConfig(VancoIQLBaseConfig):
     r"""Implicit Q-learning (Kostrikov et al. 2021) for continuous doses.
 
     d3rlpy's ``IQLConfig`` update: twin Q by TD regression to :math:`r + \gamma V(s')`, V by

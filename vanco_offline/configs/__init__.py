@@ -9,19 +9,19 @@ from __future__ import annotations
 
 from vanco_offline.configs.build import build_algo, make_config
 from vanco_offline.configs.presets import (
-    DataSpec,
-    NetworkSpec,
+    DataSettings,
+    NetworkSettings,
     Preset,
-    TrainingSpec,
+    TrainingSettings,
     available_presets,
     load_preset,
 )
 
 __all__ = [
-    "DataSpec",
-    "NetworkSpec",
+    "DataSettings",
+    "NetworkSettings",
     "Preset",
-    "TrainingSpec",
+    "TrainingSettings",
     "available_presets",
     "build_algo",
     "load_preset",

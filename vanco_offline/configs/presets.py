@@ -29,13 +29,13 @@ import yaml
 from vanco_pk.targets import REWARDS
 
 if TYPE_CHECKING:
-    from vanco_offline.data.options import ConversionOptions
+    from vanco_offline.data.options import ConversionSettings
 
 __all__ = [
-    "DataSpec",
-    "NetworkSpec",
+    "DataSettings",
+    "NetworkSettings",
     "Preset",
-    "TrainingSpec",
+    "TrainingSettings",
     "available_presets",
     "load_preset",
 ]
@@ -66,7 +66,7 @@ _CHOICES = {
 
 
 @dataclasses.dataclass(frozen=True)
-class NetworkSpec:
+class NetworkSettings:
     """Hidden layers of all three networks (policy, Q, V); d3rlpy's ``VectorEncoderFactory``."""
 
     hidden_units: tuple[int, ...] = (256, 256)
@@ -74,7 +74,7 @@ class NetworkSpec:
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainingSpec:
+class TrainingSettings:
     """How long to train and with which seed (``d3rlpy.seed``)."""
 
     n_steps: int = 5000
@@ -83,7 +83,7 @@ class TrainingSpec:
 
 
 @dataclasses.dataclass(frozen=True)
-class DataSpec:
+class DataSettings:
     """Data-conversion choices that change what the algorithm learns.
 
     ``reward``: a name in :data:`vanco_pk.targets.REWARDS`: ``default`` (the trough reward),
@@ -114,16 +114,16 @@ class DataSpec:
     pk_model: str = "published"
     draw_head: bool = False
 
-    def conversion_options(self, impute_max_age_h: float | None = None) -> ConversionOptions:
+    def conversion_settings(self, impute_max_age_h: float | None = None) -> ConversionSettings:
         """How :func:`vanco_offline.data.convert` builds this preset's observation and reward.
 
         A never-measured level is filled with 0 mg/L (the patient is drug-naive, as the
         simulator shows it); any other missing value is an error unless ``impute_max_age_h``
         allows carrying the last value forward that long within a stay.
         """
-        from vanco_offline.data.options import CarryForward, ConversionOptions
+        from vanco_offline.data.options import CarryForward, ConversionSettings
 
-        return ConversionOptions(
+        return ConversionSettings(
             action=self.action,  # type: ignore[arg-type]
             reward=self.reward,
             fill_unmeasured_level=True,
@@ -142,9 +142,9 @@ class Preset:
     source: str
     algo: str
     config: Mapping[str, Any]
-    network: NetworkSpec
-    training: TrainingSpec
-    data: DataSpec
+    network: NetworkSettings
+    training: TrainingSettings
+    data: DataSettings
     description: str = ""
 
 
@@ -269,9 +269,9 @@ def _build(raw: dict[str, Any], name: str, source: str) -> Preset:
     algo = raw.get("algo")
     if algo not in ALGOS:
         raise ValueError(f"{source}: algo={algo!r}; choose one of {list(ALGOS)}")
-    network = _section(raw, "network", NetworkSpec, source)
-    training = _section(raw, "training", TrainingSpec, source)
-    data = _section(raw, "data", DataSpec, source)
+    network = _section(raw, "network", NetworkSettings, source)
+    training = _section(raw, "training", TrainingSettings, source)
+    data = _section(raw, "data", DataSettings, source)
     config = _check_config(raw.get("config", {}), algo, source)
     if any(h < 1 for h in network.hidden_units) or not network.hidden_units:
         raise ValueError(

@@ -18,15 +18,15 @@ from vanco_offline.data.io import load_dataset, load_table, save_dataset, save_t
 from vanco_offline.data.local_model import fit_local_model
 from vanco_offline.data.minari_format import export_minari
 from vanco_offline.data.observations import pk_feature_table, validate
-from vanco_offline.data.options import CarryForward, ConversionOptions
+from vanco_offline.data.options import CarryForward, ConversionSettings
 from vanco_offline.data.report import ConversionReport, Exclusion
 from vanco_offline.data.split import Scalers, fit_scalers, split_dataset, split_stays, split_table
 
 __all__ = [
     "CarryForward",
-    "ConversionOptions",
     "ConversionReport",
     "ConversionResult",
+    "ConversionSettings",
     "Exclusion",
     "Scalers",
     "convert",

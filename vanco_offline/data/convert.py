@@ -26,7 +26,7 @@ from vanco_pk.targets import AUC_REWARDS, DOSE_STEP_MG, dose_to_grid_index, get_
 from vanco_offline.data._messages import offenders, raise_problems
 from vanco_offline.data.episodes import ConversionResult, make_dataset
 from vanco_offline.data.observations import Observations, build_observations
-from vanco_offline.data.options import ActionKind, CarryForward, ConversionOptions
+from vanco_offline.data.options import ActionKind, CarryForward, ConversionSettings
 from vanco_offline.data.report import ConversionReport, Exclusion
 from vanco_offline.data.schema import BEHAVIOR_PROB, DONE, DOSE, DOSE_GRID_MG, REWARD
 from vanco_offline.data.validation import CheckedTable, check_table
@@ -110,7 +110,7 @@ def convert(
     ValueError
         For any schema problem, naming the column, stays and rows and how to fix it.
     """
-    options = ConversionOptions(
+    options = ConversionSettings(
         action=action,
         reward=reward,
         impute=impute,
@@ -126,8 +126,8 @@ def convert(
     return convert_with(table, options)
 
 
-def convert_with(table: pd.DataFrame, options: ConversionOptions) -> ConversionResult:
-    """:func:`convert` with its choices given as one :class:`~vanco_offline.data.ConversionOptions`.
+def convert_with(table: pd.DataFrame, options: ConversionSettings) -> ConversionResult:
+    """:func:`convert` with its choices given as one :class:`~vanco_offline.data.ConversionSettings`.
 
     The steps: check the table, build the observations, the actions and the rewards, cut
     the stays into episodes, then count what went in and came out.
@@ -189,7 +189,7 @@ class _Rewards:
 
 
 def _rewards(
-    checked: CheckedTable, obs: Observations, options: ConversionOptions, notes: list[str]
+    checked: CheckedTable, obs: Observations, options: ConversionSettings, notes: list[str]
 ) -> _Rewards:
     """The table's ``reward`` column (``options.reward`` None), else a reward of ``vanco_pk.targets``."""
     starts, ends = checked.starts, checked.ends
@@ -310,12 +310,12 @@ def observation_table(table: pd.DataFrame, **options: object) -> pd.DataFrame:
         Named observation columns (float32 values), with the table's index.
     """
     options = {k: v for k, v in options.items() if k not in ("action", "reward")}
-    conversion = ConversionOptions.from_dict(options)  # an unknown option is named
+    conversion = ConversionSettings.from_dict(options)  # an unknown option is named
     obs = build_observations(check_table(table, conversion), conversion)
     return pd.DataFrame(obs.values, columns=list(obs.names), index=table.index)
 
 
-def _actions(checked: CheckedTable, options: ConversionOptions, notes: list[str]) -> np.ndarray:
+def _actions(checked: CheckedTable, options: ConversionSettings, notes: list[str]) -> np.ndarray:
     # The last row's dose may be empty (final observation); its slot is never a transition.
     dose = np.nan_to_num(checked.columns[DOSE], nan=0.0)
     if options.action == "continuous":

@@ -11,7 +11,7 @@ from d3rlpy.constants import ActionSpace
 from d3rlpy.dataset import Episode, EpisodeBase, MDPDataset, ReplayBuffer
 from vanco_pk.pk import GOTI_2018, GotiModel
 
-from vanco_offline.data.options import ActionKind, ConversionOptions
+from vanco_offline.data.options import ActionKind, ConversionSettings
 from vanco_offline.data.report import ConversionReport
 from vanco_offline.data.schema import ACTION_SIZE_DISCRETE
 
@@ -124,7 +124,7 @@ class ConversionResult:
     observation_names : tuple of str
         Names of the observation columns, in order.
     action : {"continuous", "discrete"}
-    options : ConversionOptions or None
+    options : ConversionSettings or None
         The conversion's specification (None for a dataset read back from a file); its
         ``population_model`` is the prior of the PK features.
     """
@@ -135,7 +135,7 @@ class ConversionResult:
     behavior_probs: list[np.ndarray] | None
     observation_names: tuple[str, ...]
     action: ActionKind
-    options: ConversionOptions | None = None
+    options: ConversionSettings | None = None
 
     def __post_init__(self) -> None:
         episodes = self.dataset.episodes

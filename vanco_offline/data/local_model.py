@@ -6,7 +6,7 @@
 creatinine and the newly drawn levels, exactly what the exposure tracker reads) and
 refits the population model's typical values and variances to them
 (:func:`vanco_pk.population.fit_population`). The result is a :class:`vanco_pk.pk.GotiModel`;
-``ConversionOptions(pk_model=...)`` makes it the prior of the PK features and of the
+``ConversionSettings(pk_model=...)`` makes it the prior of the PK features and of the
 ``exposure`` reward, so that a policy learned from the table sees its patients through the
 hospital's model rather than the published one.
 """

@@ -14,7 +14,7 @@ import pandas as pd
 
 from vanco_offline.data._messages import raise_problems
 from vanco_offline.data.imputation import carry_forward, impute_clock, last_valid, nan_problem
-from vanco_offline.data.options import CarryForward, ConversionOptions
+from vanco_offline.data.options import CarryForward, ConversionSettings
 from vanco_offline.data.pk_replay import PKReplay, replay_pk_features
 from vanco_offline.data.schema import DOSE, FEATURES, LAST_DOSE, LEVEL, LEVEL_INDICATOR, PK_FEATURES
 from vanco_offline.data.validation import CheckedTable, check_table
@@ -22,7 +22,7 @@ from vanco_offline.data.validation import CheckedTable, check_table
 __all__ = ["Observations", "build_observations", "observation_names", "pk_feature_table", "validate"]
 
 
-def observation_names(options: ConversionOptions, columns: Sequence[str]) -> tuple[str, ...]:
+def observation_names(options: ConversionSettings, columns: Sequence[str]) -> tuple[str, ...]:
     """The observation columns, in order, that ``options`` gives a table with these ``columns``.
 
     The seven schema features, the covariates asked for (those present for
@@ -52,7 +52,7 @@ class Observations:
     pk: PKReplay | None = None  # the exposure tracker's replay, when pk_features or the exposure reward
 
 
-def build_observations(checked: CheckedTable, options: ConversionOptions) -> Observations:
+def build_observations(checked: CheckedTable, options: ConversionSettings) -> Observations:
     """Assemble, impute and check the observation columns; raise ValueError on any NaN left."""
     covariates = options.covariate_columns(tuple(checked.columns))
     names = FEATURES + covariates
@@ -148,7 +148,7 @@ def validate(table: pd.DataFrame, **options: object) -> pd.DataFrame:
     ValueError
         Naming each problem's column, stays and rows, and how to fix it.
     """
-    opts = ConversionOptions(**options)  # type: ignore[arg-type]
+    opts = ConversionSettings(**options)  # type: ignore[arg-type]
     checked = check_table(table, opts)
     build_observations(checked, opts)
     out = table.copy()
@@ -166,6 +166,6 @@ def pk_feature_table(table: pd.DataFrame, impute: CarryForward | None = None) ->
     validated as :func:`vanco_offline.data.convert` would with ``pk_features=True`` (and the
     ``impute`` rule, a :class:`~vanco_offline.data.CarryForward`, for missing values).
     """
-    options = ConversionOptions(pk_features=True, fill_unmeasured_level=True, impute=impute)
+    options = ConversionSettings(pk_features=True, fill_unmeasured_level=True, impute=impute)
     observations = build_observations(check_table(table, options), options)
     return pd.DataFrame(observations.pk.features, columns=list(PK_FEATURES), index=table.index)

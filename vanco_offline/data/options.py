@@ -18,7 +18,7 @@ from vanco_pk.targets import AUC_REWARDS, REWARDS
 
 from vanco_offline.data.schema import COVARIATES, FEATURES
 
-__all__ = ["ActionKind", "CarryForward", "ConversionOptions"]
+__all__ = ["ActionKind", "CarryForward", "ConversionSettings"]
 
 ActionKind = Literal["continuous", "discrete"]
 
@@ -94,11 +94,11 @@ class CarryForward:
 
 
 @dataclasses.dataclass(frozen=True)
-class ConversionOptions:
+class ConversionSettings:
     """How a dosing table becomes observations, actions and rewards: the one specification.
 
     The converter (:func:`~vanco_offline.data.convert_with`), a preset
-    (``DataSpec.conversion_options``) and a saved model (``model.json``'s ``conversion``, the
+    (``DataSettings.conversion_settings``) and a saved model (``model.json``'s ``conversion``, the
     :meth:`to_dict` form) all describe a conversion with this object. The observation is
     the seven schema features, then the level indicator, the covariates, the previous dose
     and the exposure features, each when asked (:func:`~vanco_offline.data.convert` documents
@@ -198,7 +198,7 @@ class ConversionOptions:
         return out
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], action: ActionKind | None = None) -> ConversionOptions:
+    def from_dict(cls, data: Mapping[str, Any], action: ActionKind | None = None) -> ConversionSettings:
         """Options from :meth:`to_dict`'s form (or :meth:`keywords`'); ``action`` when it is not in ``data``.
 
         Raises

@@ -208,13 +208,13 @@ def table_chart(
     creatinine it leaves missing, or on anything :func:`stay_chart` rejects.
     """
     from vanco_offline.data.imputation import imputed_column
-    from vanco_offline.data.options import ConversionOptions
+    from vanco_offline.data.options import ConversionSettings
     from vanco_offline.data.validation import check_table
 
     if stay_ids is not None:
         table = table[table[STAY].isin(list(stay_ids))]
     # pk_features: the table is read as the PK replay reads it (its level_measured column included).
-    checked = check_table(table, ConversionOptions(pk_features=True, impute=impute))
+    checked = check_table(table, ConversionSettings(pk_features=True, impute=impute))
     _check_inputs(checked)
     return _chart(checked, imputed_column(checked, "creatinine", impute))
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from vanco_offline.data._messages import offenders, raise_problems
-from vanco_offline.data.options import ConversionOptions
+from vanco_offline.data.options import ConversionSettings
 from vanco_offline.data.schema import (
     BEHAVIOR_PROB,
     COVARIATES,
@@ -79,7 +79,7 @@ class CheckedTable:
         return len(self.stay)
 
 
-def check_table(table: pd.DataFrame, options: ConversionOptions) -> CheckedTable:
+def check_table(table: pd.DataFrame, options: ConversionSettings) -> CheckedTable:
     """Validate ``table`` and return its arrays; raise ValueError listing every problem."""
     if not isinstance(table, pd.DataFrame):
         raise ValueError(

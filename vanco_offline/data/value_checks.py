@@ -41,7 +41,7 @@ from vanco_offline.data.schema import (
 if TYPE_CHECKING:
     import pandas as pd
 
-    from vanco_offline.data.options import ConversionOptions
+    from vanco_offline.data.options import ConversionSettings
 
 __all__ = [
     "BOOLEAN_TEXT",
@@ -227,7 +227,7 @@ def check_range_column(name: str, values: np.ndarray, stay: np.ndarray, problems
 
 
 def check_logged_doses(
-    dose: np.ndarray, last: np.ndarray, stay: np.ndarray, options: ConversionOptions, problems: list[str]
+    dose: np.ndarray, last: np.ndarray, stay: np.ndarray, options: ConversionSettings, problems: list[str]
 ) -> None:
     """A table's logged doses: present on every decision row, finite, not negative, in mg, at most 3 g."""
     missing = np.isnan(dose) & ~last
@@ -277,7 +277,7 @@ def check_last_row_only_nan(
 
 
 def check_behavior_prob(
-    prob: np.ndarray, last: np.ndarray, stay: np.ndarray, options: ConversionOptions, problems: list[str]
+    prob: np.ndarray, last: np.ndarray, stay: np.ndarray, options: ConversionSettings, problems: list[str]
 ) -> None:
     check_last_row_only_nan(BEHAVIOR_PROB, prob, last, stay, problems, "the behaviour probability")
     with np.errstate(invalid="ignore"):

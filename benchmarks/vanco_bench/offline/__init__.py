@@ -47,7 +47,7 @@ from vanco_bench.offline.grid import (
     TEST_SEED,
     VALIDATION_SEED,
     CellTask,
-    DatasetSpec,
+    DatasetSettings,
     add_world_arguments,
     world_of,
 )
@@ -320,7 +320,7 @@ def build_tasks(args: argparse.Namespace) -> list[CellTask]:
     worlds = getattr(args, "worlds", None) or [world["scenario"]]
     tasks = []
     for name, size_name, scenario in itertools.product(datasets, sizes, worlds):
-        spec = DatasetSpec.make(name, size_name, seed=args.data_seed, **{**world, "scenario": scenario})
+        spec = DatasetSettings.make(name, size_name, seed=args.data_seed, **{**world, "scenario": scenario})
         for algo in algos:
             # A deterministic reference policy gives the same doses for every seed: one cell.
             for seed in range(1 if _deterministic(algo) else n_seeds):
@@ -513,7 +513,7 @@ def _run_tune(args: argparse.Namespace) -> int:
     dataset = (args.datasets or ["medium"])[0]
     size_name = (args.sizes or ["small"])[0]
     task = CellTask(
-        DatasetSpec.make(dataset, size_name, seed=args.data_seed, **world_of(args)),
+        DatasetSettings.make(dataset, size_name, seed=args.data_seed, **world_of(args)),
         algos[0],
         0,
         n_steps=args.steps or size["steps"],

@@ -28,7 +28,7 @@ from vanco_pk.targets import AUC24_LOG_MIDPOINT
 from vanco_pk.world import World
 
 if TYPE_CHECKING:
-    from vanco_offline.data import ConversionOptions
+    from vanco_offline.data import ConversionSettings
 
 __all__ = [
     "ALGORITHMS",
@@ -39,9 +39,9 @@ __all__ = [
     "REFERENCE_POLICIES",
     "SIMPLE_BASELINES",
     "SIZES",
-    "AlgoSpec",
+    "AlgoSettings",
     "CellTask",
-    "DatasetSpec",
+    "DatasetSettings",
     "add_world_arguments",
     "build_config",
     "config_class",
@@ -95,7 +95,7 @@ VALIDATION_SEED = 2 * 10**9
 
 
 @dataclasses.dataclass(frozen=True)
-class DatasetSpec:
+class DatasetSettings:
     """One benchmark dataset: behaviour mixture, number of stays, seed and simulator options."""
 
     name: str
@@ -117,7 +117,7 @@ class DatasetSpec:
         level_missing_prob: float | None = None,
         misspecification: str | None = None,
         scenario: str | None = None,
-    ) -> DatasetSpec:
+    ) -> DatasetSettings:
         if name not in DATASETS:
             raise ValueError(f"unknown dataset {name!r}; choose from {sorted(DATASETS)}")
         if size not in SIZES and n_stays is None:
@@ -204,7 +204,7 @@ def add_world_arguments(parser: Any) -> None:
 
 
 def world_of(args: Any) -> dict[str, Any]:
-    """The ``DatasetSpec.make`` keywords of :func:`add_world_arguments`'s options."""
+    """The ``DatasetSettings.make`` keywords of :func:`add_world_arguments`'s options."""
     return {
         "scenario": getattr(args, "scenario", None),
         "level_missing_prob": getattr(args, "level_missing_prob", None),
@@ -213,7 +213,7 @@ def world_of(args: Any) -> dict[str, Any]:
 
 
 @dataclasses.dataclass(frozen=True)
-class AlgoSpec:
+class AlgoSettings:
     """A learned algorithm of the grid.
 
     ``preset`` names a packaged VancoIQL preset (its hyperparameters, reward and scaler
@@ -245,21 +245,21 @@ class AlgoSpec:
 # d3rlpy's discrete CQL/BCQ defaults are Atari's (lr 6.25e-5, target copied every 8,000
 # steps): with a budget of a few thousand steps the target network would never be updated.
 _DISCRETE_Q = {"learning_rate": 3e-4, "target_update_interval": 1000}
-ALGORITHMS: dict[str, AlgoSpec] = {
+ALGORITHMS: dict[str, AlgoSettings] = {
     spec.name: spec
     for spec in (
-        AlgoSpec("VancoIQL", "continuous", preset="default"),
-        AlgoSpec("ResidualVancoIQL", "continuous", preset="residual"),
-        AlgoSpec("IQL", "continuous", d3rlpy="IQLConfig"),
-        AlgoSpec("CQL", "continuous", d3rlpy="CQLConfig"),
-        AlgoSpec("BCQ", "continuous", d3rlpy="BCQConfig"),
-        AlgoSpec("BC", "continuous", d3rlpy="BCConfig"),
-        AlgoSpec("DiscreteVancoIQL", "discrete", preset="discrete"),
-        AlgoSpec("DiscreteCQL", "discrete", d3rlpy="DiscreteCQLConfig", options=_DISCRETE_Q),
-        AlgoSpec("DiscreteBCQ", "discrete", d3rlpy="DiscreteBCQConfig", options=_DISCRETE_Q),
-        AlgoSpec("DiscreteBC", "discrete", d3rlpy="DiscreteBCConfig"),
-        AlgoSpec("VancoIQL (base)", "continuous", preset="base"),
-        AlgoSpec("VancoIQL (seed)", "continuous", preset="seed"),
+        AlgoSettings("VancoIQL", "continuous", preset="default"),
+        AlgoSettings("ResidualVancoIQL", "continuous", preset="residual"),
+        AlgoSettings("IQL", "continuous", d3rlpy="IQLConfig"),
+        AlgoSettings("CQL", "continuous", d3rlpy="CQLConfig"),
+        AlgoSettings("BCQ", "continuous", d3rlpy="BCQConfig"),
+        AlgoSettings("BC", "continuous", d3rlpy="BCConfig"),
+        AlgoSettings("DiscreteVancoIQL", "discrete", preset="discrete"),
+        AlgoSettings("DiscreteCQL", "discrete", d3rlpy="DiscreteCQLConfig", options=_DISCRETE_Q),
+        AlgoSettings("DiscreteBCQ", "discrete", d3rlpy="DiscreteBCQConfig", options=_DISCRETE_Q),
+        AlgoSettings("DiscreteBC", "discrete", d3rlpy="DiscreteBCConfig"),
+        AlgoSettings("VancoIQL (base)", "continuous", preset="base"),
+        AlgoSettings("VancoIQL (seed)", "continuous", preset="seed"),
     )
 }
 #: The d3rlpy configs that take one encoder (the others take actor/critic/value/imitator ones).
@@ -272,7 +272,7 @@ class CellTask:
 
     Attributes
     ----------
-    dataset : DatasetSpec
+    dataset : DatasetSettings
     algo : str
         A key of :data:`ALGORITHMS` or of :data:`REFERENCE_POLICIES`.
     seed : int
@@ -316,7 +316,7 @@ class CellTask:
         The action set of every row (:data:`DOSE_SET_NAMES`).
     """
 
-    dataset: DatasetSpec
+    dataset: DatasetSettings
     algo: str
     seed: int
     n_steps: int = 5000
@@ -439,14 +439,14 @@ class CellTask:
 
 
 @functools.lru_cache(maxsize=8)
-def _table(spec: DatasetSpec):
+def _table(spec: DatasetSettings):
     from vanco_offline.data.cohort import generate_cohort
 
     return generate_cohort(spec.n_stays, spec.mixture, seed=spec.seed, world=spec.world)
 
 
 @functools.lru_cache(maxsize=8)
-def local_fit(spec: DatasetSpec):
+def local_fit(spec: DatasetSettings):
     """The population model refitted to ``spec``'s logged levels (cached per process).
 
     The fit sees the dataset only -- the hospital's logs -- never a validation or test patient.
@@ -457,7 +457,7 @@ def local_fit(spec: DatasetSpec):
 
 
 @functools.lru_cache(maxsize=16)
-def _converted(spec: DatasetSpec, observation: ConversionOptions, reward: str, variant: str):
+def _converted(spec: DatasetSettings, observation: ConversionSettings, reward: str, variant: str):
     """``spec``'s table converted with ``observation``'s columns and ``reward`` (or ``variant``'s)."""
     from vanco_bench.offline.variants import COMPUTED_REWARDS, variant_reward
     from vanco_offline.data import convert_with
@@ -478,7 +478,7 @@ def _converted(spec: DatasetSpec, observation: ConversionOptions, reward: str, v
 
 
 def load_dataset(
-    spec: DatasetSpec,
+    spec: DatasetSettings,
     action: str,
     reward: str = "default",
     covariates: bool = False,
@@ -500,9 +500,9 @@ def load_dataset(
     """
     from vanco_pk.population import model_values
 
-    from vanco_offline.data import ConversionOptions
+    from vanco_offline.data import ConversionSettings
 
-    observation = ConversionOptions(
+    observation = ConversionSettings(
         action=action,  # type: ignore[arg-type]
         fill_unmeasured_level=True,
         covariates=covariates,
@@ -513,7 +513,7 @@ def load_dataset(
     return _table(spec), _converted(spec, observation, reward, reward_variant)
 
 
-def config_class(spec: AlgoSpec) -> type:
+def config_class(spec: AlgoSettings) -> type:
     """The config class of ``spec``: its preset's (VancoIQL, ResidualVancoIQL, ...) or d3rlpy's."""
     if spec.preset is not None:
         from vanco_offline.configs import load_preset, make_config
@@ -524,7 +524,7 @@ def config_class(spec: AlgoSpec) -> type:
     return getattr(d3rlpy.algos, str(spec.d3rlpy))
 
 
-def build_config(spec: AlgoSpec, task: CellTask, result: Any) -> Any:
+def build_config(spec: AlgoSettings, task: CellTask, result: Any) -> Any:
     """The d3rlpy config of ``spec`` for ``task``, with the scalers fitted on ``result``."""
     from d3rlpy.models.encoders import VectorEncoderFactory
 

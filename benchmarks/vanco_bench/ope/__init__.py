@@ -17,7 +17,7 @@ sqrt(n) times each step's mean weight; ``(mu-hat)`` columns use the fitted behav
 instead of the logged ``behavior_prob``: what real ICU data would allow. The algorithms
 are trained on a second cohort, so that OPE runs on stays they have not seen.
 
-The data's observation and reward are one :class:`~vanco_offline.data.ConversionOptions`
+The data's observation and reward are one :class:`~vanco_offline.data.ConversionSettings`
 (:mod:`~vanco_bench.ope.options`): by default the seven features and the covariates
 with the environment's trough reward; ``--data-preset default`` converts both cohorts as
 the preset says -- the previous dose, the exposure tracker's features, the ``exposure``

@@ -1,9 +1,9 @@
 """The options of ``vanco-offline bench ope``: sizes, the world and the data's conversion.
 
 The data's observation and reward are the project's one spec,
-:class:`vanco_offline.data.options.ConversionOptions` (discrete doses, a never-measured level
+:class:`vanco_offline.data.options.ConversionSettings` (discrete doses, a never-measured level
 filled with 0): by default the seven features and the covariates with the table's trough
-reward; ``--data-preset NAME`` takes a preset's ``DataSpec.conversion_options()``, the flags
+reward; ``--data-preset NAME`` takes a preset's ``DataSettings.conversion_settings()``, the flags
 add to it. The truth and the twins run with the same reward in the same world
 (``--scenario``).
 """
@@ -18,15 +18,15 @@ from vanco_pk.scenario import SCENARIOS
 from vanco_pk.targets import REWARDS
 from vanco_pk.world import World
 
-from vanco_offline.data.options import ConversionOptions
+from vanco_offline.data.options import ConversionSettings
 
 __all__ = [
     "FULL",
     "QUICK",
-    "RunOptions",
+    "RunSettings",
     "Size",
     "add_arguments",
-    "conversion_options",
+    "conversion_settings",
     "describe",
     "parse",
 ]
@@ -51,11 +51,11 @@ QUICK = Size(stays=300, fqe_steps=3000, train_steps=1500, truth_patients=2000, b
 
 
 @dataclasses.dataclass(frozen=True)
-class RunOptions:
+class RunSettings:
     """Everything a run reads from the command line, validated."""
 
     size: Size
-    conversion: ConversionOptions
+    conversion: ConversionSettings
     scenario: str
     gamma: float
     seed: int
@@ -153,7 +153,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def conversion_options(args: argparse.Namespace) -> ConversionOptions:
+def conversion_settings(args: argparse.Namespace) -> ConversionSettings:
     """The run's conversion: the flags, plus a preset's data section (ValueError on a conflict)."""
     flags = {
         "last_dose": bool(getattr(args, "last_dose", False)),
@@ -162,7 +162,7 @@ def conversion_options(args: argparse.Namespace) -> ConversionOptions:
     reward = getattr(args, "reward", None)
     name = getattr(args, "data_preset", None)
     if not name:
-        return ConversionOptions(
+        return ConversionSettings(
             action="discrete", fill_unmeasured_level=True, covariates=True, reward=reward, **flags
         )
     from vanco_offline.configs import load_preset
@@ -178,7 +178,7 @@ def conversion_options(args: argparse.Namespace) -> ConversionOptions:
             f"--data-preset {name} refits its PK model to the training table (pk_model {data.pk_model!r}), "
             "which bench ope does not do: choose a preset with the published model"
         )
-    preset = data.conversion_options()
+    preset = data.conversion_settings()
     return dataclasses.replace(
         preset,
         action="discrete",
@@ -187,7 +187,7 @@ def conversion_options(args: argparse.Namespace) -> ConversionOptions:
     )
 
 
-def parse(args: argparse.Namespace) -> RunOptions:
+def parse(args: argparse.Namespace) -> RunSettings:
     """The validated options of a run (ValueError naming the flag; nothing is run before)."""
     base = QUICK if args.quick else FULL
     # `is None`, not `or`: an explicit 0 is an error below, not a silent full-size run.
@@ -207,9 +207,9 @@ def parse(args: argparse.Namespace) -> RunOptions:
         raise ValueError(f"--epsilon must be in (0, 1), got {args.epsilon}")
     if args.fqe_history < 0:
         raise ValueError(f"--fqe-history must be 0 or more steps, got {args.fqe_history}")
-    return RunOptions(
+    return RunSettings(
         size=size,
-        conversion=conversion_options(args),
+        conversion=conversion_settings(args),
         scenario=getattr(args, "scenario", "icu"),
         gamma=args.gamma,
         seed=args.seed,
@@ -218,7 +218,7 @@ def parse(args: argparse.Namespace) -> RunOptions:
     )
 
 
-def describe(options: ConversionOptions) -> str:
+def describe(options: ConversionSettings) -> str:
     """The observation and reward of a conversion, in words."""
     parts = ["seven features"]
     if options.covariates:

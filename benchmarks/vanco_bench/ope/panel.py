@@ -70,17 +70,17 @@ def panel(algos: dict[str, Any]) -> list[tuple[str, Any]]:
     A deterministic policy is listed once and evaluated greedy (fqe, lfqe, twin) and softened
     (importance sampling); ``e=0.3`` is a perturbation evaluated as that stochastic policy by all.
     """
-    from vanco_pk.policies import ClinicianConfig, make_policy
+    from vanco_pk.policies import ClinicianSettings, make_policy
 
     from vanco_offline.ope.policy import AlgoPolicy, ReferencePolicy
 
     careful = {
-        f.name: getattr(ClinicianConfig(dose_sd=0.05, miss_prob=0.05, error_prob=0.01), f.name)
-        for f in dataclasses.fields(ClinicianConfig)
+        f.name: getattr(ClinicianSettings(dose_sd=0.05, miss_prob=0.05, error_prob=0.01), f.name)
+        for f in dataclasses.fields(ClinicianSettings)
     }
     sloppy = {
-        f.name: getattr(ClinicianConfig(dose_sd=0.3, miss_prob=0.7, error_prob=0.15), f.name)
-        for f in dataclasses.fields(ClinicianConfig)
+        f.name: getattr(ClinicianSettings(dose_sd=0.3, miss_prob=0.7, error_prob=0.15), f.name)
+        for f in dataclasses.fields(ClinicianSettings)
     }
     return [
         ("clinician (logged)", ReferencePolicy(make_policy("clinician"), name="clinician")),

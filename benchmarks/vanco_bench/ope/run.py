@@ -9,7 +9,7 @@ import warnings
 
 import torch
 
-from vanco_bench.ope.options import RunOptions, describe, parse
+from vanco_bench.ope.options import RunSettings, describe, parse
 from vanco_bench.ope.panel import panel as calibration_panel
 from vanco_bench.ope.panel import train
 from vanco_bench.ope.scores import format_scores, score_estimator
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     return _run(opts)
 
 
-def _run(opts: RunOptions) -> int:
+def _run(opts: RunSettings) -> int:
     from vanco_pk.pk import GOTI_2018
     from vanco_pk.policies import make_policy
 

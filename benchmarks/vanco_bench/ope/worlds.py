@@ -37,7 +37,7 @@ __all__ = [
     "CHOOSE_AT",
     "EXTRA_WORLDS",
     "OPE_WORLDS",
-    "WorldsOptions",
+    "WorldsSettings",
     "choose_band",
     "coverage_ci",
     "run_worlds",
@@ -70,7 +70,7 @@ DEFAULT_ESTIMATORS: tuple[str, ...] = ("wis", "wdr")
 
 
 @dataclasses.dataclass(frozen=True)
-class WorldsOptions:
+class WorldsSettings:
     """What ``--worlds`` adds to a run: the worlds, the calibration world, the other
     estimators and the band widths tried."""
 
@@ -125,7 +125,7 @@ def worlds_options(args: argparse.Namespace) -> Any:
             f"--estimators: {bad} unknown or the twin itself; "
             f"choose from {[e for e in ESTIMATORS if e != 'twin']}"
         )
-    return WorldsOptions(
+    return WorldsSettings(
         worlds=tuple(worlds),
         calibrate_on=args.calibrate_on,
         estimators=estimators,
@@ -297,7 +297,7 @@ def _world_detail(world: str, results: Mapping[str, _PolicyResult], band: float)
 
 
 def _run_world(
-    name: str, opts: Any, worlds: WorldsOptions, algos: Mapping[str, Any], bands: Sequence[float]
+    name: str, opts: Any, worlds: WorldsSettings, algos: Mapping[str, Any], bands: Sequence[float]
 ) -> tuple[dict[str, _PolicyResult], float, str]:
     from vanco_pk.pk import GOTI_2018
     from vanco_pk.policies import make_policy
@@ -388,7 +388,7 @@ def _run_world(
     return results, gap, note
 
 
-def run_worlds(opts: Any, worlds: WorldsOptions) -> int:
+def run_worlds(opts: Any, worlds: WorldsSettings) -> int:
     """The leave-one-world-out table (see the module's docstring)."""
     from vanco_bench.ope.panel import train
     from vanco_offline.data import convert_with

@@ -25,7 +25,7 @@ import numpy as np
 
 from vanco_pk.estimation import DoseHistory, MAPResult, auc_target_dose, forward_auc, map_estimate
 from vanco_pk.policies.base import CHART_KEYS, N_DOSES, DosingPolicy, grid_index, policy_seeds
-from vanco_pk.policies.clinician import NOMOGRAM, ClinicianConfig, ClinicianPolicy, nomogram_regimen
+from vanco_pk.policies.clinician import NOMOGRAM, ClinicianPolicy, ClinicianSettings, nomogram_regimen
 from vanco_pk.policies.model_based import TRUTH_KEYS, MIPDPolicy, OraclePolicy
 from vanco_pk.policies.simple import FixedPolicy, RandomPolicy
 
@@ -35,8 +35,8 @@ __all__ = [
     "N_DOSES",
     "POLICIES",
     "TRUTH_KEYS",
-    "ClinicianConfig",
     "ClinicianPolicy",
+    "ClinicianSettings",
     "DoseHistory",
     "DosingPolicy",
     "FixedPolicy",
@@ -72,7 +72,7 @@ def make_policy(name: str, **options: Any) -> DosingPolicy:
     name : {"clinician", "mipd", "oracle", "random", "fixed"}
     **options
         Keyword arguments of the policy class: ``interval_h`` for all; the
-        :class:`ClinicianConfig` fields for ``clinician``; ``target_auc`` and ``horizon_h``
+        :class:`ClinicianSettings` fields for ``clinician``; ``target_auc`` and ``horizon_h``
         for ``mipd`` and ``oracle``; ``dose_mg`` for ``fixed``.
     """
     if name not in POLICIES:

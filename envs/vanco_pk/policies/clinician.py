@@ -64,7 +64,7 @@ from vanco_pk.policies.base import N_DOSES, DosingPolicy
 from vanco_pk.targets import CREATININE, DOSE_GRID_MG, DOSE_MAX_MG, DOSE_STEP_MG, dose_to_grid_index
 from vanco_pk.validation import check_positive
 
-__all__ = ["NOMOGRAM", "ClinicianConfig", "ClinicianPolicy", "nomogram_regimen"]
+__all__ = ["NOMOGRAM", "ClinicianPolicy", "ClinicianSettings", "nomogram_regimen"]
 
 #: (lowest CrCL in mL/min, mg/kg per dose, dosing interval in h), highest band first.
 NOMOGRAM: tuple[tuple[float, float, float], ...] = (
@@ -101,7 +101,7 @@ def nomogram_regimen(
 
 
 @dataclass(frozen=True)
-class ClinicianConfig:
+class ClinicianSettings:
     """Rules and noise of :class:`ClinicianPolicy` (see the module docstring).
 
     Attributes
@@ -140,19 +140,19 @@ class ClinicianConfig:
                 low, high = value
                 if not (0 < low < high):
                     raise ValueError(
-                        f"ClinicianConfig.trough_target = {value!r} must be (low, high) with 0 < low < high"
+                        f"ClinicianSettings.trough_target = {value!r} must be (low, high) with 0 < low < high"
                     )
                 continue
             check_positive(self, [f.name], allow_zero=True)
         for name in ("miss_prob", "error_prob"):
             if getattr(self, name) >= 1:
-                raise ValueError(f"ClinicianConfig.{name} = {getattr(self, name)!r} must be in [0, 1)")
+                raise ValueError(f"ClinicianSettings.{name} = {getattr(self, name)!r} must be in [0, 1)")
         if self.max_change_factor < 1:
-            raise ValueError(f"ClinicianConfig.max_change_factor = {self.max_change_factor!r} must be >= 1")
+            raise ValueError(f"ClinicianSettings.max_change_factor = {self.max_change_factor!r} must be >= 1")
         steps = self.rounding_mg / DOSE_STEP_MG
         if self.rounding_mg <= 0 or abs(steps - round(steps)) > 1e-9 or DOSE_MAX_MG % self.rounding_mg:
             raise ValueError(
-                f"ClinicianConfig.rounding_mg = {self.rounding_mg!r} must be a multiple of "
+                f"ClinicianSettings.rounding_mg = {self.rounding_mg!r} must be a multiple of "
                 f"{DOSE_STEP_MG:g} mg that divides {DOSE_MAX_MG:g} mg (250, 500, 750, 1000, 1500 or 3000)"
             )
 
@@ -162,24 +162,24 @@ class ClinicianPolicy(DosingPolicy):
 
     Parameters
     ----------
-    config : ClinicianConfig, optional
+    config : ClinicianSettings, optional
     interval_h : float
         Hours between decisions (the environment's ``decision_interval_h``).
     **overrides
-        Fields of :class:`ClinicianConfig` (e.g. ``miss_prob=0.5``).
+        Fields of :class:`ClinicianSettings` (e.g. ``miss_prob=0.5``).
     """
 
     name = "clinician"
     sampling = "trough_guided"
 
-    def __init__(self, config: ClinicianConfig | None = None, interval_h: float = 12.0, **overrides: Any):
+    def __init__(self, config: ClinicianSettings | None = None, interval_h: float = 12.0, **overrides: Any):
         super().__init__(interval_h)
-        known = {f.name for f in fields(ClinicianConfig)}
+        known = {f.name for f in fields(ClinicianSettings)}
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise ValueError(f"clinician: unknown option(s) {unknown}; known: {sorted(known)}")
-        base = config or ClinicianConfig()
-        self.config = ClinicianConfig(**{**{f: getattr(base, f) for f in known}, **overrides})
+        base = config or ClinicianSettings()
+        self.config = ClinicianSettings(**{**{f: getattr(base, f) for f in known}, **overrides})
         # Bin edges of the grid levels a prescription can be rounded to.
         allowed = np.flatnonzero(np.isclose(DOSE_GRID_MG % self.config.rounding_mg, 0.0))
         mids = (DOSE_GRID_MG[allowed][1:] + DOSE_GRID_MG[allowed][:-1]) / 2.0
