@@ -23,13 +23,13 @@ import pandas as pd
 from d3rlpy.dataset import Episode, MDPDataset
 from vanco_pk.targets import AUC_REWARDS, DOSE_STEP_MG, dose_to_grid_index, get_reward_function
 
-from vanco_offline.data._messages import offenders, raise_problems
 from vanco_offline.data.episodes import ConversionResult, make_dataset
 from vanco_offline.data.observations import Observations, build_observations
 from vanco_offline.data.options import ActionKind, CarryForward, ConversionSettings
 from vanco_offline.data.report import ConversionReport, Exclusion
 from vanco_offline.data.schema import BEHAVIOR_PROB, DONE, DOSE, DOSE_GRID_MG, REWARD
 from vanco_offline.data.validation import CheckedTable, check_table
+from vanco_offline.data.value_checks import offenders, raise_problems
 
 __all__ = ["convert", "convert_with", "observation_table"]
 

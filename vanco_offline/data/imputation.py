@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from vanco_offline.data._messages import offenders, raise_problems
 from vanco_offline.data.options import CarryForward
 from vanco_offline.data.schema import LEVEL_INDICATOR
 from vanco_offline.data.validation import CheckedTable
+from vanco_offline.data.value_checks import offenders, raise_problems
 
 __all__ = ["carry_forward", "impute_clock", "imputed_column", "last_valid", "nan_problem"]
 

@@ -12,12 +12,12 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from vanco_offline.data._messages import raise_problems
 from vanco_offline.data.imputation import carry_forward, impute_clock, last_valid, nan_problem
 from vanco_offline.data.options import CarryForward, ConversionSettings
 from vanco_offline.data.pk_replay import PKReplay, replay_pk_features
 from vanco_offline.data.schema import DOSE, FEATURES, LAST_DOSE, LEVEL, LEVEL_INDICATOR, PK_FEATURES
 from vanco_offline.data.validation import CheckedTable, check_table
+from vanco_offline.data.value_checks import raise_problems
 
 __all__ = ["Observations", "build_observations", "observation_names", "pk_feature_table", "validate"]
 

@@ -30,10 +30,10 @@ from vanco_pk.estimation import DoseHistory
 from vanco_pk.exposure import PK_FEATURES, ExposureTracker
 from vanco_pk.pk import GOTI_2018, GotiModel, infusion_duration_h
 
-from vanco_offline.data._messages import offenders, raise_problems
 from vanco_offline.data.options import CarryForward
 from vanco_offline.data.schema import DOSE, LEVEL, LEVEL_MEASURED, STAY, TRACKER_COVARIATES
 from vanco_offline.data.validation import CheckedTable
+from vanco_offline.data.value_checks import offenders, raise_problems
 
 __all__ = [
     "PK_REPLAY_COLUMNS",

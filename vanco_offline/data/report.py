@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from vanco_offline.data._messages import fmt_stay
+from vanco_offline.data.value_checks import fmt_stay
 
 __all__ = ["ConversionReport", "Exclusion"]
 

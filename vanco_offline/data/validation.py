@@ -13,7 +13,6 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from vanco_offline.data._messages import offenders, raise_problems
 from vanco_offline.data.options import ConversionSettings
 from vanco_offline.data.schema import (
     BEHAVIOR_PROB,
@@ -36,9 +35,11 @@ from vanco_offline.data.value_checks import (
     check_last_row_only_nan,
     check_logged_doses,
     check_range_column,
+    offenders,
     parse_done,
     parse_numeric,
     parse_sex_column,
+    raise_problems,
 )
 
 __all__ = ["CheckedTable", "check_table"]

@@ -10,7 +10,9 @@ patient state, value by value), so that a value means the same in a table and at
 - numbers (:func:`parse_number`, :func:`parse_numeric`) and booleans (:func:`parse_bool`,
   :func:`parse_done`);
 - a table's logged doses (:func:`check_logged_doses`); a model's dose for a patient is the
-  safety layer's :func:`vanco_offline.safety.check_dose`.
+  safety layer's :func:`vanco_offline.safety.check_dose`;
+- the wording of every data-layer error (:func:`offenders`: the first offending stays and
+  rows, :func:`raise_problems`: all problems in one ``ValueError``).
 
 A value check raises one ``ValueError`` naming the field; a column check appends its problems
 (column, first offending stays and rows, the fix) to a list so that one ``ValueError`` can
@@ -25,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vanco_offline.data._messages import offenders
 from vanco_offline.data.schema import (
     BEHAVIOR_PROB,
     DONE,
@@ -37,6 +38,52 @@ from vanco_offline.data.schema import (
     RANGES,
     SEX_TEXT,
 )
+
+# Error messages: every problem names the column, the stays and the rows, and the fix.
+#: How many offending rows an error message lists before "and N more".
+SHOWN = 3
+
+
+def fmt_value(value: object) -> str:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return f"{value:g}"
+    return repr(value)
+
+
+def fmt_stay(stay: object) -> str:
+    if isinstance(stay, np.generic):
+        stay = stay.item()
+    return repr(stay) if isinstance(stay, str) else str(stay)
+
+
+def offenders(mask: np.ndarray, stay: np.ndarray, values: np.ndarray | None = None) -> str:
+    """``"3 rows: stay 7 row 12 (= 101.2), stay 7 row 13 (= 100.4), stay 9 row 40 (= 99)"``.
+
+    ``row`` is the 0-based position in the table as given (``table.iloc[row]``).
+    """
+    rows = np.flatnonzero(mask)
+    shown = []
+    for row in rows[:SHOWN]:
+        where = f"stay {fmt_stay(stay[row])} row {row}"
+        if values is not None:
+            where += f" (= {fmt_value(values[row])})"
+        shown.append(where)
+    more = f" and {len(rows) - SHOWN} more" if len(rows) > SHOWN else ""
+    noun = "row" if len(rows) == 1 else "rows"
+    return f"{len(rows)} {noun}: " + ", ".join(shown) + more
+
+
+def raise_problems(problems: list[str]) -> None:
+    """Raise one ValueError listing every problem found, or return when there is none."""
+    if not problems:
+        return
+    if len(problems) == 1:
+        raise ValueError(f"invalid dosing table: {problems[0]}")
+    listed = "\n".join(f"- {problem}" for problem in problems)
+    raise ValueError(f"invalid dosing table ({len(problems)} problems):\n{listed}")
+
 
 if TYPE_CHECKING:
     import pandas as pd
