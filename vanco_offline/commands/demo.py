@@ -190,7 +190,6 @@ def off_policy(
     )
     from vanco_offline.ope.policy import ReferencePolicy
     from vanco_offline.ope.trajectories import to_trajectories
-    from vanco_offline.ope.twin import calibrate_aki
     from vanco_offline.training import BUILTIN_WORLD
 
     algo = result.model.algo
@@ -210,9 +209,7 @@ def off_policy(
         if prior != GOTI_2018:
             twin = dataclasses.replace(twin, refitted_from=GOTI_2018)
         stay_ids = to_trajectories(result.valid).stay_ids
-        twin = twin.with_logs(table, stay_ids)
-        # Calibrated once: the learned policy and the reference share the twins' kidney.
-        twin = dataclasses.replace(twin, aki=calibrate_aki(table, stay_ids, twin))
+        twin = twin.from_logs(table, stay_ids)  # one kidney for the learned policy and the reference
     report = evaluate(
         algo,
         result.valid,
