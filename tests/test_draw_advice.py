@@ -271,3 +271,32 @@ def test_simulate_writes_varying_draws(tmp_path):
     assert {"level_drawn", "level_drawn_prob"} <= set(table.columns) and 0 < table["level_drawn"].mean() < 1
     assert cli.main([*argv, "--overwrite"]) == 0
     assert "level_drawn" not in pd.read_csv(out).columns
+
+
+def test_train_checks_the_table_once(logs, monkeypatch):
+    """The local refit, the conversion and the draw head read one check of the table (they
+    checked it three times, the draw head with a second PK replay)."""
+    from vanco_offline.data import validation
+
+    calls = []
+    original = validation._check_columns
+    monkeypatch.setattr(
+        validation, "_check_columns", lambda table: calls.append(len(table)) or original(table)
+    )
+    train(load_preset("residual_draw"), logs, n_steps=5, log_root=None)
+    assert calls == [len(logs)]
+
+
+def test_the_refit_reads_a_checked_chart_as_it_reads_the_table(logs):
+    """``fit_local_model`` on the chart of a checked table (what train gives it) is the fit on
+    the table, also when it draws a subset of the stays."""
+    from vanco_offline.data import ConversionSettings, fit_local_model
+    from vanco_offline.data.pk_replay import chart_of
+    from vanco_offline.data.validation import check_table
+
+    options = ConversionSettings(pk_features=True)
+    chart = chart_of(check_table(logs, options))
+    for max_stays in (None, 30):
+        a = fit_local_model(logs, parameters=("cl",), max_stays=max_stays, seed=2, max_evaluations=20)
+        b = fit_local_model(chart, parameters=("cl",), max_stays=max_stays, seed=2, max_evaluations=20)
+        assert a.model == b.model

@@ -9,7 +9,14 @@ import pytest
 
 from vanco_offline.data.cohort import generate_cohort
 from vanco_offline.ope import TwinSettings
-from vanco_offline.ope.twin import AKICalibration, calibrate_aki, logged_aki, replay_aki, stay_twins
+from vanco_offline.ope.twin import (
+    AKICalibration,
+    calibrate_aki,
+    from_logs,
+    logged_aki,
+    replay_aki,
+    stay_twins,
+)
 from vanco_offline.ope.twin.kidney import MULTIPLIER_GRID
 
 
@@ -87,14 +94,14 @@ def test_twin_settings_reject_an_unknown_mode_and_a_calibration_of_other_stays(i
 
 
 def test_from_logs_learns_the_timing_and_the_kidney_once(icu):
-    """``TwinSettings.from_logs``: the level timing and the AKI calibration from the logs, in one
+    """``from_logs``: the level timing and the AKI calibration from the logs, in one
     step (the demo and the OPE benchmarks used to do both by hand); a calibration is kept."""
     table, ids, settings = icu
     bare = TwinSettings(n_draws=2, seed=3)
-    learned = bare.from_logs(table, ids)
+    learned = from_logs(bare, table, ids)
     assert learned.timing == settings.timing
     assert isinstance(learned.aki, AKICalibration)
     assert learned.aki.multiplier == calibrate_aki(table, ids, settings).multiplier
-    assert learned.from_logs(table, ids) is learned
-    skipped = dataclasses.replace(bare, aki="uncalibrated").from_logs(table, ids)
+    assert from_logs(learned, table, ids) is learned
+    skipped = from_logs(dataclasses.replace(bare, aki="uncalibrated"), table, ids)
     assert skipped.aki == "uncalibrated" and skipped.timing == settings.timing

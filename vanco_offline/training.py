@@ -34,6 +34,7 @@ from vanco_offline.data import (
 )
 from vanco_offline.data.pk_replay import PK_REPLAY_COLUMNS
 from vanco_offline.data.schema import LEVEL_DRAWN
+from vanco_offline.data.validation import check_table, normalised_table
 from vanco_offline.safety import DosingScope
 from vanco_offline.trained import TrainedModel, save_model
 
@@ -133,15 +134,20 @@ def train(
     conversion = preset.data.conversion_settings(impute_max_age_h)
     _check_columns_for_preset(preset, table)
     _check_draw_options(preset, table, draw_cost)
+    # The table is checked once: the local refit's chart, the conversion and the draw head read
+    # this check (the refit reads level_measured, as the PK replay does: needs_pk options).
+    checked = check_table(table, conversion)
     local = None
     if preset.data.pk_model == "local":
         from vanco_pk.population import model_values
 
         from vanco_offline.data.local_model import fit_local_model
+        from vanco_offline.data.pk_replay import chart_of
 
-        local = fit_local_model(table, impute=conversion.impute)
+        chart = chart_of(checked, conversion.impute) if conversion.needs_pk else table
+        local = fit_local_model(chart, impute=conversion.impute)
         conversion = dataclasses.replace(conversion, pk_model=model_values(local.model))
-    converted = convert_with(table, conversion)
+    converted = convert_with(checked, conversion)
     scope = dosing_scope(table, converted.observation_names)
     train_part, valid_part = split_dataset(converted, (1.0 - valid_fraction, valid_fraction), seed=seed)
     if not train_part.dataset.episodes or not valid_part.dataset.episodes:
@@ -156,8 +162,7 @@ def train(
     if preset.data.draw_head:
         prior = local.model if local is not None else conversion.population_model
         draw_head = fit_draw_advice(
-            table,
-            conversion,
+            normalised_table(table, checked, conversion),
             prior,
             scope.interval_h,
             train_part.stay_ids,
@@ -334,7 +339,6 @@ def _check_draw_options(preset: Preset, table: pd.DataFrame, draw_cost: float | 
 
 def fit_draw_advice(
     table: pd.DataFrame,
-    conversion: ConversionSettings,
     prior: Any,
     interval_h: float,
     train_stays: Any,
@@ -344,6 +348,9 @@ def fit_draw_advice(
     draw_cost: float | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """The draw head of a ``data.draw_head`` preset (:func:`train`'s ``draw_cost``) and its record.
+
+    ``table`` is the training table as :func:`train` checked it
+    (:func:`~vanco_offline.data.validation.normalised_table`: sex as 0/1, doses as converted).
 
     Fits :func:`~vanco_offline.algos.sampling_iql.fit_draw_head` on the training stays'
     decisions (replayed on ``prior``), chooses the cost on the validation stays (or takes
@@ -356,11 +363,9 @@ def fit_draw_advice(
         draw_transitions,
         fit_draw_head,
     )
-    from vanco_offline.data import validate
     from vanco_offline.export import draw_head_bundle
 
-    checked = validate(table, **conversion.keywords())
-    data = draw_transitions(checked, prior, interval_h=interval_h)
+    data = draw_transitions(table, prior, interval_h=interval_h)
     in_train = np.isin(data.stay, np.asarray(train_stays, dtype=object).astype(data.stay.dtype))
     in_valid = np.isin(data.stay, np.asarray(valid_stays, dtype=object).astype(data.stay.dtype))
     train_data = type(data)(*(getattr(data, f.name)[in_train] for f in dataclasses.fields(data)))

@@ -190,6 +190,7 @@ def off_policy(
     )
     from vanco_offline.ope.policy import ReferencePolicy
     from vanco_offline.ope.trajectories import to_trajectories
+    from vanco_offline.ope.twin import from_logs
     from vanco_offline.training import BUILTIN_WORLD
 
     algo = result.model.algo
@@ -209,7 +210,7 @@ def off_policy(
         if prior != GOTI_2018:
             twin = dataclasses.replace(twin, refitted_from=GOTI_2018)
         stay_ids = to_trajectories(result.valid).stay_ids
-        twin = twin.from_logs(table, stay_ids)  # one kidney for the learned policy and the reference
+        twin = from_logs(twin, table, stay_ids)  # one kidney for the learned policy and the reference
     report = evaluate(
         algo,
         result.valid,

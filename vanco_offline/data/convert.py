@@ -126,13 +126,15 @@ def convert(
     return convert_with(table, options)
 
 
-def convert_with(table: pd.DataFrame, options: ConversionSettings) -> ConversionResult:
+def convert_with(table: pd.DataFrame | CheckedTable, options: ConversionSettings) -> ConversionResult:
     """:func:`convert` with its choices given as one :class:`~vanco_offline.data.ConversionSettings`.
 
     The steps: check the table, build the observations, the actions and the rewards, cut
-    the stays into episodes, then count what went in and came out.
+    the stays into episodes, then count what went in and came out. ``table`` may be the
+    :class:`~vanco_offline.data.validation.CheckedTable` that ``check_table(table, options)``
+    gave (with these ``options``): it is then not checked again.
     """
-    checked = check_table(table, options)
+    checked = table if isinstance(table, CheckedTable) else check_table(table, options)
     obs = build_observations(checked, options)
     notes = list(checked.notes)
     if obs.pk is not None:

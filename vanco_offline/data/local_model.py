@@ -19,7 +19,7 @@ import numpy as np
 from vanco_pk.pk import GOTI_2018, GotiModel
 from vanco_pk.population import FITTED_PARAMETERS, PopulationFit, fit_population
 
-from vanco_offline.data.pk_replay import table_chart
+from vanco_offline.data.pk_replay import StayChart, table_chart
 from vanco_offline.data.schema import STAY
 
 __all__ = ["fit_local_model"]
@@ -38,9 +38,11 @@ def fit_local_model(
 
     Parameters
     ----------
-    table : pandas.DataFrame
+    table : pandas.DataFrame or StayChart
         A dosing table (the schema of ``data/README.md``) with ``time_h``, the tracker's
-        covariates and measured levels.
+        covariates and measured levels, or its chart (:func:`~vanco_offline.data.pk_replay.chart_of`
+        of a table already checked: :func:`vanco_offline.training.train` checks once; ``impute``
+        is then the chart's own).
     start : the published model the fit starts from (Goti 2018)
     parameters : what the fit estimates (:data:`vanco_pk.population.PARAMETERS`)
     max_stays : fit on at most this many stays, drawn at random with ``seed`` (None: all);
@@ -49,10 +51,14 @@ def fit_local_model(
     impute : CarryForward, optional
         The rule for missing creatinine (as for the conversion).
     """
+    chart = table if isinstance(table, StayChart) else None
+    chosen = None
     if max_stays is not None:
-        stays = table[STAY].unique()
+        stays = chart.stay_ids if chart is not None else table[STAY].unique()
         if len(stays) > max_stays:
             chosen = np.random.default_rng(seed).choice(stays, size=max_stays, replace=False)
-            table = table[table[STAY].isin(chosen)]
-    histories = [history for _, history in table_chart(table, impute=impute).by_length()]
+    if chart is None:
+        chart = table_chart(table if chosen is None else table[table[STAY].isin(chosen)], impute=impute)
+        chosen = None
+    histories = [history for _, history in chart.by_length(chosen)]
     return fit_population(histories, start=start, parameters=parameters, max_evaluations=max_evaluations)

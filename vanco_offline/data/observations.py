@@ -16,7 +16,7 @@ from vanco_offline.data.imputation import carry_forward, impute_clock, last_vali
 from vanco_offline.data.options import CarryForward, ConversionSettings
 from vanco_offline.data.pk_replay import PKReplay, replay_pk_features
 from vanco_offline.data.schema import DOSE, FEATURES, LAST_DOSE, LEVEL, LEVEL_INDICATOR, PK_FEATURES
-from vanco_offline.data.validation import CheckedTable, check_table
+from vanco_offline.data.validation import CheckedTable, check_table, normalised_table
 from vanco_offline.data.value_checks import raise_problems
 
 __all__ = ["Observations", "build_observations", "observation_names", "pk_feature_table", "validate"]
@@ -151,12 +151,7 @@ def validate(table: pd.DataFrame, **options: object) -> pd.DataFrame:
     opts = ConversionSettings(**options)  # type: ignore[arg-type]
     checked = check_table(table, opts)
     build_observations(checked, opts)
-    out = table.copy()
-    if "sex" in out.columns:
-        out["sex"] = checked.columns["sex"]
-    if opts.clip_doses:
-        out[DOSE] = checked.columns[DOSE]
-    return out
+    return normalised_table(table, checked, opts)
 
 
 def pk_feature_table(table: pd.DataFrame, impute: CarryForward | None = None) -> pd.DataFrame:

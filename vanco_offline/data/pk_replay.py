@@ -144,13 +144,17 @@ class StayChart:
         """A tracker for this chart's decision interval with ``model`` as its population prior."""
         return ExposureTracker(interval_h=self.interval_h, horizon_h=max(24.0, self.interval_h), model=model)
 
-    def by_length(self) -> Iterator[tuple[np.ndarray, DoseHistory]]:
+    def by_length(self, stay_ids: Sequence[Any] | None = None) -> Iterator[tuple[np.ndarray, DoseHistory]]:
         """``(rows (m, length), history)`` of the ``m`` stays of each length (shortest first, table
         order within a length): the stays' rows of the table and their :class:`DoseHistory`
-        (a stay's last dose as logged, NaN when it is the final observation)."""
+        (a stay's last dose as logged, NaN when it is the final observation). ``stay_ids``:
+        only those stays (in table order, as a chart of the table cut to them would give)."""
         lengths = self.ends - self.starts
-        for length in np.unique(lengths).tolist():
-            stays = np.flatnonzero(lengths == length)
+        chosen = np.ones(len(lengths), dtype=bool)
+        if stay_ids is not None:
+            chosen = np.isin(self.stay_ids, np.asarray(list(stay_ids), dtype=self.stay_ids.dtype))
+        for length in np.unique(lengths[chosen]).tolist():
+            stays = np.flatnonzero((lengths == length) & chosen)
             rows = self.starts[stays][:, None] + np.arange(length)[None, :]
             yield (
                 rows,
@@ -207,14 +211,21 @@ def table_chart(
     ``impute`` is the rule for a missing creatinine (as for the conversion); ValueError on a
     creatinine it leaves missing, or on anything :func:`stay_chart` rejects.
     """
-    from vanco_offline.data.imputation import imputed_column
     from vanco_offline.data.options import ConversionSettings
     from vanco_offline.data.validation import check_table
 
     if stay_ids is not None:
         table = table[table[STAY].isin(list(stay_ids))]
     # pk_features: the table is read as the PK replay reads it (its level_measured column included).
-    checked = check_table(table, ConversionSettings(pk_features=True, impute=impute))
+    return chart_of(check_table(table, ConversionSettings(pk_features=True, impute=impute)), impute)
+
+
+def chart_of(checked: CheckedTable, impute: CarryForward | None = None) -> StayChart:
+    """The chart of a table already checked for the PK replay (``needs_pk`` options: its
+    ``level_measured`` column read), with ``impute`` for a missing creatinine: what
+    :func:`table_chart` gives without checking the table a second time."""
+    from vanco_offline.data.imputation import imputed_column
+
     _check_inputs(checked)
     return _chart(checked, imputed_column(checked, "creatinine", impute))
 

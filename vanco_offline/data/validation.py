@@ -80,6 +80,17 @@ class CheckedTable:
         return len(self.stay)
 
 
+def normalised_table(table: pd.DataFrame, checked: CheckedTable, options: ConversionSettings) -> pd.DataFrame:
+    """A copy of ``table`` as ``check_table(table, options)`` read it (``checked``): ``sex`` as
+    0/1 and the doses clipped when ``options.clip_doses``; every other value unchanged."""
+    out = table.copy()
+    if "sex" in out.columns:
+        out["sex"] = checked.columns["sex"]
+    if options.clip_doses:
+        out[DOSE] = checked.columns[DOSE]
+    return out
+
+
 def check_table(table: pd.DataFrame, options: ConversionSettings) -> CheckedTable:
     """Validate ``table`` and return its arrays; raise ValueError listing every problem."""
     if not isinstance(table, pd.DataFrame):

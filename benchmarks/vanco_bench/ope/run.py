@@ -74,6 +74,7 @@ def _run(opts: RunSettings) -> int:
     from vanco_offline.ope.policy import ReferencePolicy, as_policy
     from vanco_offline.ope.report import Estimate
     from vanco_offline.ope.trajectories import to_trajectories
+    from vanco_offline.ope.twin import from_logs
     from vanco_offline.progress import progress_bar
 
     size, seed, gamma = opts.size, opts.seed, opts.gamma
@@ -126,7 +127,7 @@ def _run(opts: RunSettings) -> int:
     twin_local = dataclasses.replace(twin, model=local)
     # Calibrated once per twin model: it depends on the stays and the model, not the policy.
     t0 = time.perf_counter()
-    twin, twin_local = (s.from_logs(table, traj.stay_ids) for s in (twin, twin_local))
+    twin, twin_local = (from_logs(s, table, traj.stay_ids) for s in (twin, twin_local))
     print(
         f"\ntwins' kidney: 'twin' {twin.aki.describe()}; 'twin (local)' and 'twin (band)' "
         f"x{twin_local.aki.multiplier:.2f} [{time.perf_counter() - t0:.0f} s]"

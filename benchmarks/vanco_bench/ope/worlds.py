@@ -319,6 +319,7 @@ def _run_world(
     from vanco_offline.ope.behavior import fit_behavior_model
     from vanco_offline.ope.policy import ReferencePolicy, as_policy
     from vanco_offline.ope.trajectories import to_trajectories
+    from vanco_offline.ope.twin import from_logs
 
     size, seed, gamma = opts.size, opts.seed, opts.gamma
     scenario = OPE_WORLDS[name]
@@ -336,7 +337,8 @@ def _run_world(
         n_bootstrap=size.bootstrap,
         model=local,
         refitted_from=GOTI_2018,
-    ).from_logs(table, traj.stay_ids)
+    )
+    twin = from_logs(twin, table, traj.stay_ids)
     truth_spec = SimulatorTruth(n_patients=size.truth_patients, seed=1_000_000 + seed, world=world)
     policies = [
         *panel(dict(algos)),

@@ -44,7 +44,7 @@ twin is biased; ``docs/ope.md`` measures its coverage on worlds it was not tuned
 """
 
 from vanco_offline.ope.twin.estimate import PairedDifference, TwinEstimate, paired_difference, twin_estimate
-from vanco_offline.ope.twin.kidney import AKICalibration, calibrate_aki, logged_aki, replay_aki
+from vanco_offline.ope.twin.kidney import AKICalibration, calibrate_aki, from_logs, logged_aki, replay_aki
 from vanco_offline.ope.twin.posterior import PKPosterior, StayTwins, pk_posterior, stay_histories, stay_twins
 from vanco_offline.ope.twin.settings import (
     TWIN_ASSUMPTIONS,
@@ -68,6 +68,7 @@ __all__ = [
     "TwinEstimate",
     "TwinSettings",
     "calibrate_aki",
+    "from_logs",
     "level_timing",
     "local_prior",
     "logged_aki",

@@ -177,3 +177,14 @@ def calibrate_aki(
     multiplier = partial.multiplier_at(partial.logged_rate)
     at_bound = bool(multiplier <= MULTIPLIER_GRID[0] * 1.0001 or multiplier >= MULTIPLIER_GRID[-1] * 0.9999)
     return dataclasses.replace(partial, multiplier=multiplier, at_bound=at_bound)
+
+
+def from_logs(settings: TwinSettings, table: Any, stay_ids: Sequence[Any]) -> TwinSettings:
+    """``settings`` with all the twins learn from the logged stays: the level timing
+    (:meth:`TwinSettings.with_logs`) and the AKI hazard multiplier that reproduces the logged
+    AKI incidence (:func:`calibrate_aki`), so that every policy evaluated with them shares one
+    kidney. Settings already calibrated (or ``aki="uncalibrated"``) keep their kidney."""
+    settings = settings.with_logs(table, stay_ids)
+    if isinstance(settings.aki, AKICalibration) or settings.aki == "uncalibrated":
+        return settings
+    return dataclasses.replace(settings, aki=calibrate_aki(table, stay_ids, settings))

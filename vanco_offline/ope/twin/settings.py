@@ -303,18 +303,6 @@ class TwinSettings:
             return self
         return dataclasses.replace(self, timing=level_timing(table, stay_ids, self.world.decision_interval_h))
 
-    def from_logs(self, table: Any, stay_ids: Any) -> TwinSettings:
-        """These settings with all the twins learn from the logged stays: the level timing
-        (:meth:`with_logs`) and the AKI hazard multiplier that reproduces the logged AKI
-        incidence (:func:`~vanco_offline.ope.twin.calibrate_aki`), so that every policy
-        evaluated with them shares one kidney. Already calibrated settings are kept."""
-        from vanco_offline.ope.twin.kidney import AKICalibration, calibrate_aki
-
-        settings = self.with_logs(table, stay_ids)
-        if isinstance(settings.aki, AKICalibration) or settings.aki == "uncalibrated":
-            return settings
-        return dataclasses.replace(settings, aki=calibrate_aki(table, stay_ids, settings))
-
     def scenario(self, aki_multiplier: float = 1.0, model: GotiModel | None = None) -> Scenario:
         """The twins' world as a :class:`vanco_pk.scenario.Scenario`, from :attr:`timing`,
         ``model`` (default :attr:`model`, or one of :meth:`draw_models`) and the constants of
