@@ -226,8 +226,7 @@ def chart_of(checked: CheckedTable, impute: CarryForward | None = None) -> StayC
     :func:`table_chart` gives without checking the table a second time."""
     from vanco_offline.data.imputation import imputed_column
 
-    _check_inputs(checked)
-    return _chart(checked, imputed_column(checked, "creatinine", impute))
+    return stay_chart(checked, imputed_column(checked, "creatinine", impute))
 
 
 def _chart(checked: CheckedTable, creatinine: np.ndarray) -> StayChart:
