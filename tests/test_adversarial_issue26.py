@@ -377,9 +377,13 @@ def _train_process(tmp_path, steps="20000"):
 
 
 @pytest.mark.slow
-def test_ctrl_c_in_the_first_second_of_train_is_one_line(tmp_path):
+@pytest.mark.parametrize("after_s", [1.0, 1.4, 1.8, 2.2])
+def test_ctrl_c_in_the_first_second_of_train_is_one_line(tmp_path, after_s):
+    """While torch and d3rlpy are imported: one line, exit status 130. (Before cli.entry, a
+    Ctrl-C that landed in torch's import printed the line and still ended by SIGINT, -2, at
+    about one interrupt time in seven; hence several times.)"""
     process = _train_process(tmp_path)
-    time.sleep(1.5)  # importing torch and d3rlpy
+    time.sleep(after_s)  # importing torch and d3rlpy
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130 and "Traceback" not in err, err
