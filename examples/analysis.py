@@ -14,9 +14,10 @@ from pathlib import Path
 
 from vanco_offline.commands.common import DIAGNOSTICS, quiet_d3rlpy
 from vanco_offline.configs import load_preset
+from vanco_offline.data.cohort import BUILTIN_WORLD, builtin_cohort
 from vanco_offline.ope import FQESettings, IntervalSettings, SimulatorTruth, evaluate
 from vanco_offline.plots import write_plots
-from vanco_offline.training import BUILTIN_WORLD, builtin_cohort, train
+from vanco_offline.training import train
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--patients", type=int, default=300)

@@ -13,8 +13,7 @@ from vanco_pk.targets import DOSE_GRID_MG
 
 import vanco_offline.bundle as bundle_module
 from vanco_offline.bundle import load_bundle
-from vanco_offline.configs import load_preset
-from vanco_offline.configs.build import build_algo
+from vanco_offline.configs import build_algo, load_preset
 from vanco_offline.data import convert, load_table
 from vanco_offline.export import export_policy
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from tabular_mdp import TabularMDP
 from vanco_pk.policies import make_policy
 
 from vanco_offline.data import convert
 from vanco_offline.data.cohort import generate_cohort
-from vanco_offline.ope import SimulatorTruth, TwinSettings, simulate_value, twin_estimate
+from vanco_offline.ope import IntervalSettings, SimulatorTruth, TwinSettings, simulate_value, twin_estimate
 from vanco_offline.ope.bootstrap import bootstrap_counts, percentile_interval
 from vanco_offline.ope.linear_fqe import LinearFQESettings, fit_linear_fqe
 from vanco_offline.ope.policy import ReferencePolicy
@@ -53,3 +54,49 @@ def test_the_twin_of_the_logged_stays_recovers_a_policys_value_and_attainment():
     assert est.posterior.draws.shape == (60, 3, 2) and np.all(est.posterior.n_levels > 0)
     assert est.interval.covers(truth.value)
     assert abs(est.attainment - truth.attainment) < 0.1
+
+
+def test_evaluate_compares_a_policy_with_references_on_the_same_twins():
+    # evaluate(references=...) is twin_estimate of both on one kidney (from_logs) and their
+    # paired_difference, with the simulator's difference of the two truths.
+    from vanco_offline.ope import evaluate, paired_difference
+    from vanco_offline.ope.twin import from_logs
+
+    table = generate_cohort(30, "clinician", seed=3)
+    result = convert(table, "discrete", fill_unmeasured_level=True, covariates=True)
+    traj = to_trajectories(result)
+    truth = SimulatorTruth(n_patients=100, batch=100)
+    settings = TwinSettings(n_draws=2, n_bootstrap=100, seed=3)
+    oracle, mipd = make_policy("oracle"), make_policy("mipd")
+    report = evaluate(
+        oracle,
+        result,
+        estimators=("twin",),
+        table=table,
+        twin=settings,
+        truth=truth,
+        references={"MIPD": mipd},
+        intervals=IntervalSettings(n_bootstrap=100),
+        seed=3,
+    )
+    shared = from_logs(settings, table, traj.stay_ids)
+    names = result.observation_names
+    mine = twin_estimate(ReferencePolicy(oracle), table, traj.stay_ids, 0.99, shared, names, traj.horizon)
+    theirs = twin_estimate(ReferencePolicy(mipd, name="MIPD"), table, traj.stay_ids, 0.99, shared, names)
+    true = {
+        metric: getattr(simulate_value(ReferencePolicy(oracle), 0.99, truth), metric)
+        - getattr(simulate_value(ReferencePolicy(mipd), 0.99, truth), metric)
+        for metric in ("value", "attainment")
+    }
+    assert report.twin.value == mine.value
+    assert [(d.metric, d.policy, d.reference) for d, _ in report.differences] == [
+        ("value", "oracle", "MIPD"),
+        ("attainment", "oracle", "MIPD"),
+    ]
+    for diff, true_diff in report.differences:
+        expected = paired_difference(mine, theirs, diff.metric, "oracle", "MIPD")
+        assert (diff.value, diff.interval) == (expected.value, expected.interval)
+        assert true_diff == true[diff.metric]
+    assert "paired difference, value oracle - MIPD" in str(report)
+    with pytest.raises(ValueError, match="references are compared on the twins"):
+        evaluate(oracle, result, estimators=("wis",), references={"MIPD": mipd})

@@ -10,7 +10,7 @@ from vanco_pk.world import World
 
 from vanco_offline.data import ConversionSettings, convert_with
 from vanco_offline.data.cohort import generate_cohort
-from vanco_offline.data.local_model import fit_local_model
+from vanco_offline.data.pk_replay import fit_local_model
 
 
 @pytest.fixture(scope="module")
@@ -63,14 +63,14 @@ def test_model_with_checks_fields_and_round_trips():
 def test_a_preset_with_a_local_prior_fits_it_on_the_training_table_and_saves_it(
     monkeypatch, faster_clearance, tmp_path
 ):
-    import vanco_offline.data.local_model as local_model
+    import vanco_offline.data.pk_replay as pk_replay
     from vanco_offline.configs import load_preset
     from vanco_offline.trained import load_model
     from vanco_offline.training import train
 
-    fit = local_model.fit_local_model
+    fit = pk_replay.fit_local_model
     monkeypatch.setattr(
-        local_model,
+        pk_replay,
         "fit_local_model",
         lambda table, **kw: fit(table, parameters=("cl",), max_evaluations=12, **kw),
     )

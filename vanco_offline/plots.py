@@ -255,7 +255,7 @@ def write_plots(
         state, covariates, history = dose_response_reference()
         written.append(plot_dose_response(model, out / "dose_response.png", state, covariates, history))
     if "histogram" in kinds:
-        from vanco_offline.training import builtin_cohort
+        from vanco_offline.data import builtin_cohort
 
         label = "logged (behaviour policy)"
         if table is None:

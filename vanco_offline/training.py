@@ -18,7 +18,6 @@ import d3rlpy
 import numpy as np
 import pandas as pd
 from d3rlpy.logging import FileAdapterFactory, NoopAdapterFactory
-from vanco_pk.world import World
 
 from vanco_offline.algos.evaluators import standard_evaluators
 from vanco_offline.algos.residual_iql import check_prior_column
@@ -28,10 +27,11 @@ from vanco_offline.data import (
     ConversionReport,
     ConversionResult,
     ConversionSettings,
+    builtin_cohort,
     convert_with,
-    generate_cohort,
     split_dataset,
 )
+from vanco_offline.data.cohort import BUILTIN_POLICY, BUILTIN_WORLD
 from vanco_offline.data.pk_replay import PK_REPLAY_COLUMNS
 from vanco_offline.data.schema import LEVEL_DRAWN
 from vanco_offline.data.validation import check_table, normalised_table
@@ -40,7 +40,6 @@ from vanco_offline.trained import TrainedModel, save_model
 
 __all__ = [
     "DEFAULT_LOG_ROOT",
-    "builtin_cohort",
     "dosing_scope",
     "train",
 ]
@@ -48,17 +47,6 @@ __all__ = [
 DEFAULT_LOG_ROOT = Path("d3rlpy_logs")
 #: The largest minibatch ``train`` accepts: a larger one is a typo, and would exhaust memory.
 MAX_BATCH_SIZE = 65536
-#: The built-in cohort's world: the ``icu`` scenario with half of the ordered troughs missing
-#: (as in data/sample_cohort.csv); its stays are dosed by :data:`BUILTIN_POLICY`.
-BUILTIN_WORLD = World(level_missing_prob=0.5)
-BUILTIN_POLICY = "clinician"
-
-
-def builtin_cohort(n_patients: int = 500, seed: int = 0) -> pd.DataFrame:
-    """The synthetic cohort used when no data file is given."""
-    return generate_cohort(n_patients, BUILTIN_POLICY, seed=seed, world=BUILTIN_WORLD)
-
-
 @dataclasses.dataclass
 class TrainingResult:
     """What :func:`train` produced."""
@@ -141,8 +129,7 @@ def train(
     if preset.data.pk_model == "local":
         from vanco_pk.population import model_values
 
-        from vanco_offline.data.local_model import fit_local_model
-        from vanco_offline.data.pk_replay import chart_of
+        from vanco_offline.data.pk_replay import chart_of, fit_local_model
 
         chart = chart_of(checked, conversion.impute) if conversion.needs_pk else table
         local = fit_local_model(chart, impute=conversion.impute)

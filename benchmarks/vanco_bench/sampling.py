@@ -175,7 +175,7 @@ def run_world(
 ) -> dict[str, Any]:
     """Everything of the module docstring for one world; returns the rows and the verdicts."""
     from vanco_offline.algos.sampling_iql import LearnedDraws, draw_transitions, fit_draw_head
-    from vanco_offline.data.local_model import fit_local_model
+    from vanco_offline.data import fit_local_model
 
     world = get_scenario(world_name)
     start = time.perf_counter()

@@ -56,10 +56,11 @@ def run(args: argparse.Namespace) -> int:
     from vanco_pk.targets import AUC24_LOG_MIDPOINT
 
     from vanco_offline.configs import load_preset
+    from vanco_offline.data.cohort import BUILTIN_WORLD, builtin_cohort
     from vanco_offline.plots import write_plots
     from vanco_offline.progress import quiet_d3rlpy, show_progress
     from vanco_offline.rollout import EvalPatients, algo_actor, reference_actor, rollout
-    from vanco_offline.training import BUILTIN_WORLD, builtin_cohort, train
+    from vanco_offline.training import train
 
     quiet_d3rlpy()
     started = time.perf_counter()
@@ -177,6 +178,7 @@ def off_policy(
     from vanco_pk.pk import GOTI_2018
     from vanco_pk.policies import make_policy
 
+    from vanco_offline.data.cohort import BUILTIN_WORLD
     from vanco_offline.ope import (
         FQESettings,
         IntervalSettings,
@@ -184,34 +186,31 @@ def off_policy(
         TwinSettings,
         evaluate,
         local_prior,
-        paired_difference,
-        simulate_value,
-        twin_estimate,
     )
-    from vanco_offline.ope.policy import ReferencePolicy
-    from vanco_offline.ope.trajectories import to_trajectories
-    from vanco_offline.ope.twin import from_logs
-    from vanco_offline.training import BUILTIN_WORLD
 
     algo = result.model.algo
     # The truth scores the reward the model was trained and evaluated on.
     world = dataclasses.replace(BUILTIN_WORLD, reward=result.model.conversion.reward or "default")
-    truth = SimulatorTruth(n_patients=truth_patients, seed=10**6 + seed, world=world)
     n_bootstrap = 500
-    twin = None
-    prior = GOTI_2018
+    twin, references = None, {}
     if "twin" in estimators:
+        prior = GOTI_2018
         if twin_prior == "band":
             prior = local_prior(table, seed=seed, max_stays=_TWIN_FIT_STAYS)
         elif twin_prior != "published":  # a GotiModel never equals a string
             prior = twin_prior
+        refitted = prior != GOTI_2018
         # 5 twins per stay, as in the bench ope --worlds run that measured the twin's coverage.
-        twin = TwinSettings(world=world, seed=seed, model=prior, n_draws=5, n_bootstrap=n_bootstrap)
-        if prior != GOTI_2018:
-            twin = dataclasses.replace(twin, refitted_from=GOTI_2018)
-        stay_ids = to_trajectories(result.valid).stay_ids
-        twin = from_logs(twin, table, stay_ids)  # one kidney for the learned policy and the reference
-    report = evaluate(
+        twin = TwinSettings(
+            world=world,
+            seed=seed,
+            model=prior,
+            refitted_from=GOTI_2018 if refitted else None,
+            n_draws=5,
+            n_bootstrap=n_bootstrap,
+        )
+        references = {"MIPD (refit)" if refitted else "MIPD": make_policy("mipd", model=prior)}
+    return evaluate(
         algo,
         result.valid,
         gamma=algo.config.gamma,
@@ -219,17 +218,8 @@ def off_policy(
         table=table,
         fqe=FQESettings(n_steps=fqe_steps, seed=seed),
         twin=twin,
-        truth=truth,
+        truth=SimulatorTruth(n_patients=truth_patients, seed=10**6 + seed, world=world),
         intervals=IntervalSettings(n_bootstrap=n_bootstrap),
+        references=references,
         seed=seed,
     )
-    if twin is not None:
-        name = "MIPD (refit)" if prior != GOTI_2018 else "MIPD"
-        mipd = ReferencePolicy(make_policy("mipd", model=prior), name=name)
-        reference = twin_estimate(mipd, table, stay_ids, algo.config.gamma, twin)
-        true_ref = simulate_value(mipd, algo.config.gamma, truth)
-        for metric, of in (("value", "value"), ("attainment", "attainment")):
-            diff = paired_difference(report.twin, reference, metric, "learned", name)
-            true = getattr(report.truth, of) - getattr(true_ref, of)
-            report.differences.append((diff, true))
-    return report

@@ -52,11 +52,11 @@ def run(args: argparse.Namespace) -> int:
     from vanco_pk.world import World
 
     from vanco_offline.algos.evaluators import standard_evaluators
+    from vanco_offline.data.cohort import BUILTIN_WORLD, builtin_cohort
     from vanco_offline.ope import FQESettings, SimulatorTruth, TwinSettings, evaluate, local_prior
     from vanco_offline.ope.report import coverage_label
     from vanco_offline.ope.twin import TWIN_COVARIATES
     from vanco_offline.progress import stages
-    from vanco_offline.training import BUILTIN_WORLD, builtin_cohort
 
     quiet_d3rlpy()
     if args.missing_prob is not None and not (args.truth and args.data is not None):

@@ -227,8 +227,8 @@ def _clinical_table(model: Any) -> list[dict[str, Any]]:
 
 
 def _samples(model: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
+    from vanco_offline.data import builtin_cohort
     from vanco_offline.recommend import recommend_on_table
-    from vanco_offline.training import builtin_cohort
 
     if args.data is not None:
         from vanco_offline.data import load_table

@@ -7,14 +7,15 @@ lists the packaged names.
 
 from __future__ import annotations
 
-from vanco_offline.configs.build import build_algo, make_config
 from vanco_offline.configs.presets import (
     DataSettings,
     NetworkSettings,
     Preset,
     TrainingSettings,
     available_presets,
+    build_algo,
     load_preset,
+    make_config,
 )
 
 __all__ = [

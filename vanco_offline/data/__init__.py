@@ -15,10 +15,10 @@ The table schema (columns, units, MIMIC-IV mapping) is documented in ``data/READ
 from vanco_offline.data.convert import convert, convert_with, observation_table
 from vanco_offline.data.episodes import ConversionResult, make_dataset
 from vanco_offline.data.io import load_dataset, load_table, save_dataset, save_table
-from vanco_offline.data.local_model import fit_local_model
 from vanco_offline.data.minari_format import export_minari
 from vanco_offline.data.observations import pk_feature_table, validate
 from vanco_offline.data.options import CarryForward, ConversionSettings
+from vanco_offline.data.pk_replay import fit_local_model
 from vanco_offline.data.report import ConversionReport, Exclusion
 from vanco_offline.data.split import Scalers, fit_scalers, split_dataset, split_stays, split_table
 
@@ -48,6 +48,6 @@ __all__ = [
 ]
 
 # Synthetic cohorts, appended to the exports above.
-from vanco_offline.data.cohort import generate_cohort, score_table
+from vanco_offline.data.cohort import builtin_cohort, generate_cohort, score_table
 
-__all__ += ["generate_cohort", "score_table"]
+__all__ += ["builtin_cohort", "generate_cohort", "score_table"]

@@ -46,9 +46,12 @@ from vanco_pk.world import World, world_of
 from vanco_offline.data.schema import LEVEL_DRAWN, LEVEL_DRAWN_PROB
 
 __all__ = [
+    "BUILTIN_POLICY",
+    "BUILTIN_WORLD",
     "DECIMALS",
     "TRUE_COLUMNS",
     "PolicyScores",
+    "builtin_cohort",
     "cohort_seeds",
     "generate_cohort",
     "parse_mixture",
@@ -202,6 +205,18 @@ def generate_cohort(
             )
         )
     return pd.concat(frames, ignore_index=True)
+
+
+#: The built-in cohort's world: the ``icu`` scenario with half of the ordered troughs missing
+#: (as in data/sample_cohort.csv); its stays are dosed by :data:`BUILTIN_POLICY`.
+BUILTIN_WORLD = World(level_missing_prob=0.5)
+BUILTIN_POLICY = "clinician"
+
+
+def builtin_cohort(n_patients: int = 500, seed: int = 0) -> pd.DataFrame:
+    """The synthetic cohort used when no data file is given: ``n_patients`` stays of
+    :data:`BUILTIN_WORLD` dosed by :data:`BUILTIN_POLICY`."""
+    return generate_cohort(n_patients, BUILTIN_POLICY, seed=seed, world=BUILTIN_WORLD)
 
 
 class _Mixture:

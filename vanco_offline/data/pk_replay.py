@@ -7,6 +7,12 @@ fits (:meth:`StayChart.by_length`: the PK features, hindsight, the local populat
 chosen stays padded to the longest (:meth:`StayChart.padded`: the twins' posteriors).
 :func:`table_chart` validates a table and builds its chart.
 
+:func:`fit_local_model` refits the population model's typical values and variances to a
+chart's levels (:func:`vanco_pk.population.fit_population`): the hospital's own population
+PK model. The result is a :class:`vanco_pk.pk.GotiModel`; ``ConversionSettings(pk_model=...)``
+makes it the prior of the PK features and of the ``exposure`` reward, so that a policy learned
+from the table sees its patients through the hospital's model rather than the published one.
+
 :class:`vanco_pk.exposure.ExposureTracker` is fed, decision by decision, what the table's
 rows hold -- the covariates, ``time_h``, the creatinine, the doses given and the levels
 measured -- exactly as MIPD software would be, so the features of row ``t`` use rows ``<= t``
@@ -29,6 +35,7 @@ import numpy as np
 from vanco_pk.estimation import DoseHistory
 from vanco_pk.exposure import PK_FEATURES, ExposureTracker
 from vanco_pk.pk import GOTI_2018, GotiModel, infusion_duration_h
+from vanco_pk.population import FITTED_PARAMETERS, PopulationFit, fit_population
 
 from vanco_offline.data.options import CarryForward
 from vanco_offline.data.schema import DOSE, LEVEL, LEVEL_MEASURED, STAY, TRACKER_COVARIATES
@@ -39,6 +46,7 @@ __all__ = [
     "PK_REPLAY_COLUMNS",
     "PKReplay",
     "StayChart",
+    "fit_local_model",
     "level_changes",
     "new_levels",
     "replay_pk_features",
@@ -324,3 +332,42 @@ def _check_inputs(checked: CheckedTable) -> None:
             f"decision in {offenders(short, checked.stay, dose)}: check the dose or the times"
         )
     raise_problems(problems)
+
+
+def fit_local_model(
+    table: Any,
+    start: GotiModel = GOTI_2018,
+    impute: Any = None,
+    parameters: tuple[str, ...] = FITTED_PARAMETERS,
+    max_stays: int | None = 300,
+    seed: int = 0,
+    max_evaluations: int = 300,
+) -> PopulationFit:
+    """Refit the population PK model to a dosing table's levels (:func:`vanco_pk.population.fit_population`).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame or StayChart
+        A dosing table (the schema of ``data/README.md``) with ``time_h``, the tracker's
+        covariates and measured levels, or its chart (:func:`chart_of`
+        of a table already checked: :func:`vanco_offline.training.train` checks once; ``impute``
+        is then the chart's own).
+    start : the published model the fit starts from (Goti 2018)
+    parameters : what the fit estimates (:data:`vanco_pk.population.PARAMETERS`)
+    max_stays : fit on at most this many stays, drawn at random with ``seed`` (None: all);
+        a population model's few parameters are estimated well from a few hundred patients
+    max_evaluations : the fit's budget of objective evaluations
+    impute : CarryForward, optional
+        The rule for missing creatinine (as for the conversion).
+    """
+    chart = table if isinstance(table, StayChart) else None
+    chosen = None
+    if max_stays is not None:
+        stays = chart.stay_ids if chart is not None else table[STAY].unique()
+        if len(stays) > max_stays:
+            chosen = np.random.default_rng(seed).choice(stays, size=max_stays, replace=False)
+    if chart is None:
+        chart = table_chart(table if chosen is None else table[table[STAY].isin(chosen)], impute=impute)
+        chosen = None
+    histories = [history for _, history in chart.by_length(chosen)]
+    return fit_population(histories, start=start, parameters=parameters, max_evaluations=max_evaluations)

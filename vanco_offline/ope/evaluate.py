@@ -10,7 +10,7 @@ report labels their rows "softened" and compares them with the softened policy's
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -29,7 +29,14 @@ from vanco_offline.ope.report import Estimate, OPEReport
 from vanco_offline.ope.settings import BehaviorSettings, IntervalSettings, SupportSettings
 from vanco_offline.ope.trajectories import Trajectories, to_trajectories
 from vanco_offline.ope.truth import SimulatorTruth, TrueValue, simulate_value
-from vanco_offline.ope.twin import TwinEstimate, TwinSettings, twin_estimate
+from vanco_offline.ope.twin import (
+    PairedDifference,
+    TwinEstimate,
+    TwinSettings,
+    from_logs,
+    paired_difference,
+    twin_estimate,
+)
 
 __all__ = ["DIRECT_ESTIMATORS", "ESTIMATORS", "evaluate"]
 
@@ -71,6 +78,7 @@ def evaluate(
     intervals: IntervalSettings | None = None,
     support: SupportSettings | None = None,
     truth: SimulatorTruth | TrueValue | None = None,
+    references: Mapping[str, Any] | None = None,
     seed: int = 0,
 ) -> OPEReport:
     """Off-policy evaluation of ``policy`` on logged stays, with intervals and diagnostics.
@@ -130,6 +138,8 @@ def evaluate(
     )
     if not 0.0 < gamma <= 1.0:
         raise ValueError(f"gamma must be in (0, 1], got {gamma!r}")
+    if references and "twin" not in chosen:
+        raise ValueError("references are compared on the twins: add 'twin' to the estimators")
     behavior = behavior or BehaviorSettings()
     intervals = intervals or IntervalSettings()
     problem = _problem(policy, data, chosen, epsilon, name, table, context, gamma, intervals, behavior, seed)
@@ -145,9 +155,9 @@ def evaluate(
         results["lfqe"] = Estimate(
             "lfqe", fit.value, percentile_interval(fit.replicates, intervals.confidence)
         )
-    twin_result = None
+    twin_result, differences = None, []
     if "twin" in chosen:
-        twin_result = _twin(problem, twin, truth, seed)
+        twin_result, differences = _twin(problem, twin, truth, references or {}, seed)
         results["twin"] = Estimate("twin", twin_result.value, twin_result.interval)
     behavior_model = _behavior_model(problem, behavior, seed)
     source, dr_model = "-", None
@@ -184,6 +194,7 @@ def evaluate(
         truth_softened=true_softened,
         twin=twin_result,
         fitted_q=neural,
+        differences=_with_truth(differences, problem, true_value, truth),
     )
 
 
@@ -248,24 +259,65 @@ def _neural_fqe(problem: _Problem, settings: FQESettings | None) -> ModelValues:
     return model_values(problem.traj, problem.pmf, problem.gamma, settings or FQESettings(), algo=algo)
 
 
-def _twin(problem: _Problem, settings: TwinSettings | None, truth: Any, seed: int) -> TwinEstimate:
+def _twin(
+    problem: _Problem,
+    settings: TwinSettings | None,
+    truth: Any,
+    references: Mapping[str, Any],
+    seed: int,
+) -> tuple[TwinEstimate, list[tuple[PairedDifference, EvaluatedPolicy]]]:
+    """The policy's twin estimate and, on the same twins, its paired differences to ``references``."""
     if settings is None:
         if isinstance(truth, SimulatorTruth):
             settings = TwinSettings(world=truth.world, seed=seed)
         else:
             settings = TwinSettings(seed=seed)
     settings = dataclasses.replace(settings, n_bootstrap=len(problem.counts), confidence=problem.confidence)
-    result = twin_estimate(
-        problem.policy,
-        problem.context.table,
-        problem.traj.stay_ids,
-        problem.gamma,
-        settings,
-        problem.context.observation_names,
-        problem.traj.horizon,
-    )
+    table, stay_ids = problem.context.table, problem.traj.stay_ids
+    if references:  # one kidney for the policy and every reference
+        settings = from_logs(settings, table, stay_ids)
+
+    def estimate_of(policy: EvaluatedPolicy) -> TwinEstimate:
+        return twin_estimate(
+            policy,
+            table,
+            stay_ids,
+            problem.gamma,
+            settings,
+            problem.context.observation_names,
+            problem.traj.horizon,
+        )
+
+    result = estimate_of(problem.policy)
     problem.notes.append(result.note)
-    return result
+    differences = []
+    for name, reference in references.items():
+        ref = as_policy(reference, name=name)
+        ref_estimate = estimate_of(ref)
+        for metric in ("value", "attainment"):
+            diff = paired_difference(result, ref_estimate, metric, problem.policy.name, ref.name)
+            differences.append((diff, ref))
+    return result, differences
+
+
+def _with_truth(
+    differences: list[tuple[PairedDifference, EvaluatedPolicy]],
+    problem: _Problem,
+    true_value: TrueValue | None,
+    truth: Any,
+) -> list[tuple[PairedDifference, float | None]]:
+    """Each paired difference with the simulator's true difference (``None`` without a simulator)."""
+    out: list[tuple[PairedDifference, float | None]] = []
+    names = problem.context.observation_names
+    true_refs: dict[str, TrueValue] = {}
+    for diff, ref in differences:
+        true = None
+        if isinstance(truth, SimulatorTruth) and true_value is not None:
+            if ref.name not in true_refs:
+                true_refs[ref.name] = simulate_value(ref, problem.gamma, truth, names)
+            true = getattr(true_value, diff.metric) - getattr(true_refs[ref.name], diff.metric)
+        out.append((diff, true))
+    return out
 
 
 def _behavior_model(problem: _Problem, behavior: BehaviorSettings, seed: int) -> BehaviorModel:

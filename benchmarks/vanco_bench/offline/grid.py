@@ -451,7 +451,7 @@ def local_fit(spec: DatasetSettings):
 
     The fit sees the dataset only -- the hospital's logs -- never a validation or test patient.
     """
-    from vanco_offline.data.local_model import fit_local_model
+    from vanco_offline.data import fit_local_model
 
     return fit_local_model(_table(spec))
 

@@ -353,6 +353,6 @@ class TwinSettings:
 def local_prior(table: Any, seed: int = 0, max_stays: int | None = 600) -> GotiModel:
     """Goti 2018 refitted to the levels of the logged ``table`` (:func:`vanco_offline.data.fit_local_model`,
     :data:`TWIN_REFITTED`): the twin's prior from the data alone, never from the true model."""
-    from vanco_offline.data.local_model import fit_local_model
+    from vanco_offline.data.pk_replay import fit_local_model
 
     return fit_local_model(table, parameters=TWIN_REFITTED, max_stays=max_stays, seed=seed).model
