@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from vanco_bench.sampling import Row, design_at, generate_sampling_logs, paired_ci
+from vanco_bench.sampling import Row, design_at, generate_sampling_logs
 from vanco_pk.policies import make_policy
 from vanco_pk.policies.sampling import DRAW_FEATURES, WithDraws
 from vanco_pk.simulate import simulate
@@ -67,10 +67,7 @@ def test_learned_head_draws_by_its_cost(logs):
         LearnedDraws(algo, float("nan"))
 
 
-def test_paired_ci_and_the_design_rule_at_matched_levels():
-    a, b = np.array([0.5, 0.7, 0.9, 0.6]), np.array([0.4, 0.7, 0.8, 0.6])
-    mean, lo, hi = paired_ci(a, b)
-    assert mean == pytest.approx(0.05) and lo < mean < hi
+def test_the_design_rule_at_matched_levels():
     rows = [
         Row("design", "", "on_request", t, 0.0, levels, 0.0, np.full(3, att), np.zeros(3))
         for t, levels, att in ((0.3, 2.0, 0.7), (0.2, 4.0, 0.8))

@@ -45,10 +45,12 @@ from vanco_pk.simulate import simulate
 from vanco_pk.targets import ATTAINMENT_DEFINITION
 from vanco_pk.world import World
 
+from vanco_bench.offline.verdict import paired_difference
+
 #: The one-line help of ``vanco-offline bench sampling`` (read by the command without importing this module).
 HELP = "when to draw a level: attainment against levels per week"
 
-__all__ = ["generate_sampling_logs", "paired_ci", "run_world"]
+__all__ = ["generate_sampling_logs", "run_world"]
 
 TEST_SEED = 10**9 + 29
 FIXED_PER_WEEK = (1, 2, 3, 5, 7)
@@ -103,14 +105,6 @@ def generate_sampling_logs(
 
     table = generate_cohort(n_stays, dosing, seed, draws=HabitDraws(), true_columns=False, scenario=scenario)
     return table.drop(columns="behavior_policy")
-
-
-def paired_ci(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
-    """Mean of the patient-level differences ``a - b`` and its normal 95 % interval."""
-    diff = np.asarray(a, np.float64) - np.asarray(b, np.float64)
-    half = 1.96 * diff.std(ddof=1) / np.sqrt(len(diff))
-    mean = float(diff.mean())
-    return mean, mean - half, mean + half
 
 
 @dataclasses.dataclass
@@ -274,7 +268,7 @@ def run_world(
         learned = next(r for r in rows if r.family == "learned" and r.setting == chosen[point]["learned"])
         design = next(r for r in rows if r.family == "design" and r.setting == chosen[point]["design"])
         for name, row in (("learned", learned), ("design rule", design)):
-            d, lo, hi = paired_ci(row.per_patient, ref.per_patient)
+            d, lo, hi = paired_difference(row.per_patient, ref.per_patient)
             ratio = row.levels / ref.levels
             if point == "A":
                 met = ratio <= FEWER and d >= 0 and lo * 100 >= -MARGIN_PP
@@ -294,7 +288,7 @@ def run_world(
                 }
             )
         matched, what = design_at(rows, learned.levels)
-        d, lo, hi = paired_ci(learned.per_patient, matched)
+        d, lo, hi = paired_difference(learned.per_patient, matched)
         verdicts.append(
             {
                 "point": point,
@@ -327,7 +321,7 @@ def format_world(result: dict[str, Any]) -> str:
     )
     lines = [f"world {result['world']}", header, "-" * len(header)]
     for r in rows:
-        d, lo, hi = paired_ci(r.per_patient, ref.per_patient)
+        d, lo, hi = paired_difference(r.per_patient, ref.per_patient)
         ci = "" if r is ref else f"{d * 100:+.1f} [{lo * 100:+.1f}, {hi * 100:+.1f}] pp"
         lines.append(
             f"{r.label:<34} {r.protocol:<15} {r.attainment:>11.3f} {ci:>25} {r.levels:>9.2f} {r.aki:>6.3f}"
@@ -416,7 +410,8 @@ def run(args: argparse.Namespace) -> int:
     print(ATTAINMENT_DEFINITION)
     print(
         "levels/wk: troughs (and peaks) drawn per 7 days; AKI: KDIGO at any decision; CIs: paired "
-        "patient-level differences, normal 95 % interval; A met: levels <= 70 % of mipd_local's, "
+        "patient-level differences, 95 % percentile-bootstrap interval over patients "
+        "(vanco_bench.offline.verdict.paired_difference); A met: levels <= 70 % of mipd_local's, "
         f"difference >= 0 and its CI's lower end >= -{MARGIN_PP:g} pp; B met: levels <= 105 % of "
         "mipd_local's, difference >= +3 pp, CI excluding 0; operating points chosen on validation patients"
     )
