@@ -98,5 +98,19 @@ def test_evaluate_compares_a_policy_with_references_on_the_same_twins():
         assert (diff.value, diff.interval) == (expected.value, expected.interval)
         assert true_diff == true[diff.metric]
     assert "paired difference, value oracle - MIPD" in str(report)
+    # An EvaluatedPolicy given as a reference is named by its key, like any other.
+    again = evaluate(
+        oracle,
+        result,
+        estimators=("twin",),
+        table=table,
+        twin=settings,
+        references={"MIPD": ReferencePolicy(mipd, name="something else")},
+        intervals=IntervalSettings(n_bootstrap=100),
+        seed=3,
+    )
+    assert [(d.reference, d.value, t) for d, t in again.differences] == [
+        ("MIPD", d.value, None) for d, _ in report.differences
+    ]
     with pytest.raises(ValueError, match="references are compared on the twins"):
         evaluate(oracle, result, estimators=("wis",), references={"MIPD": mipd})

@@ -9,6 +9,7 @@ report labels their rows "softened" and compares them with the softened policy's
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -293,6 +294,9 @@ def _twin(
     differences = []
     for name, reference in references.items():
         ref = as_policy(reference, name=name)
+        if ref.name != name:  # an EvaluatedPolicy keeps its own name: the report uses the key
+            ref = copy.copy(ref)
+            ref.name = name
         ref_estimate = estimate_of(ref)
         for metric in ("value", "attainment"):
             diff = paired_difference(result, ref_estimate, metric, problem.policy.name, ref.name)
