@@ -62,11 +62,11 @@ def test_evaluate_compares_a_policy_with_references_on_the_same_twins():
     from vanco_offline.ope import evaluate, paired_difference
     from vanco_offline.ope.twin import from_logs
 
-    table = generate_cohort(30, "clinician", seed=3)
+    table = generate_cohort(12, "clinician", seed=3)
     result = convert(table, "discrete", fill_unmeasured_level=True, covariates=True)
     traj = to_trajectories(result)
-    truth = SimulatorTruth(n_patients=100, batch=100)
-    settings = TwinSettings(n_draws=2, n_bootstrap=100, seed=3)
+    truth = SimulatorTruth(n_patients=40, batch=40)
+    settings = TwinSettings(n_draws=2, n_bootstrap=50, seed=3)
     oracle, mipd = make_policy("oracle"), make_policy("mipd")
     report = evaluate(
         oracle,
@@ -76,7 +76,7 @@ def test_evaluate_compares_a_policy_with_references_on_the_same_twins():
         twin=settings,
         truth=truth,
         references={"MIPD": mipd},
-        intervals=IntervalSettings(n_bootstrap=100),
+        intervals=IntervalSettings(n_bootstrap=50),
         seed=3,
     )
     shared = from_logs(settings, table, traj.stay_ids)
@@ -106,7 +106,7 @@ def test_evaluate_compares_a_policy_with_references_on_the_same_twins():
         table=table,
         twin=settings,
         references={"MIPD": ReferencePolicy(mipd, name="something else")},
-        intervals=IntervalSettings(n_bootstrap=100),
+        intervals=IntervalSettings(n_bootstrap=50),
         seed=3,
     )
     assert [(d.reference, d.value, t) for d, t in again.differences] == [
