@@ -84,3 +84,23 @@ def test_bench_refuses_too_few_patients_before_any_work(capsys):
     assert cli.main(["bench", "sampling", "--test-patients", "1"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "test = 1 must be at least 2" in err
+
+
+@pytest.mark.slow
+def test_residual_dosing_keeps_its_tracker_in_step_with_the_doses_given(logs):
+    # The residual_draw rows: the residual model doses, the draw head reads a tracker on the
+    # model's prior that was told every dose the simulator gave (not MIPD's own choice).
+    from vanco_bench.sampling import ResidualDosing, _residual_model
+
+    model = _residual_model(logs, steps=5, seed=0)
+    head = fit_draw_head(draw_transitions(logs), n_steps=20, seed=0)
+    dosing = ResidualDosing(model)
+    policy = WithDraws(dosing, LearnedDraws(head, 0.0))
+    trace = simulate(policy, 7, 3, protocol="on_request")
+    given = dosing.tracker.history().dose_mg
+    assert np.array_equal(given[:, : trace.dose_mg.shape[0]], trace.dose_mg.T)
+    assert dosing.tracker.model == model.population_model
+    # The same model dosing alone, on the same patients and protocol, gives the same doses
+    # until the first level the head ordered differently changes what it sees.
+    alone = simulate(ResidualDosing(model), 7, 3, protocol="every_decision")
+    assert np.array_equal(alone.dose_mg[0], trace.dose_mg[0])

@@ -17,7 +17,10 @@ Per world of ``--worlds`` (panel worlds, :data:`vanco_pk.scenario.WORLD_PANEL`):
 5. **Test patients** (seed ``10**9 + 29``; they choose nothing): every policy, MIPD on the
    refitted prior dosing, with: the world's protocol (``mipd_local``, the reference), a
    trough at every decision (the ceiling), fixed 1, 2, 3, 5 and 7 troughs a week, the design
-   rule and the learned head at each threshold / cost (``on_request``).
+   rule and the learned head at each threshold / cost (``on_request``); and the
+   ``residual_draw`` advice as a whole: the ``residual`` preset trained on the same logs
+   (its own refit; ResidualVancoIQL) dosing, on the world's protocol and with the learned
+   head at the two operating points the MIPD rows chose (:class:`ResidualDosing`).
 
 Prints per world the frontier table (attainment, paired 95 % CI against ``mipd_local``, levels
 per week, AKI) and the verdict lines: (A) ``mipd_local``'s attainment with >= 30 % fewer
@@ -42,7 +45,7 @@ from vanco_pk.policies import make_policy
 from vanco_pk.policies.sampling import FixedDraws, HabitDraws, PosteriorDraws, WithDraws
 from vanco_pk.scenario import WORLD_PANEL, get_scenario
 from vanco_pk.simulate import simulate
-from vanco_pk.targets import ATTAINMENT_DEFINITION
+from vanco_pk.targets import ATTAINMENT_DEFINITION, DOSE_GRID_MG, DOSE_MAX_MG, dose_to_grid_index
 from vanco_pk.world import World
 
 from vanco_bench.offline.verdict import paired_difference
@@ -135,6 +138,57 @@ def _score(
         trace.attainment_by_patient(),
         trace.aki.astype(np.float64),
     )
+
+
+class ResidualDosing:
+    """A trained model's dose (``train --config residual``) in :func:`vanco_pk.simulate.simulate`,
+    with a Bayesian tracker on the model's own prior kept in step with the doses it gives.
+
+    The draw rules that read a tracker (:class:`~vanco_offline.algos.sampling_iql.LearnedDraws`,
+    the design rule) read this one, as ``recommend`` reads the model's chart: an MIPD policy on
+    the model's population prior sees the chart (``action_probs``) and is told the dose given
+    (``record``), so its tracker holds what the residual policy did, not what MIPD would have.
+    """
+
+    name = "residual"
+
+    def __init__(self, model: Any, interval_h: float = 12.0):
+        from vanco_offline.rollout import observation_builder
+
+        self.algo = model.algo
+        self.interval_h = float(interval_h)
+        self.memory = make_policy("mipd", model=model.population_model, interval_h=self.interval_h)
+        self.build = observation_builder(model.observation_names, self.interval_h, model.population_model)
+
+    @property
+    def tracker(self) -> Any:
+        return self.memory.tracker
+
+    def reset(self, covariates: Any, seed: Any = None) -> None:
+        self.memory.reset(covariates, seed=seed)
+        self.build.reset(covariates)
+
+    def act(self, features: np.ndarray, info: Any) -> np.ndarray:
+        from vanco_offline.algos.dosing import predict_dose_mg
+
+        self.memory.action_probs(features, info)  # the chart into the tracker
+        dose = predict_dose_mg(self.algo, self.build(features, info))
+        # The dose the simulator gives: on the grid, as every row of this benchmark.
+        given = DOSE_GRID_MG[dose_to_grid_index(np.clip(dose, 0.0, DOSE_MAX_MG))]
+        self.memory.record(given)
+        return given
+
+
+def _residual_model(logs: pd.DataFrame, steps: int, seed: int) -> Any:
+    """The ``residual`` preset trained on the logs (its own refit of the prior), in memory."""
+    from vanco_offline.configs import load_preset
+    from vanco_offline.progress import quiet_d3rlpy
+    from vanco_offline.training import train
+
+    quiet_d3rlpy()
+    preset = load_preset("residual")
+    preset = dataclasses.replace(preset, training=dataclasses.replace(preset.training, seed=seed))
+    return train(preset, logs, n_steps=steps, log_root=None, show_progress=False).model
 
 
 def _pick(rows: Sequence[Row], levels: float, below: bool) -> Row:
@@ -262,6 +316,34 @@ def run_world(
                 c,
             )
         )
+    # The residual_draw advice as a whole: the residual dose, with the head at the chosen costs.
+    residual = _residual_model(logs, steps, seed)
+    rows.append(
+        _score(
+            ResidualDosing(residual),
+            TEST_SEED,
+            n_test,
+            world,
+            world.sampling,
+            "residual",
+            "residual (world protocol)",
+        )
+    )
+    for point in ("A", "B"):
+        c = chosen[point]["learned"]
+        rows.append(
+            _score(
+                WithDraws(ResidualDosing(residual), LearnedDraws(algo, c)),
+                TEST_SEED,
+                n_test,
+                world,
+                "on_request",
+                "residual",
+                f"residual + learned {point}, cost {c:g}",
+                c,
+            )
+        )
+    log(f"[{world.name}] residual_draw scored ({time.perf_counter() - start:.0f} s)")
     ref = rows[0]
     verdicts = []
     for point in ("A", "B"):
@@ -370,6 +452,15 @@ def plot_frontier(results: Sequence[dict[str, Any]], path: str | Path) -> Path:
         ):
             r = next(r for r in rows if r.family == family)
             ax.plot([r.levels], [r.attainment * 100], marker, ms=10, label=name)
+        residual = [r for r in rows if r.family == "residual"]
+        if residual:
+            ax.plot(
+                [r.levels for r in residual],
+                [r.attainment * 100 for r in residual],
+                "kx",
+                ms=8,
+                label="residual_draw (residual dose; protocol or learned head)",
+            )
         ax.set_title(result["world"])
         ax.set_xlabel("levels drawn per week")
         ax.set_ylabel("AUC 400-600 attainment (%)")
