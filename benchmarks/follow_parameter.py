@@ -256,7 +256,13 @@ class Follower:
                 self.follow(cmod, cname, follow_params, depth + 1)
 
 
-def measure(start: str, reading: str = "start") -> dict[str, object]:
+def package_of(module: str) -> str:
+    """The room of ``module`` when rooms are packages: ``vanco_pk``, or the first two parts."""
+    parts = module.split(".")
+    return "vanco_pk" if parts[0] == "vanco_pk" else ".".join(parts[:2])
+
+
+def measure(start: str, reading: str = "start", by: str = "module") -> dict[str, object]:
     file, function, parameter = start.split(":")
     module = module_name(Path(file))
     if module is None:
@@ -269,14 +275,15 @@ def measure(start: str, reading: str = "start") -> dict[str, object]:
     follower.follow(module, function, {parameter})
     stays: list[str] = []
     for mod, _ in follower.path:
-        if not stays or stays[-1] != mod:
-            stays.append(mod)
+        room = package_of(mod) if by == "package" else mod
+        if not stays or stays[-1] != room:
+            stays.append(room)
     seen: set[str] = set()
     returns = climbs = 0
     for i, mod in enumerate(stays):
         returns += mod in seen
         seen.add(mod)
-        if i and layer(mod) < layer(stays[i - 1]):
+        if by == "module" and i and layer(mod) < layer(stays[i - 1]):
             climbs += 1
     return {"stays": stays, "rooms": len(seen), "returns": returns, "climbs": climbs, "path": follower.path}
 
@@ -293,12 +300,19 @@ def main(argv: list[str] | None = None) -> int:
         "'start' (also names computed from it in the starting function; default), 'derived' "
         "(names computed from it in every function followed)",
     )
+    parser.add_argument(
+        "--by",
+        choices=("module", "package"),
+        default="module",
+        help="what a room is: a module (default) or a package (vanco_offline.data, vanco_offline.ope, "
+        "..., vanco_pk; a top-level module is its own); climbs are counted by module only",
+    )
     args = parser.parse_args(argv)
     for start in args.start:
-        result = measure(start, args.reading)
+        result = measure(start, args.reading, args.by)
         print(
-            f"{start} ({args.reading}): {len(result['stays'])} stays in {result['rooms']} rooms, "
-            f"{result['returns']} returns, {result['climbs']} climbs back up"
+            f"{start} ({args.reading}, by {args.by}): {len(result['stays'])} stays in "
+            f"{result['rooms']} rooms, {result['returns']} returns, {result['climbs']} climbs back up"
         )
         if args.path:
             for mod, fn in result["path"]:
